@@ -1,0 +1,173 @@
+# coro: GNU make build.
+#
+#   make                 build/libcoro.a, build/libcoro.so, examples, benchmarks
+#   make test            the suite natively, then again under Valgrind Memcheck
+#   make bench           the benchmarks, as a table with ratios to the baselines
+#   make demo            a short tour of the examples
+#   make install PREFIX=/usr/local DESTDIR=
+#   make clean
+#
+# Switches:
+#   CONTEXT=asm|ucontext                  context-switch backend (default asm)
+#   SANITIZE=address|undefined|thread     any comma-separated mix the compiler allows
+#   VALGRIND=                             empty skips the Valgrind pass of `make test`
+#   TEST_EXEC="qemu-aarch64 -L /usr/aarch64-linux-gnu"   run test binaries through this
+#   CC, CFLAGS, LDFLAGS, PREFIX, DESTDIR  as usual
+
+# ---- settings ---------------------------------------------------------------
+CC       ?= cc
+AR       ?= ar
+CFLAGS   ?= -O2 -g
+LDFLAGS  ?=
+CONTEXT  ?= asm
+SANITIZE ?=
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+VALGRIND ?= valgrind
+TEST_EXEC ?=
+TEST_ARGS ?=
+
+# A non-default configuration builds in its own folder, so switching back
+# and forth never mixes objects.
+CONFIG := $(CONTEXT)$(if $(SANITIZE),-$(subst $(comma),+,$(SANITIZE)))
+comma := ,
+ifeq ($(CONFIG),asm)
+BUILD ?= build
+else
+BUILD ?= build/$(CONFIG)
+endif
+
+ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
+
+WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wwrite-strings -Wundef -Wvla -Wformat=2
+# Flags the library needs whatever CFLAGS says.
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -pthread $(WARNINGS)
+ifeq ($(CONTEXT),ucontext)
+BASE_CFLAGS += -DCORO_CONTEXT_UCONTEXT
+else ifneq ($(CONTEXT),asm)
+$(error CONTEXT must be asm or ucontext)
+endif
+ifneq ($(SANITIZE),)
+BASE_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_LDFLAGS := -fsanitize=$(SANITIZE)
+VALGRIND :=
+endif
+ALL_CFLAGS  := $(BASE_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS := $(LDFLAGS) $(SAN_LDFLAGS) -pthread
+LIBS := -lm
+
+# ---- sources ----------------------------------------------------------------
+LIB_SRC := $(wildcard coro/*.c sched/*.c)
+ifeq ($(CONTEXT),ucontext)
+LIB_SRC := $(filter-out coro/context_asm.c,$(LIB_SRC))
+LIB_ASM :=
+else
+LIB_SRC := $(filter-out coro/context_ucontext.c,$(LIB_SRC))
+LIB_ASM := coro/switch_$(ARCH).S
+endif
+HEADERS := coro.h $(wildcard coro/*.h sched/*.h)
+PUBLIC_HEADERS := coro.h coro/coro.h sched/sched.h
+
+LIB_OBJ     := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(patsubst %.S,$(BUILD)/obj/%.o,$(LIB_ASM))
+LIB_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIB_SRC)) $(patsubst %.S,$(BUILD)/pic/%.o,$(LIB_ASM))
+
+TEST_SRC  := $(wildcard test/*.c)
+TEST_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SRC))
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRC))
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
+
+STATIC := $(BUILD)/libcoro.a
+SHARED := $(BUILD)/libcoro.so
+RUNNER := $(BUILD)/test/runner
+BENCH  := $(BUILD)/bench/coro_bench
+
+# ---- targets ----------------------------------------------------------------
+.PHONY: all lib test test-native test-valgrind bench demo install uninstall clean
+all: lib $(EXAMPLES) $(BENCH) $(RUNNER)
+lib: $(STATIC) $(SHARED)
+
+$(BUILD)/obj/%.o: %.c $(HEADERS) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/obj/%.o: %.S coro/context_frame.h Makefile
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(BUILD)/pic/%.o: %.c $(HEADERS) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+$(BUILD)/pic/%.o: %.S coro/context_frame.h Makefile
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+$(SHARED): $(LIB_PIC_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,libcoro.so.0 $(ALL_LDFLAGS) $^ -o $@ $(LIBS)
+
+$(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $< $(STATIC) -o $@ $(LIBS)
+$(RUNNER): $(TEST_OBJ) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $(TEST_OBJ) $(STATIC) -o $@ $(LIBS)
+$(BENCH): $(BENCH_OBJ) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $(BENCH_OBJ) $(STATIC) -o $@ $(LIBS)
+
+# The suite natively, then under Valgrind Memcheck when it is installed
+# (the runner fails a test whose output shows a Memcheck error, a leak, or
+# "client switching stacks?").
+test: test-native test-valgrind
+test-native: $(RUNNER)
+	$(TEST_EXEC) $(RUNNER) $(TEST_ARGS)
+test-valgrind: $(RUNNER)
+ifneq ($(VALGRIND),)
+	@if command -v $(VALGRIND) >/dev/null 2>&1; then \
+	  echo "== again under Valgrind Memcheck =="; \
+	  $(VALGRIND) -q --error-exitcode=99 --leak-check=full \
+	    --errors-for-leak-kinds=definite,indirect,possible \
+	    --show-leak-kinds=definite,indirect,possible \
+	    $(RUNNER) $(TEST_ARGS); \
+	else echo "valgrind not installed: skipping the Memcheck pass"; fi
+else
+	@echo "Valgrind pass skipped in this configuration ($(CONFIG)$(if $(TEST_EXEC), via $(TEST_EXEC)))"
+endif
+
+bench: $(BENCH)
+	$(BENCH)
+
+demo: $(EXAMPLES)
+	@sh examples/tour.sh $(BUILD)/examples
+
+# ---- install ----------------------------------------------------------------
+# Headers land as <coro.h> and <coro/coro/coro.h>, <coro/sched/sched.h>...;
+# their includes are rewritten from repository paths to installed ones.
+INCDIR := $(DESTDIR)$(PREFIX)/include
+LIBDIR := $(DESTDIR)$(PREFIX)/lib
+install: lib
+	mkdir -p $(INCDIR)/coro $(LIBDIR)/pkgconfig
+	for h in $(PUBLIC_HEADERS); do \
+	  if [ $$h = coro.h ]; then dst=$(INCDIR)/coro.h; else dst=$(INCDIR)/coro/$$h; fi; \
+	  mkdir -p $$(dirname $$dst); \
+	  sed -e 's|#include "\(coro\|sched\|sync\|io\)/|#include <coro/\1/|' \
+	      -e '/#include <coro\//s|\.h"|.h>|' $$h > $$dst; \
+	done
+	cp $(STATIC) $(LIBDIR)/libcoro.a
+	cp $(SHARED) $(LIBDIR)/libcoro.so.0
+	ln -sf libcoro.so.0 $(LIBDIR)/libcoro.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' coro.pc.in > $(LIBDIR)/pkgconfig/coro.pc
+
+VERSION := $(shell sed -n 's/^\#define CORO_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)/\2/p' coro/coro.h | paste -sd.)
+
+uninstall:
+	rm -rf $(INCDIR)/coro $(INCDIR)/coro.h $(LIBDIR)/libcoro.a $(LIBDIR)/libcoro.so \
+	       $(LIBDIR)/libcoro.so.0 $(LIBDIR)/pkgconfig/coro.pc
+
+clean:
+	rm -rf build

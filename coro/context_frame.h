@@ -1,0 +1,47 @@
+/* coro/context_frame.h: the layout of a suspended context's saved-register
+ * frame, shared by the assembly (which pushes and pops it) and by
+ * coro/context_asm.c (which builds the first frame of a new context).
+ * Offsets are from the saved stack pointer upward. Plain #defines so the
+ * .S files can include this through the C preprocessor. */
+#ifndef CORO_CONTEXT_FRAME_H
+#define CORO_CONTEXT_FRAME_H
+
+#if defined(__x86_64__)
+/*   sp+0   MXCSR (4 bytes) and x87 control word (2 bytes, at +4): the
+ *          System V ABI makes their control bits callee-saved
+ *   sp+8   r15      sp+16  r14      sp+24  r13      sp+32  r12
+ *   sp+40  rbx      sp+48  rbp
+ *   sp+56  resume address (where the `call` into the switch would return)
+ *   sp+64  the switched-to side's stack pointer after the switch        */
+#define CORO_FRAME_FPU    0
+#define CORO_FRAME_R15    8
+#define CORO_FRAME_R14    16
+#define CORO_FRAME_R13    24
+#define CORO_FRAME_R12    32
+#define CORO_FRAME_RBX    40
+#define CORO_FRAME_RBP    48
+#define CORO_FRAME_RESUME 56
+#define CORO_FRAME_SIZE   64
+/* A new context starts in coro_context_entry with r12 = arg, r13 = fn. */
+#define CORO_FRAME_ARG    CORO_FRAME_R12
+#define CORO_FRAME_FN     CORO_FRAME_R13
+
+#elif defined(__aarch64__)
+/*   sp+0   x19 x20   sp+16  x21 x22   sp+32  x23 x24   sp+48  x25 x26
+ *   sp+64  x27 x28   sp+80  x29 (frame pointer) x30 (resume address)
+ *   sp+96  d8 d9     sp+112 d10 d11   sp+128 d12 d13   sp+144 d14 d15
+ *   sp+160 FPCR (rounding and trap modes)   sp+168 unused (keeps 16-byte
+ *   alignment)   sp+176 the stack pointer after the switch              */
+#define CORO_FRAME_X19    0
+#define CORO_FRAME_X20    8
+#define CORO_FRAME_X29    80
+#define CORO_FRAME_RESUME 88
+#define CORO_FRAME_D8     96
+#define CORO_FRAME_FPCR   160
+#define CORO_FRAME_SIZE   176
+/* A new context starts in coro_context_entry with x19 = arg, x20 = fn. */
+#define CORO_FRAME_ARG    CORO_FRAME_X19
+#define CORO_FRAME_FN     CORO_FRAME_X20
+#endif
+
+#endif /* CORO_CONTEXT_FRAME_H */

@@ -1,0 +1,35 @@
+/* coro/context_ucontext.c: the portable context backend over
+ * getcontext/makecontext/swapcontext (CONTEXT=ucontext). Correct wherever
+ * POSIX ucontext exists; slower than the assembly because swapcontext saves
+ * and restores the signal mask with a system call on every switch. */
+#include "coro/context.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+/* makecontext() passes only int arguments, so a pointer travels as two
+ * 32-bit halves. */
+static void entry(unsigned fn_hi, unsigned fn_lo, unsigned arg_hi, unsigned arg_lo)
+{
+    coro_context_fn fn = (coro_context_fn)(((uintptr_t)fn_hi << 32) | fn_lo);
+    void *arg = (void *)(((uintptr_t)arg_hi << 32) | arg_lo);
+    fn(arg);
+    abort(); /* fn must switch away for good, never return */
+}
+
+void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t size,
+                       coro_context_fn fn, void *arg)
+{
+    uintptr_t f = (uintptr_t)fn, a = (uintptr_t)arg;
+    getcontext(&ctx->uc);
+    ctx->uc.uc_stack.ss_sp = stack_lo;
+    ctx->uc.uc_stack.ss_size = size;
+    ctx->uc.uc_link = NULL;
+    makecontext(&ctx->uc, (void (*)(void))entry, 4,
+                (unsigned)(f >> 32), (unsigned)f, (unsigned)(a >> 32), (unsigned)a);
+}
+
+void coro_context_switch(coro_context_t *from, coro_context_t *to)
+{
+    swapcontext(&from->uc, &to->uc);
+}

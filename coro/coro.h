@@ -1,0 +1,54 @@
+/* coro/coro.h: the ground floor's public names: the coroutine body type,
+ * spawn options, time units and version. Included by <coro.h>; never
+ * includes a header from a floor above. */
+#ifndef CORO_CORO_H
+#define CORO_CORO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CORO_VERSION_MAJOR 0
+#define CORO_VERSION_MINOR 1
+#define CORO_VERSION_PATCH 0
+
+/* A coroutine's body. Its return value is the coroutine's status
+ * (0 = success), collected by coro_join() or a task group. */
+typedef int (*coro_fn)(void *arg);
+
+/* The coroutine handle: opaque, owned by the scheduler. */
+typedef struct coro coro_t;
+
+/* Options for coro_spawn_opts(). Zero-initialise and set what you need. */
+typedef struct coro_opts {
+    /* Usable stack bytes, rounded up to whole pages. 0 picks
+     * CORO_STACK_DEFAULT; less than CORO_STACK_MIN, or more than
+     * CORO_STACK_MAX, is EINVAL. */
+    size_t stack_size;
+    /* Shown in dumps, deadlock reports and stack-overflow messages.
+     * Copied; NULL means unnamed. */
+    const char *name;
+} coro_opts_t;
+
+/* Stack sizes. The default costs address space, not memory: pages are
+ * committed only when touched, so an idle coroutine costs about one page. */
+#define CORO_STACK_DEFAULT ((size_t)128 * 1024)
+#define CORO_STACK_MIN     ((size_t)16 * 1024)
+#define CORO_STACK_MAX     ((size_t)1024 * 1024 * 1024)
+
+/* Time is int64_t nanoseconds on the monotonic clock. */
+#define CORO_NS    ((int64_t)1)
+#define CORO_US    ((int64_t)1000)
+#define CORO_MS    ((int64_t)1000000)
+#define CORO_SEC   ((int64_t)1000000000)
+/* "No deadline": a time that never comes. */
+#define CORO_NEVER INT64_MAX
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CORO_CORO_H */

@@ -1,0 +1,136 @@
+/* coro/fiber.c: fibers: creation on a pooled stack, the switch with its
+ * Valgrind and sanitizer annotations, and the entry trampoline that owns a
+ * fiber's start (see coro/fiber.h). */
+#include "coro/fiber.h"
+#include "coro/sanitize.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+__thread coro_fiber_t *coro_fiber_running __attribute__((tls_model("initial-exec")));
+
+#if CORO_ASAN
+/* The fiber we switched away from, so the side that lands can tell ASan's
+ * answer about the old stack to the right fiber. */
+static __thread coro_fiber_t *tls_switched_from __attribute__((tls_model("initial-exec")));
+
+/* Finish an ASan switch on the landing side. `fake` is the landing fiber's
+ * saved fake stack (NULL on first entry). */
+static void asan_landed(void *fake)
+{
+    const void *bottom;
+    size_t size;
+    __sanitizer_finish_switch_fiber(fake, &bottom, &size);
+    coro_fiber_t *prev = tls_switched_from;
+    if (prev && !prev->stack.lo && !prev->asan_bottom) {
+        /* The thread's own stack: ASan just told us its bounds. */
+        prev->asan_bottom = bottom;
+        prev->asan_size = size;
+    }
+}
+#endif
+
+size_t coro_fiber_stack_bytes(const coro_fiber_t *f)
+{
+    return (size_t)((const char *)f - f->stack.lo);
+}
+
+static void fiber_entry(void *arg)
+{
+    coro_fiber_t *f = arg;
+#if CORO_ASAN
+    asan_landed(NULL);
+#endif
+    f->body(f);
+    /* The body must leave through coro_fiber_exit. */
+    fprintf(stderr, "coro: fiber %llu returned from its body\n", (unsigned long long)f->id);
+    abort();
+}
+
+void coro_fiber_init_thread(coro_fiber_t *f)
+{
+    memset(f, 0, sizeof *f);
+#if CORO_TSAN
+    f->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    coro_fiber_running = f;
+}
+
+void coro_fiber_fini_thread(coro_fiber_t *f)
+{
+    if (coro_fiber_running == f)
+        coro_fiber_running = NULL;
+}
+
+coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body body)
+{
+    coro_stack_t st;
+    if (coro_stack_alloc(&st, stack_size) != 0)
+        return NULL;
+    /* The header sits at the top, 64-byte aligned (a cache line). */
+    hdr_size = (hdr_size + 63) & ~(size_t)63;
+    char *hdr = st.lo + st.size - hdr_size;
+    memset(hdr, 0, hdr_size);
+    coro_fiber_t *f = (coro_fiber_t *)(void *)hdr;
+    f->stack = st;
+    f->body = body;
+    size_t usable = (size_t)(hdr - st.lo);
+#if CORO_ASAN
+    /* A reused stack may still carry poison from frames of a fiber that
+     * never returned through them. */
+    ASAN_UNPOISON_MEMORY_REGION(st.lo, usable);
+    f->asan_bottom = st.lo;
+    f->asan_size = usable;
+#endif
+#if CORO_TSAN
+    f->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    f->vg_stack_id = VALGRIND_STACK_REGISTER(st.lo, hdr);
+    coro_context_make(&f->ctx, st.lo, usable, fiber_entry, f);
+    return f;
+}
+
+void coro_fiber_switch(coro_fiber_t *from, coro_fiber_t *to)
+{
+    coro_fiber_running = to;
+#if CORO_ASAN
+    tls_switched_from = from;
+    __sanitizer_start_switch_fiber(&from->asan_fake, to->asan_bottom, to->asan_size);
+#endif
+#if CORO_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    coro_context_switch(&from->ctx, &to->ctx);
+#if CORO_ASAN
+    asan_landed(from->asan_fake);
+#endif
+}
+
+void coro_fiber_exit(coro_fiber_t *from, coro_fiber_t *to)
+{
+    coro_fiber_running = to;
+#if CORO_ASAN
+    tls_switched_from = from;
+    /* NULL: this fiber is leaving for good, so ASan drops its fake stack. */
+    __sanitizer_start_switch_fiber(NULL, to->asan_bottom, to->asan_size);
+#endif
+#if CORO_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    coro_context_switch(&from->ctx, &to->ctx);
+    fprintf(stderr, "coro: a finished fiber was resumed\n");
+    abort();
+}
+
+void coro_fiber_free(coro_fiber_t *f)
+{
+    coro_stack_t st = f->stack; /* f lives on that stack */
+    VALGRIND_STACK_DEREGISTER(f->vg_stack_id);
+#if CORO_TSAN
+    __tsan_destroy_fiber(f->tsan_fiber);
+#endif
+    free(f->name);
+    coro_stack_free(&st);
+}

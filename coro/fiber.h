@@ -1,0 +1,84 @@
+/* coro/fiber.h: the coroutine object of the ground floor: a context, the
+ * stack it runs on, its identity, and the bookkeeping that Valgrind and the
+ * sanitizers need on every switch. It knows nothing about scheduling.
+ *
+ * A fiber lives at the top of its own stack, inside a header the caller
+ * sizes (sched/ puts its whole coroutine struct there), so an idle
+ * coroutine costs one page for both its struct and its first frames:
+ *
+ *   lo                                   hdr                 lo + size
+ *   +--------------------------------------+--------------------+
+ *   | stack (grows down from hdr)      <-- | header: fiber, ... |
+ *   +--------------------------------------+--------------------+
+ *
+ * The thread's own stack is a fiber too (coro_fiber_init_thread): the
+ * scheduler's context. */
+#ifndef CORO_FIBER_H
+#define CORO_FIBER_H
+
+#include "coro/context.h"
+#include "coro/stack.h"
+
+#include <stdint.h>
+
+typedef struct coro_fiber coro_fiber_t;
+typedef void (*coro_fiber_body)(coro_fiber_t *f);
+
+struct coro_fiber {
+    /* Saved registers while switched out. */
+    coro_context_t ctx;
+    /* The stack; zeroed for the thread's own fiber. */
+    coro_stack_t stack;
+    /* Runs on the fiber's first switch-in; must end with coro_fiber_exit. */
+    coro_fiber_body body;
+    /* Identity for messages (the overflow report, dumps). */
+    uint64_t id;
+    char *name;
+    /* Valgrind's handle for the registered stack. */
+    unsigned vg_stack_id;
+    /* AddressSanitizer: the fake stack saved while switched out, and the
+     * stack bounds announced when switching to this fiber (for the
+     * thread's own fiber they are learned on its first switch out). */
+    void *asan_fake;
+    const void *asan_bottom;
+    size_t asan_size;
+    /* ThreadSanitizer's fiber handle. */
+    void *tsan_fiber;
+};
+
+/* The fiber running on this thread (NULL before the first
+ * coro_fiber_init_thread). Read by the overflow handler. */
+extern __thread coro_fiber_t *coro_fiber_running
+    __attribute__((tls_model("initial-exec")));
+
+/* Make f stand for the calling thread's own stack and mark it running. */
+void coro_fiber_init_thread(coro_fiber_t *f);
+/* Forget the thread's fiber (after the last switch back to it). */
+void coro_fiber_fini_thread(coro_fiber_t *f);
+
+/* A new fiber on a fresh stack of `stack_size` usable bytes (from
+ * coro_stack_size_for), with `hdr_size` zeroed header bytes at the top; the
+ * fiber is the first member of that header and is returned. NULL+ENOMEM. */
+coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body body);
+
+/* Switch from the running fiber `from` to `to`; returns when switched back. */
+void coro_fiber_switch(coro_fiber_t *from, coro_fiber_t *to);
+
+/* The last switch out of a fiber whose body is done: it never returns, and
+ * its stack may then be freed by whoever runs next. */
+__attribute__((noreturn)) void coro_fiber_exit(coro_fiber_t *from, coro_fiber_t *to);
+
+/* Release a fiber that is not running (and never will again): its
+ * stack (header included) goes back to the pool. */
+void coro_fiber_free(coro_fiber_t *f);
+
+/* The usable stack below the header: [stack.lo, stack.lo + bytes). */
+size_t coro_fiber_stack_bytes(const coro_fiber_t *f);
+
+/* Install the stack-overflow reporter for this thread: a SIGSEGV/SIGBUS
+ * handler (once per process) running on an alternate signal stack (one per
+ * thread). Returns 0 or -1 with errno. */
+int coro_overflow_thread_init(void);
+void coro_overflow_thread_fini(void);
+
+#endif /* CORO_FIBER_H */

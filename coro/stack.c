@@ -1,0 +1,340 @@
+/* coro/stack.c: the stack allocator (see coro/stack.h for the layout and
+ * the guard trade-off).
+ *
+ * Per thread, per stack size, a "size class" holds:
+ *   - a hot list: freed stacks kept as they are (pages still committed), so
+ *     spawn/exit churn reuses warm memory without a system call. The list
+ *     is threaded through the stacks themselves (a small record at the top
+ *     of each free stack).
+ *   - slabs: mappings carved into slots of guard + stack. A slot is either
+ *     in use (or hot), "cold" (free, pages returned to the system), or not
+ *     yet touched (above the slab's bump index). A slab whose slots are all
+ *     cold or untouched is unmapped.
+ * Freeing past the hot list's high-water mark makes the stack cold. */
+#include "coro/stack.h"
+#include "coro/coro.h"
+#include "coro/fault.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13+, include/uapi/asm-generic/mman-common.h */
+#endif
+
+/* Guard bytes below each stack. One page catches a plain overflow; more
+ * also catches a frame with large locals that steps over a single page.
+ * Guards cost address space only (no memory), so be generous. */
+#define GUARD_BYTES ((size_t)16 * 1024)
+/* Address space per slab: large enough that a million default stacks need
+ * only a few thousand mappings. */
+#define SLAB_BYTES ((size_t)32 * 1024 * 1024)
+#define SLAB_MAX_SLOTS 1024u
+
+struct size_class;
+
+typedef struct stack_slab {
+    struct stack_slab *next, *prev;   /* in the class's list of all slabs */
+    struct stack_slab *pnext, *pprev; /* in the class's "has cold or untouched slots" list */
+    int in_partial;
+    struct size_class *cls;
+    char *base;                       /* the mapping */
+    size_t bytes;
+    uint32_t nslots;
+    uint32_t bump;                    /* slots [bump, nslots) never handed out */
+    uint32_t ncold;                   /* entries in cold[] */
+    uint32_t used;                    /* slots in use or on the hot list */
+    uint32_t cold[];                  /* free slots whose pages were returned */
+} stack_slab_t;
+
+/* The record at the top of a stack on the hot list. */
+typedef struct hot_stack {
+    struct hot_stack *next;
+    stack_slab_t *slab;
+    uint32_t slot;
+} hot_stack_t;
+
+typedef struct size_class {
+    struct size_class *next;
+    size_t size;                      /* usable bytes per stack */
+    size_t slot_bytes;                /* guard + size */
+    uint32_t slots_per_slab;
+    hot_stack_t *hot;
+    unsigned nhot;
+    stack_slab_t *slabs;              /* all slabs */
+    stack_slab_t *partial;            /* slabs with a cold or untouched slot */
+} size_class_t;
+
+static __thread size_class_t *tls_classes;
+static unsigned pool_hot_max = CORO_STACK_POOL_HOT;
+
+/* How guards are made: decided once per process by the first slab. */
+enum { GUARD_UNKNOWN, GUARD_REGION, GUARD_MPROTECT };
+static int guard_mode = GUARD_UNKNOWN;
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps) {
+        long v = sysconf(_SC_PAGESIZE);
+        ps = v > 0 ? (size_t)v : 4096;
+    }
+    return ps;
+}
+
+static size_t round_pages(size_t n)
+{
+    size_t ps = page_size();
+    return (n + ps - 1) & ~(ps - 1);
+}
+
+size_t coro_stack_guard_size(void)
+{
+    return round_pages(GUARD_BYTES);
+}
+
+size_t coro_stack_size_for(size_t requested)
+{
+    if (requested == 0)
+        requested = CORO_STACK_DEFAULT;
+    if (requested < CORO_STACK_MIN || requested > CORO_STACK_MAX) {
+        errno = EINVAL;
+        return 0;
+    }
+    return round_pages(requested);
+}
+
+unsigned coro_stack_pool_set_hot(unsigned max_hot)
+{
+    unsigned old = pool_hot_max;
+    pool_hot_max = max_hot;
+    return old;
+}
+
+const char *coro_stack_guard_kind(void)
+{
+    return guard_mode == GUARD_MPROTECT ? "mprotect" : "guard-region";
+}
+
+static int decide_guard_mode(void)
+{
+    if (guard_mode == GUARD_UNKNOWN) {
+        /* CORO_STACK_GUARD=mprotect forces the fallback, so the suite can
+         * cover it on a kernel that has guard regions. */
+        const char *e = getenv("CORO_STACK_GUARD");
+        int forced = e && strcmp(e, "mprotect") == 0;
+        guard_mode = forced ? GUARD_MPROTECT : GUARD_REGION;
+    }
+    return guard_mode;
+}
+
+/* Make slot i's guard inaccessible. The first guard-region attempt also
+ * probes the kernel: EINVAL means no MADV_GUARD_INSTALL here. */
+static int install_guard(stack_slab_t *sl, uint32_t i)
+{
+    char *g = sl->base + (size_t)i * sl->cls->slot_bytes;
+    size_t gb = coro_stack_guard_size();
+    if (coro_fault(CORO_FAULT_GUARD)) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (decide_guard_mode() == GUARD_REGION) {
+        if (madvise(g, gb, MADV_GUARD_INSTALL) == 0)
+            return 0;
+        if (errno != EINVAL)
+            return -1;
+        guard_mode = GUARD_MPROTECT;
+    }
+    return mprotect(g, gb, PROT_NONE);
+}
+
+static size_class_t *class_for(size_t size)
+{
+    size_class_t *c;
+    for (c = tls_classes; c; c = c->next)
+        if (c->size == size)
+            return c;
+    c = coro_calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->size = size;
+    c->slot_bytes = coro_stack_guard_size() + size;
+    size_t n = SLAB_BYTES / c->slot_bytes;
+    c->slots_per_slab = n < 1 ? 1 : n > SLAB_MAX_SLOTS ? SLAB_MAX_SLOTS : (uint32_t)n;
+    c->next = tls_classes;
+    tls_classes = c;
+    return c;
+}
+
+static void partial_add(size_class_t *c, stack_slab_t *sl)
+{
+    if (sl->in_partial)
+        return;
+    sl->pprev = NULL;
+    sl->pnext = c->partial;
+    if (c->partial)
+        c->partial->pprev = sl;
+    c->partial = sl;
+    sl->in_partial = 1;
+}
+
+static void partial_remove(size_class_t *c, stack_slab_t *sl)
+{
+    if (!sl->in_partial)
+        return;
+    if (sl->pprev)
+        sl->pprev->pnext = sl->pnext;
+    else
+        c->partial = sl->pnext;
+    if (sl->pnext)
+        sl->pnext->pprev = sl->pprev;
+    sl->in_partial = 0;
+}
+
+static stack_slab_t *slab_new(size_class_t *c)
+{
+    stack_slab_t *sl = coro_malloc(sizeof *sl + c->slots_per_slab * sizeof(uint32_t));
+    if (!sl)
+        return NULL;
+    memset(sl, 0, sizeof *sl);
+    sl->cls = c;
+    sl->nslots = c->slots_per_slab;
+    sl->bytes = (size_t)sl->nslots * c->slot_bytes;
+    if (coro_fault(CORO_FAULT_MMAP)) {
+        errno = ENOMEM;
+        sl->base = MAP_FAILED;
+    } else {
+        /* MAP_NORESERVE: address space only; pages are committed when a
+         * coroutine first touches them. */
+        sl->base = mmap(NULL, sl->bytes, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    }
+    if (sl->base == MAP_FAILED) {
+        free(sl);
+        errno = ENOMEM;
+        return NULL;
+    }
+    sl->prev = NULL;
+    sl->next = c->slabs;
+    if (c->slabs)
+        c->slabs->prev = sl;
+    c->slabs = sl;
+    partial_add(c, sl);
+    return sl;
+}
+
+static void slab_unmap(size_class_t *c, stack_slab_t *sl)
+{
+    partial_remove(c, sl);
+    if (sl->prev)
+        sl->prev->next = sl->next;
+    else
+        c->slabs = sl->next;
+    if (sl->next)
+        sl->next->prev = sl->prev;
+    munmap(sl->base, sl->bytes);
+    free(sl);
+}
+
+static void fill(coro_stack_t *st, stack_slab_t *sl, uint32_t slot)
+{
+    st->lo = sl->base + (size_t)slot * sl->cls->slot_bytes + coro_stack_guard_size();
+    st->size = sl->cls->size;
+    st->slab = sl;
+    st->slot = slot;
+}
+
+int coro_stack_alloc(coro_stack_t *st, size_t size)
+{
+    size_class_t *c = class_for(size);
+    if (!c)
+        return -1;
+    if (c->hot) {
+        hot_stack_t *h = c->hot;
+        c->hot = h->next;
+        c->nhot--;
+        fill(st, h->slab, h->slot);
+        return 0;
+    }
+    stack_slab_t *sl = c->partial;
+    if (!sl && !(sl = slab_new(c)))
+        return -1;
+    uint32_t slot;
+    if (sl->ncold > 0) {
+        slot = sl->cold[--sl->ncold];
+    } else {
+        slot = sl->bump;
+        if (install_guard(sl, slot) != 0) {
+            int e = errno;
+            if (sl->used == 0 && sl->ncold == 0 && sl->bump == 0)
+                slab_unmap(c, sl);
+            errno = e == EINVAL ? EINVAL : ENOMEM;
+            return -1;
+        }
+        sl->bump++;
+    }
+    if (sl->ncold == 0 && sl->bump == sl->nslots)
+        partial_remove(c, sl);
+    sl->used++;
+    fill(st, sl, slot);
+    return 0;
+}
+
+/* Return a stack's pages to the system and its slot to the slab; unmap the
+ * slab once nothing in it is in use. */
+static void make_cold(size_class_t *c, stack_slab_t *sl, uint32_t slot)
+{
+    char *lo = sl->base + (size_t)slot * c->slot_bytes + coro_stack_guard_size();
+    madvise(lo, c->size, MADV_DONTNEED); /* guard regions survive DONTNEED */
+    sl->cold[sl->ncold++] = slot;
+    sl->used--;
+    if (sl->used == 0)
+        slab_unmap(c, sl);
+    else
+        partial_add(c, sl);
+}
+
+void coro_stack_free(const coro_stack_t *st)
+{
+    stack_slab_t *sl = st->slab;
+    size_class_t *c = sl->cls;
+    uint32_t slot = st->slot;
+    if (c->nhot < pool_hot_max) {
+        hot_stack_t *h = (hot_stack_t *)(st->lo + st->size - sizeof(hot_stack_t));
+        h->slab = sl;
+        h->slot = slot;
+        h->next = c->hot;
+        c->hot = h;
+        c->nhot++;
+        return;
+    }
+    make_cold(c, sl, slot);
+}
+
+void coro_stack_pool_release(void)
+{
+    size_class_t *c, *next, *kept = NULL;
+    for (c = tls_classes; c; c = next) {
+        next = c->next;
+        while (c->hot) {
+            hot_stack_t *h = c->hot;
+            c->hot = h->next;
+            c->nhot--;
+            /* No need to zap pages of a slab about to be unmapped. */
+            stack_slab_t *sl = h->slab;
+            sl->cold[sl->ncold++] = h->slot;
+            if (--sl->used == 0)
+                slab_unmap(c, sl);
+        }
+        if (c->slabs) { /* stacks still in use: keep the class */
+            c->next = kept;
+            kept = c;
+        } else {
+            free(c);
+        }
+    }
+    tls_classes = kept;
+}

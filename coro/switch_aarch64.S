@@ -1,0 +1,68 @@
+/* coro/switch_aarch64.S: the context switch for aarch64 (AAPCS64).
+ *
+ *   void coro_context_switch(coro_context_t *from, coro_context_t *to);
+ *                                            x0                x1
+ *
+ * Saves what AAPCS64 makes callee-saved: x19-x28, the frame pointer x29,
+ * the link register x30 (the resume address), the low halves d8-d15 of
+ * v8-v15, and the stack pointer; plus FPCR (rounding and trap modes), which
+ * is per-thread state that a coroutine may change. FPCR is written back
+ * only when it differs, because writing it can be slow on some cores.
+ * The frame is drawn in coro/context_frame.h.
+ *
+ * It resumes with `br x30`, not `ret`: `ret` is predicted from the
+ * return-address stack, which a switch always defeats. */
+#include "coro/context_frame.h"
+
+        .text
+        .globl  coro_context_switch
+        .type   coro_context_switch, %function
+        .p2align 4
+coro_context_switch:
+        sub     sp, sp, #CORO_FRAME_SIZE
+        stp     x19, x20, [sp, #0]
+        stp     x21, x22, [sp, #16]
+        stp     x23, x24, [sp, #32]
+        stp     x25, x26, [sp, #48]
+        stp     x27, x28, [sp, #64]
+        stp     x29, x30, [sp, #80]
+        stp     d8,  d9,  [sp, #96]
+        stp     d10, d11, [sp, #112]
+        stp     d12, d13, [sp, #128]
+        stp     d14, d15, [sp, #144]
+        mrs     x9, fpcr
+        str     x9, [sp, #CORO_FRAME_FPCR]
+        mov     x10, sp
+        str     x10, [x0]               /* from->sp */
+        ldr     x10, [x1]               /* to->sp */
+        mov     sp, x10
+        ldr     x10, [sp, #CORO_FRAME_FPCR]
+        cmp     x9, x10
+        b.eq    1f
+        msr     fpcr, x10
+1:      ldp     x19, x20, [sp, #0]
+        ldp     x21, x22, [sp, #16]
+        ldp     x23, x24, [sp, #32]
+        ldp     x25, x26, [sp, #48]
+        ldp     x27, x28, [sp, #64]
+        ldp     x29, x30, [sp, #80]
+        ldp     d8,  d9,  [sp, #96]
+        ldp     d10, d11, [sp, #112]
+        ldp     d12, d13, [sp, #128]
+        ldp     d14, d15, [sp, #144]
+        add     sp, sp, #CORO_FRAME_SIZE
+        br      x30
+        .size   coro_context_switch, .-coro_context_switch
+
+/* The first resume of a new context lands here with x19 = arg, x20 = fn.
+ * fn must never return. */
+        .globl  coro_context_entry
+        .type   coro_context_entry, %function
+        .p2align 4
+coro_context_entry:
+        mov     x0, x19
+        blr     x20
+        brk     #0
+        .size   coro_context_entry, .-coro_context_entry
+
+        .section .note.GNU-stack, "", %progbits

@@ -1,0 +1,143 @@
+/* sched/sched.h: the scheduler's public API: running a scheduler, spawning
+ * and joining coroutines, sleeping, cancellation, deadlines, task groups
+ * and observation. Included by <coro.h>.
+ *
+ * Conventions (see API.md): a call that fails returns -1 (or NULL) and sets
+ * errno. Every blocking call is a checkpoint: it fails with ECANCELED once
+ * the caller is cancelled (unless shielded) and with ETIMEDOUT once the
+ * caller's deadline has passed, both before it would block and while it
+ * waits. Blocking calls made outside a coroutine fail with EPERM. */
+#ifndef CORO_SCHED_SCHED_H
+#define CORO_SCHED_SCHED_H
+
+#include "coro/coro.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Running ----------------------------------------------------------- */
+
+/* Start a scheduler on the calling thread, run fn(arg) as the first
+ * coroutine (named "main") and return when every coroutine has finished.
+ * Returns fn's status.
+ * Errors: EINVAL fn is NULL; EBUSY this thread already runs a scheduler;
+ * ENOMEM no memory for the scheduler or the first coroutine; EDEADLK every
+ * coroutine is blocked and nothing (timer, fd, signal, blocking job) can ever
+ * wake one: a dump goes to stderr, the blocked coroutines are cancelled
+ * (shields overridden) so they unwind, and -1 is returned.
+ * Coroutines left unjoined when it returns are freed; their handles die. */
+int coro_main(coro_fn fn, void *arg);
+
+/* ---- Coroutines -------------------------------------------------------- */
+
+/* Create a coroutine running fn(arg), ready at once (it runs after the
+ * caller next reaches a checkpoint or yields). Must be called from a
+ * coroutine. Errors: EINVAL fn NULL or bad opts->stack_size; EPERM no
+ * scheduler on this thread; ENOMEM out of memory, address space or
+ * mappings. The handle must be joined or detached. */
+coro_t *coro_spawn(coro_fn fn, void *arg);
+coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts);
+
+/* Wait for c to end, store its status (if status is not NULL), free it.
+ * A checkpoint. Errors: EINVAL c is NULL, freed, detached, owned by a group
+ * or already being joined; EDEADLK c is the caller; EPERM outside a
+ * coroutine; ECANCELED/ETIMEDOUT the caller was cancelled or its deadline
+ * passed: c keeps running and stays joinable. */
+int coro_join(coro_t *c, int *status);
+
+/* Let c be freed when it ends; it can no longer be joined. Ignores NULL,
+ * stale handles, group children and a coroutine already being joined. */
+void coro_detach(coro_t *c);
+
+/* Cancel c: its current checkpoint (if it is parked) and every later one
+ * fail with ECANCELED, unless it has shielded itself. Sticky and
+ * idempotent; cancelling a finished or never-started coroutine is harmless
+ * (a never-started one still runs and meets ECANCELED at its first
+ * checkpoint). Returns 0. Errors: EINVAL c is NULL or a stale handle. */
+int coro_cancel(coro_t *c);
+
+/* Go to the back of the ready queue; other ready coroutines, expired timers
+ * and ready I/O get their turn. Not a checkpoint: never fails. */
+void coro_yield(void);
+
+/* Sleep for ns nanoseconds (<= 0 is a plain checkpoint), or until the
+ * monotonic time `when`. Returns 0 once the time has come.
+ * Errors: ECANCELED, ETIMEDOUT (the caller's deadline came first), EPERM. */
+int coro_sleep(int64_t ns);
+int coro_sleep_until(int64_t when);
+
+/* The calling coroutine, NULL outside one. */
+coro_t *coro_self(void);
+/* Monotonic time in nanoseconds. */
+int64_t coro_now(void);
+/* A coroutine's id (1, 2, ... per scheduler; 0 for NULL) and name ("" if
+ * none). */
+uint64_t coro_id(const coro_t *c);
+const char *coro_name(const coro_t *c);
+
+/* on != 0: cancellation is held back (deadlines still apply) so cleanup may
+ * block. Returns the previous value; -1/EPERM outside a coroutine. */
+int coro_shield(int on);
+/* 1 if the caller has been cancelled (shielded or not), else 0. */
+int coro_cancelled(void);
+
+/* ---- Deadlines (timeout scopes) ---------------------------------------- */
+
+/* deadline = min(current, now + ns); returns the old deadline, to be given
+ * back to coro_set_deadline(). Outside a coroutine they do nothing and
+ * return CORO_NEVER (errno EPERM). */
+int64_t coro_timeout(int64_t ns);
+int64_t coro_set_deadline(int64_t when);
+int64_t coro_deadline(void);
+
+/* ---- Structured concurrency -------------------------------------------- */
+
+typedef struct coro_group coro_group_t;
+enum {
+    CORO_GROUP_FAILFAST = 0, /* first non-zero status cancels the others */
+    CORO_GROUP_COLLECT = 1   /* let every child finish */
+};
+
+/* Errors: EINVAL unknown flags; ENOMEM. */
+coro_group_t *coro_group_new(int flags);
+/* As coro_spawn; the child belongs to the group (never join or detach it). */
+coro_t *coro_group_spawn(coro_group_t *g, coro_fn fn, void *arg);
+coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg,
+                              const coro_opts_t *o);
+/* Wait until every child has ended; returns 0 or the first non-zero status
+ * (in completion order). If the waiter is cancelled or its deadline passes,
+ * the children are cancelled and waited for before it returns -1 with
+ * ECANCELED/ETIMEDOUT: no child outlives its group. EINVAL g NULL; EPERM. */
+int coro_group_wait(coro_group_t *g);
+/* The next child to end, in completion order; *status gets its status. The
+ * handle stays valid until the next call on the group. NULL+ENOENT when
+ * none is left; NULL+ECANCELED/ETIMEDOUT (children keep running). */
+coro_t *coro_group_next(coro_group_t *g, int *status);
+/* Cancel every child still running. */
+void coro_group_cancel(coro_group_t *g);
+/* Cancel and wait for any children left, then free the group. */
+void coro_group_free(coro_group_t *g);
+
+/* ---- Observing --------------------------------------------------------- */
+
+/* Write every coroutine (id, name, state, what it waits on, for how long)
+ * to fd. Outside a scheduler it writes a one-line note. */
+void coro_dump(int fd);
+
+typedef struct coro_stats {
+    uint64_t switches;        /* context switches so far */
+    uint64_t spawned;         /* coroutines created */
+    uint64_t live;            /* coroutines not yet ended */
+    uint64_t io_waits;        /* coroutines parked on a descriptor now */
+    uint64_t timers;          /* armed timers (sleeps and deadlines) now */
+    int64_t max_loop_lag_ns;  /* worst lateness of a timer so far */
+} coro_stats_t;
+/* Zeroes *out outside a scheduler. */
+void coro_stats(coro_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CORO_SCHED_SCHED_H */
