@@ -33,5 +33,6 @@ void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t size,
     memcpy(frame + CORO_FRAME_RESUME, &entry, sizeof entry);
     memcpy(frame + CORO_FRAME_ARG, &arg, sizeof arg);
     memcpy(frame + CORO_FRAME_FN, &fn, sizeof fn);
+    memcpy(frame + CORO_FRAME_SELF, &ctx, sizeof ctx);
     ctx->sp = frame;
 }

@@ -22,9 +22,11 @@
 #define CORO_FRAME_RBP    48
 #define CORO_FRAME_RESUME 56
 #define CORO_FRAME_SIZE   64
-/* A new context starts in coro_context_entry with r12 = arg, r13 = fn. */
+/* A new context starts in coro_context_entry with r12 = arg, r13 = fn,
+ * r14 = its own context (for the final switch). */
 #define CORO_FRAME_ARG    CORO_FRAME_R12
 #define CORO_FRAME_FN     CORO_FRAME_R13
+#define CORO_FRAME_SELF   CORO_FRAME_R14
 
 #elif defined(__aarch64__)
 /*   sp+0   x19 x20   sp+16  x21 x22   sp+32  x23 x24   sp+48  x25 x26
@@ -39,9 +41,12 @@
 #define CORO_FRAME_D8     96
 #define CORO_FRAME_FPCR   160
 #define CORO_FRAME_SIZE   176
-/* A new context starts in coro_context_entry with x19 = arg, x20 = fn. */
+/* A new context starts in coro_context_entry with x19 = arg, x20 = fn,
+ * x21 = its own context (for the final switch). */
+#define CORO_FRAME_X21    16
 #define CORO_FRAME_ARG    CORO_FRAME_X19
 #define CORO_FRAME_FN     CORO_FRAME_X20
+#define CORO_FRAME_SELF   CORO_FRAME_X21
 #endif
 
 #endif /* CORO_CONTEXT_FRAME_H */

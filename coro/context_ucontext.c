@@ -7,26 +7,30 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* makecontext() passes only int arguments, so a pointer travels as two
+/* The context being started, handed from coro_context_make's caller to
+ * entry(): makecontext() passes only int arguments, so pointers travel as
  * 32-bit halves. */
-static void entry(unsigned fn_hi, unsigned fn_lo, unsigned arg_hi, unsigned arg_lo)
+static void entry(unsigned fn_hi, unsigned fn_lo, unsigned arg_hi, unsigned arg_lo,
+                  unsigned self_hi, unsigned self_lo)
 {
     coro_context_fn fn = (coro_context_fn)(((uintptr_t)fn_hi << 32) | fn_lo);
     void *arg = (void *)(((uintptr_t)arg_hi << 32) | arg_lo);
-    fn(arg);
-    abort(); /* fn must switch away for good, never return */
+    coro_context_t *self = (coro_context_t *)(((uintptr_t)self_hi << 32) | self_lo);
+    coro_context_t *to = fn(arg);
+    swapcontext(&self->uc, &to->uc);
+    abort(); /* never resumed */
 }
 
 void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t size,
                        coro_context_fn fn, void *arg)
 {
-    uintptr_t f = (uintptr_t)fn, a = (uintptr_t)arg;
+    uintptr_t f = (uintptr_t)fn, a = (uintptr_t)arg, c = (uintptr_t)ctx;
     getcontext(&ctx->uc);
     ctx->uc.uc_stack.ss_sp = stack_lo;
     ctx->uc.uc_stack.ss_size = size;
     ctx->uc.uc_link = NULL;
-    makecontext(&ctx->uc, (void (*)(void))entry, 4,
-                (unsigned)(f >> 32), (unsigned)f, (unsigned)(a >> 32), (unsigned)a);
+    makecontext(&ctx->uc, (void (*)(void))entry, 6, (unsigned)(f >> 32), (unsigned)f,
+                (unsigned)(a >> 32), (unsigned)a, (unsigned)(c >> 32), (unsigned)c);
 }
 
 void coro_context_switch(coro_context_t *from, coro_context_t *to)

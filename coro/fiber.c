@@ -10,6 +10,7 @@
 #include <string.h>
 
 __thread coro_fiber_t *coro_fiber_running __attribute__((tls_model("initial-exec")));
+static __thread unsigned tls_colour __attribute__((tls_model("initial-exec")));
 
 #if CORO_ASAN
 /* The fiber we switched away from, so the side that lands can tell ASan's
@@ -37,16 +38,25 @@ size_t coro_fiber_stack_bytes(const coro_fiber_t *f)
     return (size_t)((const char *)f - f->stack.lo);
 }
 
-static void fiber_entry(void *arg)
+/* Runs a fiber's body, then announces the last switch out of it; the
+ * assembly entry stub makes that switch once every C frame has returned. */
+static coro_context_t *fiber_entry(void *arg)
 {
     coro_fiber_t *f = arg;
 #if CORO_ASAN
     asan_landed(NULL);
 #endif
-    f->body(f);
-    /* The body must leave through coro_fiber_exit. */
-    fprintf(stderr, "coro: fiber %llu returned from its body\n", (unsigned long long)f->id);
-    abort();
+    coro_fiber_t *to = f->body(f);
+    coro_fiber_running = to;
+#if CORO_ASAN
+    tls_switched_from = f;
+    /* NULL: this fiber is leaving for good, so ASan drops its fake stack. */
+    __sanitizer_start_switch_fiber(NULL, to->asan_bottom, to->asan_size);
+#endif
+#if CORO_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    return &to->ctx;
 }
 
 void coro_fiber_init_thread(coro_fiber_t *f)
@@ -69,9 +79,15 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
     coro_stack_t st;
     if (coro_stack_alloc(&st, stack_size) != 0)
         return NULL;
-    /* The header sits at the top, 64-byte aligned (a cache line). */
+    /* The header sits near the top, 64-byte aligned (a cache line), lowered
+     * by a "colour" of 0-7 cache lines that changes from fiber to fiber.
+     * Without it every stack top has the same offset within its page
+     * (slots are whole pages apart), and the CPU's 4 KiB store-to-load
+     * aliasing check makes each switch wait on the other stack's stores:
+     * yield cost 24 ns instead of 5 here. */
     hdr_size = (hdr_size + 63) & ~(size_t)63;
-    char *hdr = st.lo + st.size - hdr_size;
+    size_t colour = (size_t)(tls_colour++ & 7) * 64;
+    char *hdr = st.lo + st.size - hdr_size - colour;
     memset(hdr, 0, hdr_size);
     coro_fiber_t *f = (coro_fiber_t *)(void *)hdr;
     f->stack = st;
@@ -102,26 +118,10 @@ void coro_fiber_switch(coro_fiber_t *from, coro_fiber_t *to)
 #if CORO_TSAN
     __tsan_switch_to_fiber(to->tsan_fiber, 0);
 #endif
-    coro_context_switch(&from->ctx, &to->ctx);
+    coro_context_switch_inline(&from->ctx, &to->ctx);
 #if CORO_ASAN
     asan_landed(from->asan_fake);
 #endif
-}
-
-void coro_fiber_exit(coro_fiber_t *from, coro_fiber_t *to)
-{
-    coro_fiber_running = to;
-#if CORO_ASAN
-    tls_switched_from = from;
-    /* NULL: this fiber is leaving for good, so ASan drops its fake stack. */
-    __sanitizer_start_switch_fiber(NULL, to->asan_bottom, to->asan_size);
-#endif
-#if CORO_TSAN
-    __tsan_switch_to_fiber(to->tsan_fiber, 0);
-#endif
-    coro_context_switch(&from->ctx, &to->ctx);
-    fprintf(stderr, "coro: a finished fiber was resumed\n");
-    abort();
 }
 
 void coro_fiber_free(coro_fiber_t *f)

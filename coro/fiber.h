@@ -22,14 +22,16 @@
 #include <stdint.h>
 
 typedef struct coro_fiber coro_fiber_t;
-typedef void (*coro_fiber_body)(coro_fiber_t *f);
+/* A fiber's body. It returns the fiber to switch to when it is over; the
+ * fiber is then abandoned (free it from another fiber). */
+typedef coro_fiber_t *(*coro_fiber_body)(coro_fiber_t *f);
 
 struct coro_fiber {
     /* Saved registers while switched out. */
     coro_context_t ctx;
     /* The stack; zeroed for the thread's own fiber. */
     coro_stack_t stack;
-    /* Runs on the fiber's first switch-in; must end with coro_fiber_exit. */
+    /* Runs on the fiber's first switch-in. */
     coro_fiber_body body;
     /* Identity for messages (the overflow report, dumps). */
     uint64_t id;
@@ -63,10 +65,6 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
 
 /* Switch from the running fiber `from` to `to`; returns when switched back. */
 void coro_fiber_switch(coro_fiber_t *from, coro_fiber_t *to);
-
-/* The last switch out of a fiber whose body is done: it never returns, and
- * its stack may then be freed by whoever runs next. */
-__attribute__((noreturn)) void coro_fiber_exit(coro_fiber_t *from, coro_fiber_t *to);
 
 /* Release a fiber that is not running (and never will again): its
  * stack (header included) goes back to the pool. */

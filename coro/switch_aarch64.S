@@ -54,15 +54,21 @@ coro_context_switch:
         br      x30
         .size   coro_context_switch, .-coro_context_switch
 
-/* The first resume of a new context lands here with x19 = arg, x20 = fn.
- * fn must never return. */
+/* The first resume of a new context lands here with x19 = arg, x20 = fn,
+ * x21 = the context itself. fn(arg) returns the context to switch to; the
+ * final switch is entered with `b` (no `bl`), so no return-address-stack
+ * entry is left behind. Nothing ever resumes it. */
         .globl  coro_context_entry
         .type   coro_context_entry, %function
         .p2align 4
 coro_context_entry:
         mov     x0, x19
         blr     x20
-        brk     #0
+        mov     x1, x0                  /* to: what fn returned */
+        mov     x0, x21                 /* from: this context, abandoned */
+        adr     x30, 1f
+        b       coro_context_switch
+1:      brk     #0
         .size   coro_context_entry, .-coro_context_entry
 
         .section .note.GNU-stack, "", %progbits

@@ -55,15 +55,23 @@ coro_context_switch:
         jmp     1b
         .size   coro_context_switch, .-coro_context_switch
 
-/* The first resume of a new context lands here with r12 = arg, r13 = fn
- * and rsp 16-byte aligned, as after a `ret`. fn must never return. */
+/* The first resume of a new context lands here with r12 = arg, r13 = fn,
+ * r14 = the context itself, and rsp 16-byte aligned as after a `ret`.
+ * fn(arg) returns the context to switch to; the final switch is entered
+ * like every other (push a resume address, jump), from a stack with no
+ * outstanding calls. Nothing ever resumes it. */
         .globl  coro_context_entry
         .type   coro_context_entry, @function
         .p2align 4
 coro_context_entry:
         movq    %r12, %rdi
         callq   *%r13
-        ud2
+        movq    %r14, %rdi              /* from: this context, abandoned */
+        movq    %rax, %rsi              /* to: what fn returned */
+        leaq    1f(%rip), %rcx
+        pushq   %rcx
+        jmp     coro_context_switch
+1:      ud2
         .size   coro_context_entry, .-coro_context_entry
 
         .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,149 @@
+/* sched/dump.c: seeing inside a running scheduler: coro_dump (every
+ * coroutine, its state and what it waits on, like Go's goroutine dump),
+ * coro_stats, and CORO_DEBUG=slow:<time>, which names a coroutine that ran
+ * that long without reaching a checkpoint (it was blocking the loop). */
+#include "sched/sched_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *state_name(int st)
+{
+    switch (st) {
+    case CORO_READY: return "ready";
+    case CORO_RUNNING: return "running";
+    case CORO_PARKED: return "parked";
+    default: return "done";
+    }
+}
+
+/* "1.5 s", "12 ms", "80 us", "300 ns". */
+static void fmt_duration(char *buf, size_t n, int64_t ns)
+{
+    if (ns < 0)
+        ns = 0;
+    if (ns >= 10 * CORO_SEC)
+        snprintf(buf, n, "%lld s", (long long)(ns / CORO_SEC));
+    else if (ns >= CORO_SEC)
+        snprintf(buf, n, "%.1f s", (double)ns / 1e9);
+    else if (ns >= CORO_MS)
+        snprintf(buf, n, "%lld ms", (long long)(ns / CORO_MS));
+    else if (ns >= CORO_US)
+        snprintf(buf, n, "%lld us", (long long)(ns / CORO_US));
+    else
+        snprintf(buf, n, "%lld ns", (long long)ns);
+}
+
+static void dump_one(int fd, const sched_t *s, const coro_t *c, int64_t now)
+{
+    char wait[160] = "", since[32], left[32];
+    if (c->state == CORO_PARKED) {
+        fmt_duration(since, sizeof since, now - c->wait_since);
+        int off;
+        if (c->wait_num >= 0)
+            off = snprintf(wait, sizeof wait, ", %s %lld", c->wait_what, (long long)c->wait_num);
+        else if (c->wait_obj)
+            off = snprintf(wait, sizeof wait, ", %s %p", c->wait_what, c->wait_obj);
+        else
+            off = snprintf(wait, sizeof wait, ", %s", c->wait_what);
+        if (off < 0 || (size_t)off >= sizeof wait)
+            off = (int)strlen(wait);
+        off += snprintf(wait + off, sizeof wait - (size_t)off, ", %s", since);
+        if (c->timer_index && (size_t)off < sizeof wait) {
+            fmt_duration(left, sizeof left, c->timer_when - now);
+            snprintf(wait + off, sizeof wait - (size_t)off, ", %s in %s",
+                     c->timer_when == c->deadline ? "deadline" : "wakes", left);
+        }
+    } else if (c->state == CORO_DONE) {
+        snprintf(wait, sizeof wait, ", status %d, not yet joined", c->status);
+    }
+    dprintf(fd, "coroutine %llu \"%s\" [%s%s]%s%s\n",
+            (unsigned long long)c->fiber.id, c->fiber.name ? c->fiber.name : "",
+            state_name(c->state), wait,
+            c->cancelled ? " cancelled" : "", c == s->current ? " <- current" : "");
+}
+
+void sched_dump_to(sched_t *s, int fd, const char *headline)
+{
+    int64_t now = sched_clock();
+    size_t n[4] = { 0, 0, 0, 0 };
+    for (coro_list_t *l = s->all.next; l != &s->all; l = l->next)
+        n[coro_container_of(l, coro_t, all_node)->state]++;
+    if (headline)
+        dprintf(fd, "%s\n", headline);
+    dprintf(fd, "coro: %zu coroutines: %zu running, %zu ready, %zu parked, %zu done\n",
+            n[CORO_READY] + n[CORO_RUNNING] + n[CORO_PARKED] + n[CORO_DONE],
+            n[CORO_RUNNING], n[CORO_READY], n[CORO_PARKED], n[CORO_DONE]);
+    for (coro_list_t *l = s->all.next; l != &s->all; l = l->next)
+        dump_one(fd, s, coro_container_of(l, coro_t, all_node), now);
+}
+
+void coro_dump(int fd)
+{
+    sched_t *s = sched_tls;
+    if (!s) {
+        dprintf(fd, "coro: no scheduler runs on this thread\n");
+        return;
+    }
+    sched_dump_to(s, fd, NULL);
+}
+
+void coro_stats(coro_stats_t *out)
+{
+    sched_t *s = sched_tls;
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!s)
+        return;
+    out->switches = s->switches;
+    out->spawned = s->spawned;
+    out->live = s->live;
+    out->io_waits = s->io_waits;
+    out->timers = s->heap_len;
+    out->max_loop_lag_ns = s->max_lag;
+}
+
+/* Parse "<number>[ns|us|ms|s]" (ms when no unit); 0 if malformed. */
+static int64_t parse_duration(const char *v)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || x <= 0)
+        return 0;
+    double unit = 1e6;
+    if (strncmp(end, "ns", 2) == 0) unit = 1;
+    else if (strncmp(end, "us", 2) == 0) unit = 1e3;
+    else if (strncmp(end, "ms", 2) == 0) unit = 1e6;
+    else if (*end == 's') unit = 1e9;
+    else if (*end && *end != ',') return 0;
+    return (int64_t)(x * unit);
+}
+
+void sched_debug_init(sched_t *s)
+{
+    const char *e = getenv("CORO_DEBUG");
+    if (!e)
+        return;
+    const char *p = strstr(e, "slow:");
+    if (!p)
+        return;
+    s->slow_ns = parse_duration(p + 5);
+    if (!s->slow_ns)
+        fprintf(stderr, "coro: CORO_DEBUG: cannot read \"%s\" (want slow:<n>[ns|us|ms|s])\n", p);
+    s->run_since = sched_clock();
+}
+
+void sched_debug_slow(sched_t *s, coro_t *c, int64_t ran_ns)
+{
+    (void)s;
+    char d[32];
+    fmt_duration(d, sizeof d, ran_ns);
+    fprintf(stderr, "coro: slow: coroutine %llu \"%s\" ran %s without reaching a checkpoint "
+                    "(it blocked the loop)\n",
+            (unsigned long long)c->fiber.id, c->fiber.name ? c->fiber.name : "", d);
+}

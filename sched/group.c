@@ -1,0 +1,216 @@
+/* sched/group.c: task groups (structured concurrency). A group owns its
+ * children: they cannot be joined or detached one by one, and no child
+ * outlives the group: coro_group_wait and coro_group_free return only
+ * after every child has ended, also when the waiter itself is cancelled or
+ * times out (then the children are cancelled first). */
+#include "sched/sched_int.h"
+#include "coro/fault.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct coro_group {
+    int flags;
+    /* Children still running (coro.group_node). */
+    coro_list_t children;
+    /* Children that have ended and not yet been handed out by
+     * coro_group_next, in completion order. */
+    coro_list_t done;
+    size_t nlive;
+    /* The first non-zero status, in completion order. */
+    int has_err;
+    int first_err;
+    /* Coroutines parked in coro_group_wait / coro_group_next. */
+    coro_list_t waiters;
+    /* The child coro_group_next returned last: freed at the next call. */
+    coro_t *handed_out;
+    sched_t *sched;
+};
+
+coro_group_t *coro_group_new(int flags)
+{
+    if (flags != CORO_GROUP_FAILFAST && flags != CORO_GROUP_COLLECT) {
+        errno = EINVAL;
+        return NULL;
+    }
+    coro_group_t *g = coro_calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->flags = flags;
+    coro_list_init(&g->children);
+    coro_list_init(&g->done);
+    coro_list_init(&g->waiters);
+    g->sched = sched_tls;
+    return g;
+}
+
+coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg, const coro_opts_t *o)
+{
+    sched_t *s = sched_tls;
+    if (!g) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!s) {
+        errno = EPERM;
+        return NULL;
+    }
+    coro_t *c = sched_spawn(s, fn, arg, o);
+    if (!c)
+        return NULL;
+    c->group = g;
+    g->sched = s;
+    coro_list_push_back(&g->children, &c->group_node);
+    g->nlive++;
+    return c;
+}
+
+coro_t *coro_group_spawn(coro_group_t *g, coro_fn fn, void *arg)
+{
+    return coro_group_spawn_opts(g, fn, arg, NULL);
+}
+
+static void wake_all(coro_list_t *waiters)
+{
+    coro_list_t *n;
+    while ((n = coro_list_first(waiters)) != NULL)
+        sched_wake(coro_container_of(n, sched_waiter_t, node), 0);
+}
+
+void coro_group_cancel(coro_group_t *g)
+{
+    if (!g)
+        return;
+    for (coro_list_t *n = g->children.next; n != &g->children; n = n->next)
+        coro_cancel(coro_container_of(n, coro_t, group_node));
+}
+
+void sched_group_child_done(coro_t *c)
+{
+    coro_group_t *g = c->group;
+    coro_list_remove(&c->group_node);
+    coro_list_push_back(&g->done, &c->group_node);
+    g->nlive--;
+    if (c->status != 0 && !g->has_err) {
+        g->has_err = 1;
+        g->first_err = c->status;
+        if (g->flags == CORO_GROUP_FAILFAST)
+            coro_group_cancel(g);
+    }
+    wake_all(&g->waiters);
+}
+
+static void free_handed_out(coro_group_t *g)
+{
+    if (g->handed_out) {
+        sched_free_coro(g->sched, g->handed_out);
+        g->handed_out = NULL;
+    }
+}
+
+static void free_done(coro_group_t *g)
+{
+    free_handed_out(g);
+    coro_list_t *n;
+    while ((n = coro_list_first(&g->done)) != NULL)
+        sched_free_coro(g->sched, coro_container_of(n, coro_t, group_node));
+}
+
+/* Wait until no child runs, whatever happens to the waiter: its shield is
+ * raised and its deadline lifted meanwhile. Only a deadlock unwind (which
+ * cancels every child too) can make the park fail; then yield until the
+ * cancelled children have ended. */
+static void wait_all_ended(coro_group_t *g, coro_t *self)
+{
+    int shield = self->shielded;
+    int64_t deadline = self->deadline;
+    self->shielded = 1;
+    self->deadline = CORO_NEVER;
+    while (g->nlive > 0) {
+        sched_waiter_t w;
+        coro_list_push_back(&g->waiters, &w.node);
+        if (sched_park(&w, CORO_NEVER, "group drain", g, -1) != 0)
+            coro_yield();
+    }
+    self->shielded = (uint8_t)shield;
+    self->deadline = deadline;
+}
+
+int coro_group_wait(coro_group_t *g)
+{
+    coro_t *self = sched_current();
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (!g) {
+        errno = EINVAL;
+        return -1;
+    }
+    int err = sched_checkpoint() != 0 ? errno : 0;
+    while (!err && g->nlive > 0) {
+        sched_waiter_t w;
+        coro_list_push_back(&g->waiters, &w.node);
+        if (sched_park(&w, CORO_NEVER, "group wait", g, -1) != 0)
+            err = errno;
+    }
+    if (err) {
+        coro_group_cancel(g);
+        wait_all_ended(g, self);
+        free_done(g);
+        errno = err;
+        return -1;
+    }
+    free_done(g);
+    return g->has_err ? g->first_err : 0;
+}
+
+coro_t *coro_group_next(coro_group_t *g, int *status)
+{
+    if (!g) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!sched_current()) {
+        errno = EPERM;
+        return NULL;
+    }
+    free_handed_out(g);
+    if (sched_checkpoint() != 0)
+        return NULL;
+    while (coro_list_empty(&g->done)) {
+        if (g->nlive == 0) {
+            errno = ENOENT;
+            return NULL;
+        }
+        sched_waiter_t w;
+        coro_list_push_back(&g->waiters, &w.node);
+        if (sched_park(&w, CORO_NEVER, "group next", g, -1) != 0)
+            return NULL;
+    }
+    coro_t *c = coro_container_of(g->done.next, coro_t, group_node);
+    coro_list_remove(&c->group_node);
+    g->handed_out = c;
+    if (status)
+        *status = c->status;
+    return c;
+}
+
+void coro_group_free(coro_group_t *g)
+{
+    if (!g)
+        return;
+    if (g->nlive > 0) {
+        coro_t *self = sched_current();
+        if (!self) {
+            fprintf(stderr, "coro: coro_group_free outside a coroutine with %zu children "
+                            "running; the group is not freed\n", g->nlive);
+            return;
+        }
+        coro_group_cancel(g);
+        wait_all_ended(g, self);
+    }
+    free_done(g);
+    free(g);
+}

@@ -1,0 +1,204 @@
+/* sched/park.c: the one way to wait (see sched/wait.h): checkpoints, park
+ * and wake, and what rides on them: sleep, cancellation, shields and
+ * deadlines. */
+#include "sched/sched_int.h"
+
+#include <errno.h>
+
+static inline int64_t add_sat(int64_t a, int64_t b)
+{
+    if (b > 0 && a > CORO_NEVER - b)
+        return CORO_NEVER;
+    if (b < 0 && a < INT64_MIN - b)
+        return INT64_MIN;
+    return a + b;
+}
+
+/* The errno a checkpoint of c fails with now, or 0. */
+static int checkpoint_error(const coro_t *c)
+{
+    if (c->killed || (c->cancelled && !c->shielded))
+        return ECANCELED;
+    if (c->deadline != CORO_NEVER && sched_clock() >= c->deadline)
+        return ETIMEDOUT;
+    return 0;
+}
+
+static coro_t *running(void)
+{
+    sched_t *s = sched_tls;
+    return s ? s->current : NULL;
+}
+
+coro_t *sched_current(void)
+{
+    return running();
+}
+
+int sched_checkpoint(void)
+{
+    coro_t *self = running();
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    int e = checkpoint_error(self);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
+               const void *obj, int64_t num)
+{
+    sched_t *s = sched_tls;
+    coro_t *self = s ? s->current : NULL;
+    sched_waiter_t local;
+    if (!w) {
+        w = &local;
+        coro_list_init(&w->node);
+    }
+    if (!self) {
+        coro_list_remove(&w->node);
+        errno = EPERM;
+        return -1;
+    }
+    int e = checkpoint_error(self);
+    if (e) {
+        coro_list_remove(&w->node);
+        errno = e;
+        return -1;
+    }
+    w->coro = self;
+    w->result = 0;
+    self->wait = w;
+    self->wait_what = what;
+    self->wait_obj = obj;
+    self->wait_num = num;
+    self->wait_since = s->loop_now;
+    self->wake_at = wake_at;
+    int64_t limit = wake_at < self->deadline ? wake_at : self->deadline;
+    if (limit != CORO_NEVER)
+        sched_timer_arm(s, self, limit);
+    self->state = CORO_PARKED;
+    sched_switch(s);
+    if (w->result) {
+        errno = w->result;
+        return -1;
+    }
+    return 0;
+}
+
+int sched_wake(sched_waiter_t *w, int result)
+{
+    coro_list_remove(&w->node);
+    coro_t *c = w->coro;
+    if (!c || c->wait != w || c->state != CORO_PARKED)
+        return 0;
+    sched_t *s = c->sched;
+    c->wait = NULL;
+    w->result = result;
+    if (c->timer_index)
+        sched_timer_disarm(s, c);
+    sched_runq_push(s, c);
+    return 1;
+}
+
+/* ---- sleep -------------------------------------------------------------- */
+
+int coro_sleep_until(int64_t when)
+{
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (when <= sched_clock()) {
+        coro_yield(); /* a zero sleep still lets the others run */
+        return 0;
+    }
+    return sched_park(NULL, when, "sleep", NULL, -1);
+}
+
+int coro_sleep(int64_t ns)
+{
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (ns <= 0) {
+        coro_yield();
+        return 0;
+    }
+    return sched_park(NULL, add_sat(sched_clock(), ns), "sleep", NULL, -1);
+}
+
+/* ---- cancellation ------------------------------------------------------- */
+
+int coro_cancel(coro_t *c)
+{
+    sched_t *s = sched_tls;
+    if (!sched_valid(s, c)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (c->state == CORO_DONE)
+        return 0;
+    c->cancelled = 1;
+    if (c->state == CORO_PARKED && !c->shielded)
+        sched_wake(c->wait, ECANCELED);
+    return 0;
+}
+
+int coro_shield(int on)
+{
+    coro_t *self = running();
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    int old = self->shielded;
+    self->shielded = on != 0;
+    return old;
+}
+
+int coro_cancelled(void)
+{
+    coro_t *self = running();
+    return self ? (self->cancelled || self->killed) : 0;
+}
+
+/* ---- deadlines ---------------------------------------------------------- */
+
+int64_t coro_timeout(int64_t ns)
+{
+    coro_t *self = running();
+    if (!self) {
+        errno = EPERM;
+        return CORO_NEVER;
+    }
+    int64_t old = self->deadline;
+    int64_t when = add_sat(sched_clock(), ns);
+    if (when < old)
+        self->deadline = when;
+    return old;
+}
+
+int64_t coro_set_deadline(int64_t when)
+{
+    coro_t *self = running();
+    if (!self) {
+        errno = EPERM;
+        return CORO_NEVER;
+    }
+    int64_t old = self->deadline;
+    self->deadline = when;
+    return old;
+}
+
+int64_t coro_deadline(void)
+{
+    coro_t *self = running();
+    if (!self) {
+        errno = EPERM;
+        return CORO_NEVER;
+    }
+    return self->deadline;
+}

@@ -1,0 +1,190 @@
+/* sched/sched_int.h: the scheduler's private state, shared by the files
+ * of sched/ only.
+ *
+ * THE INVARIANT. Every coroutine of a scheduler is in exactly one state:
+ *   RUNNING  it is s->current (at most one; none while the scheduler's own
+ *            context polls);
+ *   READY    it is on the run queue (linked through next_ready);
+ *   PARKED   it waits on exactly one waiter (c->wait), which may be linked
+ *            into one object's wait list, and it is in the timer heap iff
+ *            its wait has a time limit;
+ *   DONE     its body returned; it waits to be joined, collected by its
+ *            group, or (detached, or the main coroutine) reaped right after
+ *            its last switch.
+ * Each is on s->all until freed. Transitions: spawn -> READY; dispatch
+ * READY -> RUNNING; yield RUNNING -> READY; park RUNNING -> PARKED; wake
+ * PARKED -> READY; return RUNNING -> DONE; join/reap DONE -> freed. */
+#ifndef CORO_SCHED_INT_H
+#define CORO_SCHED_INT_H
+
+#include "coro/fiber.h"
+#include "coro/list.h"
+#include "sched/poller.h"
+#include "sched/sched.h"
+#include "sched/wait.h"
+
+#include <stdint.h>
+
+enum coro_state { CORO_READY, CORO_RUNNING, CORO_PARKED, CORO_DONE };
+
+/* Stale-handle detection: magic is LIVE from spawn until freed. */
+#define CORO_MAGIC_LIVE 0xC0A0F1BEu
+#define CORO_MAGIC_DEAD 0xDEADC0A0u
+
+typedef struct sched sched_t;
+
+struct coro {
+    /* The ground floor's object (context, stack, id, name): first, so a
+     * fiber pointer is a coroutine pointer. The whole struct lives at the
+     * top of the coroutine's own stack. */
+    coro_fiber_t fiber;
+    uint32_t magic;
+    uint8_t state;
+    /* Sticky cancellation; shield holds it back; killed (deadlock unwind)
+     * overrides the shield. */
+    uint8_t cancelled, shielded, killed;
+    /* Freed at its end instead of being joined. */
+    uint8_t detached;
+    /* The first coroutine of coro_main: never joinable. */
+    uint8_t is_main;
+    /* Body and result. */
+    coro_fn fn;
+    void *arg;
+    int status;
+    sched_t *sched;
+    /* Run-queue link while READY. */
+    coro_t *next_ready;
+    /* While PARKED: the waiter, and what it waits on (for coro_dump). */
+    sched_waiter_t *wait;
+    const char *wait_what;
+    const void *wait_obj;
+    int64_t wait_num;
+    int64_t wait_since;
+    /* The coroutine's deadline scope (CORO_NEVER if none), and while parked
+     * the wait's own time limit (a sleep's end). */
+    int64_t deadline;
+    int64_t wake_at;
+    /* Timer-heap slot: when it fires, FIFO tie-break, 1-based index (0 =
+     * not armed). */
+    int64_t timer_when;
+    uint64_t timer_seq;
+    size_t timer_index;
+    /* A coroutine waiting in coro_join (at most one waiter). */
+    coro_list_t joiners;
+    /* Task group membership: in g->children while running, g->done after. */
+    coro_group_t *group;
+    coro_list_t group_node;
+    /* On s->all. */
+    coro_list_t all_node;
+};
+
+struct sched {
+    /* The scheduler's own context: the thread's stack in coro_main. */
+    coro_fiber_t fiber;
+    coro_t *current;
+    /* Run queue: FIFO through coro.next_ready. */
+    coro_t *runq_head, *runq_tail;
+    size_t runq_len;
+    /* Dispatches left in this pass over the run queue; at 0 the timers
+     * (and, when anything waits on it, the poller) are consulted before the
+     * next pass, so a coroutine that keeps yielding cannot starve them. */
+    size_t pass_left;
+    /* A detached coroutine that just ended: freed by whoever runs next,
+     * once nothing runs on its stack. */
+    coro_t *reap;
+    /* Timer heap: a binary min-heap of coroutines by (timer_when,
+     * timer_seq). Its capacity is kept >= live coroutines, so arming a
+     * timer never allocates. */
+    coro_t **heap;
+    size_t heap_len, heap_cap;
+    uint64_t timer_seq;
+    /* The poller, and how many parked waits only it can end (fd waits,
+     * blocking jobs, signals); 0 means polling can wake nobody. */
+    sched_poller_t *poller;
+    size_t poll_waiters;
+    size_t io_waits;
+    /* Every coroutine not yet freed; counters. */
+    coro_list_t all;
+    size_t live;
+    uint64_t next_id;
+    uint64_t spawned;
+    uint64_t switches;
+    int64_t max_lag;
+    /* Time at the last poll: the "since" of parks (a clock read per park
+     * would cost more than the park). */
+    int64_t loop_now;
+    /* The first coroutine, its status once it ends. */
+    coro_t *main;
+    int main_status;
+    /* Set once the deadlock detector has fired. */
+    int deadlocked;
+    /* CORO_DEBUG=slow:<ms>: 0 = off; when the running coroutine started. */
+    int64_t slow_ns;
+    int64_t run_since;
+};
+
+extern __thread sched_t *sched_tls __attribute__((tls_model("initial-exec")));
+
+int64_t sched_clock(void);
+
+/* Run queue. */
+static inline void sched_runq_push(sched_t *s, coro_t *c)
+{
+    c->state = CORO_READY;
+    c->next_ready = NULL;
+    if (s->runq_tail)
+        s->runq_tail->next_ready = c;
+    else
+        s->runq_head = c;
+    s->runq_tail = c;
+    s->runq_len++;
+}
+
+static inline coro_t *sched_runq_pop(sched_t *s)
+{
+    coro_t *c = s->runq_head;
+    if (c) {
+        s->runq_head = c->next_ready;
+        if (!s->runq_head)
+            s->runq_tail = NULL;
+        s->runq_len--;
+    }
+    return c;
+}
+
+/* The current coroutine has been queued, parked or has ended: run the next
+ * one (or the scheduler's context). Returns when the caller runs again. */
+void sched_switch(sched_t *s);
+/* The current coroutine has ended: pick what runs next (the caller's last
+ * switch goes there). */
+coro_fiber_t *sched_exit_next(sched_t *s);
+/* What every context does right after it is switched to. */
+void sched_after_switch(sched_t *s);
+
+/* Timer heap (sched/timer.c). */
+int sched_timer_reserve(sched_t *s, size_t n);
+void sched_timer_arm(sched_t *s, coro_t *c, int64_t when);
+void sched_timer_disarm(sched_t *s, coro_t *c);
+/* Wake every coroutine whose timer is due at `now`. */
+void sched_timer_expire(sched_t *s, int64_t now);
+/* The earliest armed time, CORO_NEVER if none. */
+static inline int64_t sched_timer_next(const sched_t *s)
+{
+    return s->heap_len ? s->heap[0]->timer_when : CORO_NEVER;
+}
+
+/* Coroutine objects (sched/spawn.c). */
+coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts);
+void sched_free_coro(sched_t *s, coro_t *c);
+int sched_valid(const sched_t *s, const coro_t *c);
+
+/* Groups (sched/group.c): a child of g has ended. */
+void sched_group_child_done(coro_t *c);
+
+/* Dump (sched/dump.c): write the dump with a headline. */
+void sched_dump_to(sched_t *s, int fd, const char *headline);
+/* CORO_DEBUG parsing and the slow-coroutine report. */
+void sched_debug_init(sched_t *s);
+void sched_debug_slow(sched_t *s, coro_t *c, int64_t ran_ns);
+
+#endif /* CORO_SCHED_INT_H */

@@ -1,0 +1,165 @@
+/* sched/spawn.c: a coroutine's life: spawn, the entry trampoline that owns
+ * its start and its end, join, detach, and freeing. */
+#include "sched/sched_int.h"
+#include "coro/fault.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+int sched_valid(const sched_t *s, const coro_t *c)
+{
+    return s && c && c->magic == CORO_MAGIC_LIVE && c->sched == s;
+}
+
+/* The current coroutine's body has returned with `status`: record it, tell
+ * whoever waits, and name the fiber to switch to. Nothing can "fall off"
+ * the end of a coroutine's stack: the trampoline owns the exit, and the
+ * entry stub makes the last switch. */
+static coro_fiber_t *coro_exit(sched_t *s, coro_t *self, int status)
+{
+    self->status = status;
+    self->state = CORO_DONE;
+    s->live--;
+    coro_list_t *j = coro_list_first(&self->joiners);
+    if (j)
+        sched_wake(coro_container_of(j, sched_waiter_t, node), 0);
+    if (self->group)
+        sched_group_child_done(self);
+    if (self->is_main)
+        s->main_status = status;
+    if (self->detached || self->is_main)
+        s->reap = self; /* freed once we are off its stack */
+    return sched_exit_next(s);
+}
+
+static coro_fiber_t *trampoline(coro_fiber_t *f)
+{
+    coro_t *self = (coro_t *)f;
+    sched_t *s = self->sched;
+    sched_after_switch(s);
+    return coro_exit(s, self, self->fn(self->arg));
+}
+
+coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
+{
+    if (!fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t size = coro_stack_size_for(opts ? opts->stack_size : 0);
+    if (!size)
+        return NULL;
+    /* One heap slot per live coroutine, so parking never allocates. */
+    if (sched_timer_reserve(s, s->live + 1) != 0)
+        return NULL;
+    char *name = NULL;
+    if (opts && opts->name && !(name = coro_strdup(opts->name)))
+        return NULL;
+    coro_fiber_t *f = coro_fiber_new(size, sizeof(coro_t), trampoline);
+    if (!f) {
+        free(name);
+        errno = ENOMEM;
+        return NULL;
+    }
+    coro_t *c = (coro_t *)f;
+    f->id = ++s->next_id;
+    f->name = name;
+    c->magic = CORO_MAGIC_LIVE;
+    c->fn = fn;
+    c->arg = arg;
+    c->sched = s;
+    c->deadline = CORO_NEVER;
+    c->wake_at = CORO_NEVER;
+    c->wait_num = -1;
+    coro_list_init(&c->joiners);
+    coro_list_init(&c->group_node);
+    coro_list_push_back(&s->all, &c->all_node);
+    s->live++;
+    s->spawned++;
+    sched_runq_push(s, c);
+    return c;
+}
+
+void sched_free_coro(sched_t *s, coro_t *c)
+{
+    (void)s;
+    coro_list_remove(&c->all_node);
+    coro_list_remove(&c->group_node);
+    c->magic = CORO_MAGIC_DEAD;
+    coro_fiber_free(&c->fiber);
+}
+
+coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts)
+{
+    sched_t *s = sched_tls;
+    if (!s) {
+        errno = EPERM;
+        return NULL;
+    }
+    return sched_spawn(s, fn, arg, opts);
+}
+
+coro_t *coro_spawn(coro_fn fn, void *arg)
+{
+    return coro_spawn_opts(fn, arg, NULL);
+}
+
+int coro_join(coro_t *c, int *status)
+{
+    sched_t *s = sched_tls;
+    coro_t *self = s ? s->current : NULL;
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (!sched_valid(s, c) || c->detached || c->group || c->is_main ||
+        coro_list_linked(&c->joiners)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (c == self) {
+        errno = EDEADLK;
+        return -1;
+    }
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (c->state != CORO_DONE) {
+        sched_waiter_t w;
+        coro_list_push_back(&c->joiners, &w.node);
+        if (sched_park(&w, CORO_NEVER, "join coroutine", c, (int64_t)c->fiber.id) != 0)
+            return -1; /* c keeps running and stays joinable */
+    }
+    if (status)
+        *status = c->status;
+    sched_free_coro(s, c);
+    return 0;
+}
+
+void coro_detach(coro_t *c)
+{
+    sched_t *s = sched_tls;
+    if (!sched_valid(s, c) || c->detached || c->group || c->is_main ||
+        coro_list_linked(&c->joiners))
+        return;
+    if (c->state == CORO_DONE) {
+        sched_free_coro(s, c);
+        return;
+    }
+    c->detached = 1;
+}
+
+coro_t *coro_self(void)
+{
+    sched_t *s = sched_tls;
+    return s ? s->current : NULL;
+}
+
+uint64_t coro_id(const coro_t *c)
+{
+    return c ? c->fiber.id : 0;
+}
+
+const char *coro_name(const coro_t *c)
+{
+    return c && c->fiber.name ? c->fiber.name : "";
+}

@@ -1,0 +1,111 @@
+/* sched/timer.c: the timer heap. A binary min-heap of parked coroutines
+ * ordered by (when, seq): seq grows with every arm, so equal deadlines fire
+ * in the order they were armed. The node is the coroutine itself (its
+ * timer_* fields), so arming never allocates: spawn keeps the array's
+ * capacity at least the number of live coroutines. Disarming an early
+ * wake is O(log n) through the stored index. */
+#include "sched/sched_int.h"
+#include "coro/fault.h"
+
+#include <errno.h>
+
+static inline int before(const coro_t *a, const coro_t *b)
+{
+    if (a->timer_when != b->timer_when)
+        return a->timer_when < b->timer_when;
+    return a->timer_seq < b->timer_seq;
+}
+
+static inline void place(sched_t *s, size_t i, coro_t *c)
+{
+    s->heap[i] = c;
+    c->timer_index = i + 1;
+}
+
+static void sift_up(sched_t *s, size_t i)
+{
+    coro_t *c = s->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!before(c, s->heap[parent]))
+            break;
+        place(s, i, s->heap[parent]);
+        i = parent;
+    }
+    place(s, i, c);
+}
+
+static void sift_down(sched_t *s, size_t i)
+{
+    coro_t *c = s->heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const coro_t *best = c;
+        if (l < s->heap_len && before(s->heap[l], best)) {
+            m = l;
+            best = s->heap[l];
+        }
+        if (r < s->heap_len && before(s->heap[r], best))
+            m = r;
+        if (m == i)
+            break;
+        place(s, i, s->heap[m]);
+        i = m;
+    }
+    place(s, i, c);
+}
+
+int sched_timer_reserve(sched_t *s, size_t n)
+{
+    if (n <= s->heap_cap)
+        return 0;
+    size_t cap = s->heap_cap ? s->heap_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    coro_t **h = coro_realloc(s->heap, cap * sizeof *h);
+    if (!h)
+        return -1;
+    s->heap = h;
+    s->heap_cap = cap;
+    return 0;
+}
+
+void sched_timer_arm(sched_t *s, coro_t *c, int64_t when)
+{
+    c->timer_when = when;
+    c->timer_seq = s->timer_seq++;
+    /* Capacity is reserved at spawn: one slot per live coroutine. */
+    size_t i = s->heap_len++;
+    s->heap[i] = c;
+    sift_up(s, i);
+}
+
+void sched_timer_disarm(sched_t *s, coro_t *c)
+{
+    size_t i = c->timer_index;
+    if (!i)
+        return;
+    i--;
+    c->timer_index = 0;
+    coro_t *last = s->heap[--s->heap_len];
+    if (i == s->heap_len)
+        return;
+    s->heap[i] = last;
+    if (i > 0 && before(last, s->heap[(i - 1) / 2]))
+        sift_up(s, i);
+    else
+        sift_down(s, i);
+}
+
+void sched_timer_expire(sched_t *s, int64_t now)
+{
+    while (s->heap_len && s->heap[0]->timer_when <= now) {
+        coro_t *c = s->heap[0];
+        int64_t lag = now - c->timer_when;
+        if (lag > s->max_lag)
+            s->max_lag = lag;
+        /* The wait's own time (a sleep's end) is success; otherwise it was
+         * the deadline. */
+        sched_wake(c->wait, c->wake_at <= now ? 0 : ETIMEDOUT);
+    }
+}

@@ -1,0 +1,62 @@
+/* sched/wait.h: the one way to wait. Every blocking call in sync/ and io/
+ * goes through these few functions; cancellation and deadlines are decided
+ * here once, never in each primitive.
+ *
+ * A primitive that must block:
+ *     sched_waiter_t w;
+ *     coro_list_push_back(&obj->waiters, &w.node);   // or leave unlinked
+ *     if (sched_park(&w, CORO_NEVER, "mutex", obj, -1) != 0)
+ *         return -1;                                 // errno says why
+ * and whoever completes the wait:
+ *     sched_wake(w, 0);                              // unlinks w, readies its coroutine
+ *
+ * The waiter lives on the waiting coroutine's stack. A wake for a timeout
+ * or a cancellation unlinks it from the object's list right away, so a
+ * waker never hands a lock or an item to a coroutine that has already been
+ * woken for another reason. Once woken, a coroutine's outcome is fixed: a
+ * later cancel does not turn a completed hand-off into ECANCELED (the
+ * cancellation shows at its next checkpoint instead). */
+#ifndef CORO_SCHED_WAIT_H
+#define CORO_SCHED_WAIT_H
+
+#include "coro/coro.h"
+#include "coro/list.h"
+
+typedef struct sched_waiter {
+    /* In the wait list of the object waited on (or unlinked). */
+    coro_list_t node;
+    /* The parked coroutine; set by sched_park. */
+    coro_t *coro;
+    /* Why it woke: 0, or an errno value (ETIMEDOUT, ECANCELED, or the
+     * waker's own, e.g. EPIPE). */
+    int result;
+    /* Free for the primitive: a value handed over with the wake. */
+    void *data;
+} sched_waiter_t;
+
+/* Fail with ECANCELED (cancelled and not shielded) or ETIMEDOUT (the
+ * deadline has passed), or EPERM outside a coroutine: what every blocking
+ * call checks before it completes, even without blocking. Returns 0 or -1. */
+int sched_checkpoint(void);
+
+/* Park the running coroutine until sched_wake(w), its deadline, a
+ * cancellation, or (if wake_at != CORO_NEVER) the time wake_at. Checks the
+ * checkpoint first. `what`, `obj` and `num` (>= 0 to show a number such as
+ * an fd or coroutine id, else -1) describe the wait for coro_dump. w may be
+ * NULL for a wait that only a timer or cancellation ends.
+ * Returns 0 when woken with 0 or when wake_at came; otherwise -1 with errno
+ * set to the wake result. On any return w is unlinked. */
+int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
+               const void *obj, int64_t num);
+
+/* Wake the coroutine parked on w with `result`: unlink w, record the
+ * result, make the coroutine ready. Returns 1, or 0 if w's coroutine is no
+ * longer parked on w (already woken for another reason); w is unlinked
+ * either way. Never blocks; call it from a coroutine of the same thread. */
+int sched_wake(sched_waiter_t *w, int result);
+
+/* The running coroutine (NULL outside one) and whether it is the same as
+ * the coroutine parked on a waiter. */
+coro_t *sched_current(void);
+
+#endif /* CORO_SCHED_WAIT_H */
