@@ -5,7 +5,6 @@
 #include "coro/context_frame.h"
 
 #include <stdint.h>
-#include <string.h>
 
 void coro_context_entry(void);
 
@@ -20,19 +19,17 @@ void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t size,
      * with an aligned stack pointer and a zeroed slot above it, which ends
      * debuggers' backtraces cleanly. */
     char *frame = (char *)(top - 16 - CORO_FRAME_SIZE);
-    memset(frame, 0, CORO_FRAME_SIZE + 16);
+    uintptr_t *words = (uintptr_t *)(void *)frame;
+    for (size_t i = 0; i < (CORO_FRAME_SIZE + 16) / sizeof(uintptr_t); i++)
+        words[i] = 0;
 #if defined(__x86_64__)
     /* The ABI's initial control values: all exceptions masked, round to
-     * nearest; x87 in double-extended precision. */
-    const uint32_t mxcsr = 0x1F80;
-    const uint16_t fpucw = 0x037F;
-    memcpy(frame + CORO_FRAME_FPU, &mxcsr, sizeof mxcsr);
-    memcpy(frame + CORO_FRAME_FPU + 4, &fpucw, sizeof fpucw);
+     * nearest (MXCSR); x87 in double-extended precision. */
+    words[CORO_FRAME_FPU / 8] = (uintptr_t)0x037F << 32 | 0x1F80;
 #endif
-    void *entry = (void *)coro_context_entry;
-    memcpy(frame + CORO_FRAME_RESUME, &entry, sizeof entry);
-    memcpy(frame + CORO_FRAME_ARG, &arg, sizeof arg);
-    memcpy(frame + CORO_FRAME_FN, &fn, sizeof fn);
-    memcpy(frame + CORO_FRAME_SELF, &ctx, sizeof ctx);
+    words[CORO_FRAME_RESUME / sizeof(uintptr_t)] = (uintptr_t)coro_context_entry;
+    words[CORO_FRAME_ARG / sizeof(uintptr_t)] = (uintptr_t)arg;
+    words[CORO_FRAME_FN / sizeof(uintptr_t)] = (uintptr_t)fn;
+    words[CORO_FRAME_SELF / sizeof(uintptr_t)] = (uintptr_t)ctx;
     ctx->sp = frame;
 }

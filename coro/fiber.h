@@ -17,6 +17,7 @@
 #define CORO_FIBER_H
 
 #include "coro/context.h"
+#include "coro/sanitize.h"
 #include "coro/stack.h"
 
 #include <stdint.h>
@@ -36,8 +37,6 @@ struct coro_fiber {
     /* Identity for messages (the overflow report, dumps). */
     uint64_t id;
     char *name;
-    /* Valgrind's handle for the registered stack. */
-    unsigned vg_stack_id;
     /* AddressSanitizer: the fake stack saved while switched out, and the
      * stack bounds announced when switching to this fiber (for the
      * thread's own fiber they are learned on its first switch out). */
@@ -59,12 +58,30 @@ void coro_fiber_init_thread(coro_fiber_t *f);
 void coro_fiber_fini_thread(coro_fiber_t *f);
 
 /* A new fiber on a fresh stack of `stack_size` usable bytes (from
- * coro_stack_size_for), with `hdr_size` zeroed header bytes at the top; the
- * fiber is the first member of that header and is returned. NULL+ENOMEM. */
+ * coro_stack_size_for), with `hdr_size` header bytes at the top; the fiber
+ * is the first member of that header and is returned, its own fields set
+ * (id 0, no name) and the rest of the header left for the caller to
+ * initialise. NULL+ENOMEM. */
 coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body body);
 
-/* Switch from the running fiber `from` to `to`; returns when switched back. */
-void coro_fiber_switch(coro_fiber_t *from, coro_fiber_t *to);
+/* Sanitizer halves of a switch (coro/fiber.c), called only in ASan and
+ * TSan builds. */
+void coro_fiber_before_switch(coro_fiber_t *from, coro_fiber_t *to);
+void coro_fiber_after_switch(coro_fiber_t *from);
+
+/* Switch from the running fiber `from` to `to`; returns when switched back.
+ * Inline: it is the heart of every yield, park and wake. */
+static inline void coro_fiber_switch(coro_fiber_t *from, coro_fiber_t *to)
+{
+    coro_fiber_running = to;
+#if CORO_ASAN || CORO_TSAN
+    coro_fiber_before_switch(from, to);
+#endif
+    coro_context_switch_inline(&from->ctx, &to->ctx);
+#if CORO_ASAN
+    coro_fiber_after_switch(from);
+#endif
+}
 
 /* Release a fiber that is not running (and never will again): its
  * stack (header included) goes back to the pool. */

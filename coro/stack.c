@@ -14,6 +14,7 @@
 #include "coro/stack.h"
 #include "coro/coro.h"
 #include "coro/fault.h"
+#include "coro/sanitize.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -50,11 +51,11 @@ typedef struct stack_slab {
     uint32_t cold[];                  /* free slots whose pages were returned */
 } stack_slab_t;
 
-/* The record at the top of a stack on the hot list. */
+/* The record at the top of a stack on the hot list: the next one, and the
+ * stack's own handle, ready to hand out again. */
 typedef struct hot_stack {
     struct hot_stack *next;
-    stack_slab_t *slab;
-    uint32_t slot;
+    coro_stack_t st;
 } hot_stack_t;
 
 typedef struct size_class {
@@ -69,6 +70,8 @@ typedef struct size_class {
 } size_class_t;
 
 static __thread size_class_t *tls_classes;
+/* The class asked for last: nearly every spawn uses the same size. */
+static __thread size_class_t *tls_last;
 static unsigned pool_hot_max = CORO_STACK_POOL_HOT;
 
 /* How guards are made: decided once per process by the first slab. */
@@ -153,10 +156,12 @@ static int install_guard(stack_slab_t *sl, uint32_t i)
 
 static size_class_t *class_for(size_t size)
 {
-    size_class_t *c;
+    size_class_t *c = tls_last;
+    if (c && c->size == size)
+        return c;
     for (c = tls_classes; c; c = c->next)
         if (c->size == size)
-            return c;
+            return tls_last = c;
     c = coro_calloc(1, sizeof *c);
     if (!c)
         return NULL;
@@ -166,7 +171,7 @@ static size_class_t *class_for(size_t size)
     c->slots_per_slab = n < 1 ? 1 : n > SLAB_MAX_SLOTS ? SLAB_MAX_SLOTS : (uint32_t)n;
     c->next = tls_classes;
     tls_classes = c;
-    return c;
+    return tls_last = c;
 }
 
 static void partial_add(size_class_t *c, stack_slab_t *sl)
@@ -239,12 +244,14 @@ static void slab_unmap(size_class_t *c, stack_slab_t *sl)
     free(sl);
 }
 
+/* A slot leaves the slab for use: describe it and register it. */
 static void fill(coro_stack_t *st, stack_slab_t *sl, uint32_t slot)
 {
     st->lo = sl->base + (size_t)slot * sl->cls->slot_bytes + coro_stack_guard_size();
     st->size = sl->cls->size;
     st->slab = sl;
     st->slot = slot;
+    st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
 }
 
 int coro_stack_alloc(coro_stack_t *st, size_t size)
@@ -256,7 +263,7 @@ int coro_stack_alloc(coro_stack_t *st, size_t size)
         hot_stack_t *h = c->hot;
         c->hot = h->next;
         c->nhot--;
-        fill(st, h->slab, h->slot);
+        *st = h->st;
         return 0;
     }
     stack_slab_t *sl = c->partial;
@@ -285,10 +292,12 @@ int coro_stack_alloc(coro_stack_t *st, size_t size)
 
 /* Return a stack's pages to the system and its slot to the slab; unmap the
  * slab once nothing in it is in use. */
-static void make_cold(size_class_t *c, stack_slab_t *sl, uint32_t slot)
+static void make_cold(size_class_t *c, const coro_stack_t *st)
 {
-    char *lo = sl->base + (size_t)slot * c->slot_bytes + coro_stack_guard_size();
-    madvise(lo, c->size, MADV_DONTNEED); /* guard regions survive DONTNEED */
+    stack_slab_t *sl = st->slab;
+    uint32_t slot = st->slot;
+    VALGRIND_STACK_DEREGISTER(st->vg_id);
+    madvise(st->lo, c->size, MADV_DONTNEED); /* guard regions survive DONTNEED */
     sl->cold[sl->ncold++] = slot;
     sl->used--;
     if (sl->used == 0)
@@ -299,19 +308,16 @@ static void make_cold(size_class_t *c, stack_slab_t *sl, uint32_t slot)
 
 void coro_stack_free(const coro_stack_t *st)
 {
-    stack_slab_t *sl = st->slab;
-    size_class_t *c = sl->cls;
-    uint32_t slot = st->slot;
+    size_class_t *c = st->slab->cls;
     if (c->nhot < pool_hot_max) {
-        hot_stack_t *h = (hot_stack_t *)(st->lo + st->size - sizeof(hot_stack_t));
-        h->slab = sl;
-        h->slot = slot;
+        hot_stack_t *h = (hot_stack_t *)(void *)(st->lo + st->size - sizeof(hot_stack_t));
+        h->st = *st;
         h->next = c->hot;
         c->hot = h;
         c->nhot++;
         return;
     }
-    make_cold(c, sl, slot);
+    make_cold(c, st);
 }
 
 void coro_stack_pool_release(void)
@@ -324,8 +330,9 @@ void coro_stack_pool_release(void)
             c->hot = h->next;
             c->nhot--;
             /* No need to zap pages of a slab about to be unmapped. */
-            stack_slab_t *sl = h->slab;
-            sl->cold[sl->ncold++] = h->slot;
+            stack_slab_t *sl = h->st.slab;
+            VALGRIND_STACK_DEREGISTER(h->st.vg_id);
+            sl->cold[sl->ncold++] = h->st.slot;
             if (--sl->used == 0)
                 slab_unmap(c, sl);
         }
@@ -337,4 +344,5 @@ void coro_stack_pool_release(void)
         }
     }
     tls_classes = kept;
+    tls_last = NULL;
 }

@@ -32,6 +32,9 @@ typedef struct coro_stack {
     /* Where it came from, to give it back. */
     struct stack_slab *slab;
     uint32_t slot;
+    /* Valgrind's id for this stack: registered while the slot is in use or
+     * warm in the pool (not per coroutine: that would cost every spawn). */
+    unsigned vg_id;
 } coro_stack_t;
 
 /* Bytes of guard below every stack (a whole number of pages). */

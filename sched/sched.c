@@ -57,7 +57,7 @@ static coro_t *pass_end(sched_t *s)
         return NULL;
     if (s->heap_len)
         sched_timer_expire(s, sched_clock());
-    s->pass_left = s->runq_len - 1;
+    s->pass_left = s->heap_len ? s->runq_len - 1 : SIZE_MAX;
     return sched_runq_pop(s);
 }
 
@@ -70,7 +70,7 @@ static inline coro_t *next_to_run(sched_t *s)
     return pass_end(s);
 }
 
-static void note_run_time(sched_t *s, coro_t *self)
+__attribute__((noinline, cold)) static void note_run_time(sched_t *s, coro_t *self)
 {
     int64_t now = sched_clock();
     if (self && now - s->run_since > s->slow_ns)
@@ -194,7 +194,7 @@ static void run_loop(sched_t *s)
         coro_t *next = sched_runq_pop(s);
         if (!next)
             continue;
-        s->pass_left = s->runq_len;
+        s->pass_left = (s->heap_len || s->poll_waiters) ? s->runq_len : SIZE_MAX;
         s->current = next;
         next->state = CORO_RUNNING;
         s->switches++;
@@ -236,7 +236,7 @@ int coro_main(coro_fn fn, void *arg)
     if (!s)
         return -1;
     coro_list_init(&s->all);
-    s->pass_left = 0;
+    s->default_stack = coro_stack_size_for(0);
     s->loop_now = sched_clock();
     if (!(s->poller = sched_poller_new()) || coro_overflow_thread_init() != 0) {
         int e = errno;

@@ -87,7 +87,10 @@ struct sched {
     size_t runq_len;
     /* Dispatches left in this pass over the run queue; at 0 the timers
      * (and, when anything waits on it, the poller) are consulted before the
-     * next pass, so a coroutine that keeps yielding cannot starve them. */
+     * next pass, so a coroutine that keeps yielding cannot starve them.
+     * With no timer armed and no poller waiter there is nothing to consult
+     * and the pass is unbounded (SIZE_MAX); arming either clamps it to the
+     * coroutines ready now (sched_pass_clamp). */
     size_t pass_left;
     /* A detached coroutine that just ended: freed by whoever runs next,
      * once nothing runs on its stack. */
@@ -113,6 +116,8 @@ struct sched {
     /* Time at the last poll: the "since" of parks (a clock read per park
      * would cost more than the park). */
     int64_t loop_now;
+    /* coro_stack_size_for(0), computed once. */
+    size_t default_stack;
     /* The first coroutine, its status once it ends. */
     coro_t *main;
     int main_status;
@@ -150,6 +155,14 @@ static inline coro_t *sched_runq_pop(sched_t *s)
         s->runq_len--;
     }
     return c;
+}
+
+/* Something the end of a pass must look at exists now (an armed timer, a
+ * poller waiter): end the current pass after the coroutines ready now. */
+static inline void sched_pass_clamp(sched_t *s)
+{
+    if (s->pass_left > s->runq_len)
+        s->pass_left = s->runq_len;
 }
 
 /* The current coroutine has been queued, parked or has ended: run the next

@@ -46,11 +46,11 @@ coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
         errno = EINVAL;
         return NULL;
     }
-    size_t size = coro_stack_size_for(opts ? opts->stack_size : 0);
-    if (!size)
+    size_t size = s->default_stack;
+    if (opts && opts->stack_size && !(size = coro_stack_size_for(opts->stack_size)))
         return NULL;
     /* One heap slot per live coroutine, so parking never allocates. */
-    if (sched_timer_reserve(s, s->live + 1) != 0)
+    if (s->live >= s->heap_cap && sched_timer_reserve(s, s->live + 1) != 0)
         return NULL;
     char *name = NULL;
     if (opts && opts->name && !(name = coro_strdup(opts->name)))
@@ -64,13 +64,24 @@ coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
     coro_t *c = (coro_t *)f;
     f->id = ++s->next_id;
     f->name = name;
+    /* Every field, explicitly: the header is not zeroed. */
     c->magic = CORO_MAGIC_LIVE;
+    c->cancelled = c->shielded = c->killed = c->detached = c->is_main = 0;
     c->fn = fn;
     c->arg = arg;
+    c->status = 0;
     c->sched = s;
+    c->wait = NULL;
+    c->wait_what = NULL;
+    c->wait_obj = NULL;
+    c->wait_num = -1;
+    c->wait_since = 0;
     c->deadline = CORO_NEVER;
     c->wake_at = CORO_NEVER;
-    c->wait_num = -1;
+    c->timer_when = 0;
+    c->timer_seq = 0;
+    c->timer_index = 0;
+    c->group = NULL;
     coro_list_init(&c->joiners);
     coro_list_init(&c->group_node);
     coro_list_push_back(&s->all, &c->all_node);
@@ -121,11 +132,13 @@ int coro_join(coro_t *c, int *status)
         errno = EDEADLK;
         return -1;
     }
-    if (sched_checkpoint() != 0)
-        return -1;
-    if (c->state != CORO_DONE) {
+    if (c->state == CORO_DONE) {
+        if (sched_checkpoint() != 0)
+            return -1;
+    } else {
         sched_waiter_t w;
         coro_list_push_back(&c->joiners, &w.node);
+        /* sched_park checks the caller's checkpoint first. */
         if (sched_park(&w, CORO_NEVER, "join coroutine", c, (int64_t)c->fiber.id) != 0)
             return -1; /* c keeps running and stays joinable */
     }

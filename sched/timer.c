@@ -78,6 +78,7 @@ void sched_timer_arm(sched_t *s, coro_t *c, int64_t when)
     size_t i = s->heap_len++;
     s->heap[i] = c;
     sift_up(s, i);
+    sched_pass_clamp(s);
 }
 
 void sched_timer_disarm(sched_t *s, coro_t *c)
