@@ -29,8 +29,8 @@ TEST_ARGS ?=
 
 # A non-default configuration builds in its own folder, so switching back
 # and forth never mixes objects.
-CONFIG := $(CONTEXT)$(if $(SANITIZE),-$(subst $(comma),+,$(SANITIZE)))
 comma := ,
+CONFIG := $(CONTEXT)$(if $(SANITIZE),-$(subst $(comma),+,$(SANITIZE)))
 ifeq ($(CONFIG),asm)
 BUILD ?= build
 else
@@ -155,7 +155,7 @@ install: lib
 	for h in $(PUBLIC_HEADERS); do \
 	  if [ $$h = coro.h ]; then dst=$(INCDIR)/coro.h; else dst=$(INCDIR)/coro/$$h; fi; \
 	  mkdir -p $$(dirname $$dst); \
-	  sed -e 's|#include "\(coro\|sched\|sync\|io\)/|#include <coro/\1/|' \
+	  sed -e 's,#include "\(coro\|sched\|sync\|io\)/,#include <coro/\1/,' \
 	      -e '/#include <coro\//s|\.h"|.h>|' $$h > $$dst; \
 	done
 	cp $(STATIC) $(LIBDIR)/libcoro.a

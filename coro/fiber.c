@@ -91,6 +91,9 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
     hdr_size = (hdr_size + 63) & ~(size_t)63;
     size_t colour = (size_t)(tls_colour++ & 7) * 64;
     char *hdr = st.lo + st.size - hdr_size - colour;
+    /* Memcheck marks stack below a popped frame as no-access; on a reused
+     * stack the new header and first frame may lie there. */
+    VALGRIND_MAKE_MEM_UNDEFINED(hdr - 1024, (size_t)(st.lo + st.size - hdr) + 1024);
     coro_fiber_t *f = (coro_fiber_t *)(void *)hdr;
     f->stack = st;
     f->body = body;
