@@ -85,6 +85,7 @@ RUNNER := $(BUILD)/test/runner
 BENCH  := $(BUILD)/bench/coro_bench
 
 # ---- targets ----------------------------------------------------------------
+.SECONDARY:
 .PHONY: all lib test test-native test-valgrind bench demo install uninstall clean
 all: lib $(EXAMPLES) $(BENCH) $(RUNNER)
 lib: $(STATIC) $(SHARED)
