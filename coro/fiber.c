@@ -145,6 +145,7 @@ void coro_fiber_free(coro_fiber_t *f)
 #if CORO_TSAN
     __tsan_destroy_fiber(f->tsan_fiber);
 #endif
-    free(f->name);
+    if (f->name)
+        free(f->name);
     coro_stack_free(&st);
 }

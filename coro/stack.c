@@ -308,7 +308,11 @@ static void make_cold(size_class_t *c, const coro_stack_t *st)
 
 void coro_stack_free(const coro_stack_t *st)
 {
-    size_class_t *c = st->slab->cls;
+    /* The handle carries its size, so the usual class is found without
+     * touching the slab. */
+    size_class_t *c = tls_last;
+    if (!c || c->size != st->size)
+        c = st->slab->cls;
     if (c->nhot < pool_hot_max) {
         hot_stack_t *h = (hot_stack_t *)(void *)(st->lo + st->size - sizeof(hot_stack_t));
         h->st = *st;
@@ -329,12 +333,8 @@ void coro_stack_pool_release(void)
             hot_stack_t *h = c->hot;
             c->hot = h->next;
             c->nhot--;
-            /* No need to zap pages of a slab about to be unmapped. */
-            stack_slab_t *sl = h->st.slab;
-            VALGRIND_STACK_DEREGISTER(h->st.vg_id);
-            sl->cold[sl->ncold++] = h->st.slot;
-            if (--sl->used == 0)
-                slab_unmap(c, sl);
+            coro_stack_t st = h->st; /* h lives on that stack */
+            make_cold(c, &st);
         }
         if (c->slabs) { /* stacks still in use: keep the class */
             c->next = kept;

@@ -33,6 +33,14 @@ enum coro_state { CORO_READY, CORO_RUNNING, CORO_PARKED, CORO_DONE };
 
 typedef struct sched sched_t;
 
+/* A timer-heap entry: its key (when it fires, arm order) beside the
+ * coroutine it wakes. */
+typedef struct sched_timer {
+    int64_t when;
+    uint64_t seq;
+    coro_t *coro;
+} sched_timer_t;
+
 struct coro {
     /* The ground floor's object (context, stack, id, name): first, so a
      * fiber pointer is a coroutine pointer. The whole struct lives at the
@@ -64,10 +72,9 @@ struct coro {
      * the wait's own time limit (a sleep's end). */
     int64_t deadline;
     int64_t wake_at;
-    /* Timer-heap slot: when it fires, FIFO tie-break, 1-based index (0 =
-     * not armed). */
+    /* While armed: when the timer fires (for coro_dump) and its 1-based
+     * slot in the timer heap (0 = not armed). */
     int64_t timer_when;
-    uint64_t timer_seq;
     size_t timer_index;
     /* A coroutine waiting in coro_join (at most one waiter). */
     coro_list_t joiners;
@@ -95,10 +102,10 @@ struct sched {
     /* A detached coroutine that just ended: freed by whoever runs next,
      * once nothing runs on its stack. */
     coro_t *reap;
-    /* Timer heap: a binary min-heap of coroutines by (timer_when,
-     * timer_seq). Its capacity is kept >= live coroutines, so arming a
-     * timer never allocates. */
-    coro_t **heap;
+    /* Timer heap: a binary min-heap of entries by (when, seq). Its
+     * capacity is kept >= live coroutines, so arming a timer never
+     * allocates. */
+    sched_timer_t *heap;
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
     /* The poller, and how many parked waits only it can end (fd waits,
@@ -183,7 +190,7 @@ void sched_timer_expire(sched_t *s, int64_t now);
 /* The earliest armed time, CORO_NEVER if none. */
 static inline int64_t sched_timer_next(const sched_t *s)
 {
-    return s->heap_len ? s->heap[0]->timer_when : CORO_NEVER;
+    return s->heap_len ? s->heap[0].when : CORO_NEVER;
 }
 
 /* Coroutine objects (sched/spawn.c). */

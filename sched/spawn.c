@@ -79,7 +79,6 @@ coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
     c->deadline = CORO_NEVER;
     c->wake_at = CORO_NEVER;
     c->timer_when = 0;
-    c->timer_seq = 0;
     c->timer_index = 0;
     c->group = NULL;
     coro_list_init(&c->joiners);

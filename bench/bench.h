@@ -1,0 +1,101 @@
+/* bench/bench.h: the benchmark harness's shared declarations.
+ *
+ * A benchmark is a function that does r->n operations and reports what it
+ * measured; bench/main.c chooses n, repeats the runs, takes the median and
+ * prints Go-style lines (`BenchmarkYield  20000000  3.10 ns/op`) and a table
+ * of ratios to each benchmark's baseline. The benchmarks themselves live in
+ * bench/bench_*.c, one file per family. */
+#ifndef CORO_BENCH_BENCH_H
+#define CORO_BENCH_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One run of one benchmark. */
+typedef struct bench_run {
+    /* In: operations to do (a multiple of the benchmark's quantum). */
+    int64_t n;
+    /* Out: wall time of the measured part, in ns (the harness sizes n so
+     * that a run takes the time it was asked for). */
+    int64_t wall_ns;
+    /* Out: the result per operation, in the benchmark's unit. */
+    double value;
+    /* Out, optional (0 = not measured): thread CPU time per operation, in
+     * ns. On a loaded machine the wall time also counts the time other
+     * processes held the CPU; this does not. */
+    double cpu_value;
+    /* Out, optional: extra text for the line's trailing comment. */
+    char note[200];
+} bench_run_t;
+
+/* Returns 0, or -1 after printing what went wrong to stderr. */
+typedef int (*bench_fn)(bench_run_t *r);
+
+enum bench_kind {
+    /* n is sized for the run time (-benchtime), the run repeated -count
+     * times and the median reported. */
+    BENCH_TIMED,
+    /* n is fixed (n_full, or n_short with -short) and the benchmark runs
+     * once: it is slow and measures memory, not time. */
+    BENCH_ONCE
+};
+
+typedef struct bench_def {
+    const char *name;       /* "BenchmarkYield" */
+    const char *unit;       /* "ns/op", "B/coroutine", ... */
+    /* The benchmark this one is compared with, NULL for a baseline. */
+    const char *baseline;
+    enum bench_kind kind;
+    /* BENCH_TIMED: n is a multiple of this (>= 1). */
+    int64_t quantum;
+    /* BENCH_ONCE: n. */
+    int64_t n_full, n_short;
+    /* Targets (0 = none): value <= target_ratio x the baseline's value,
+     * and/or value <= target_value in the benchmark's unit. */
+    double target_ratio;
+    double target_value;
+    /* Run in a forked child, so memory measurements start from a clean
+     * process and nothing the run leaves behind affects the others. */
+    int isolate;
+    bench_fn fn;
+} bench_def_t;
+
+/* ---- helpers (bench/main.c) -------------------------------------------- */
+
+/* CLOCK_MONOTONIC and CLOCK_PROCESS_CPUTIME_ID, in ns. */
+int64_t bench_now(void);
+int64_t bench_cpu_now(void);
+/* The timed part of a run: bench_start() before it, bench_stop() after
+ * `ops` operations sets r->wall_ns, r->value (wall ns per op) and
+ * r->cpu_value (thread CPU ns per op). */
+typedef struct bench_clock {
+    int64_t wall, cpu;
+} bench_clock_t;
+void bench_start(bench_clock_t *c);
+void bench_stop(const bench_clock_t *c, bench_run_t *r, int64_t ops);
+/* A "Key:   123 kB" line of /proc/self/status, in bytes; -1 if absent. */
+int64_t bench_proc_status_bytes(const char *key);
+/* Run body(r) as the first coroutine of a scheduler; 0 if it returned 0. */
+int bench_coro_main(int (*body)(void *), void *arg, const char *what);
+/* A deterministic PRNG (xorshift64*), for reproducible inputs. */
+uint64_t bench_rand(uint64_t *state);
+
+/* ---- the benchmarks ------------------------------------------------------ */
+
+/* bench/bench_switch.c */
+int bench_switch_raw(bench_run_t *r);
+int bench_yield(bench_run_t *r);
+int bench_yield_two_sites(bench_run_t *r);
+/* bench/bench_spawn.c */
+int bench_spawn_join(bench_run_t *r);
+int bench_spawn_batch(bench_run_t *r);
+#define BENCH_BATCH 1000
+/* bench/bench_sleep.c */
+#define BENCH_SLEEPERS 100000
+int bench_sleep(bench_run_t *r);
+int bench_sleep_baseline(bench_run_t *r);
+/* bench/bench_idle.c */
+int bench_idle(bench_run_t *r);
+int bench_idle_baseline(bench_run_t *r);
+
+#endif /* CORO_BENCH_BENCH_H */

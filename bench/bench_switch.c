@@ -1,0 +1,149 @@
+/* bench/bench_switch.c: the cost of one switch.
+ *
+ *   BenchmarkSwitchRaw  two bare contexts (coro/context.h) ping-ponging with
+ *                       coro_context_switch_inline, the switch the scheduler
+ *                       uses: the floor, and the baseline of the scheduler
+ *                       benchmarks.
+ *   BenchmarkYield      two coroutines ping-ponging through coro_yield()
+ *                       (run queue, pass bookkeeping, fiber switch). Both
+ *                       run the same body, so each resumes at the call site
+ *                       the other just called from: every `ret` after a
+ *                       switch is predicted by the CPU's return-stack buffer.
+ *   BenchmarkYieldTwoSites  the same with two different bodies, so coro_yield
+ *                       is called from two places, as in any real program
+ *                       (a producer and a consumer): each switch resumes a
+ *                       call other than the last one made, and the `ret` that
+ *                       leaves the switch path mispredicts.
+ * All report ns per one-way switch. */
+#include "bench/bench.h"
+
+#include "coro.h"
+#include "coro/context.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- BenchmarkSwitchRaw -------------------------------------------------- */
+
+#define RAW_STACK ((size_t)64 * 1024)
+
+typedef struct raw {
+    coro_context_t main_ctx, ping_ctx, pong_ctx;
+    int64_t rounds;
+    bench_clock_t clock;
+    bench_run_t *r;
+} raw_t;
+
+/* Each round is two switches: ping -> pong -> ping. */
+static coro_context_t *raw_ping(void *arg)
+{
+    raw_t *p = arg;
+    bench_start(&p->clock);
+    for (int64_t i = p->rounds; i > 0; i--)
+        coro_context_switch_inline(&p->ping_ctx, &p->pong_ctx);
+    bench_stop(&p->clock, p->r, 2 * p->rounds);
+    return &p->main_ctx;
+}
+
+/* Never returns: abandoned, suspended, after ping's last round. */
+static coro_context_t *raw_pong(void *arg)
+{
+    raw_t *p = arg;
+    for (;;)
+        coro_context_switch_inline(&p->pong_ctx, &p->ping_ctx);
+    return NULL;
+}
+
+int bench_switch_raw(bench_run_t *r)
+{
+    static raw_t p; /* not on the thread's stack: plain, like a scheduler's */
+    char *ping_stack = malloc(RAW_STACK), *pong_stack = malloc(RAW_STACK);
+    if (!ping_stack || !pong_stack) {
+        fprintf(stderr, "BenchmarkSwitchRaw: out of memory\n");
+        free(ping_stack);
+        free(pong_stack);
+        return -1;
+    }
+    /* Two malloc'd stacks lie a whole number of pages (plus a malloc
+     * header) apart, so their tops share their offset within a page, and
+     * the loads of one side's pops would wait on the other side's pushes
+     * (4 KiB store-to-load aliasing). The fibers of coro/ stagger their
+     * headers by cache lines for the same reason; do the same here. */
+    size_t ping_size = RAW_STACK, pong_size = RAW_STACK;
+    uintptr_t ping_top = (uintptr_t)ping_stack + ping_size;
+    uintptr_t pong_top = (uintptr_t)pong_stack + pong_size;
+    pong_size -= ((pong_top - ping_top) & 4095) + 2048;
+    p.rounds = r->n / 2;
+    p.r = r;
+    coro_context_make(&p.ping_ctx, ping_stack, ping_size, raw_ping, &p);
+    coro_context_make(&p.pong_ctx, pong_stack, pong_size, raw_pong, &p);
+    coro_context_switch_inline(&p.main_ctx, &p.ping_ctx);
+    free(ping_stack);
+    free(pong_stack);
+    return 0;
+}
+
+/* ---- BenchmarkYield ------------------------------------------------------ */
+
+static int yielder(void *arg)
+{
+    for (int64_t i = *(const int64_t *)arg; i > 0; i--)
+        coro_yield();
+    return 0;
+}
+
+/* A second body: its own call site of coro_yield (and different code, so
+ * the compiler cannot fold it into yielder). */
+static int yielder_other(void *arg)
+{
+    int64_t n = *(const int64_t *)arg;
+    for (int64_t i = 0; i < n; i++) {
+        coro_yield();
+        __asm__ volatile("" ::: "memory");
+    }
+    return 0;
+}
+
+typedef struct yield_run {
+    bench_run_t *r;
+    coro_fn second;
+} yield_run_t;
+
+static int yield_main(void *arg)
+{
+    yield_run_t *yr = arg;
+    bench_run_t *r = yr->r;
+    int64_t each = r->n / 2;
+    coro_t *a = coro_spawn(yielder, &each);
+    coro_t *b = coro_spawn(yr->second, &each);
+    if (!a || !b) {
+        perror("BenchmarkYield: coro_spawn");
+        return 1;
+    }
+    coro_stats_t st0, st1;
+    coro_stats(&st0);
+    bench_clock_t clock;
+    bench_start(&clock);
+    /* Parks main: a and b have the run queue to themselves. */
+    if (coro_join(a, NULL) != 0 || coro_join(b, NULL) != 0) {
+        perror("BenchmarkYield: coro_join");
+        return 1;
+    }
+    bench_stop(&clock, r, 2 * each);
+    coro_stats(&st1);
+    snprintf(r->note, sizeof r->note, "%.3f switches/yield",
+             (double)(st1.switches - st0.switches) / (double)(2 * each));
+    return 0;
+}
+
+int bench_yield(bench_run_t *r)
+{
+    yield_run_t yr = { r, yielder };
+    return bench_coro_main(yield_main, &yr, "BenchmarkYield");
+}
+
+int bench_yield_two_sites(bench_run_t *r)
+{
+    yield_run_t yr = { r, yielder_other };
+    return bench_coro_main(yield_main, &yr, "BenchmarkYieldTwoSites");
+}
