@@ -60,7 +60,8 @@ void coro_context_switch(coro_context_t *from, coro_context_t *to);
 #elif defined(__x86_64__)
 #if defined(__AVX512F__)
 #define CORO_CLOBBER_ZMM_HI , "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", \
-    "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
+    "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31", \
+    "k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"
 #else
 #define CORO_CLOBBER_ZMM_HI
 #endif
@@ -86,6 +87,15 @@ coro_context_switch_inline(coro_context_t *from, coro_context_t *to)
                        CORO_CLOBBER_ZMM_HI);
 }
 #elif defined(__aarch64__)
+#if defined(__ARM_FEATURE_SVE)
+/* SVE: the predicates and the bits of z8-z15 above 128 are caller-saved
+ * too, and the switch keeps neither. */
+#define CORO_CLOBBER_SVE , "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", \
+    "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10", "p11", "p12", \
+    "p13", "p14", "p15", "ffr"
+#else
+#define CORO_CLOBBER_SVE
+#endif
 static inline __attribute__((always_inline)) void
 coro_context_switch_inline(coro_context_t *from, coro_context_t *to)
 {
@@ -102,7 +112,7 @@ coro_context_switch_inline(coro_context_t *from, coro_context_t *to)
                        "x13", "x14", "x15", "x16", "x17", "x18", "x30", "memory", "cc",
                        "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18",
                        "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28",
-                       "v29", "v30", "v31");
+                       "v29", "v30", "v31" CORO_CLOBBER_SVE);
 }
 #endif
 

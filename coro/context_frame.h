@@ -31,16 +31,19 @@
 #elif defined(__aarch64__)
 /*   sp+0   x19 x20   sp+16  x21 x22   sp+32  x23 x24   sp+48  x25 x26
  *   sp+64  x27 x28   sp+80  x29 (frame pointer) x30 (resume address)
- *   sp+96  d8 d9     sp+112 d10 d11   sp+128 d12 d13   sp+144 d14 d15
- *   sp+160 FPCR (rounding and trap modes)   sp+168 unused (keeps 16-byte
- *   alignment)   sp+176 the stack pointer after the switch              */
+ *   sp+96  q8 q9     sp+128 q10 q11   sp+160 q12 q13   sp+192 q14 q15
+ *          (all 128 bits: AAPCS64 makes only their low halves d8-d15
+ *          callee-saved, but coro_context_switch_inline's clobber list
+ *          promises the compiler the whole of v8-v15)
+ *   sp+224 FPCR (rounding and trap modes)   sp+232 unused (keeps 16-byte
+ *   alignment)   sp+240 the stack pointer after the switch              */
 #define CORO_FRAME_X19    0
 #define CORO_FRAME_X20    8
 #define CORO_FRAME_X29    80
 #define CORO_FRAME_RESUME 88
-#define CORO_FRAME_D8     96
-#define CORO_FRAME_FPCR   160
-#define CORO_FRAME_SIZE   176
+#define CORO_FRAME_Q8     96
+#define CORO_FRAME_FPCR   224
+#define CORO_FRAME_SIZE   240
 /* A new context starts in coro_context_entry with x19 = arg, x20 = fn,
  * x21 = its own context (for the final switch). */
 #define CORO_FRAME_X21    16

@@ -17,6 +17,7 @@
 #include "coro/sanitize.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -77,13 +78,17 @@ static unsigned pool_hot_max = CORO_STACK_POOL_HOT;
 /* How guards are made: decided once per process by the first slab. */
 enum { GUARD_UNKNOWN, GUARD_REGION, GUARD_MPROTECT };
 static int guard_mode = GUARD_UNKNOWN;
+static size_t page_size_cache;
 
+/* Process-wide settings, read by every thread that runs a scheduler:
+ * written once, with relaxed atomics (racing first writers agree). */
 static size_t page_size(void)
 {
-    static size_t ps;
+    size_t ps = __atomic_load_n(&page_size_cache, __ATOMIC_RELAXED);
     if (!ps) {
         long v = sysconf(_SC_PAGESIZE);
         ps = v > 0 ? (size_t)v : 4096;
+        __atomic_store_n(&page_size_cache, ps, __ATOMIC_RELAXED);
     }
     return ps;
 }
@@ -117,25 +122,41 @@ unsigned coro_stack_pool_set_hot(unsigned max_hot)
     return old;
 }
 
+static int get_guard_mode(void)
+{
+    return __atomic_load_n(&guard_mode, __ATOMIC_RELAXED);
+}
+
+static void set_guard_mode(int mode)
+{
+    __atomic_store_n(&guard_mode, mode, __ATOMIC_RELAXED);
+}
+
 const char *coro_stack_guard_kind(void)
 {
-    return guard_mode == GUARD_MPROTECT ? "mprotect" : "guard-region";
+    return get_guard_mode() == GUARD_MPROTECT ? "mprotect" : "guard-region";
 }
 
-static int decide_guard_mode(void)
+/* Does the kernel refuse to read [g, g+1)? write(2) from a guard must
+ * fail with EFAULT. This catches an emulator (qemu-user 7.2) that answers
+ * MADV_GUARD_INSTALL with 0 but ignores it. */
+static int really_guarded(const char *g)
 {
-    if (guard_mode == GUARD_UNKNOWN) {
-        /* CORO_STACK_GUARD=mprotect forces the fallback, so the suite can
-         * cover it on a kernel that has guard regions. */
-        const char *e = getenv("CORO_STACK_GUARD");
-        int forced = e && strcmp(e, "mprotect") == 0;
-        guard_mode = forced ? GUARD_MPROTECT : GUARD_REGION;
-    }
-    return guard_mode;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return 1; /* cannot tell: trust the kernel's answer */
+    ssize_t n = write(fds[1], g, 1);
+    int e = errno;
+    close(fds[0]);
+    close(fds[1]);
+    return n < 0 && e == EFAULT;
 }
 
-/* Make slot i's guard inaccessible. The first guard-region attempt also
- * probes the kernel: EINVAL means no MADV_GUARD_INSTALL here. */
+/* Make slot i's guard inaccessible. The first guard ever installed decides
+ * how, for the whole process: MADV_GUARD_INSTALL if the kernel has it (not
+ * EINVAL) and it really guards, else mprotect. CORO_STACK_GUARD=mprotect
+ * forces the fallback, so the suite can cover it on a kernel with guard
+ * regions. */
 static int install_guard(stack_slab_t *sl, uint32_t i)
 {
     char *g = sl->base + (size_t)i * sl->cls->slot_bytes;
@@ -144,12 +165,23 @@ static int install_guard(stack_slab_t *sl, uint32_t i)
         errno = ENOMEM;
         return -1;
     }
-    if (decide_guard_mode() == GUARD_REGION) {
+    int mode = get_guard_mode();
+    if (mode == GUARD_UNKNOWN) {
+        const char *e = getenv("CORO_STACK_GUARD");
+        if (e && strcmp(e, "mprotect") == 0) {
+            mode = GUARD_MPROTECT;
+        } else if (madvise(g, gb, MADV_GUARD_INSTALL) == 0 && really_guarded(g)) {
+            set_guard_mode(GUARD_REGION);
+            return 0;
+        } else {
+            mode = GUARD_MPROTECT;
+        }
+        set_guard_mode(mode);
+    }
+    if (mode == GUARD_REGION) {
         if (madvise(g, gb, MADV_GUARD_INSTALL) == 0)
             return 0;
-        if (errno != EINVAL)
-            return -1;
-        guard_mode = GUARD_MPROTECT;
+        return -1;
     }
     return mprotect(g, gb, PROT_NONE);
 }

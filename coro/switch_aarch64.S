@@ -4,10 +4,14 @@
  *                                            x0                x1
  *
  * Saves what AAPCS64 makes callee-saved: x19-x28, the frame pointer x29,
- * the link register x30 (the resume address), the low halves d8-d15 of
- * v8-v15, and the stack pointer; plus FPCR (rounding and trap modes), which
- * is per-thread state that a coroutine may change. FPCR is written back
- * only when it differs, because writing it can be slow on some cores.
+ * the link register x30 (the resume address), v8-v15 whole, and the
+ * stack pointer; plus FPCR (rounding and trap modes), which is per-thread
+ * state that a coroutine may change. AAPCS64 asks only for the low halves
+ * d8-d15 of v8-v15, but coro_context_switch_inline (coro/context.h) leaves
+ * v8-v15 out of its clobber list, so the compiler may keep whole 128-bit
+ * vectors there across it: all of q8-q15 is saved (as many instructions;
+ * `ldp d8, d9` would zero the upper halves). FPCR is written back only
+ * when it differs, because writing it can be slow on some cores.
  * The frame is drawn in coro/context_frame.h.
  *
  * It resumes with `br x30`, not `ret`: `ret` is predicted from the
@@ -26,10 +30,10 @@ coro_context_switch:
         stp     x25, x26, [sp, #48]
         stp     x27, x28, [sp, #64]
         stp     x29, x30, [sp, #80]
-        stp     d8,  d9,  [sp, #96]
-        stp     d10, d11, [sp, #112]
-        stp     d12, d13, [sp, #128]
-        stp     d14, d15, [sp, #144]
+        stp     q8,  q9,  [sp, #96]
+        stp     q10, q11, [sp, #128]
+        stp     q12, q13, [sp, #160]
+        stp     q14, q15, [sp, #192]
         mrs     x9, fpcr
         str     x9, [sp, #CORO_FRAME_FPCR]
         mov     x10, sp
@@ -46,10 +50,10 @@ coro_context_switch:
         ldp     x25, x26, [sp, #48]
         ldp     x27, x28, [sp, #64]
         ldp     x29, x30, [sp, #80]
-        ldp     d8,  d9,  [sp, #96]
-        ldp     d10, d11, [sp, #112]
-        ldp     d12, d13, [sp, #128]
-        ldp     d14, d15, [sp, #144]
+        ldp     q8,  q9,  [sp, #96]
+        ldp     q10, q11, [sp, #128]
+        ldp     q12, q13, [sp, #160]
+        ldp     q14, q15, [sp, #192]
         add     sp, sp, #CORO_FRAME_SIZE
         br      x30
         .size   coro_context_switch, .-coro_context_switch
