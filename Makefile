@@ -122,9 +122,11 @@ $(BENCH): $(BENCH_OBJ) $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $(BENCH_OBJ) $(STATIC) -o $@ $(LIBS)
 
-# The suite natively, then under Valgrind Memcheck when it is installed
-# (the runner fails a test whose output shows a Memcheck error, a leak, or
-# "client switching stacks?").
+# The suite natively, then under Valgrind Memcheck when it is installed.
+# Each forked test writes its own Valgrind log (not -q: the "client
+# switching stacks?" warning is only printed without it); the runner reads
+# it into that test's output and fails the test on a Memcheck error, a leak
+# (exit 99) or that warning.
 test: test-native test-valgrind
 test-native: $(RUNNER)
 	$(TEST_EXEC) $(RUNNER) $(TEST_ARGS)
@@ -132,7 +134,9 @@ test-valgrind: $(RUNNER)
 ifneq ($(VALGRIND),)
 	@if command -v $(VALGRIND) >/dev/null 2>&1; then \
 	  echo "== again under Valgrind Memcheck =="; \
-	  $(VALGRIND) -q --error-exitcode=99 --leak-check=full \
+	  CORO_TEST_VALGRIND_LOG=$(BUILD)/test/valgrind.%p.log \
+	  $(VALGRIND) --log-file=$(BUILD)/test/valgrind.%p.log \
+	    --error-exitcode=99 --leak-check=full \
 	    --errors-for-leak-kinds=definite,indirect,possible \
 	    --show-leak-kinds=definite,indirect,possible \
 	    $(RUNNER) $(TEST_ARGS); \

@@ -88,6 +88,8 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
      * and 8.5 ns with it. Only the fiber's own fields are set here; the
      * caller initialises the rest of its header (no memset: this is on
      * every spawn's path). */
+    if (hdr_size < sizeof(coro_fiber_t))
+        hdr_size = sizeof(coro_fiber_t);
     hdr_size = (hdr_size + 63) & ~(size_t)63;
     size_t colour = (size_t)(tls_colour++ & 7) * 64;
     char *hdr = st.lo + st.size - hdr_size - colour;

@@ -14,6 +14,7 @@ typedef struct ord_state {
     int log[ORD_N];
     int n;
     int64_t late[ORD_N]; /* wake time - deadline */
+    int64_t dl[ORD_N];   /* the deadline (relative sleeps: as measured) */
 } ord_state_t;
 
 static ord_state_t *ord;
@@ -33,8 +34,9 @@ static int ord_rel_sleeper(void *arg)
 {
     int i = *(const int *)arg;
     int64_t t0 = coro_now();
+    ord->dl[i] = t0 + ord_off_ms[i] * 3 * CORO_MS;
     ASSERT_EQ(coro_sleep(ord_off_ms[i] * 3 * CORO_MS), 0);
-    ord->late[i] = coro_now() - (t0 + ord_off_ms[i] * 3 * CORO_MS);
+    ord->late[i] = coro_now() - ord->dl[i];
     ord->log[ord->n++] = i;
     return 0;
 }
@@ -57,13 +59,20 @@ static int ord_main(void *arg)
     return 0;
 }
 
-static void check_ord(const ord_state_t *st)
+static void check_ord(const ord_state_t *st, int relative)
 {
     ASSERT_EQ(st->n, ORD_N);
     for (int k = 0; k < ORD_N; k++) {
-        /* offsets are a permutation of 1..8 */
-        ASSERT_EQ(ord_off_ms[st->log[k]], k + 1);
         ASSERT_GE(st->late[k], 0);
+        if (!relative) {
+            /* offsets are a permutation of 1..8 */
+            ASSERT_EQ(ord_off_ms[st->log[k]], k + 1);
+        } else if (k > 0) {
+            /* Relative sleeps start at slightly different times (a lot
+             * under Valgrind on a loaded machine): the order is that of
+             * the deadlines as measured at the start. */
+            ASSERT_LE(st->dl[st->log[k - 1]], st->dl[st->log[k]]);
+        }
     }
 }
 
@@ -73,13 +82,13 @@ TEST(sched_timer_wakes_in_deadline_order)
     ord = &st;
     coro_fn fn = ord_abs_sleeper;
     ASSERT_EQ(coro_main(ord_main, &fn), 0);
-    check_ord(&st);
+    check_ord(&st, 0);
 
     /* The same with relative sleeps, 3 ms apart. */
     memset(&st, 0, sizeof st);
     fn = ord_rel_sleeper;
     ASSERT_EQ(coro_main(ord_main, &fn), 0);
-    check_ord(&st);
+    check_ord(&st, 1);
 }
 
 /* ---- equal deadlines: FIFO by arm order --------------------------------- */

@@ -12,6 +12,7 @@
 #include "coro/fault.h"
 #include "coro/stack.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -571,4 +572,88 @@ TEST(stack_fault_malloc_gives_enomem_without_leaks)
     coro_stack_free(&a);
     coro_stack_pool_release();
     ASSERT_MAPPINGS_BACK(maps0);
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+/* Each thread has its own pool: threads allocating at once (the first of
+ * them deciding the page size and the guard kind) get disjoint stacks and
+ * can each release their pool. ThreadSanitizer checks the shared state. */
+#define THREAD_STACKS 200
+
+typedef struct thread_job {
+    /* All threads start together, and keep their stacks until the main
+     * thread has compared them. */
+    pthread_barrier_t *start, *allocated, *checked;
+    coro_stack_t st[THREAD_STACKS];
+    int failed;
+} thread_job_t;
+
+static void *stack_thread(void *arg)
+{
+    thread_job_t *j = arg;
+    pthread_barrier_wait(j->start);
+    size_t sz = coro_stack_size_for(0);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < THREAD_STACKS; i++) {
+            if (coro_stack_alloc(&j->st[i], sz) != 0) {
+                j->failed = 1;
+                break;
+            }
+            j->st[i].lo[0] = (char)i;
+            j->st[i].lo[sz - 1] = (char)i;
+        }
+        if (j->failed || round == 2)
+            break;
+        for (int i = 0; i < THREAD_STACKS; i++)
+            coro_stack_free(&j->st[i]);
+    }
+    pthread_barrier_wait(j->allocated);
+    pthread_barrier_wait(j->checked);
+    if (!j->failed) {
+        for (int i = 0; i < THREAD_STACKS; i++)
+            coro_stack_free(&j->st[i]);
+    }
+    coro_stack_pool_release();
+    return NULL;
+}
+
+TEST(stack_pools_are_per_thread)
+{
+    enum { T = 4 };
+    static thread_job_t jobs[T];
+    pthread_barrier_t start, allocated, checked;
+    pthread_t tid[T];
+    ASSERT_EQ(pthread_barrier_init(&start, NULL, T), 0);
+    ASSERT_EQ(pthread_barrier_init(&allocated, NULL, T + 1), 0);
+    ASSERT_EQ(pthread_barrier_init(&checked, NULL, T + 1), 0);
+    for (int t = 0; t < T; t++) {
+        jobs[t].start = &start;
+        jobs[t].allocated = &allocated;
+        jobs[t].checked = &checked;
+        ASSERT_EQ(pthread_create(&tid[t], NULL, stack_thread, &jobs[t]), 0);
+    }
+    /* Every thread now holds its stacks: all distinct, none overlapping. */
+    pthread_barrier_wait(&allocated);
+    static coro_stack_t all[T * THREAD_STACKS];
+    int failed = 0;
+    for (int t = 0; t < T; t++) {
+        failed |= jobs[t].failed;
+        memcpy(&all[t * THREAD_STACKS], jobs[t].st, sizeof jobs[t].st);
+    }
+    if (!failed) {
+        qsort(all, T * THREAD_STACKS, sizeof *all, by_lo);
+        for (int i = 1; i < T * THREAD_STACKS; i++)
+            if (all[i].lo < all[i - 1].lo + all[i - 1].size + coro_stack_guard_size())
+                failed = 2;
+    }
+    /* Let them free and release before any assertion can exit. */
+    pthread_barrier_wait(&checked);
+    for (int t = 0; t < T; t++)
+        ASSERT_EQ(pthread_join(tid[t], NULL), 0);
+    pthread_barrier_destroy(&start);
+    pthread_barrier_destroy(&allocated);
+    pthread_barrier_destroy(&checked);
+    ASSERT_NE(failed, 1); /* an allocation failed */
+    ASSERT_NE(failed, 2); /* two threads' stacks overlap */
 }
