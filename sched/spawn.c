@@ -122,13 +122,13 @@ int coro_join(coro_t *c, int *status)
         errno = EPERM;
         return -1;
     }
+    if (c == self) {
+        errno = EDEADLK;
+        return -1;
+    }
     if (!sched_valid(s, c) || c->detached || c->group || c->is_main ||
         coro_list_linked(&c->joiners)) {
         errno = EINVAL;
-        return -1;
-    }
-    if (c == self) {
-        errno = EDEADLK;
         return -1;
     }
     if (c->state == CORO_DONE) {

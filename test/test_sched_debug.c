@@ -41,6 +41,10 @@ static int dl_forever(void *arg)
     if (shield)
         coro_shield(1);
     ASSERT_ERRNO(coro_sleep_until(CORO_NEVER), ECANCELED);
+    ASSERT_EQ(coro_cancelled(), 1);
+    /* The deadlock's cancellation overrides the shield: every later
+     * checkpoint fails too, so the unwinding cannot block again. */
+    ASSERT_ERRNO(coro_sleep(0), ECANCELED);
     dl->unwound++;
     return 0;
 }

@@ -172,6 +172,29 @@ static int next_main(void *arg)
     /* The first non-zero status in completion order: k5's 4. */
     ASSERT_EQ(coro_group_wait(g), 4);
     coro_group_free(g);
+
+    /* Children that all ended before anyone asked still come out in the
+     * order they ended. */
+    g = coro_group_new(CORO_GROUP_COLLECT);
+    ASSERT_NOT_NULL(g);
+    for (int i = 0; i < 4; i++) {
+        k[i] = (kid_t){ .until = off[i] * CORO_MS / 5, .status = i + 1 };
+        h[i] = coro_group_spawn(g, kid_body, &k[i]);
+        ASSERT_NOT_NULL(h[i]);
+    }
+    base = coro_now() + ts_bound(2 * CORO_MS);
+    for (int i = 0; i < 4; i++)
+        k[i].until += base;
+    ASSERT_EQ(coro_sleep_until(base + 10 * CORO_MS), 0);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(k[i].finished, 1);
+    for (int n = 0; n < 4; n++) {
+        int st = -1;
+        ASSERT_PTR_EQ(coro_group_next(g, &st), h[expect[n]]);
+        ASSERT_EQ(st, expect[n] + 1);
+    }
+    ASSERT_NULL_ERRNO(coro_group_next(g, NULL), ENOENT);
+    coro_group_free(g);
     return 0;
 }
 
