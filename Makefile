@@ -60,7 +60,6 @@ LIBS := -lm
 # ---- sources ----------------------------------------------------------------
 LIB_SRC := $(wildcard coro/*.c sched/*.c)
 ifeq ($(CONTEXT),ucontext)
-LIB_SRC := $(filter-out coro/context_asm.c,$(LIB_SRC))
 LIB_ASM :=
 else
 LIB_SRC := $(filter-out coro/context_ucontext.c,$(LIB_SRC))
