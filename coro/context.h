@@ -31,7 +31,7 @@ typedef struct coro_context {
 } coro_context_t;
 
 /* The entry point of a new context. When it returns, the context is over:
- * the entry stub switches to the context fn returned and never comes back.
+ * the entry routine switches to the context fn returned and never comes back.
  * Leaving by return (rather than switching away from deep inside fn)
  * leaves no outstanding calls, so the return-stack buffer stays balanced
  * for the context that runs next. */

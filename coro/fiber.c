@@ -52,7 +52,7 @@ size_t coro_fiber_stack_bytes(const coro_fiber_t *f)
 }
 
 /* Runs a fiber's body, then announces the last switch out of it; the
- * assembly entry stub makes that switch once every C frame has returned. */
+ * assembly entry routine makes that switch once every C frame has returned. */
 static coro_context_t *fiber_entry(void *arg)
 {
     coro_fiber_t *f = arg;

@@ -79,11 +79,11 @@
  * STARTING AND ENDING A CONTEXT
  *   A new context has no frame to pop, so coro_context_make() writes a fake
  *   one at the top of the new stack: the resume address is the assembly
- *   stub coro_context_entry, and fn, arg and the context itself ride in
+ *   routine coro_context_entry, and fn, arg and the context itself ride in
  *   r13, r12 and r14. The first switch pops them like any frame and jumps
- *   into the stub, which calls fn(arg). fn must never return into the
- *   stub's caller (it has none); it returns the context to go to next,
- *   and the stub makes that last switch. The program prints this first
+ *   into the entry routine, which calls fn(arg). fn must never return into the
+ *   routine's caller (it has none); it returns the context to go to next,
+ *   and the entry routine makes that last switch. The program prints this first
  *   frame and checks it.
  *
  * WHAT TO NOTICE IN THE OUTPUT
@@ -177,7 +177,7 @@ static coro_context_t *generator(void *arg)
         b = next;
     }
     g->done = 1;
-    printf("  gen : finished: return &main's context; the entry stub switches there\n");
+    printf("  gen : finished: return &main's context; the entry routine switches there\n");
     tools_leave(&gen_side, &main_side, 1);
     return &main_side.ctx;
 }
@@ -199,7 +199,7 @@ static coro_context_t *bouncer(void *arg)
 /* ---- looking at a saved frame ---------------------------------------- */
 
 #if !defined(CORO_CONTEXT_UCONTEXT)
-void coro_context_entry(void); /* the assembly stub, coro/switch_<arch>.S */
+void coro_context_entry(void); /* the assembly entry routine, coro/switch_<arch>.S */
 
 static uintptr_t frame_word(const coro_context_t *c, int off)
 {
@@ -319,7 +319,7 @@ int main(void)
     tools_setup(&bounce_side);
     coro_context_make(&bounce_side.ctx, stack, STACK_SIZE, bouncer, &n);
     int64_t t0 = coro_now();
-    for (int i = 0; i <= BOUNCES; i++) /* the last one comes back through the stub */
+    for (int i = 0; i <= BOUNCES; i++) /* the last one comes back through the entry routine */
         hop(&main_side, &bounce_side);
     int64_t ns = coro_now() - t0;
     tools_teardown(&bounce_side);

@@ -40,10 +40,13 @@ coro_t *coro_spawn(coro_fn fn, void *arg);
 coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts);
 
 /* Wait for c to end, store its status (if status is not NULL), free it.
- * A checkpoint. Errors: EINVAL c is NULL, freed, detached, owned by a group
- * or already being joined; EDEADLK c is the caller; EPERM outside a
- * coroutine; ECANCELED/ETIMEDOUT the caller was cancelled or its deadline
- * passed: c keeps running and stays joinable. */
+ * A checkpoint. Errors: EDEADLK c is the caller; EINVAL c is NULL,
+ * detached, owned by a group, the main coroutine, already being joined,
+ * belongs to another thread's scheduler, or was freed (a freed handle is
+ * recognised while its memory waits in the stack pool; once the stack has
+ * been reused or unmapped the handle is simply dangling, as after free());
+ * EPERM outside a coroutine; ECANCELED/ETIMEDOUT the caller was cancelled
+ * or its deadline passed: c keeps running and stays joinable. */
 int coro_join(coro_t *c, int *status);
 
 /* Let c be freed when it ends; it can no longer be joined. Ignores NULL,
@@ -122,7 +125,14 @@ void coro_group_free(coro_group_t *g);
 /* ---- Observing --------------------------------------------------------- */
 
 /* Write every coroutine (id, name, state, what it waits on, for how long)
- * to fd. Outside a scheduler it writes a one-line note. */
+ * to fd. Outside a scheduler it writes a one-line note.
+ *
+ * CORO_DEBUG=slow:<n>[ns|us|ms|s] (ms without a unit) in the environment
+ * when coro_main starts: whenever a coroutine switches out after running
+ * longer than that without reaching a checkpoint, a line on stderr names
+ * it ("coro: slow: coroutine 5 "parser" ran 120 ms ..."). It is reported
+ * when the coroutine finally yields, so a coroutine that never does is not
+ * named (the whole loop is stuck; attach a debugger). */
 void coro_dump(int fd);
 
 typedef struct coro_stats {

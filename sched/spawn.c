@@ -14,7 +14,7 @@ int sched_valid(const sched_t *s, const coro_t *c)
 /* The current coroutine's body has returned with `status`: record it, tell
  * whoever waits, and name the fiber to switch to. Nothing can "fall off"
  * the end of a coroutine's stack: the trampoline owns the exit, and the
- * entry stub makes the last switch. */
+ * entry routine makes the last switch. */
 static coro_fiber_t *coro_exit(sched_t *s, coro_t *self, int status)
 {
     self->status = status;
