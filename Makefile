@@ -58,15 +58,15 @@ ALL_LDFLAGS := $(LDFLAGS) $(SAN_LDFLAGS) -pthread
 LIBS := -lm
 
 # ---- sources ----------------------------------------------------------------
-LIB_SRC := $(wildcard coro/*.c sched/*.c)
+LIB_SRC := $(wildcard coro/*.c sched/*.c sync/*.c)
 ifeq ($(CONTEXT),ucontext)
 LIB_ASM :=
 else
 LIB_SRC := $(filter-out coro/context_ucontext.c,$(LIB_SRC))
 LIB_ASM := coro/switch_$(ARCH).S
 endif
-HEADERS := coro.h $(wildcard coro/*.h sched/*.h)
-PUBLIC_HEADERS := coro.h coro/coro.h sched/sched.h
+HEADERS := coro.h $(wildcard coro/*.h sched/*.h sync/*.h)
+PUBLIC_HEADERS := coro.h coro/coro.h sched/sched.h sync/sync.h
 
 LIB_OBJ     := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(patsubst %.S,$(BUILD)/obj/%.o,$(LIB_ASM))
 LIB_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIB_SRC)) $(patsubst %.S,$(BUILD)/pic/%.o,$(LIB_ASM))

@@ -5,5 +5,6 @@
 
 #include "coro/coro.h"
 #include "sched/sched.h"
+#include "sync/sync.h"
 
 #endif /* CORO_H */

@@ -22,6 +22,13 @@ typedef int (*coro_fn)(void *arg);
 /* The coroutine handle: opaque, owned by the scheduler. */
 typedef struct coro coro_t;
 
+/* An intrusive list link (coro/list.h has the operations). Public only
+ * because the synchronisation objects users embed (coro_mutex_t, ...) hold
+ * a list of waiters; treat it as opaque. */
+typedef struct coro_list {
+    struct coro_list *next, *prev;
+} coro_list_t;
+
 /* Options for coro_spawn_opts(). Zero-initialise and set what you need. */
 typedef struct coro_opts {
     /* Usable stack bytes, rounded up to whole pages. 0 picks

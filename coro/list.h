@@ -5,11 +5,9 @@
 #ifndef CORO_LIST_H
 #define CORO_LIST_H
 
-#include <stddef.h>
+#include "coro/coro.h" /* coro_list_t itself is public: sync/ objects embed it */
 
-typedef struct coro_list {
-    struct coro_list *next, *prev;
-} coro_list_t;
+#include <stddef.h>
 
 #define CORO_LIST_INIT(name) { &(name), &(name) }
 
@@ -21,6 +19,18 @@ static inline void coro_list_init(coro_list_t *l) { l->next = l->prev = l; }
 static inline int coro_list_empty(const coro_list_t *l) { return l->next == l; }
 /* For a node: is it in some list? For a head: does it hold anything? */
 static inline int coro_list_linked(const coro_list_t *n) { return n->next != n; }
+
+/* A head from a static initialiser ({ NULL, NULL }, as in CORO_MUTEX_INIT)
+ * is empty and becomes a proper circular head on first use. */
+static inline void coro_list_lazy_init(coro_list_t *head)
+{
+    if (!head->next)
+        coro_list_init(head);
+}
+static inline int coro_list_lazy_empty(const coro_list_t *head)
+{
+    return !head->next || head->next == head;
+}
 
 static inline void coro_list_push_back(coro_list_t *head, coro_list_t *n)
 {

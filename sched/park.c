@@ -72,6 +72,8 @@ int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
         return -1;
     }
     w->coro = self;
+    w->primary = w;
+    w->fired = NULL;
     w->result = 0;
     self->wait = w;
     self->wait_what = what;
@@ -91,18 +93,44 @@ int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
     return 0;
 }
 
-int sched_wake(sched_waiter_t *w, int result)
+int sched_can_wake(const sched_waiter_t *w)
+{
+    const coro_t *c = w->coro;
+    return c && c->state == CORO_PARKED && c->wait == w->primary;
+}
+
+/* Unlink w and, if its coroutine still waits on w's primary, end that
+ * wait: record the result and which waiter fired, disarm the timer. */
+static coro_t *finish_wait(sched_waiter_t *w, int result)
 {
     coro_list_remove(&w->node);
+    if (!sched_can_wake(w))
+        return NULL;
     coro_t *c = w->coro;
-    if (!c || c->wait != w || c->state != CORO_PARKED)
-        return 0;
-    sched_t *s = c->sched;
+    sched_waiter_t *p = w->primary;
     c->wait = NULL;
-    w->result = result;
+    p->result = result;
+    p->fired = w;
     if (c->timer_index)
-        sched_timer_disarm(s, c);
-    sched_runq_push(s, c);
+        sched_timer_disarm(c->sched, c);
+    return c;
+}
+
+int sched_wake(sched_waiter_t *w, int result)
+{
+    coro_t *c = finish_wait(w, result);
+    if (!c)
+        return 0;
+    sched_runq_push(c->sched, c);
+    return 1;
+}
+
+int sched_wake_next(sched_waiter_t *w, int result)
+{
+    coro_t *c = finish_wait(w, result);
+    if (!c)
+        return 0;
+    sched_runq_push_front(c->sched, c);
     return 1;
 }
 

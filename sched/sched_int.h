@@ -152,6 +152,17 @@ static inline void sched_runq_push(sched_t *s, coro_t *c)
     s->runq_len++;
 }
 
+/* Ahead of everyone: runs next. */
+static inline void sched_runq_push_front(sched_t *s, coro_t *c)
+{
+    c->state = CORO_READY;
+    c->next_ready = s->runq_head;
+    s->runq_head = c;
+    if (!s->runq_tail)
+        s->runq_tail = c;
+    s->runq_len++;
+}
+
 static inline coro_t *sched_runq_pop(sched_t *s)
 {
     coro_t *c = s->runq_head;

@@ -27,8 +27,16 @@ typedef struct sched_waiter {
     coro_list_t node;
     /* The parked coroutine; set by sched_park. */
     coro_t *coro;
-    /* Why it woke: 0, or an errno value (ETIMEDOUT, ECANCELED, or the
-     * waker's own, e.g. EPIPE). */
+    /* The waiter its coroutine parked on: itself (set by sched_park), or,
+     * for a coroutine waiting on several lists at once (select), the one
+     * waiter it passed to sched_park. Set coro and primary yourself on such
+     * extra waiters before linking them. */
+    struct sched_waiter *primary;
+    /* On the primary: which waiter's wake ended the wait (the primary
+     * itself for a timeout or cancellation). */
+    struct sched_waiter *fired;
+    /* Why it woke (on the primary): 0, or an errno value (ETIMEDOUT,
+     * ECANCELED, or the waker's own, e.g. EPIPE). */
     int result;
     /* Free for the primitive: a value handed over with the wake. */
     void *data;
@@ -55,8 +63,17 @@ int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
  * either way. Never blocks; call it from a coroutine of the same thread. */
 int sched_wake(sched_waiter_t *w, int result);
 
-/* The running coroutine (NULL outside one) and whether it is the same as
- * the coroutine parked on a waiter. */
+/* Would sched_wake(w, ...) wake anyone? (Is w's coroutine still parked on
+ * w's primary?) A waker checks this before it hands anything over, so a
+ * value is never copied to a coroutine that has already been woken. */
+int sched_can_wake(const sched_waiter_t *w);
+
+/* sched_wake, but the woken coroutine runs next, before everyone already
+ * ready: a direct hand-off (generators switch producer <-> consumer this
+ * way). */
+int sched_wake_next(sched_waiter_t *w, int result);
+
+/* The running coroutine (NULL outside one). */
 coro_t *sched_current(void);
 
 #endif /* CORO_SCHED_WAIT_H */

@@ -1,0 +1,91 @@
+/* sync/event.c: the event (asyncio.Event) and the wait group (Go's
+ * WaitGroup): a flag, or a counter reaching zero, that releases every
+ * waiter at once. */
+#include "sync/sync.h"
+#include "sync/waitq.h"
+
+#include <errno.h>
+#include <limits.h>
+
+void coro_event_init(coro_event_t *e)
+{
+    e->set = 0;
+    coro_list_init(&e->waiters);
+}
+
+int coro_event_set(coro_event_t *e)
+{
+    if (!e) {
+        errno = EINVAL;
+        return -1;
+    }
+    e->set = 1;
+    waitq_wake_all(&e->waiters, 0);
+    return 0;
+}
+
+int coro_event_clear(coro_event_t *e)
+{
+    if (!e) {
+        errno = EINVAL;
+        return -1;
+    }
+    e->set = 0;
+    return 0;
+}
+
+int coro_event_wait(coro_event_t *e)
+{
+    if (!e) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (e->set)
+        return 0;
+    sched_waiter_t w;
+    return waitq_park(&e->waiters, &w, NULL, "event", e);
+}
+
+int coro_event_is_set(const coro_event_t *e)
+{
+    return e && e->set;
+}
+
+void coro_wg_init(coro_wg_t *wg)
+{
+    wg->count = 0;
+    coro_list_init(&wg->waiters);
+}
+
+int coro_wg_add(coro_wg_t *wg, int n)
+{
+    if (!wg || (n < 0 && wg->count < -(long)n) || (n > 0 && wg->count > LONG_MAX - n)) {
+        errno = EINVAL;
+        return -1;
+    }
+    wg->count += n;
+    if (wg->count == 0)
+        waitq_wake_all(&wg->waiters, 0);
+    return 0;
+}
+
+int coro_wg_done(coro_wg_t *wg)
+{
+    return coro_wg_add(wg, -1);
+}
+
+int coro_wg_wait(coro_wg_t *wg)
+{
+    if (!wg) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (wg->count == 0)
+        return 0;
+    sched_waiter_t w;
+    return waitq_park(&wg->waiters, &w, NULL, "waitgroup", wg);
+}

@@ -1,0 +1,158 @@
+/* sync/mutex.c: the mutex and the condition variable. Unlock hands the
+ * mutex straight to the first waiter (libtask's qunlock): first come,
+ * first served, no thundering herd, and the waiter it picked owns it even
+ * if it is cancelled before it runs. */
+#include "sync/sync.h"
+#include "sync/waitq.h"
+#include "sched/sched.h"
+
+#include <errno.h>
+
+void coro_mutex_init(coro_mutex_t *m)
+{
+    m->owner = NULL;
+    coro_list_init(&m->waiters);
+}
+
+int coro_mutex_lock(coro_mutex_t *m)
+{
+    if (!m) {
+        errno = EINVAL;
+        return -1;
+    }
+    coro_t *self = sched_current();
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (m->owner == self) {
+        errno = EDEADLK;
+        return -1;
+    }
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (!m->owner) {
+        m->owner = self;
+        return 0;
+    }
+    sched_waiter_t w;
+    /* On success the unlocker has already made us the owner. */
+    return waitq_park(&m->waiters, &w, NULL, "mutex", m);
+}
+
+int coro_mutex_trylock(coro_mutex_t *m)
+{
+    if (!m) {
+        errno = EINVAL;
+        return -1;
+    }
+    coro_t *self = sched_current();
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (m->owner) {
+        errno = EBUSY;
+        return -1;
+    }
+    m->owner = self;
+    return 0;
+}
+
+int coro_mutex_unlock(coro_mutex_t *m)
+{
+    if (!m) {
+        errno = EINVAL;
+        return -1;
+    }
+    coro_t *self = sched_current();
+    if (!self || m->owner != self) {
+        errno = EPERM;
+        return -1;
+    }
+    sched_waiter_t *w = waitq_first(&m->waiters);
+    if (w) {
+        m->owner = w->coro;
+        sched_wake(w, 0);
+    } else {
+        m->owner = NULL;
+    }
+    return 0;
+}
+
+/* Lock m for coro_cond_wait's return: neither cancellation nor the
+ * deadline may stop it (the caller must hold m again, also on error). Only
+ * a deadlock unwind makes the park fail; then let the others run until the
+ * owner, unwinding too, lets go. */
+static void relock(coro_mutex_t *m, coro_t *self)
+{
+    int shield = coro_shield(1);
+    int64_t deadline = coro_set_deadline(CORO_NEVER);
+    while (m->owner != self) {
+        if (!m->owner) {
+            m->owner = self;
+            break;
+        }
+        sched_waiter_t w;
+        if (waitq_park(&m->waiters, &w, NULL, "mutex (cond relock)", m) != 0)
+            coro_yield();
+    }
+    coro_set_deadline(deadline);
+    coro_shield(shield);
+}
+
+void coro_cond_init(coro_cond_t *c)
+{
+    coro_list_init(&c->waiters);
+}
+
+int coro_cond_wait(coro_cond_t *c, coro_mutex_t *m)
+{
+    if (!c || !m) {
+        errno = EINVAL;
+        return -1;
+    }
+    coro_t *self = sched_current();
+    if (!self || m->owner != self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (sched_checkpoint() != 0)
+        return -1; /* m is still held */
+    sched_waiter_t w;
+    coro_list_lazy_init(&c->waiters);
+    coro_list_init(&w.node);
+    w.data = NULL;
+    coro_list_push_back(&c->waiters, &w.node);
+    coro_mutex_unlock(m);
+    int rc = sched_park(&w, CORO_NEVER, "cond", c, -1);
+    int err = errno;
+    relock(m, self);
+    if (rc != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+int coro_cond_signal(coro_cond_t *c)
+{
+    if (!c) {
+        errno = EINVAL;
+        return -1;
+    }
+    sched_waiter_t *w = waitq_first(&c->waiters);
+    if (w)
+        sched_wake(w, 0);
+    return 0;
+}
+
+int coro_cond_broadcast(coro_cond_t *c)
+{
+    if (!c) {
+        errno = EINVAL;
+        return -1;
+    }
+    waitq_wake_all(&c->waiters, 0);
+    return 0;
+}

@@ -1,0 +1,105 @@
+/* sync/rwlock.c: the read-write lock, writer-preferring without
+ * starvation. Anyone who cannot take the lock at once queues in one FIFO,
+ * readers and writers alike, and a newcomer reader queues too as soon as
+ * anyone waits, so a stream of readers cannot starve a writer. A release
+ * grants the head of the queue: one writer, or every reader up to the next
+ * queued writer. Like the mutex, a grant hands the lock over there and
+ * then, so a granted waiter that is cancelled before it runs still holds
+ * it. */
+#include "sync/sync.h"
+#include "sync/waitq.h"
+
+#include <errno.h>
+
+/* Waiter data: which kind of lock it waits for. */
+static char want_read, want_write;
+
+void coro_rwlock_init(coro_rwlock_t *l)
+{
+    l->readers = 0;
+    l->writer = NULL;
+    coro_list_init(&l->waiters);
+}
+
+/* Grant the queue's head what it waits for, while it can be granted. */
+static void grant(coro_rwlock_t *l)
+{
+    sched_waiter_t *w;
+    while (!l->writer && (w = waitq_first(&l->waiters)) != NULL) {
+        if (w->data == &want_write) {
+            if (l->readers == 0) {
+                l->writer = w->coro;
+                sched_wake(w, 0);
+            }
+            return;
+        }
+        l->readers++;
+        sched_wake(w, 0);
+    }
+}
+
+static int lock(coro_rwlock_t *l, int write, int try)
+{
+    if (!l) {
+        errno = EINVAL;
+        return -1;
+    }
+    coro_t *self = sched_current();
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (l->writer == self) {
+        errno = try ? EBUSY : EDEADLK;
+        return -1;
+    }
+    if (!try && sched_checkpoint() != 0)
+        return -1;
+    int free_now = !l->writer && waitq_empty(&l->waiters) && (!write || l->readers == 0);
+    if (free_now) {
+        if (write)
+            l->writer = self;
+        else
+            l->readers++;
+        return 0;
+    }
+    if (try) {
+        errno = EBUSY;
+        return -1;
+    }
+    sched_waiter_t w;
+    return waitq_park(&l->waiters, &w, write ? &want_write : &want_read,
+                      write ? "rwlock write" : "rwlock read", l);
+}
+
+int coro_rwlock_rdlock(coro_rwlock_t *l) { return lock(l, 0, 0); }
+int coro_rwlock_wrlock(coro_rwlock_t *l) { return lock(l, 1, 0); }
+int coro_rwlock_tryrdlock(coro_rwlock_t *l) { return lock(l, 0, 1); }
+int coro_rwlock_trywrlock(coro_rwlock_t *l) { return lock(l, 1, 1); }
+
+int coro_rwlock_unlock(coro_rwlock_t *l)
+{
+    if (!l) {
+        errno = EINVAL;
+        return -1;
+    }
+    coro_t *self = sched_current();
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (l->writer) {
+        if (l->writer != self) {
+            errno = EPERM;
+            return -1;
+        }
+        l->writer = NULL;
+    } else if (l->readers > 0) {
+        l->readers--;
+    } else {
+        errno = EPERM;
+        return -1;
+    }
+    grant(l);
+    return 0;
+}

@@ -1,0 +1,75 @@
+/* sync/sem.c: the counting semaphore. A release with waiters hands its
+ * permit straight to the first one instead of raising the count, so a
+ * newcomer can never overtake a waiter (FIFO), and the permit stays with
+ * the waiter it was given to even if that waiter is cancelled before it
+ * runs. */
+#include "sync/sync.h"
+#include "sync/waitq.h"
+
+#include <errno.h>
+#include <limits.h>
+
+int coro_sem_init(coro_sem_t *s, long n)
+{
+    if (!s || n < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    s->count = n;
+    coro_list_init(&s->waiters);
+    return 0;
+}
+
+int coro_sem_acquire(coro_sem_t *s)
+{
+    if (!s) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (s->count > 0) {
+        s->count--;
+        return 0;
+    }
+    sched_waiter_t w;
+    return waitq_park(&s->waiters, &w, NULL, "sem", s);
+}
+
+int coro_sem_try_acquire(coro_sem_t *s)
+{
+    if (!s) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (s->count > 0) {
+        s->count--;
+        return 0;
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+int coro_sem_release(coro_sem_t *s)
+{
+    if (!s) {
+        errno = EINVAL;
+        return -1;
+    }
+    sched_waiter_t *w = waitq_first(&s->waiters);
+    if (w) {
+        sched_wake(w, 0);
+        return 0;
+    }
+    if (s->count == LONG_MAX) {
+        errno = EOVERFLOW;
+        return -1;
+    }
+    s->count++;
+    return 0;
+}
+
+long coro_sem_value(const coro_sem_t *s)
+{
+    return s ? s->count : 0;
+}

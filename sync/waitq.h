@@ -1,0 +1,54 @@
+/* sync/waitq.h: the wait queue every primitive in sync/ is built on: a
+ * FIFO of sched_waiter_t on the waiters' own stacks, over the one
+ * park/wake mechanism of sched/wait.h. Private to sync/. */
+#ifndef CORO_SYNC_WAITQ_H
+#define CORO_SYNC_WAITQ_H
+
+#include "coro/list.h"
+#include "sched/wait.h"
+
+/* Queue the calling coroutine's waiter w at the back of q and park until a
+ * waker hands it what it waits for (0), or its deadline or a cancellation
+ * ends the wait (-1 with errno; w is then already out of q). `data` rides
+ * with the waiter for the waker to read. */
+static inline int waitq_park(coro_list_t *q, sched_waiter_t *w, void *data,
+                             const char *what, const void *obj)
+{
+    coro_list_lazy_init(q);
+    coro_list_init(&w->node);
+    w->data = data;
+    coro_list_push_back(q, &w->node);
+    return sched_park(w, CORO_NEVER, what, obj, -1);
+}
+
+/* The first waiter that can still be woken, or NULL. Waiters already woken
+ * for another reason (a select whose other case fired) are dropped. */
+static inline sched_waiter_t *waitq_first(coro_list_t *q)
+{
+    coro_list_t *n;
+    while (!coro_list_lazy_empty(q)) {
+        n = q->next;
+        sched_waiter_t *w = coro_container_of(n, sched_waiter_t, node);
+        if (sched_can_wake(w))
+            return w;
+        coro_list_remove(n);
+    }
+    return NULL;
+}
+
+static inline int waitq_empty(coro_list_t *q)
+{
+    return waitq_first(q) == NULL;
+}
+
+/* Wake every waiter with `result`; returns how many. */
+static inline int waitq_wake_all(coro_list_t *q, int result)
+{
+    int n = 0;
+    sched_waiter_t *w;
+    while ((w = waitq_first(q)) != NULL)
+        n += sched_wake(w, result);
+    return n;
+}
+
+#endif /* CORO_SYNC_WAITQ_H */
