@@ -68,8 +68,17 @@ static int lock(coro_rwlock_t *l, int write, int try)
         return -1;
     }
     sched_waiter_t w;
-    return waitq_park(&l->waiters, &w, write ? &want_write : &want_read,
-                      write ? "rwlock write" : "rwlock read", l);
+    if (waitq_park(&l->waiters, &w, write ? &want_write : &want_read,
+                   write ? "rwlock write" : "rwlock read", l) != 0) {
+        /* Cancelled or timed out (and already out of the queue): those
+         * behind may now be grantable, e.g. readers queued behind a writer
+         * that gave up while readers hold the lock. */
+        int e = errno;
+        grant(l);
+        errno = e;
+        return -1;
+    }
+    return 0;
 }
 
 int coro_rwlock_rdlock(coro_rwlock_t *l) { return lock(l, 0, 0); }
