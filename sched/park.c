@@ -50,6 +50,36 @@ int sched_checkpoint(void)
     return 0;
 }
 
+/* Make self parked on w (the first half of every park). */
+static void park_prepare(sched_t *s, coro_t *self, sched_waiter_t *w, int64_t wake_at,
+                         const char *what, const void *obj, int64_t num)
+{
+    w->coro = self;
+    w->primary = w;
+    w->fired = NULL;
+    w->result = 0;
+    self->wait = w;
+    self->wait_what = what;
+    self->wait_obj = obj;
+    self->wait_num = num;
+    self->wait_since = s->loop_now;
+    self->wake_at = wake_at;
+    int64_t limit = wake_at < self->deadline ? wake_at : self->deadline;
+    if (limit != CORO_NEVER)
+        sched_timer_arm(s, self, limit);
+    self->state = CORO_PARKED;
+}
+
+/* What a park returns, from its waiter, once the coroutine runs again. */
+static int park_result(const sched_waiter_t *w)
+{
+    if (w->result) {
+        errno = w->result;
+        return -1;
+    }
+    return 0;
+}
+
 int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
                const void *obj, int64_t num)
 {
@@ -71,26 +101,9 @@ int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
         errno = e;
         return -1;
     }
-    w->coro = self;
-    w->primary = w;
-    w->fired = NULL;
-    w->result = 0;
-    self->wait = w;
-    self->wait_what = what;
-    self->wait_obj = obj;
-    self->wait_num = num;
-    self->wait_since = s->loop_now;
-    self->wake_at = wake_at;
-    int64_t limit = wake_at < self->deadline ? wake_at : self->deadline;
-    if (limit != CORO_NEVER)
-        sched_timer_arm(s, self, limit);
-    self->state = CORO_PARKED;
+    park_prepare(s, self, w, wake_at, what, obj, num);
     sched_switch(s);
-    if (w->result) {
-        errno = w->result;
-        return -1;
-    }
-    return 0;
+    return park_result(w);
 }
 
 int sched_can_wake(const sched_waiter_t *w)
@@ -123,6 +136,44 @@ int sched_wake(sched_waiter_t *w, int result)
         return 0;
     sched_runq_push(c->sched, c);
     return 1;
+}
+
+int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
+                  const char *what, const void *obj, int64_t num)
+{
+    sched_t *s = sched_tls;
+    coro_t *self = s ? s->current : NULL;
+    if (!self) {
+        coro_list_remove(&w->node);
+        errno = EPERM;
+        return -1;
+    }
+    coro_t *to = wake ? finish_wait(wake, result) : NULL;
+    int e = checkpoint_error(self);
+    if (e) {
+        if (to)
+            sched_runq_push(s, to);
+        coro_list_remove(&w->node);
+        errno = e;
+        return -1;
+    }
+    park_prepare(s, self, w, CORO_NEVER, what, obj, num);
+    if (to && !s->runq_head && s->pass_left > 0) {
+        /* Nobody else is ready and the pass has room: switch straight to
+         * the partner. (pass_left is 0 in CORO_DEBUG=slow mode.) */
+        s->pass_left--;
+        s->switches++;
+        s->current = to;
+        to->state = CORO_RUNNING;
+        coro_fiber_switch(&self->fiber, &to->fiber);
+        sched_after_switch(s);
+    } else {
+        /* Others are waiting their turn: the partner queues behind them. */
+        if (to)
+            sched_runq_push(s, to);
+        sched_switch(s);
+    }
+    return park_result(w);
 }
 
 int sched_wake_next(sched_waiter_t *w, int result)

@@ -69,9 +69,21 @@ int sched_wake(sched_waiter_t *w, int result);
 int sched_can_wake(const sched_waiter_t *w);
 
 /* sched_wake, but the woken coroutine runs next, before everyone already
- * ready: a direct hand-off (generators switch producer <-> consumer this
- * way). */
+ * ready (a one-off hand-off, such as a producer's last word; a loop of
+ * hand-offs should use sched_handoff, which stays fair). */
 int sched_wake_next(sched_waiter_t *w, int result);
+
+/* Wake `wake` (if not NULL and still waiting) with `result`, then park
+ * the caller on w as sched_park(w, CORO_NEVER, ...) does: the two halves
+ * of a hand-off between two coroutines (generators: next <-> yield). When
+ * no other coroutine is ready and the current pass over the run queue has
+ * room, it switches straight to the woken coroutine without touching the
+ * run queue; otherwise the woken one queues behind those already ready, so
+ * an endless hand-off loop cannot starve them, timers or I/O. The wake
+ * happens even if the caller's own checkpoint then fails (-1 with errno,
+ * not parked). */
+int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
+                  const char *what, const void *obj, int64_t num);
 
 /* The running coroutine (NULL outside one). */
 coro_t *sched_current(void);

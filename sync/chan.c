@@ -1,0 +1,537 @@
+/* sync/chan.c: channels (unbuffered rendezvous and buffered rings) and
+ * select, over the one park/wake mechanism of sched/wait.h.
+ *
+ * A channel holds a ring of `cap` items and two FIFOs of parked waiters:
+ *
+ *   recvq  receivers; only ever waiting while the ring is empty
+ *   sendq  senders;   only ever waiting while the ring is full
+ *                     (for capacity 0, always "full" and "empty")
+ *
+ * so an arriving sender first looks for a receiver (and copies its item
+ * straight into the receiver's buffer: the rendezvous), then for room in
+ * the ring, and only then parks; a receiver takes the ring's oldest item
+ * and, the ring having been full, moves the first parked sender's item in
+ * behind the others (FIFO order of items is kept), or takes straight from
+ * a parked sender when the ring is empty (capacity 0). Every hand-off is
+ * complete before the waiter is woken, so a waiter that is cancelled or
+ * times out after its wake still returns 0: its item went, or came.
+ *
+ * Waiters live on the waiting coroutines' stacks. A plain waiter's `data`
+ * is the caller's element buffer; a select case waiter (whose primary is
+ * not itself) has `data` pointing at its coro_case_t. Lists can hold stale
+ * waiters: a select woken through one case leaves its other case waiters
+ * linked until it runs again. sched_can_wake() tells them apart and they
+ * are dropped as they are met.
+ *
+ * A freed channel's magic is overwritten, so a later call on the handle
+ * aborts with a message while the memory has not been reused. */
+#include "coro.h"
+#include "coro/fault.h"
+#include "coro/list.h"
+#include "coro/sanitize.h"
+#include "sched/wait.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CHAN_MAGIC_LIVE 0xC4A7F1F0u
+#define CHAN_MAGIC_DEAD 0xC4A7DEADu
+
+/* Cases of a select whose waiters fit on the caller's stack; a select of
+ * more allocates them (and can fail with ENOMEM). */
+#define SELECT_STACK_CASES 32
+
+struct coro_chan {
+    /* Parked receivers (ring empty) and senders (ring full), FIFO. First:
+     * free() reuses the first bytes of a block for its own links, and the
+     * magic below must survive it. */
+    coro_list_t recvq, sendq;
+    /* CHAN_MAGIC_LIVE from new to free, then CHAN_MAGIC_DEAD. */
+    uint32_t magic;
+    /* Set by coro_chan_close: no send succeeds any more. */
+    int closed;
+    size_t elem_size;
+    /* Ring capacity in items (0: unbuffered). */
+    size_t cap;
+    /* The oldest buffered item's slot, and how many are buffered. */
+    size_t head, len;
+    /* The ring: cap * elem_size bytes. */
+    unsigned char ring[];
+};
+
+/* ---- checks ------------------------------------------------------------- */
+
+__attribute__((noreturn, noinline, cold))
+static void chan_bad(const coro_chan_t *ch, const char *fn, int freed)
+{
+    fprintf(stderr, "coro: %s(%p): %s\n", fn, (const void *)ch,
+            freed ? "the channel has been freed (use after coro_chan_free)"
+                  : "not a channel (corrupt handle, or freed and reused)");
+    fflush(stderr);
+    abort();
+}
+
+/* Abort on a freed or bogus handle. Under AddressSanitizer a freed
+ * channel's memory is poisoned: ask first, so the message is ours. */
+static inline void chan_check(const coro_chan_t *ch, const char *fn)
+{
+#if CORO_ASAN
+    if (__asan_address_is_poisoned(&ch->magic))
+        chan_bad(ch, fn, 1);
+#endif
+    uint32_t m = ch->magic;
+    if (__builtin_expect(m != CHAN_MAGIC_LIVE, 0))
+        chan_bad(ch, fn, m == CHAN_MAGIC_DEAD);
+}
+
+/* ---- items and waiters -------------------------------------------------- */
+
+/* memcpy of a run-time size is a call; the common small sizes inline. */
+static inline void copy_elem(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 1: memcpy(dst, src, 1); break;
+    case 2: memcpy(dst, src, 2); break;
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
+
+static inline unsigned char *slot(coro_chan_t *ch, size_t i)
+{
+    return ch->ring + i * ch->elem_size;
+}
+
+static inline void ring_put(coro_chan_t *ch, const void *elem)
+{
+    size_t i = ch->head + ch->len;
+    if (i >= ch->cap)
+        i -= ch->cap;
+    copy_elem(slot(ch, i), elem, ch->elem_size);
+    ch->len++;
+}
+
+static inline void ring_take(coro_chan_t *ch, void *elem)
+{
+    copy_elem(elem, slot(ch, ch->head), ch->elem_size);
+    if (++ch->head == ch->cap)
+        ch->head = 0;
+    ch->len--;
+}
+
+/* The buffer a waiter sends from or receives into. */
+static inline void *waiter_elem(const sched_waiter_t *w)
+{
+    if (w->primary == w)
+        return w->data;
+    return ((coro_case_t *)w->data)->elem;
+}
+
+/* The first waiter of q that can still be woken, or NULL; stale waiters
+ * met on the way are unlinked. The running coroutine's own waiters never
+ * qualify (it is not parked), so a select with a send and a receive on
+ * one channel cannot meet itself. */
+static inline sched_waiter_t *first_live(coro_list_t *q)
+{
+    coro_list_t *n;
+    while ((n = q->next) != q) {
+        sched_waiter_t *w = coro_container_of(n, sched_waiter_t, node);
+        if (__builtin_expect(sched_can_wake(w), 1))
+            return w;
+        coro_list_remove(n);
+    }
+    return NULL;
+}
+
+/* Wake every waiter of q (stale ones are just unlinked). */
+static void wake_all(coro_list_t *q, int result)
+{
+    while (q->next != q)
+        sched_wake(coro_container_of(q->next, sched_waiter_t, node), result);
+}
+
+/* Send elem now: to the live receiver r if there is one, else into the
+ * ring (which has room). */
+static inline void send_to(coro_chan_t *ch, const void *elem, sched_waiter_t *r)
+{
+    if (r) {
+        copy_elem(waiter_elem(r), elem, ch->elem_size);
+        sched_wake(r, 0);
+    } else {
+        ring_put(ch, elem);
+    }
+}
+
+/* Receive into elem now, from the ring if it holds anything (refilling it
+ * from the first live sender), else from the live sender s. */
+static inline void recv_from(coro_chan_t *ch, void *elem, sched_waiter_t *s)
+{
+    if (ch->len) {
+        ring_take(ch, elem);
+        if ((s = first_live(&ch->sendq)) != NULL) {
+            ring_put(ch, waiter_elem(s));
+            sched_wake(s, 0);
+        }
+    } else {
+        copy_elem(elem, waiter_elem(s), ch->elem_size);
+        sched_wake(s, 0);
+    }
+}
+
+/* Park the caller on q until a peer completes its send or receive of the
+ * item at elem (0), or a close, free, cancellation or deadline ends the
+ * wait (-1 with errno; the channel may be gone then: touch nothing). Out
+ * of line, so the fast paths keep a small frame; called in tail position. */
+__attribute__((noinline))
+static int park_on(coro_list_t *q, void *elem, const char *what, const coro_chan_t *ch)
+{
+    sched_waiter_t me;
+    me.data = elem;
+    coro_list_push_back(q, &me.node);
+    return sched_park(&me, CORO_NEVER, what, ch, -1);
+}
+
+/* ---- channels ----------------------------------------------------------- */
+
+coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity)
+{
+    if (elem_size == 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (capacity > (SIZE_MAX - sizeof(coro_chan_t)) / elem_size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    coro_chan_t *ch = coro_malloc(sizeof *ch + capacity * elem_size);
+    if (!ch)
+        return NULL;
+    ch->magic = CHAN_MAGIC_LIVE;
+    ch->closed = 0;
+    ch->elem_size = elem_size;
+    ch->cap = capacity;
+    ch->head = 0;
+    ch->len = 0;
+    coro_list_init(&ch->recvq);
+    coro_list_init(&ch->sendq);
+    return ch;
+}
+
+int coro_chan_send(coro_chan_t *ch, const void *elem)
+{
+    if (!ch || !elem) {
+        errno = EINVAL;
+        return -1;
+    }
+    chan_check(ch, "coro_chan_send");
+    sched_waiter_t *r = NULL;
+    if (!ch->closed) {
+        r = first_live(&ch->recvq);
+        /* Nothing to complete with: park (sched_park is the checkpoint). */
+        if (!r && ch->len == ch->cap)
+            return park_on(&ch->sendq, (void *)(uintptr_t)elem, "chan send", ch);
+    }
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (ch->closed) {
+        errno = EPIPE;
+        return -1;
+    }
+    send_to(ch, elem, r);
+    return 0;
+}
+
+int coro_chan_recv(coro_chan_t *ch, void *elem)
+{
+    if (!ch || !elem) {
+        errno = EINVAL;
+        return -1;
+    }
+    chan_check(ch, "coro_chan_recv");
+    sched_waiter_t *s = NULL;
+    if (!ch->len) {
+        s = first_live(&ch->sendq);
+        if (!s && !ch->closed)
+            return park_on(&ch->recvq, elem, "chan recv", ch);
+    }
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (!ch->len && !s) {
+        errno = EPIPE; /* closed and drained */
+        return -1;
+    }
+    recv_from(ch, elem, s);
+    return 0;
+}
+
+int coro_chan_try_send(coro_chan_t *ch, const void *elem)
+{
+    if (!ch || !elem) {
+        errno = EINVAL;
+        return -1;
+    }
+    chan_check(ch, "coro_chan_try_send");
+    if (ch->closed) {
+        errno = EPIPE;
+        return -1;
+    }
+    sched_waiter_t *r = first_live(&ch->recvq);
+    if (!r && ch->len == ch->cap) {
+        errno = EAGAIN;
+        return -1;
+    }
+    send_to(ch, elem, r);
+    return 0;
+}
+
+int coro_chan_try_recv(coro_chan_t *ch, void *elem)
+{
+    if (!ch || !elem) {
+        errno = EINVAL;
+        return -1;
+    }
+    chan_check(ch, "coro_chan_try_recv");
+    sched_waiter_t *s = NULL;
+    if (!ch->len && !(s = first_live(&ch->sendq))) {
+        errno = ch->closed ? EPIPE : EAGAIN;
+        return -1;
+    }
+    recv_from(ch, elem, s);
+    return 0;
+}
+
+static void close_chan(coro_chan_t *ch)
+{
+    ch->closed = 1;
+    wake_all(&ch->recvq, EPIPE);
+    wake_all(&ch->sendq, EPIPE);
+}
+
+int coro_chan_close(coro_chan_t *ch)
+{
+    if (!ch) {
+        errno = EINVAL;
+        return -1;
+    }
+    chan_check(ch, "coro_chan_close");
+    if (ch->closed) {
+        errno = EPIPE;
+        return -1;
+    }
+    close_chan(ch);
+    return 0;
+}
+
+size_t coro_chan_len(const coro_chan_t *ch)
+{
+    if (!ch) {
+        errno = EINVAL;
+        return 0;
+    }
+    chan_check(ch, "coro_chan_len");
+    return ch->len;
+}
+
+size_t coro_chan_cap(const coro_chan_t *ch)
+{
+    if (!ch) {
+        errno = EINVAL;
+        return 0;
+    }
+    chan_check(ch, "coro_chan_cap");
+    return ch->cap;
+}
+
+void coro_chan_free(coro_chan_t *ch)
+{
+    if (!ch)
+        return;
+    chan_check(ch, "coro_chan_free");
+    /* Every waiter is woken and unlinked here, stale ones too, so nobody
+     * touches the memory again: a select woken with EPIPE through this
+     * channel unlinks its other waiters from their own channels only. */
+    if (!ch->closed)
+        close_chan(ch);
+    /* volatile: a store just before free() is otherwise dead to the
+     * compiler, and the check on the stale handle would see the old magic. */
+    *(volatile uint32_t *)&ch->magic = CHAN_MAGIC_DEAD;
+    free(ch);
+}
+
+/* ---- select ------------------------------------------------------------- */
+
+/* A per-thread xorshift64* generator for the fair choice among ready
+ * cases: cheap, and no shared state with rand(). */
+static __thread uint64_t select_rng __attribute__((tls_model("initial-exec")));
+
+static uint32_t rand_below(uint32_t n)
+{
+    uint64_t x = select_rng;
+    if (__builtin_expect(x == 0, 0)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec
+            ^ (uint64_t)(uintptr_t)&select_rng;
+        if (!x)
+            x = 0x2545F4914F6CDD1Dull;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    select_rng = x;
+    uint32_t r = (uint32_t)((x * 0x2545F4914F6CDD1Dull) >> 32);
+    return (uint32_t)(((uint64_t)r * n) >> 32);
+}
+
+/* Check the cases; clear every err. Returns 0, or -1/EINVAL. */
+static int select_validate(coro_case_t *cases, int n)
+{
+    if (!cases || n <= 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int any = 0;
+    for (int i = 0; i < n; i++) {
+        coro_case_t *c = &cases[i];
+        c->err = 0;
+        if (!c->ch)
+            continue;
+        chan_check(c->ch, "coro_select");
+        if ((c->op != CORO_SEND && c->op != CORO_RECV) || !c->elem) {
+            errno = EINVAL;
+            return -1;
+        }
+        any = 1;
+    }
+    if (!any) {
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Could the case complete now (closed counts)? */
+static int case_ready(coro_case_t *c)
+{
+    coro_chan_t *ch = c->ch;
+    if (c->op == CORO_SEND)
+        return ch->closed || ch->len < ch->cap || first_live(&ch->recvq) != NULL;
+    return ch->len || ch->closed || first_live(&ch->sendq) != NULL;
+}
+
+/* Complete a ready case. */
+static void case_complete(coro_case_t *c)
+{
+    coro_chan_t *ch = c->ch;
+    if (c->op == CORO_SEND) {
+        if (ch->closed)
+            c->err = EPIPE;
+        else
+            send_to(ch, c->elem, first_live(&ch->recvq));
+    } else {
+        sched_waiter_t *s = ch->len ? NULL : first_live(&ch->sendq);
+        if (!ch->len && !s)
+            c->err = EPIPE;
+        else
+            recv_from(ch, c->elem, s);
+    }
+}
+
+/* No case is ready: wait on all of them at once. One waiter per case in
+ * its channel's queue, each pointing at the primary we park on; whoever
+ * completes a case (or closes its channel) wakes us through that case's
+ * waiter, and p.fired names it. */
+static int select_wait(coro_case_t *cases, int n)
+{
+    sched_waiter_t local[SELECT_STACK_CASES], *ws = local;
+    coro_t *self = sched_current();
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (n > SELECT_STACK_CASES) {
+        if (sched_checkpoint() != 0)
+            return -1;
+        ws = coro_malloc((size_t)n * sizeof *ws);
+        if (!ws)
+            return -1;
+    }
+    sched_waiter_t p;
+    coro_list_init(&p.node);
+    p.fired = NULL;
+    int saved_errno = errno;
+    for (int i = 0; i < n; i++) {
+        coro_case_t *c = &cases[i];
+        if (!c->ch)
+            continue;
+        sched_waiter_t *w = &ws[i];
+        w->coro = self;
+        w->primary = &p;
+        w->fired = NULL;
+        w->result = 0;
+        w->data = c;
+        coro_list_push_back(c->op == CORO_SEND ? &c->ch->sendq : &c->ch->recvq, &w->node);
+    }
+    sched_park(&p, CORO_NEVER, "select", cases, -1);
+    int e = errno;
+    /* Unlink the rest. A channel freed meanwhile has already unlinked
+     * ours, so this touches no freed memory. */
+    for (int i = 0; i < n; i++)
+        if (cases[i].ch)
+            coro_list_remove(&ws[i].node);
+    sched_waiter_t *f = p.fired;
+    int idx = (f && f != &p) ? (int)(f - ws) : -1;
+    if (ws != local)
+        free(ws);
+    if (idx >= 0) {
+        /* Completed by a peer (0), or its channel was closed (EPIPE). */
+        cases[idx].err = p.result;
+        errno = saved_errno;
+        return idx;
+    }
+    errno = e;
+    return -1;
+}
+
+static int select_impl(coro_case_t *cases, int n, int block)
+{
+    if (select_validate(cases, n) != 0)
+        return -1;
+    int pick = -1;
+    uint32_t ready = 0;
+    for (int i = 0; i < n; i++) {
+        if (!cases[i].ch || !case_ready(&cases[i]))
+            continue;
+        /* Reservoir sampling: each ready case ends up chosen with
+         * probability 1/ready. */
+        if (++ready == 1 || rand_below(ready) == 0)
+            pick = i;
+    }
+    if (pick >= 0) {
+        if (block && sched_checkpoint() != 0)
+            return -1;
+        case_complete(&cases[pick]);
+        return pick;
+    }
+    if (!block) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return select_wait(cases, n);
+}
+
+int coro_select(coro_case_t *cases, int n)
+{
+    return select_impl(cases, n, 1);
+}
+
+int coro_try_select(coro_case_t *cases, int n)
+{
+    return select_impl(cases, n, 0);
+}

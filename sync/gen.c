@@ -1,0 +1,327 @@
+/* sync/gen.c: generators. fn runs as a coroutine of its own ("generator")
+ * and hands values out one at a time; each coro_gen_next runs it until its
+ * next coro_gen_yield or its return.
+ *
+ * The hand-off is direct: next wakes the producer and parks in one
+ * sched_handoff; yield copies the value straight into the consumer's
+ * buffer and hands back the same way. With no other coroutine ready, one
+ * value costs two switches and no run-queue traffic; with others ready,
+ * the partner queues behind them, so a generator loop never starves them.
+ *
+ * Who touches what:
+ *   g->cw   the consumer's waiter (on its stack) while a coroutine is
+ *           inside coro_gen_next and has not been handed its outcome; it
+ *           makes another caller fail with EBUSY. Cleared by whoever ends
+ *           the call: the producer when it hands a value or ENOENT (the
+ *           consumer then returns without touching g), coro_gen_free
+ *           (likewise), or the consumer itself when its wait ended
+ *           otherwise (cancel, deadline). cw->data is the consumer's
+ *           buffer; coro_gen_free sets it to NULL to tell a consumer that
+ *           g is going away.
+ *   g->pw   the producer's waiter while it is parked waiting for a next
+ *           (before its first value, or in coro_gen_yield).
+ *
+ * Cancellation never loses a value: if the consumer stops waiting (cancel,
+ * deadline) while the producer runs, the producer's yield finds nobody to
+ * hand to (sched_can_wake is false, or cw is NULL), keeps the value in
+ * g->pending and parks; the next coro_gen_next returns it without waking
+ * the producer, and only the call after that resumes fn.
+ *
+ * Beyond sync/sync.h:
+ *   - coro_gen_next from fn itself on its own generator: EDEADLK.
+ *   - coro_gen_free before any value was asked for: fn is never called.
+ *     Free wakes a consumer still parked in next with ENOENT. Called from
+ *     fn itself, it makes fn's later yields fail and g is freed when fn
+ *     returns. Called after coro_main has returned, it only frees memory.
+ *   - An unfreed generator's producer stays parked: free every generator
+ *     before the last other coroutine ends, or coro_main reports a
+ *     deadlock (as for any coroutine left waiting). */
+#include "sync/sync.h"
+#include "coro/fault.h"
+#include "sched/sched.h"
+#include "sched/wait.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct coro_gen {
+    coro_gen_fn fn;
+    void *arg;
+    size_t elem_size;
+    coro_t *producer;
+    sched_waiter_t *cw;   /* consumer inside next, not yet answered */
+    sched_waiter_t *pw;   /* producer parked waiting for a next */
+    int status;           /* fn's return, once finished */
+    unsigned char started;     /* a next has asked for a value */
+    unsigned char finished;    /* fn has returned (or was never called) */
+    unsigned char freeing;     /* coro_gen_free has begun: yields fail */
+    unsigned char free_on_exit; /* freed by fn itself: the wrapper frees g */
+    unsigned char has_pending; /* pending holds a value nobody took yet */
+    unsigned char pending[];   /* elem_size bytes */
+};
+
+/* Copy one value; the common small sizes without a call. */
+static inline void copy_elem(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 1: memcpy(dst, src, 1); break;
+    case 2: memcpy(dst, src, 2); break;
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
+
+static inline void waiter_init(sched_waiter_t *w, void *data)
+{
+    coro_list_init(&w->node);
+    w->coro = NULL; /* sched_can_wake is false until sched_park sets it */
+    w->primary = w;
+    w->fired = NULL;
+    w->result = 0;
+    w->data = data;
+}
+
+/* Keep gen_switch one function: a clone per caller would undo the point. */
+#if defined(__clang__)
+#define GEN_ONE_COPY __attribute__((noinline))
+#else
+#define GEN_ONE_COPY __attribute__((noinline, noipa))
+#endif
+
+/* Wake `wake` (if not NULL) to run next, then park the caller: as the
+ * consumer (buf is where the value goes) or as the producer waiting for the
+ * next coro_gen_next (buf NULL). Both sides park here, through the one
+ * sched_park call below, and coro_gen_next and coro_gen_yield reach it by a
+ * tail call: a coroutine resumed by a hand-off then returns through the
+ * same two frames the other side entered, so the CPU's return predictor
+ * misses only the final return into user code (once per hand-off, as for
+ * any two coroutine bodies switching to each other). */
+static GEN_ONE_COPY int gen_switch(coro_gen_t *g, sched_waiter_t *wake, void *buf)
+{
+    sched_waiter_t w;
+    waiter_init(&w, buf);
+    if (buf) {
+        g->cw = &w;
+        g->started = 1;
+    } else {
+        g->pw = &w;
+    }
+    const char *what = buf ? "gen next" : "gen yield";
+    /* Hide what the branches above learnt about buf, so the compiler keeps
+     * a single call of sched_handoff rather than one per path. */
+    __asm__("" : "+r"(buf));
+    int r = sched_handoff(wake, 0, &w, what, g, -1);
+    if (!buf) {
+        g->pw = NULL; /* the producer: g lives until it has ended */
+        return r;
+    }
+    if (r == 0)
+        return 0; /* the value is in *buf; the producer cleared g->cw */
+    /* ENOENT: fn returned (or g is being freed), and whoever told us
+     * cleared g->cw. Otherwise the wait ended on our side (cancel,
+     * deadline): leave next, unless coro_gen_free has let go of us (it
+     * cleared w.data; g may be gone). */
+    int e = errno;
+    if (e != ENOENT && w.data && g->cw == &w)
+        g->cw = NULL;
+    errno = e;
+    return -1;
+}
+
+/* The producer's body around fn. If the generator is freed before any
+ * value was asked for (or before the producer first ran), fn is never
+ * called: the producer wakes, sees the cancellation and ends, and
+ * coro_gen_status stays -1. */
+static int gen_body(void *arg)
+{
+    coro_gen_t *g = arg;
+    int status = -1;
+    if (!g->started && gen_switch(g, NULL, NULL) != 0)
+        goto out; /* cancelled (freed, or a deadlock unwind) before starting */
+    if (!g->freeing)
+        status = g->fn(g, g->arg);
+out:
+    g->status = status;
+    g->finished = 1;
+    sched_waiter_t *cw = g->cw;
+    if (cw && sched_can_wake(cw)) {
+        g->cw = NULL;
+        sched_wake_next(cw, ENOENT);
+    }
+    if (g->free_on_exit)
+        free(g);
+    return status;
+}
+
+coro_gen_t *coro_gen_new(coro_gen_fn fn, void *arg, size_t elem_size)
+{
+    if (!fn || elem_size == 0 || elem_size > SIZE_MAX - sizeof(coro_gen_t)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!sched_current()) {
+        errno = EPERM;
+        return NULL;
+    }
+    coro_gen_t *g = coro_malloc(sizeof *g + elem_size);
+    if (!g)
+        return NULL;
+    g->fn = fn;
+    g->arg = arg;
+    g->elem_size = elem_size;
+    g->cw = NULL;
+    g->pw = NULL;
+    g->status = -1;
+    g->started = g->finished = g->freeing = g->free_on_exit = g->has_pending = 0;
+    coro_opts_t opts = { .stack_size = 0, .name = "generator" };
+    g->producer = coro_spawn_opts(gen_body, g, &opts);
+    if (!g->producer) {
+        int e = errno;
+        free(g);
+        errno = e;
+        return NULL;
+    }
+    return g;
+}
+
+int coro_gen_yield(coro_gen_t *g, const void *elem)
+{
+    if (!g || !elem) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (sched_current() != g->producer) {
+        errno = EPERM;
+        return -1;
+    }
+    if (g->freeing) { /* even when fn has shielded itself */
+        errno = ECANCELED;
+        return -1;
+    }
+    if (sched_checkpoint() != 0)
+        return -1;
+    /* A value is still kept from before (this fn's earlier yield failed
+     * while waiting, its own deadline say, and it yields again): wait until
+     * that one is taken and a next asks for this one, so none is lost. */
+    while (__builtin_expect(g->has_pending, 0))
+        if (gen_switch(g, NULL, NULL) != 0)
+            return -1;
+    sched_waiter_t *cw = g->cw;
+    if (cw && sched_can_wake(cw)) {
+        copy_elem(cw->data, elem, g->elem_size);
+        g->cw = NULL;
+        /* A failure of the wait that follows (fn's own deadline passed
+         * meanwhile, a cancellation) comes after the value was handed. */
+        return gen_switch(g, cw, NULL);
+    }
+    /* Nobody waits (the consumer was cancelled or timed out while fn ran):
+     * keep the value for the next coro_gen_next. */
+    copy_elem(g->pending, elem, g->elem_size);
+    g->has_pending = 1;
+    return gen_switch(g, NULL, NULL);
+}
+
+int coro_gen_next(coro_gen_t *g, void *elem)
+{
+    if (!g || !elem) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (g->cw) { /* someone is inside next already */
+        coro_t *self = sched_current();
+        errno = !self ? EPERM : self == g->producer ? EDEADLK : EBUSY;
+        return -1;
+    }
+    if (sched_checkpoint() != 0) /* EPERM outside a coroutine */
+        return -1;
+    /* fn asking its own generator for a value (only possible while the
+     * producer is not parked waiting for a next). */
+    if (!g->pw && sched_current() == g->producer) {
+        errno = EDEADLK;
+        return -1;
+    }
+    if (g->has_pending) {
+        g->has_pending = 0;
+        copy_elem(elem, g->pending, g->elem_size);
+        return 0;
+    }
+    if (g->finished || g->freeing) {
+        errno = ENOENT;
+        return -1;
+    }
+    /* If the producer is not parked waiting for us, it is busy (in a sleep
+     * of its own, say, after an earlier next gave up) or has not run yet:
+     * its yield finds our waiter. */
+    sched_waiter_t *pw = g->pw;
+    g->pw = NULL;
+    return gen_switch(g, pw, elem);
+}
+
+int coro_gen_status(const coro_gen_t *g)
+{
+    if (!g) {
+        errno = EINVAL;
+        return -1;
+    }
+    return g->finished ? g->status : -1;
+}
+
+void coro_gen_free(coro_gen_t *g)
+{
+    if (!g)
+        return;
+    coro_t *self = sched_current();
+    if (!self) {
+        /* No scheduler runs here: coro_main has returned, every coroutine
+         * (the producer too) has ended and been freed with it. */
+        free(g);
+        return;
+    }
+    g->freeing = 1;
+    g->has_pending = 0;
+    /* Let go of a consumer still inside next: it must never touch g again.
+     * One still parked there ends now with ENOENT (no value will come);
+     * one already woken (cancel, deadline) but not yet run sees w.data
+     * cleared and leaves g alone. */
+    sched_waiter_t *cw = g->cw;
+    if (cw) {
+        g->cw = NULL;
+        cw->data = NULL;
+        sched_wake(cw, ENOENT);
+    }
+    if (self == g->producer) {
+        /* fn frees its own generator: its later yields fail, and g goes
+         * when fn returns (gen_body frees it). Nobody joins the producer. */
+        g->free_on_exit = 1;
+        coro_detach(self);
+        return;
+    }
+    if (!g->finished) {
+        /* Its pending or next yield fails with ECANCELED. A producer parked
+         * waiting for a next is woken even if fn shielded itself. */
+        coro_cancel(g->producer);
+        sched_waiter_t *pw = g->pw;
+        if (pw) {
+            g->pw = NULL;
+            sched_wake(pw, ECANCELED);
+        }
+    }
+    /* Wait for fn to return even if the caller is cancelled or past its
+     * deadline: the producer still uses g. */
+    int shield = coro_shield(1);
+    int64_t deadline = coro_set_deadline(CORO_NEVER);
+    if (coro_join(g->producer, NULL) != 0) {
+        /* Only when the caller is being killed by a deadlock unwind
+         * (which overrides shields): let the producer go on its own and
+         * wait for fn to return. */
+        coro_detach(g->producer);
+        while (!g->finished)
+            coro_yield();
+    }
+    coro_set_deadline(deadline);
+    coro_shield(shield);
+    free(g);
+}
