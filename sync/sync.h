@@ -189,7 +189,9 @@ typedef struct coro_case {
  * several ready cases the choice is random (fair). A case whose channel is
  * closed (and, for a receive, drained) is ready: it is chosen like any
  * other and its err is EPIPE. Errors (-1): EINVAL cases NULL, n < 0, a bad
- * op, or no case with a channel; ECANCELED, ETIMEDOUT, EPERM. */
+ * op, a NULL elem, or no case with a channel; ENOMEM more than 32 cases
+ * and no memory for their waiters (up to 32 never allocate); ECANCELED,
+ * ETIMEDOUT, EPERM. errno is left alone on success. */
 int coro_select(coro_case_t *cases, int n);
 /* As coro_select, without blocking: -1/EAGAIN when no case is ready (the
  * "default:" of Go's select). */
@@ -205,18 +207,26 @@ typedef int (*coro_gen_fn)(coro_gen_t *g, void *arg);
  * ENOMEM. */
 coro_gen_t *coro_gen_new(coro_gen_fn fn, void *arg, size_t elem_size);
 /* Inside fn: hand one value to the consumer and wait for the next
- * coro_gen_next. Errors: ECANCELED (the generator is being freed: return),
- * EPERM not called from g's own coroutine. */
+ * coro_gen_next. Errors: ECANCELED (the generator is being freed: return;
+ * a value handed over before the failure stays delivered), ETIMEDOUT (a
+ * deadline fn set itself), EPERM not called from g's own coroutine,
+ * EINVAL g or elem NULL. */
 int coro_gen_yield(coro_gen_t *g, const void *elem);
 /* Run fn until it yields a value into *elem (0) or returns (-1/ENOENT, and
- * ENOENT ever after). Switches straight to the producer and back, without
- * waiting behind other ready coroutines. Errors: ENOENT; EBUSY another
- * coroutine is in coro_gen_next on g; ECANCELED, ETIMEDOUT (the caller;
- * a value produced meanwhile is kept for the next call), EPERM, EINVAL. */
+ * ENOENT ever after). Switches straight to the producer and back, with no
+ * run-queue traffic when no other coroutine is ready (with others ready,
+ * the producer takes its turn behind them: a generator loop never starves
+ * anyone). Errors: ENOENT fn has returned or g is being freed; EBUSY
+ * another coroutine is in coro_gen_next on g; EDEADLK called from fn
+ * itself; ECANCELED, ETIMEDOUT (the caller; a value produced meanwhile is
+ * kept for the next call), EPERM, EINVAL. */
 int coro_gen_next(coro_gen_t *g, void *elem);
 /* fn's return value once it has returned (ENOENT from next), else -1. */
 int coro_gen_status(const coro_gen_t *g);
-/* Cancels fn if it has not finished, waits for it to return, frees g. */
+/* Cancels fn if it has not finished, waits for it to return, frees g. A
+ * generator never started never calls fn. An unfinished generator that is
+ * never freed keeps its producer parked forever: coro_main then reports a
+ * deadlock. */
 void coro_gen_free(coro_gen_t *g);
 
 #ifdef __cplusplus
