@@ -97,5 +97,11 @@ int bench_sleep_baseline(bench_run_t *r);
 /* bench/bench_idle.c */
 int bench_idle(bench_run_t *r);
 int bench_idle_baseline(bench_run_t *r);
+/* bench/bench_sync.c */
+int bench_chan_ping_pong(bench_run_t *r);
+int bench_chan_buffered(bench_run_t *r);
+int bench_mutex_handoff(bench_run_t *r);
+int bench_select2(bench_run_t *r);
+int bench_gen_next(bench_run_t *r);
 
 #endif /* CORO_BENCH_BENCH_H */

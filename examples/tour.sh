@@ -41,7 +41,15 @@ run ping_pong      "two coroutines alternate with coro_yield; what one switch co
 run sleep_timeout  "sleeps, absolute wake-ups, and deadline scopes that bound every blocking call"
 run cancel_cleanup "cancel a coroutine mid-sleep; its cleanup blocks under a shield; cancellation is sticky"
 run task_group     "structured concurrency: gather in completion order, fail fast, and a deadline that cancels the children"
+run producer_consumer   "backpressure: a bounded channel (capacity 4) makes a fast producer wait for a slow consumer"
+run bounded_concurrency "at most 3 of 10 jobs at once with a semaphore; permits handed on in FIFO order"
+run select_timeout      "select over data and quit channels with a per-iteration timeout; try_select as Go's default"
+run pipeline            "fan-out/fan-in: generator -> 4 workers -> collector, shut down by closing channels and a wait group"
+run prime_sieve         "the prime sieve as a chain of generators, pulled one value at a time"
+run retry_backoff       "retry with exponential backoff and jitter, bounded by one overall deadline"
+run circuit_breaker     "a circuit breaker fails fast while a service hangs, then probes until it recovers"
 run deadlock       "a deliberate deadlock: the runtime proves it, dumps every coroutine (stderr), unwinds, EDEADLK"
+run dining_philosophers "five philosophers deadlock on mutexes (dump names each one's fork); lock ordering fixes it"
 run context_switch "under the hood: one context switch by hand, the saved frame, and why pop+jmp"
 
 printf '\n=== tour: all examples passed\n'
