@@ -40,12 +40,10 @@ int coro_event_wait(coro_event_t *e)
         errno = EINVAL;
         return -1;
     }
-    if (sched_checkpoint() != 0)
-        return -1;
     if (e->set)
-        return 0;
+        return sched_checkpoint();
     sched_waiter_t w;
-    return waitq_park(&e->waiters, &w, NULL, "event", e);
+    return waitq_park(&e->waiters, &w, NULL, "event", e); /* checkpoints first */
 }
 
 int coro_event_is_set(const coro_event_t *e)
@@ -82,10 +80,8 @@ int coro_wg_wait(coro_wg_t *wg)
         errno = EINVAL;
         return -1;
     }
-    if (sched_checkpoint() != 0)
-        return -1;
     if (wg->count == 0)
-        return 0;
+        return sched_checkpoint();
     sched_waiter_t w;
-    return waitq_park(&wg->waiters, &w, NULL, "waitgroup", wg);
+    return waitq_park(&wg->waiters, &w, NULL, "waitgroup", wg); /* checkpoints first */
 }

@@ -29,14 +29,15 @@ int coro_mutex_lock(coro_mutex_t *m)
         errno = EDEADLK;
         return -1;
     }
-    if (sched_checkpoint() != 0)
-        return -1;
     if (!m->owner) {
+        if (sched_checkpoint() != 0)
+            return -1;
         m->owner = self;
         return 0;
     }
     sched_waiter_t w;
-    /* On success the unlocker has already made us the owner. */
+    /* The park checks the checkpoint first. On success the unlocker has
+     * already made us the owner. */
     return waitq_park(&m->waiters, &w, NULL, "mutex", m);
 }
 

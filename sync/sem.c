@@ -26,14 +26,14 @@ int coro_sem_acquire(coro_sem_t *s)
         errno = EINVAL;
         return -1;
     }
-    if (sched_checkpoint() != 0)
-        return -1;
     if (s->count > 0) {
+        if (sched_checkpoint() != 0)
+            return -1;
         s->count--;
         return 0;
     }
     sched_waiter_t w;
-    return waitq_park(&s->waiters, &w, NULL, "sem", s);
+    return waitq_park(&s->waiters, &w, NULL, "sem", s); /* checkpoints first */
 }
 
 int coro_sem_try_acquire(coro_sem_t *s)
