@@ -150,6 +150,8 @@ void coro_yield(void)
         sched_after_switch(s);
         return;
     }
+    if (!next && !s->heap_len && !s->poll_waiters)
+        return; /* nobody else to run and nothing to look at */
     sched_runq_push(s, self);
     sched_switch(s);
 }
