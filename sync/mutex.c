@@ -16,15 +16,9 @@ void coro_mutex_init(coro_mutex_t *m)
 
 int coro_mutex_lock(coro_mutex_t *m)
 {
-    if (!m) {
-        errno = EINVAL;
+    coro_t *self = sync_caller(m);
+    if (!self)
         return -1;
-    }
-    coro_t *self = sched_current();
-    if (!self) {
-        errno = EPERM;
-        return -1;
-    }
     if (m->owner == self) {
         errno = EDEADLK;
         return -1;
@@ -43,15 +37,9 @@ int coro_mutex_lock(coro_mutex_t *m)
 
 int coro_mutex_trylock(coro_mutex_t *m)
 {
-    if (!m) {
-        errno = EINVAL;
+    coro_t *self = sync_caller(m);
+    if (!self)
         return -1;
-    }
-    coro_t *self = sched_current();
-    if (!self) {
-        errno = EPERM;
-        return -1;
-    }
     if (m->owner) {
         errno = EBUSY;
         return -1;

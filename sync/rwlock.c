@@ -40,15 +40,9 @@ static void grant(coro_rwlock_t *l)
 
 static int lock(coro_rwlock_t *l, int write, int try)
 {
-    if (!l) {
-        errno = EINVAL;
+    coro_t *self = sync_caller(l);
+    if (!self)
         return -1;
-    }
-    coro_t *self = sched_current();
-    if (!self) {
-        errno = EPERM;
-        return -1;
-    }
     if (l->writer == self) {
         errno = try ? EBUSY : EDEADLK;
         return -1;
@@ -88,15 +82,9 @@ int coro_rwlock_trywrlock(coro_rwlock_t *l) { return lock(l, 1, 1); }
 
 int coro_rwlock_unlock(coro_rwlock_t *l)
 {
-    if (!l) {
-        errno = EINVAL;
+    coro_t *self = sync_caller(l);
+    if (!self)
         return -1;
-    }
-    coro_t *self = sched_current();
-    if (!self) {
-        errno = EPERM;
-        return -1;
-    }
     if (l->writer) {
         if (l->writer != self) {
             errno = EPERM;

@@ -7,6 +7,22 @@
 #include "coro/list.h"
 #include "sched/wait.h"
 
+#include <errno.h>
+
+/* The calling coroutine, for an operation on obj that needs one: NULL with
+ * EINVAL when obj is NULL, NULL with EPERM outside a coroutine. */
+static inline coro_t *sync_caller(const void *obj)
+{
+    if (!obj) {
+        errno = EINVAL;
+        return NULL;
+    }
+    coro_t *self = sched_current();
+    if (!self)
+        errno = EPERM;
+    return self;
+}
+
 /* Queue the calling coroutine's waiter w at the back of q and park until a
  * waker hands it what it waits for (0), or its deadline or a cancellation
  * ends the wait (-1 with errno; w is then already out of q). `data` rides
