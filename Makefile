@@ -9,6 +9,9 @@
 #
 # Switches:
 #   CONTEXT=asm|ucontext                  context-switch backend (default asm)
+#   POLLER=epoll|kqueue                   poller backend (default: epoll on Linux,
+#                                         kqueue elsewhere; kqueue on Linux needs
+#                                         libkqueue, see sched/poller_kqueue.c)
 #   SANITIZE=address|undefined|thread     any comma-separated mix the compiler allows
 #   VALGRIND=                             empty skips the Valgrind pass of `make test`
 #   TEST_EXEC="qemu-aarch64 -L /usr/aarch64-linux-gnu"   run test binaries through this
@@ -20,6 +23,11 @@ AR       ?= ar
 CFLAGS   ?= -O2 -g
 LDFLAGS  ?=
 CONTEXT  ?= asm
+ifeq ($(shell uname -s),Linux)
+POLLER   ?= epoll
+else
+POLLER   ?= kqueue
+endif
 SANITIZE ?=
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -30,7 +38,7 @@ TEST_ARGS ?=
 # A non-default configuration builds in its own folder, so switching back
 # and forth never mixes objects.
 comma := ,
-CONFIG := $(CONTEXT)$(if $(SANITIZE),-$(subst $(comma),+,$(SANITIZE)))
+CONFIG := $(CONTEXT)$(if $(SANITIZE),-$(subst $(comma),+,$(SANITIZE)))$(if $(filter-out epoll,$(POLLER)),-$(POLLER))
 ifeq ($(CONFIG),asm)
 BUILD ?= build
 else
@@ -58,15 +66,24 @@ ALL_LDFLAGS := $(LDFLAGS) $(SAN_LDFLAGS) -pthread
 LIBS := -lm
 
 # ---- sources ----------------------------------------------------------------
-LIB_SRC := $(wildcard coro/*.c sched/*.c sync/*.c)
+LIB_SRC := $(wildcard coro/*.c sched/*.c sync/*.c io/*.c)
+# One poller backend (sched/poller_*.c) is built.
+ifeq ($(POLLER),epoll)
+LIB_SRC := $(filter-out sched/poller_kqueue.c sched/kqueue_shim.c,$(LIB_SRC))
+else ifeq ($(POLLER),kqueue)
+LIB_SRC := $(filter-out sched/poller_epoll.c,$(LIB_SRC))
+include sched/kqueue.mk
+else
+$(error POLLER must be epoll or kqueue)
+endif
 ifeq ($(CONTEXT),ucontext)
 LIB_ASM :=
 else
 LIB_SRC := $(filter-out coro/context_ucontext.c,$(LIB_SRC))
 LIB_ASM := coro/switch_$(ARCH).S
 endif
-HEADERS := coro.h $(wildcard coro/*.h sched/*.h sync/*.h)
-PUBLIC_HEADERS := coro.h coro/coro.h sched/sched.h sync/sync.h
+HEADERS := coro.h $(wildcard coro/*.h sched/*.h sync/*.h io/*.h)
+PUBLIC_HEADERS := coro.h coro/coro.h sched/sched.h sync/sync.h io/io.h
 
 LIB_OBJ     := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(patsubst %.S,$(BUILD)/obj/%.o,$(LIB_ASM))
 LIB_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIB_SRC)) $(patsubst %.S,$(BUILD)/pic/%.o,$(LIB_ASM))

@@ -6,5 +6,6 @@
 #include "coro/coro.h"
 #include "sched/sched.h"
 #include "sync/sync.h"
+#include "io/io.h"
 
 #endif /* CORO_H */

@@ -2,11 +2,20 @@
 # examples/tour.sh: a short tour of the teaching examples, run by
 # `make demo` as `sh examples/tour.sh build/examples`.
 #
-# Each example opens with a comment explaining what it shows; this script
-# runs them from the first steps to the machinery underneath, with a
-# one-line banner each. Every example checks its own output and exits
-# non-zero if anything unexpected happens, so the tour doubles as a smoke
-# test: it stops at the first failure and exits non-zero.
+# It opens with I/O: an echo server under load from echo_client (50
+# connections for 3 s, every byte checked), stopped with SIGTERM, which it
+# must survive with exit status 0; then a two-request conversation with
+# http_server, and the port scanner. Then the other examples, each opening
+# with a comment explaining what it shows, from the first steps to the
+# machinery underneath, with a one-line banner each. Every example checks
+# its own output and exits non-zero if anything unexpected happens, so the
+# tour doubles as a smoke test: it stops at the first failure and exits
+# non-zero.
+#
+# Needs nothing but a POSIX shell and coreutils. The servers listen on
+# port 0 (a free port the system picks) and print it on their first line,
+# "listening on 127.0.0.1:PORT", where this script reads it. The HTTP check
+# talks through bash's /dev/tcp and is skipped if bash is not installed.
 #
 # Usage: sh examples/tour.sh [DIR]     DIR holds the built examples
 #                                      (default: build/examples)
@@ -18,23 +27,123 @@ if [ ! -d "$dir" ]; then
     exit 2
 fi
 
-# run NAME BANNER: run one example under its banner; stop the tour if it
-# is missing or fails.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/coro-tour.XXXXXX") || exit 2
+server_pid=
+# On any exit: stop a server we left running, remove the logs.
+cleanup() {
+    if [ -n "$server_pid" ]; then
+        kill -TERM "$server_pid" 2>/dev/null
+        wait "$server_pid" 2>/dev/null
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT PIPE TERM
+
+# need NAME: stop the tour if the example NAME has not been built.
+need() {
+    if [ ! -x "$dir/$1" ]; then
+        echo "tour: $dir/$1 is missing (build it with make)" >&2
+        exit 2
+    fi
+}
+
+# run NAME BANNER [ARGS...]: run one example under its banner; stop the
+# tour if it is missing or fails.
 run() {
     name=$1
     banner=$2
+    shift 2
     printf '\n=== %s: %s\n' "$name" "$banner"
-    if [ ! -x "$dir/$name" ]; then
-        echo "tour: $dir/$name is missing (build it with make)" >&2
-        exit 2
-    fi
-    "$dir/$name"
+    need "$name"
+    "$dir/$name" "$@"
     status=$?
     if [ "$status" -ne 0 ]; then
         echo "tour: $name failed (exit status $status); stopping" >&2
         exit 1
     fi
 }
+
+# start_server NAME: start the server NAME on port 0 in the background and
+# wait (up to 10 s) for its "listening on ADDR:PORT" line; sets server_pid
+# and server_port. Its output goes to $tmp/NAME.log.
+start_server() {
+    need "$1"
+    log=$tmp/$1.log
+    : >"$log" # exists before the background job's own redirection runs
+    "$dir/$1" 0 >"$log" 2>&1 &
+    server_pid=$!
+    tries=0
+    while [ "$tries" -lt 100 ]; do
+        server_port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$log")
+        if [ -n "$server_port" ]; then
+            echo "    (started $1: $(head -n 1 "$log"))"
+            return 0
+        fi
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+        tries=$((tries + 1))
+    done
+    echo "tour: $1 did not start listening:" >&2
+    cat "$log" >&2
+    exit 1
+}
+
+# stop_server NAME: SIGTERM, then the server must exit with status 0
+# (graceful shutdown); its log is shown indented.
+stop_server() {
+    kill -TERM "$server_pid"
+    wait "$server_pid"
+    status=$?
+    server_pid=
+    echo "    (sent SIGTERM; $1 said:)"
+    sed 's/^/    | /' "$tmp/$1.log"
+    if [ "$status" -ne 0 ]; then
+        echo "tour: $1 exited with status $status after SIGTERM; stopping" >&2
+        exit 1
+    fi
+    echo "    ($1 exited with status 0)"
+}
+
+# ---- I/O ----------------------------------------------------------------------
+
+printf '\n=== echo_server + echo_client: %s\n' \
+    "one coroutine per connection; 50 clients for 3 s, every byte verified; SIGTERM drains and exits 0"
+start_server echo_server
+need echo_client
+"$dir/echo_client" -p "$server_port" -c 50 -s 64 -d 3
+status=$?
+if [ "$status" -ne 0 ]; then
+    echo "tour: echo_client failed (exit status $status); stopping" >&2
+    exit 1
+fi
+stop_server echo_server
+
+printf '\n=== http_server: %s\n' \
+    "HTTP/1.1 keep-alive and pipelining: two requests in one write, two replies, then close"
+if command -v bash >/dev/null 2>&1; then
+    start_server http_server
+    # Both requests go out at once (pipelining); the second asks to close.
+    limit=
+    command -v timeout >/dev/null 2>&1 && limit="timeout 10"
+    $limit bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf "GET / HTTP/1.1\r\nHost: tour\r\n\r\nGET /missing HTTP/1.1\r\nHost: tour\r\nConnection: close\r\n\r\n" >&3
+        cat <&3' bash "$server_port" >"$tmp/http.txt"
+    # (The first body has no newline; the second reply is shown on a line of its own.)
+    tr -d '\r' <"$tmp/http.txt" | awk '{ sub(/!HTTP\//, "!\n    > HTTP/"); print "    > " $0 }'
+    if ! grep -q "^HTTP/1.1 200 OK" "$tmp/http.txt" || ! grep -q "Hello, World!" "$tmp/http.txt" ||
+        ! grep -q "HTTP/1.1 404 Not Found" "$tmp/http.txt"; then
+        echo "tour: http_server did not answer 200 then 404; stopping" >&2
+        exit 1
+    fi
+    stop_server http_server
+else
+    echo "    (skipped: bash is not installed, and plain sh has no /dev/tcp)"
+fi
+
+run port_scanner "listeners on free ports, found by a scan with at most 8 connects at once and 200 ms each"
+
+# ---- the rest of the tour --------------------------------------------------------
 
 run spawn_join     "spawn named coroutines, join them, collect statuses; they interleave only at switch points"
 run ping_pong      "two coroutines alternate with coro_yield; what one switch costs"

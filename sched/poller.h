@@ -1,35 +1,62 @@
-/* sched/poller.h: the poller interface. One backend file implements it
- * (sched/poller_epoll.c on Linux; kqueue comes with the I/O work). The
- * scheduler uses it to sleep until the next timer or until a registered
- * descriptor is ready; io/ registers each descriptor once, edge-triggered,
- * for both directions, and never re-arms it per wait.
+/* sched/poller.h: the poller interface. One backend file implements it:
+ * sched/poller_epoll.c on Linux, sched/poller_kqueue.c on BSD and macOS
+ * (and on Linux with `make POLLER=kqueue`, over libkqueue). The scheduler
+ * uses it to sleep until the next timer or until something it watches is
+ * ready; the descriptor table (sched/fd.c) registers each descriptor once,
+ * edge-triggered, for both directions, and never re-arms it per wait.
+ *
+ * Every registration reports a 64-bit token chosen by the caller (for
+ * descriptors: the descriptor and its generation, so a stale event of a
+ * closed descriptor whose number was reused can be told apart and dropped).
  *
  * Backend flags are translated inside the backend: callers only ever see
- * SCHED_POLL_READ and SCHED_POLL_WRITE (hang-ups and errors wake both, so
- * the retried system call reports them). */
+ * SCHED_POLL_READ, SCHED_POLL_WRITE and SCHED_POLL_HUP (hang-ups and
+ * errors wake both directions, so the retried system call reports them). */
 #ifndef CORO_SCHED_POLLER_H
 #define CORO_SCHED_POLLER_H
 
+#include <signal.h>
 #include <stdint.h>
 
 typedef struct sched_poller sched_poller_t;
 
-enum { SCHED_POLL_READ = 1, SCHED_POLL_WRITE = 2 };
+/* SCHED_POLL_HUP comes with READ when the peer has hung up (or closed its
+ * writing side) or an error is pending: reading will not block from then
+ * on, so the descriptor table keeps it (see SCHED_FD_DRAINED). */
+enum { SCHED_POLL_READ = 1, SCHED_POLL_WRITE = 2, SCHED_POLL_HUP = 4 };
 
-/* Called for each ready registration with the udata given to arm. */
-typedef void (*sched_poller_ready_fn)(void *ctx, void *udata, int events);
+/* Called for each ready registration with the token given to arm. */
+typedef void (*sched_poller_ready_fn)(void *ctx, uint64_t token, int events);
 
 /* A new poller; NULL with errno on failure. */
 sched_poller_t *sched_poller_new(void);
 
-/* Register fd once, edge-triggered, readable and writable, reporting udata.
- * 0 or -1 with errno (EEXIST: already registered). */
-int sched_poller_arm(sched_poller_t *p, int fd, void *udata);
+/* Register fd once, edge-triggered, readable and writable, reporting
+ * token. If fd is registered already (a descriptor closed behind our back
+ * while a duplicate kept its registration alive) the token is replaced.
+ * 0 or -1 with errno (EPERM: fd cannot be polled, such as a regular file). */
+int sched_poller_arm(sched_poller_t *p, int fd, uint64_t token);
+
+/* Remove fd's registration (before closing it). 0 or -1 with errno. */
+int sched_poller_disarm(sched_poller_t *p, int fd);
+
+/* Cross-thread wake-up: once armed, sched_poller_notify (callable from any
+ * thread, async-signal-safe) makes the current or next wait report token
+ * (several notifies may be reported as one). eventfd on Linux, EVFILT_USER
+ * on kqueue. 0 or -1 with errno. */
+int sched_poller_notify_arm(sched_poller_t *p, uint64_t token);
+void sched_poller_notify(sched_poller_t *p);
+
+/* Report token whenever one of the signals in set arrives (added to any
+ * signals watched before). The caller blocks them in every thread first,
+ * and takes the pending signal itself (sigtimedwait): the poller only says
+ * one may be pending. signalfd on Linux, EVFILT_SIGNAL on kqueue. */
+int sched_poller_signal_arm(sched_poller_t *p, const sigset_t *set, uint64_t token);
 
 /* Wait up to timeout_ns (< 0: no limit; 0: just look) and report ready
- * registrations through ready(). Sub-millisecond timeouts are honoured
- * (epoll_pwait2 takes a timespec). Returns the number of events, or -1
- * with errno (EINTR is reported as 0 events). */
+ * registrations through ready(). Sub-millisecond timeouts are honoured.
+ * Returns the number of events, or -1 with errno (EINTR is reported as 0
+ * events). */
 int sched_poller_wait(sched_poller_t *p, int64_t timeout_ns,
                       sched_poller_ready_fn ready, void *ctx);
 

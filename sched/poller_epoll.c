@@ -1,11 +1,16 @@
 /* sched/poller_epoll.c: the poller on Linux epoll (see sched/poller.h).
  *
  * Timeouts go through epoll_pwait2 (Linux 5.11+), whose timespec keeps
- * sub-millisecond sleeps accurate while descriptors are watched; plain
- * epoll_wait counts whole milliseconds, so a 100 us sleep would take 1 ms.
- * Where epoll_pwait2 is missing (ENOSYS: older kernels, or Valgrind
- * releases that do not know it) the timeout is rounded up to whole
- * milliseconds, so a timer never fires early. */
+ * sub-millisecond sleeps accurate while descriptors are watched, without
+ * the extra descriptor and the two system calls per armed sleep a timerfd
+ * would cost; plain epoll_wait counts whole milliseconds, so a 100 us
+ * sleep would take 1 ms. Where epoll_pwait2 is missing (ENOSYS: older
+ * kernels, or Valgrind releases that do not know it) the timeout is
+ * rounded up to whole milliseconds, so a timer never fires early.
+ *
+ * Cross-thread wake-ups come through an eventfd, signals through one
+ * signalfd whose mask grows with each set watched; both are registered
+ * edge-triggered like any descriptor and are created on first use. */
 #include "sched/poller.h"
 #include "coro/fault.h"
 #include "coro/sanitize.h"
@@ -14,16 +19,27 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_EVENTS 256
 
+/* Tokens of the poller's own descriptors, told apart in wait: their data
+ * field holds these markers, the token to report is kept beside them. */
+#define MARK_NOTIFY UINT64_MAX
+#define MARK_SIGNAL (UINT64_MAX - 1)
+
 struct sched_poller {
     int epfd;
     /* 1 once epoll_pwait2 answered ENOSYS. */
     int no_pwait2;
+    /* eventfd for notify, signalfd for signals: -1 until armed. */
+    int notify_fd, signal_fd;
+    uint64_t notify_token, signal_token;
+    sigset_t signals;
     struct epoll_event events[MAX_EVENTS];
 };
 
@@ -41,15 +57,82 @@ sched_poller_t *sched_poller_new(void)
     }
     /* Valgrind 3.19 does not know epoll_pwait2 and would warn on each try. */
     p->no_pwait2 = RUNNING_ON_VALGRIND ? 1 : 0;
+    p->notify_fd = p->signal_fd = -1;
+    sigemptyset(&p->signals);
     return p;
 }
 
-int sched_poller_arm(sched_poller_t *p, int fd, void *udata)
+static int add(sched_poller_t *p, int fd, uint32_t events, uint64_t data)
 {
     struct epoll_event ev;
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.ptr = udata;
-    return epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
+    ev.events = events | EPOLLET;
+    ev.data.u64 = data;
+    if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return -1;
+    return epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+int sched_poller_arm(sched_poller_t *p, int fd, uint64_t token)
+{
+    /* The markers are never descriptor tokens (those carry fd < 2^31). */
+    return add(p, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, token);
+}
+
+int sched_poller_disarm(sched_poller_t *p, int fd)
+{
+    struct epoll_event ev = { 0 }; /* non-NULL for kernels before 2.6.9 */
+    return epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
+int sched_poller_notify_arm(sched_poller_t *p, uint64_t token)
+{
+    if (p->notify_fd < 0) {
+        int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        /* EPOLLIN only: an eventfd is always writable, and EPOLLOUT would
+         * report a spurious edge at every write. */
+        if (add(p, fd, EPOLLIN, MARK_NOTIFY) != 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        p->notify_fd = fd;
+    }
+    p->notify_token = token;
+    return 0;
+}
+
+void sched_poller_notify(sched_poller_t *p)
+{
+    uint64_t one = 1;
+    /* EAGAIN means the counter is saturated: a wake-up is pending anyway. */
+    while (write(p->notify_fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+int sched_poller_signal_arm(sched_poller_t *p, const sigset_t *set, uint64_t token)
+{
+    sigset_t all = p->signals;
+    sigorset(&all, &all, set);
+    int fd = signalfd(p->signal_fd, &all, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (p->signal_fd < 0) {
+        if (add(p, fd, EPOLLIN, MARK_SIGNAL) != 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        p->signal_fd = fd;
+    }
+    p->signals = all;
+    p->signal_token = token;
+    return 0;
 }
 
 static int wait_events(sched_poller_t *p, int64_t timeout_ns)
@@ -85,13 +168,29 @@ int sched_poller_wait(sched_poller_t *p, int64_t timeout_ns,
     if (n < 0)
         return errno == EINTR ? 0 : -1;
     for (int i = 0; i < n; i++) {
+        uint64_t data = p->events[i].data.u64;
+        if (data == MARK_NOTIFY) {
+            uint64_t count;
+            /* Reset the counter; the token is reported once per wait. */
+            while (read(p->notify_fd, &count, sizeof count) < 0 && errno == EINTR)
+                ;
+            ready(ctx, p->notify_token, SCHED_POLL_READ);
+            continue;
+        }
+        if (data == MARK_SIGNAL) {
+            /* The signals are taken by their waiters (sigtimedwait). */
+            ready(ctx, p->signal_token, SCHED_POLL_READ);
+            continue;
+        }
         uint32_t e = p->events[i].events;
         int ev = 0;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             ev |= SCHED_POLL_READ;
         if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
             ev |= SCHED_POLL_WRITE;
-        ready(ctx, p->events[i].data.ptr, ev);
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            ev |= SCHED_POLL_HUP;
+        ready(ctx, data, ev);
     }
     return n;
 }
@@ -100,6 +199,10 @@ void sched_poller_free(sched_poller_t *p)
 {
     if (!p)
         return;
+    if (p->notify_fd >= 0)
+        close(p->notify_fd);
+    if (p->signal_fd >= 0)
+        close(p->signal_fd);
     close(p->epfd);
     free(p);
 }

@@ -158,13 +158,15 @@ void coro_yield(void)
 
 /* ---- the loop ------------------------------------------------------------ */
 
-static void poll_ready(void *ctx, void *udata, int events)
+static void poll_ready(void *ctx, uint64_t token, int events)
 {
-    /* Descriptor waits arrive with the I/O floor; until then nothing is
-     * registered, so this is never called. */
-    (void)ctx;
-    (void)udata;
-    (void)events;
+    sched_t *s = ctx;
+    if (token == SCHED_TOKEN_NOTIFY)
+        sched_posts_run(s);
+    else if (token == SCHED_TOKEN_SIGNAL)
+        sched_signals_ready(s);
+    else
+        sched_fd_ready(s, token, events);
 }
 
 /* Nothing can wake anyone: say so once, then cancel everyone, shields
@@ -241,13 +243,18 @@ static void run_loop(sched_t *s)
 
 static void sched_destroy(sched_t *s)
 {
-    /* Everything has ended; free what was never joined. */
+    /* Everything has ended: let io/ stop its threads (their last posts are
+     * run here too), then free what was never joined. */
+    sched_run_exit_hooks(s);
+    sched_posts_run(s);
     while (!coro_list_empty(&s->all)) {
         coro_t *c = coro_container_of(s->all.next, coro_t, all_node);
         sched_free_coro(s, c);
     }
     free(s->heap);
+    sched_fd_free_all(s);
     sched_poller_free(s->poller);
+    pthread_mutex_destroy(&s->post_lock);
     coro_fiber_fini_thread(&s->fiber);
     coro_overflow_thread_fini();
     coro_stack_pool_release();
@@ -269,11 +276,14 @@ int coro_main(coro_fn fn, void *arg)
     if (!s)
         return -1;
     coro_list_init(&s->all);
+    coro_list_init(&s->signal_waiters);
+    pthread_mutex_init(&s->post_lock, NULL);
     s->default_stack = coro_stack_size_for(0);
     s->loop_now = sched_clock();
     if (!(s->poller = sched_poller_new()) || coro_overflow_thread_init() != 0) {
         int e = errno;
         sched_poller_free(s->poller);
+        pthread_mutex_destroy(&s->post_lock);
         free(s);
         errno = e;
         return -1;

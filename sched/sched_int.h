@@ -22,7 +22,9 @@
 #include "sched/poller.h"
 #include "sched/sched.h"
 #include "sched/wait.h"
+#include "sched/io_wait.h"
 
+#include <pthread.h>
 #include <stdint.h>
 
 enum coro_state { CORO_READY, CORO_RUNNING, CORO_PARKED, CORO_DONE };
@@ -32,6 +34,7 @@ enum coro_state { CORO_READY, CORO_RUNNING, CORO_PARKED, CORO_DONE };
 #define CORO_MAGIC_DEAD 0xDEADC0A0u
 
 typedef struct sched sched_t;
+typedef struct sched_fd sched_fd_t;
 
 /* A timer-heap entry: its key (when it fires, arm order) beside the
  * coroutine it wakes. */
@@ -113,6 +116,20 @@ struct sched {
     sched_poller_t *poller;
     size_t poll_waiters;
     size_t io_waits;
+    /* The descriptor table (sched/fd.c): chunks of entries indexed by fd. */
+    sched_fd_t **fd_chunks;
+    size_t fd_chunks_len;
+    /* Messages from other threads (sched/post.c): a mutex-protected stack,
+     * reversed when drained; notify_armed once the poller's wake-up
+     * channel exists. */
+    pthread_mutex_t post_lock;
+    sched_post_t *posts;
+    int notify_armed;
+    /* Coroutines in sched_signal_park, and whether the poller watches
+     * signals yet. */
+    coro_list_t signal_waiters;
+    /* sched_at_exit hooks, newest first. */
+    struct sched_exit_hook *exit_hooks;
     /* Every coroutine not yet freed; counters. */
     coro_list_t all;
     size_t live;
@@ -208,6 +225,22 @@ static inline int64_t sched_timer_next(const sched_t *s)
 coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts);
 void sched_free_coro(sched_t *s, coro_t *c);
 int sched_valid(const sched_t *s, const coro_t *c);
+
+/* Tokens the poller reports besides descriptors' (whose generation is
+ * never 0). */
+#define SCHED_TOKEN_NOTIFY 0
+#define SCHED_TOKEN_SIGNAL 1
+
+/* Descriptor table (sched/fd.c): a poller event for a descriptor token;
+ * freeing the table. */
+void sched_fd_ready(sched_t *s, uint64_t token, int events);
+void sched_fd_free_all(sched_t *s);
+
+/* Posts, exit hooks, signals (sched/post.c): run the posts queued by other
+ * threads; wake the signal waiters; run the exit hooks. */
+void sched_posts_run(sched_t *s);
+void sched_signals_ready(sched_t *s);
+void sched_run_exit_hooks(sched_t *s);
 
 /* Groups (sched/group.c): a child of g has ended. */
 void sched_group_child_done(coro_t *c);

@@ -1,0 +1,399 @@
+/* io/fd.c: the descriptor calls (see io/io.h): each one tries the system
+ * call first and parks on the descriptor table (sched/io_wait.h) only when
+ * it says EAGAIN, then retries. EINTR is retried at once.
+ *
+ * SIGPIPE: socket writes go through send/sendmsg with MSG_NOSIGNAL; for
+ * pipes and other descriptors there is no such flag, so the first I/O
+ * call of a thread blocks SIGPIPE in that thread (a write to a broken pipe
+ * then fails with EPIPE and the signal stays pending, harmlessly); when
+ * coro_main returns, a pending SIGPIPE is discarded and the thread's old
+ * mask restored. This changes no process-wide disposition. */
+#include "io/io_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on each socket instead */
+#endif
+
+/* ---- per-thread state ------------------------------------------------------- */
+
+static __thread int thread_ready;
+static __thread sigset_t thread_old_mask;
+/* Coroutines backing off from EMFILE in accept, woken by coro_close. */
+static __thread coro_list_t released_waiters;
+
+static void thread_fini(void *arg)
+{
+    (void)arg;
+    if (!sigismember(&thread_old_mask, SIGPIPE)) {
+        sigset_t pipe_only;
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&pipe_only, NULL, &zero) == SIGPIPE)
+            ;
+        pthread_sigmask(SIG_SETMASK, &thread_old_mask, NULL);
+    }
+    thread_ready = 0;
+}
+
+static int thread_init(void)
+{
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    if (sched_at_exit(thread_fini, NULL) != 0)
+        return -1;
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &thread_old_mask);
+    coro_list_init(&released_waiters);
+    thread_ready = 1;
+    return 0;
+}
+
+/* ---- entry ------------------------------------------------------------------ */
+
+/* First sight of fd: make it non-blocking, tell sockets apart. */
+static int learn(int fd)
+{
+    if (!thread_ready && thread_init() != 0)
+        return -1;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -1;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -1;
+    struct stat st;
+    int flags = SCHED_FD_NONBLOCK | SCHED_FD_KNOWN;
+    if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        flags |= SCHED_FD_SOCKET;
+        int type = 0;
+        socklen_t len = sizeof type;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM)
+            flags |= SCHED_FD_STREAM;
+#ifdef SO_NOSIGPIPE
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    } else if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+        flags |= SCHED_FD_STREAM;
+    }
+    if (sched_fd_set_flags(fd, flags) != 0)
+        return -1;
+    return flags;
+}
+
+int io_enter(int fd)
+{
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    int flags = sched_fd_flags(fd);
+    if (__builtin_expect(flags & SCHED_FD_KNOWN, 1))
+        return flags;
+    return learn(fd);
+}
+
+void io_new_socket(int fd, int stream)
+{
+    int flags = SCHED_FD_NONBLOCK | SCHED_FD_SOCKET | SCHED_FD_KNOWN |
+                (stream ? SCHED_FD_STREAM : 0);
+    if (!thread_ready && thread_init() != 0)
+        flags = 0; /* learnt again on first use */
+#ifdef SO_NOSIGPIPE
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    sched_fd_new(fd, flags);
+}
+
+int io_wait_release(int64_t ns)
+{
+    if (!thread_ready && thread_init() != 0)
+        return -1;
+    sched_waiter_t w;
+    coro_list_push_back(&released_waiters, &w.node);
+    int64_t now = coro_now();
+    int64_t until = ns > CORO_NEVER - now ? CORO_NEVER : now + ns;
+    return sched_park(&w, until, "fd release", NULL, -1);
+}
+
+/* ---- waiting ---------------------------------------------------------------- */
+
+int coro_wait_fd(int fd, int events)
+{
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (!events || (events & ~(CORO_READ | CORO_WRITE))) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* Edge-triggered below: first look at the level now. */
+    struct pollfd p = { .fd = fd, .events = 0, .revents = 0 };
+    if (events & CORO_READ)
+        p.events |= POLLIN;
+    if (events & CORO_WRITE)
+        p.events |= POLLOUT;
+    int n;
+    while ((n = poll(&p, 1, 0)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        return -1;
+    if (n > 0) {
+        if (p.revents & POLLNVAL) {
+            errno = EBADF;
+            return -1;
+        }
+        int ready = 0;
+        if (p.revents & (POLLIN | POLLHUP | POLLERR))
+            ready |= CORO_READ;
+        if (p.revents & (POLLOUT | POLLHUP | POLLERR))
+            ready |= CORO_WRITE;
+        if (ready & events)
+            return ready & events;
+    }
+    int want = (events & CORO_READ ? SCHED_POLL_READ : 0) |
+               (events & CORO_WRITE ? SCHED_POLL_WRITE : 0);
+    int got = sched_fd_wait(fd, want, "wait fd");
+    if (got < 0)
+        return -1;
+    return (got & SCHED_POLL_READ ? CORO_READ : 0) | (got & SCHED_POLL_WRITE ? CORO_WRITE : 0);
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+/* The read family: one successful call's result. On a byte stream, a
+ * read that comes back short has drained the buffer: the next read would
+ * say EAGAIN, so it waits for the poller's next edge first (one system
+ * call saved per message in request/response traffic). */
+#define READ_LOOP(fd, n, what, call)                                      \
+    do {                                                                  \
+        int flags_ = io_enter(fd);                                        \
+        if (flags_ < 0)                                                   \
+            return -1;                                                    \
+        if ((flags_ & SCHED_FD_DRAINED) &&                                \
+            sched_fd_wait(fd, SCHED_POLL_READ, what) < 0)                 \
+            return -1;                                                    \
+        for (;;) {                                                        \
+            ssize_t r_ = (call);                                          \
+            if (r_ >= 0) {                                                \
+                if (r_ > 0 && (size_t)r_ < (n) && (flags_ & SCHED_FD_STREAM)) \
+                    sched_fd_drained(fd);                                 \
+                return r_;                                                \
+            }                                                             \
+            if (errno == EINTR)                                           \
+                continue;                                                 \
+            if (!io_again(errno))                                         \
+                return -1;                                                \
+            if (sched_fd_wait(fd, SCHED_POLL_READ, what) < 0)            \
+                return -1;                                                \
+        }                                                                 \
+    } while (0)
+
+static size_t iov_total(const struct iovec *iov, int cnt)
+{
+    size_t n = 0;
+    for (int i = 0; iov && i < cnt; i++)
+        n += iov[i].iov_len;
+    return n;
+}
+
+ssize_t coro_read(int fd, void *buf, size_t n)
+{
+    READ_LOOP(fd, n, "read fd", read(fd, buf, n));
+}
+
+ssize_t coro_readv(int fd, const struct iovec *iov, int cnt)
+{
+    size_t n = iov_total(iov, cnt);
+    READ_LOOP(fd, n, "read fd", readv(fd, iov, cnt));
+}
+
+ssize_t coro_recv(int fd, void *buf, size_t n, int flags)
+{
+    /* MSG_PEEK leaves the data there: a short peek drains nothing. */
+    size_t full = (flags & MSG_PEEK) ? 0 : n;
+    READ_LOOP(fd, full, "recv fd", recv(fd, buf, n, flags));
+}
+
+ssize_t coro_recvfrom(int fd, void *buf, size_t n, int flags,
+                      struct sockaddr *from, socklen_t *fromlen)
+{
+    /* Datagrams: one per call, a short one says nothing of the next. */
+    size_t never_short = 0;
+    READ_LOOP(fd, never_short, "recv fd", recvfrom(fd, buf, n, flags, from, fromlen));
+}
+
+/* ---- writing ---------------------------------------------------------------- */
+
+/* What a write loop returns when it stops on an error after `done` bytes:
+ * the short count (errno keeps the reason), or -1 if nothing was written. */
+static ssize_t stopped(size_t done)
+{
+    return done ? (ssize_t)done : -1;
+}
+
+/* One write attempt: send with MSG_NOSIGNAL on sockets, write otherwise. */
+static ssize_t write_once(int fd, int fdflags, const void *buf, size_t n, int flags)
+{
+    if (fdflags & SCHED_FD_SOCKET)
+        return send(fd, buf, n, flags | MSG_NOSIGNAL);
+    return write(fd, buf, n);
+}
+
+static ssize_t write_all(int fd, const void *buf, size_t n, int flags, int use_send)
+{
+    int fdflags = io_enter(fd);
+    if (fdflags < 0)
+        return -1;
+    if (use_send)
+        fdflags |= SCHED_FD_SOCKET; /* coro_send: send(2) even if fstat was unsure */
+    const char *p = buf;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = write_once(fd, fdflags, p + done, n - done, flags);
+        if (r >= 0) {
+            done += (size_t)r;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (!io_again(errno))
+            return stopped(done);
+        if (sched_fd_wait(fd, SCHED_POLL_WRITE, "write fd") < 0)
+            return stopped(done);
+    }
+    return (ssize_t)n;
+}
+
+ssize_t coro_write(int fd, const void *buf, size_t n)
+{
+    return write_all(fd, buf, n, 0, 0);
+}
+
+ssize_t coro_send(int fd, const void *buf, size_t n, int flags)
+{
+    return write_all(fd, buf, n, flags, 1);
+}
+
+ssize_t coro_sendto(int fd, const void *buf, size_t n, int flags,
+                    const struct sockaddr *to, socklen_t tolen)
+{
+    if (io_enter(fd) < 0)
+        return -1;
+    for (;;) {
+        ssize_t r = sendto(fd, buf, n, flags | MSG_NOSIGNAL, to, tolen);
+        if (r >= 0)
+            return r;
+        if (errno == EINTR)
+            continue;
+        if (!io_again(errno))
+            return -1;
+        if (sched_fd_wait(fd, SCHED_POLL_WRITE, "send fd") < 0)
+            return -1;
+    }
+}
+
+#define IOV_BATCH 64
+
+ssize_t coro_writev(int fd, const struct iovec *iov, int cnt)
+{
+    if (cnt < 0 || (iov == NULL && cnt > 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fdflags = io_enter(fd);
+    if (fdflags < 0)
+        return -1;
+    size_t total = 0;
+    for (int i = 0; i < cnt; i++) {
+        if (iov[i].iov_len > SSIZE_MAX - total) {
+            errno = EINVAL;
+            return -1;
+        }
+        total += iov[i].iov_len;
+    }
+    /* A private copy of (at most IOV_BATCH of) the vector, advanced as
+     * partial writes consume it; the caller's vector is never modified. */
+    struct iovec cur[IOV_BATCH];
+    int at = 0;   /* next caller entry not yet copied */
+    int ncur = 0, first = 0;
+    size_t done = 0;
+    while (done < total) {
+        if (first == ncur) {
+            ncur = 0;
+            first = 0;
+            while (at < cnt && ncur < IOV_BATCH) {
+                if (iov[at].iov_len)
+                    cur[ncur++] = iov[at];
+                at++;
+            }
+        }
+        ssize_t r;
+        if (fdflags & SCHED_FD_SOCKET) {
+            struct msghdr msg;
+            memset(&msg, 0, sizeof msg);
+            msg.msg_iov = cur + first;
+            msg.msg_iovlen = (size_t)(ncur - first);
+            r = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        } else {
+            r = writev(fd, cur + first, ncur - first);
+        }
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (!io_again(errno))
+                return stopped(done);
+            if (sched_fd_wait(fd, SCHED_POLL_WRITE, "write fd") < 0)
+                return stopped(done);
+            continue;
+        }
+        done += (size_t)r;
+        size_t left = (size_t)r;
+        while (left && first < ncur) {
+            if (left >= cur[first].iov_len) {
+                left -= cur[first].iov_len;
+                first++;
+            } else {
+                cur[first].iov_base = (char *)cur[first].iov_base + left;
+                cur[first].iov_len -= left;
+                left = 0;
+            }
+        }
+    }
+    return (ssize_t)total;
+}
+
+/* ---- closing ---------------------------------------------------------------- */
+
+int coro_close(int fd)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    sched_fd_close(fd);
+    int r = close(fd);
+    /* Somebody may be backing off from EMFILE: a descriptor is free now. */
+    if (thread_ready) {
+        while (!coro_list_empty(&released_waiters))
+            sched_wake(coro_container_of(released_waiters.next, sched_waiter_t, node), 0);
+    }
+    return r;
+}

@@ -1,0 +1,184 @@
+/* io/io.h: descriptors, sockets, buffered streams, blocking work and
+ * signals for coroutines. Included by <coro.h>.
+ *
+ * Conventions (as everywhere in coro): a call that fails returns -1 (or
+ * NULL) and sets errno. Every call here is a checkpoint: it fails with
+ * ECANCELED once the caller is cancelled (unless shielded) and ETIMEDOUT
+ * once the caller's deadline (coro_timeout / coro_set_deadline) has passed,
+ * before it does anything and while it waits; EPERM outside a coroutine.
+ *
+ * Fast path first: each call tries the system call and parks the coroutine
+ * only on EAGAIN, until the poller (epoll or kqueue, edge-triggered, each
+ * descriptor registered once) says the descriptor is ready. EINTR is
+ * retried inside. Descriptors are made non-blocking (O_NONBLOCK) the first
+ * time a call here sees them, and stay so.
+ *
+ * Close descriptors used here with coro_close: it wakes coroutines waiting
+ * on the descriptor (EBADF) and removes it from the poller before closing
+ * it. A descriptor closed behind the library's back is forgotten when a
+ * call here creates a new descriptor with its number (accept, dial,
+ * listen); a reused number never receives the old descriptor's events.
+ *
+ * SIGPIPE never kills the process: socket writes pass MSG_NOSIGNAL, and the
+ * first I/O call of a thread blocks SIGPIPE in that thread while its
+ * scheduler runs (a broken pipe then fails with EPIPE; the pending signal
+ * is discarded). */
+#ifndef CORO_IO_IO_H
+#define CORO_IO_IO_H
+
+#include "coro/coro.h"
+
+#include <signal.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct addrinfo;
+
+/* ---- Descriptors -------------------------------------------------------- */
+
+enum { CORO_READ = 1, CORO_WRITE = 2 };
+
+/* Wait until fd is readable and/or writable (events: CORO_READ|CORO_WRITE;
+ * a hang-up or error counts as both). Returns the events that are ready
+ * (a non-empty subset of events). Errors: EINVAL events empty or unknown
+ * bits; EBADF fd invalid, or closed with coro_close while waiting; EPERM
+ * fd cannot be polled (a regular file is always ready, so never waits);
+ * ECANCELED, ETIMEDOUT. */
+int coro_wait_fd(int fd, int events);
+
+/* As read(2)/write(2). coro_write writes all n bytes: it returns n, or, if
+ * it fails after writing some, the count written so far (errno says why it
+ * stopped), or -1 if it wrote nothing. Same for coro_writev (all bytes of
+ * all buffers) and coro_send (all n, with flags). The read family returns
+ * what one successful system call returned (0 at end of file). */
+ssize_t coro_read(int fd, void *buf, size_t n);
+ssize_t coro_write(int fd, const void *buf, size_t n);
+ssize_t coro_readv(int fd, const struct iovec *iov, int cnt);
+ssize_t coro_writev(int fd, const struct iovec *iov, int cnt);
+ssize_t coro_recv(int fd, void *buf, size_t n, int flags);
+ssize_t coro_send(int fd, const void *buf, size_t n, int flags);
+/* One datagram each, as the POSIX calls. */
+ssize_t coro_recvfrom(int fd, void *buf, size_t n, int flags,
+                      struct sockaddr *from, socklen_t *fromlen);
+ssize_t coro_sendto(int fd, const void *buf, size_t n, int flags,
+                    const struct sockaddr *to, socklen_t tolen);
+
+/* Accept a connection: the new descriptor is non-blocking and close-on-exec,
+ * and a TCP connection gets TCP_NODELAY (as coro_tcp_dial's do, and Go's).
+ * When the process is out of descriptors (EMFILE, ENFILE) or buffers
+ * (ENOBUFS, ENOMEM) it fails with that errno, but only after waiting until
+ * a descriptor is released with coro_close or 100 ms pass, so an accept
+ * loop that retries at once does not spin. ECONNABORTED is retried. */
+int coro_accept(int lfd, struct sockaddr *sa, socklen_t *len);
+/* Connect a socket; waits for a non-blocking connect to finish and
+ * reports its error (ECONNREFUSED, ETIMEDOUT, ...). After ECANCELED or
+ * ETIMEDOUT from the caller's deadline the socket's state is unspecified:
+ * close it. */
+int coro_connect(int fd, const struct sockaddr *sa, socklen_t len);
+/* Wake every coroutine waiting on fd with EBADF, remove fd from the
+ * poller, then close it. Not a checkpoint: a cancelled coroutine can
+ * always close. Returns close(2)'s result (EINTR is not retried: on Linux
+ * the descriptor is closed then). Errors: EBADF. */
+int coro_close(int fd);
+
+/* ---- Sockets ------------------------------------------------------------ */
+
+/* coro_tcp_listen flags. */
+enum {
+    CORO_REUSEPORT = 1,   /* SO_REUSEPORT: several listeners share the port */
+    CORO_IPV6ONLY  = 2,   /* an IPv6 listener takes no IPv4 connections */
+};
+/* A listening TCP socket (non-blocking, close-on-exec, SO_REUSEADDR,
+ * backlog SOMAXCONN). host NULL or "" listens on every address (IPv6 with
+ * IPv4 mapped where the system has IPv6, else IPv4); "127.0.0.1", "::1" or
+ * a name listen there. port "0" picks a free port: read it back with
+ * coro_sock_port. The name is looked up on the blocking pool. Errors:
+ * EINVAL bad flags or port NULL; EAI errors as ENOENT (name not found) or
+ * EAGAIN (lookup failed for now); those of socket(2), bind(2), listen(2). */
+int coro_tcp_listen(const char *host, const char *port, int flags);
+/* Connect to host:port over TCP (TCP_NODELAY set). The name is looked up
+ * on the blocking pool, then every address is tried in order until one
+ * connects; the error is the last address's. */
+int coro_tcp_dial(const char *host, const char *port);
+/* Unix stream sockets. listen removes a stale socket file at path first
+ * (only if it is a socket). Errors: ENAMETOOLONG path too long. */
+int coro_unix_listen(const char *path);
+int coro_unix_dial(const char *path);
+/* A UDP socket bound to host:port (host NULL: every address). */
+int coro_udp_bind(const char *host, const char *port);
+/* The local port a socket is bound to (after port "0"), or -1. */
+int coro_sock_port(int fd);
+
+/* ---- Buffered streams ----------------------------------------------------- */
+
+typedef struct coro_stream coro_stream_t;
+
+/* A stream over fd with a read buffer and a write buffer of bufsize bytes
+ * each (0: 4096). Does not own fd. Errors: ENOMEM; EINVAL fd < 0. */
+coro_stream_t *coro_stream_new(int fd, size_t bufsize);
+/* Up to n bytes: what is buffered, else one read of the descriptor. 0 at
+ * end of file. */
+ssize_t coro_stream_read(coro_stream_t *s, void *buf, size_t n);
+/* Read exactly n bytes unless end of file comes first (returns the short
+ * count then; 0 at once at end of file). */
+ssize_t coro_stream_read_full(coro_stream_t *s, void *buf, size_t n);
+/* One line, up to and including '\n', NUL-terminated in buf (max >= 2).
+ * A line longer than max - 1 bytes is returned in pieces of max - 1 bytes
+ * (without '\n' until its end); the last line of the input may lack '\n'.
+ * Returns the bytes stored (not counting the NUL), 0 at end of file. */
+ssize_t coro_stream_readline(coro_stream_t *s, char *buf, size_t max);
+/* Buffer n bytes, writing the buffer out when it fills; returns n or -1
+ * (as coro_write: a short count when it failed part-way). */
+ssize_t coro_stream_write(coro_stream_t *s, const void *buf, size_t n);
+/* Write out everything buffered. 0 or -1. */
+int coro_stream_flush(coro_stream_t *s);
+/* Bytes buffered for reading (readable without touching the descriptor). */
+size_t coro_stream_buffered(const coro_stream_t *s);
+/* Free the stream (unflushed output is discarded); does not close fd. */
+void coro_stream_free(coro_stream_t *s);
+
+/* ---- Blocking work ------------------------------------------------------ */
+
+/* Run fn(arg) on a thread of this scheduler's blocking pool and wait for
+ * it; *status (if not NULL) receives fn's return value. The pool starts on
+ * first use, grows to CORO_POOL_THREADS (default 16, or the environment's
+ * CORO_POOL_THREADS, 1..256) threads, and is joined when coro_main returns
+ * (waiting for jobs still running). fn runs on another thread: it must not
+ * call coro functions. If the caller is cancelled or its deadline passes it
+ * stops waiting at once (ECANCELED / ETIMEDOUT): a job not yet started is
+ * dropped, a running one finishes and its result is discarded, so arg must
+ * stay valid until then (or be owned by fn). Errors: EINVAL fn NULL;
+ * EAGAIN no thread could be started; ENOMEM. */
+int coro_run_blocking(coro_fn fn, void *arg, int *status);
+/* getaddrinfo(3) on the blocking pool. Returns 0 or -1 with errno
+ * (ENOENT name not found, EAGAIN temporary failure, EINVAL bad arguments,
+ * ENOMEM, ECANCELED, ETIMEDOUT); free *res with freeaddrinfo. A cancelled
+ * lookup's late result is freed by the library. */
+int coro_getaddrinfo(const char *host, const char *port,
+                     const struct addrinfo *hints, struct addrinfo **res);
+
+/* ---- Signals ---------------------------------------------------------------- */
+
+/* Wait for one of the signals in set and return its number. The signals of
+ * set are blocked in the calling thread from the first call on (so one
+ * that arrives between two waits is kept for the next, not lost and not
+ * fatal); block them in other threads yourself (before starting them) so
+ * the process delivers them here. A signal that arrives before the first
+ * call still has its default action (usually fatal): a server that wants
+ * none lost blocks them in main() before coro_main. The blocking pool's
+ * threads block every signal. Errors: EINVAL set NULL, empty, or with
+ * SIGKILL/SIGSTOP or a synchronous signal (SIGSEGV, SIGBUS, SIGFPE,
+ * SIGILL); ECANCELED, ETIMEDOUT. */
+int coro_signal_wait(const sigset_t *set);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CORO_IO_IO_H */

@@ -1,0 +1,404 @@
+/* io/pool.c: the blocking pool (coro_run_blocking, coro_getaddrinfo; see
+ * io/io.h): a few threads per scheduler that run blocking functions while
+ * the coroutines go on.
+ *
+ * A job is a heap object shared by the caller (a parked coroutine) and a
+ * worker thread. The queue, and a job's move from queued to running, are
+ * guarded by the pool's mutex; everything else about a job happens on the
+ * scheduler's thread: the worker hands the finished job back with
+ * sched_post (the scheduler's wake-up channel: an eventfd or EVFILT_USER),
+ * and the post wakes the caller.
+ *
+ * A caller that is cancelled (or whose deadline passes) stops waiting at
+ * once: a queued job is taken off the queue and freed, a running one is
+ * marked abandoned and freed, with its late result (discard), when its post
+ * arrives. The threads are started lazily, one more whenever a job finds
+ * none idle, up to the pool's size, with every signal blocked (signals are
+ * for the scheduler's thread: coro_signal_wait). They are joined when
+ * coro_main returns, after finishing what they run. */
+#include "io/io_int.h"
+#include "coro/fault.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POOL_DEFAULT_THREADS 16
+#define POOL_MAX_THREADS 256
+
+enum { JOB_QUEUED, JOB_RUNNING };
+
+typedef struct job {
+    sched_post_t post;          /* first: the post is the job */
+    struct job *next;           /* queue link (under the pool's lock) */
+    int state;                  /* JOB_QUEUED / JOB_RUNNING (under the lock) */
+    coro_fn fn;
+    void *arg;
+    int status;                 /* fn's result, written by the worker */
+    /* Scheduler-thread side: */
+    sched_waiter_t *waiter;     /* the parked caller; NULL once it left */
+    int completed;              /* the post has arrived */
+    void (*discard)(void *arg); /* frees a result nobody will collect */
+} job_t;
+
+typedef struct pool {
+    pthread_mutex_t lock;
+    pthread_cond_t work;
+    job_t *head, *tail;
+    int threads, idle, max, stopping;
+    int queued;
+    pthread_t tids[POOL_MAX_THREADS];
+    struct sched *sched;
+} pool_t;
+
+static __thread pool_t *thread_pool;
+
+static void job_free(job_t *j, int discard)
+{
+    if (discard && j->discard)
+        j->discard(j->arg);
+    free(j);
+}
+
+/* ---- worker threads ------------------------------------------------------ */
+
+/* On the scheduler's thread: the job is done. */
+static void job_completed(sched_post_t *m)
+{
+    job_t *j = (job_t *)m;
+    j->completed = 1;
+    if (!j->waiter) {
+        job_free(j, 1); /* its caller left: nobody wants the result */
+        return;
+    }
+    if (sched_can_wake(j->waiter))
+        sched_wake(j->waiter, 0);
+    /* else the caller was woken for another reason and frees the job when
+     * it runs (it sees completed). */
+}
+
+static void *worker(void *arg)
+{
+    pool_t *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->head && !p->stopping) {
+            p->idle++;
+            pthread_cond_wait(&p->work, &p->lock);
+            p->idle--;
+        }
+        if (!p->head)
+            break; /* stopping, nothing left */
+        job_t *j = p->head;
+        p->head = j->next;
+        if (!p->head)
+            p->tail = NULL;
+        p->queued--;
+        j->state = JOB_RUNNING;
+        pthread_mutex_unlock(&p->lock);
+        j->status = j->fn(j->arg);
+        sched_post(p->sched, &j->post);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Start one more thread, with every signal blocked. Under the lock. */
+static int start_thread(pool_t *p)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&p->tids[p->threads], NULL, worker, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    p->threads++;
+    return 0;
+}
+
+/* ---- the pool's life ----------------------------------------------------- */
+
+static void pool_stop(void *arg)
+{
+    pool_t *p = arg;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    /* Every caller has gone (coro_main is returning): queued jobs are
+     * orphans; callers remove their own queued jobs, so this is a guard. */
+    while (p->head) {
+        job_t *j = p->head;
+        p->head = j->next;
+        job_free(j, 0);
+    }
+    p->tail = NULL;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < p->threads; i++)
+        pthread_join(p->tids[i], NULL);
+    /* Their last posts run next (sched_destroy), freeing abandoned jobs. */
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+    thread_pool = NULL;
+}
+
+static int pool_size(void)
+{
+    const char *env = getenv("CORO_POOL_THREADS");
+    if (env && *env) {
+        char *end;
+        long n = strtol(env, &end, 10);
+        if (*end == '\0' && n >= 1 && n <= POOL_MAX_THREADS)
+            return (int)n;
+    }
+    return POOL_DEFAULT_THREADS;
+}
+
+static pool_t *pool_get(void)
+{
+    if (thread_pool)
+        return thread_pool;
+    if (sched_post_prepare() != 0)
+        return NULL;
+    pool_t *p = coro_calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    p->max = pool_size();
+    p->sched = sched_self();
+    if (sched_at_exit(pool_stop, p) != 0) {
+        pthread_cond_destroy(&p->work);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        return NULL;
+    }
+    thread_pool = p;
+    return p;
+}
+
+/* ---- running a job ------------------------------------------------------- */
+
+/* Queue fn(arg), wait for it. On success *status gets fn's result and
+ * arg is the caller's again; on failure (-1) the job is dropped or left to
+ * finish, and discard(arg), if given, runs once nobody can use it. */
+static int pool_run(coro_fn fn, void *arg, void (*discard)(void *), int *status)
+{
+    if (sched_checkpoint() != 0)
+        return -1;
+    pool_t *p = pool_get();
+    if (!p)
+        return -1;
+    job_t *j = coro_calloc(1, sizeof *j);
+    if (!j)
+        return -1;
+    j->post.fn = job_completed;
+    j->fn = fn;
+    j->arg = arg;
+    j->discard = discard;
+    j->state = JOB_QUEUED;
+
+    pthread_mutex_lock(&p->lock);
+    /* One more thread when the queue outgrows the idle ones. */
+    if (p->queued >= p->idle && p->threads < p->max && start_thread(p) != 0 &&
+        p->threads == 0) {
+        pthread_mutex_unlock(&p->lock);
+        free(j);
+        errno = EAGAIN;
+        return -1;
+    }
+    if (p->tail)
+        p->tail->next = j;
+    else
+        p->head = j;
+    p->tail = j;
+    p->queued++;
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->lock);
+
+    sched_waiter_t w;
+    coro_list_init(&w.node);
+    j->waiter = &w;
+    if (sched_park_external(&w, "blocking job", (const void *)fn, -1) == 0) {
+        if (status)
+            *status = j->status;
+        free(j);
+        return 0;
+    }
+    int e = errno;
+    j->waiter = NULL;
+    if (j->completed) {
+        job_free(j, 1);
+    } else {
+        pthread_mutex_lock(&p->lock);
+        if (j->state == JOB_QUEUED) {
+            /* Never started: take it off the queue. */
+            job_t **at = &p->head, *prev = NULL;
+            while (*at != j) {
+                prev = *at;
+                at = &(*at)->next;
+            }
+            *at = j->next;
+            if (p->tail == j)
+                p->tail = prev;
+            p->queued--;
+            pthread_mutex_unlock(&p->lock);
+            job_free(j, 1);
+        } else {
+            pthread_mutex_unlock(&p->lock); /* running: its post frees it */
+        }
+    }
+    errno = e;
+    return -1;
+}
+
+int coro_run_blocking(coro_fn fn, void *arg, int *status)
+{
+    if (!fn) {
+        errno = EINVAL;
+        return -1;
+    }
+    return pool_run(fn, arg, NULL, status);
+}
+
+/* ---- getaddrinfo ------------------------------------------------------------ */
+
+typedef struct gai_job {
+    char *host, *port;
+    struct addrinfo hints;
+    int has_hints;
+    struct addrinfo *res;
+    int rc, err;
+} gai_job_t;
+
+static void gai_free(void *arg)
+{
+    gai_job_t *g = arg;
+    if (g->res)
+        freeaddrinfo(g->res);
+    free(g->host);
+    free(g->port);
+    free(g);
+}
+
+static int gai_run(void *arg)
+{
+    gai_job_t *g = arg;
+    g->rc = getaddrinfo(g->host, g->port, g->has_hints ? &g->hints : NULL, &g->res);
+    g->err = errno;
+    return 0;
+}
+
+/* An EAI_* code as an errno value (see io/io.h). */
+static int gai_errno(int rc, int err)
+{
+    switch (rc) {
+    case EAI_NONAME:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+#ifdef EAI_ADDRFAMILY
+    case EAI_ADDRFAMILY:
+#endif
+        return ENOENT;
+    case EAI_AGAIN: return EAGAIN;
+    case EAI_MEMORY: return ENOMEM;
+    case EAI_SYSTEM: return err ? err : EIO;
+    default: return EINVAL;
+    }
+}
+
+static int numeric_host(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return !host || inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static int numeric_port(const char *port)
+{
+    if (!port)
+        return 1;
+    if (!*port)
+        return 0;
+    for (const char *c = port; *c; c++)
+        if (*c < '0' || *c > '9')
+            return 0;
+    return 1;
+}
+
+static char *dup_or_null(const char *s, int *failed)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = coro_malloc(n);
+    if (!d)
+        *failed = 1;
+    else
+        memcpy(d, s, n);
+    return d;
+}
+
+int coro_getaddrinfo(const char *host, const char *port,
+                     const struct addrinfo *hints, struct addrinfo **res)
+{
+    if (!res || (!host && !port)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (sched_checkpoint() != 0)
+        return -1;
+    if (numeric_host(host) && numeric_port(port)) {
+        /* Numbers only: getaddrinfo answers without any lookup, so it is
+         * called here, not on the pool. */
+        struct addrinfo h;
+        memset(&h, 0, sizeof h);
+        if (hints)
+            h = *hints;
+        h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+        int rc = getaddrinfo(host, port, &h, res);
+        if (rc != 0) {
+            errno = gai_errno(rc, errno);
+            return -1;
+        }
+        return 0;
+    }
+    gai_job_t *g = coro_calloc(1, sizeof *g);
+    if (!g)
+        return -1;
+    int failed = 0;
+    g->host = dup_or_null(host, &failed);
+    g->port = dup_or_null(port, &failed);
+    if (hints) {
+        g->hints = *hints;
+        g->hints.ai_addr = NULL;
+        g->hints.ai_canonname = NULL;
+        g->hints.ai_next = NULL;
+        g->has_hints = 1;
+    }
+    if (failed) {
+        gai_free(g);
+        errno = ENOMEM;
+        return -1;
+    }
+    if (pool_run(gai_run, g, gai_free, NULL) != 0)
+        return -1; /* g is freed by the pool once the lookup ends */
+    if (g->rc != 0) {
+        int e = gai_errno(g->rc, g->err);
+        gai_free(g);
+        errno = e;
+        return -1;
+    }
+    *res = g->res;
+    g->res = NULL;
+    gai_free(g);
+    return 0;
+}

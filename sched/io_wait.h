@@ -1,0 +1,107 @@
+/* sched/io_wait.h: what io/ needs from the scheduler: waiting on
+ * descriptors, on other threads and on signals. Like sched/wait.h, private
+ * to the library; io/ never touches the poller or the run queue itself.
+ *
+ * Descriptors live in a table indexed by fd (sched/fd.c). An entry
+ * remembers whether the library made the descriptor non-blocking, whether
+ * it is registered with the poller (done once, edge-triggered, at its first
+ * wait), the coroutines waiting to read and to write, and a generation
+ * number that changes whenever the entry is forgotten, so an event of an
+ * old registration never reaches a new descriptor with the same number. */
+#ifndef CORO_SCHED_IO_WAIT_H
+#define CORO_SCHED_IO_WAIT_H
+
+#include "sched/poller.h"
+#include "sched/wait.h"
+
+#include <signal.h>
+#include <stdint.h>
+
+/* ---- Descriptors -------------------------------------------------------- */
+
+/* Flags an entry keeps for io/. */
+enum {
+    SCHED_FD_NONBLOCK = 1, /* O_NONBLOCK is set */
+    SCHED_FD_SOCKET = 2,   /* it is a socket (use send/recv, MSG_NOSIGNAL) */
+    SCHED_FD_KNOWN = 4,    /* the flags have been worked out */
+    SCHED_FD_STREAM = 8,   /* a byte stream (stream socket, pipe, FIFO) */
+    SCHED_FD_DRAINED = 16, /* a read came back short: nothing left to read
+                            * until the poller reports the next edge */
+};
+
+/* A short read on a byte stream has emptied fd's receive buffer: the next
+ * read would say EAGAIN, so io/ may wait for the next edge first and save
+ * that system call (tokio does the same). The flag is cleared by the next
+ * read event the poller reports for fd, and when the entry is forgotten. */
+void sched_fd_drained(int fd);
+
+/* The io/ flags of fd (0 for a descriptor never seen), and setting them.
+ * sched_fd_set_flags fails with EBADF for fd < 0 and ENOMEM. Both must be
+ * called on a thread that runs a scheduler (EPERM otherwise). */
+int sched_fd_flags(int fd);
+int sched_fd_set_flags(int fd, int flags);
+
+/* Park the running coroutine until fd is ready for `events`
+ * (SCHED_POLL_READ|SCHED_POLL_WRITE), registering it with the poller the
+ * first time. Edge-triggered: call it only after the system call said
+ * EAGAIN (or a zero-timeout poll said not ready). `what` names the wait in
+ * coro_dump. Returns the events that fired, or -1 with errno: EBADF (fd
+ * closed with sched_fd_close meanwhile), ECANCELED, ETIMEDOUT, EPERM (no
+ * coroutine, or a descriptor the poller cannot watch), ENOMEM. */
+int sched_fd_wait(int fd, int events, const char *what);
+
+/* fd is about to be closed: wake its waiters with EBADF, remove it from
+ * the poller and forget the entry. */
+void sched_fd_close(int fd);
+
+/* fd was just created (accept, socket): forget whatever the entry held for
+ * this number (a descriptor closed without sched_fd_close: its waiters
+ * wake with EBADF) and start over with `flags`. */
+void sched_fd_new(int fd, int flags);
+
+/* Waiters on fd, for tests: readers + writers parked now. */
+int sched_fd_waiters(int fd);
+
+/* ---- Other threads ------------------------------------------------------ */
+
+/* A message posted to a scheduler from any thread; fn runs on the
+ * scheduler's thread, in its own context (not a coroutine: it may wake
+ * waiters, never park). */
+typedef struct sched_post {
+    struct sched_post *next;
+    void (*fn)(struct sched_post *m);
+} sched_post_t;
+
+/* The scheduler of the calling thread, as a handle other threads may post
+ * to (NULL outside coro_main). */
+struct sched;
+struct sched *sched_self(void);
+
+/* Queue m for s's thread and wake its poller if it sleeps. Thread-safe.
+ * The scheduler must still be running: its users join their threads from
+ * a sched_at_exit hook. Returns 0, or -1 with errno if the wake-up
+ * channel could not be created. */
+int sched_post(struct sched *s, sched_post_t *m);
+
+/* Make sure posts can wake this thread's scheduler: call it on the
+ * scheduler's thread before starting a thread that will post. 0 or -1. */
+int sched_post_prepare(void);
+
+/* Park like sched_park(w, CORO_NEVER, ...), but as a wait that another
+ * thread ends with a post: while it lasts the scheduler polls and does not
+ * report a deadlock. */
+int sched_park_external(sched_waiter_t *w, const char *what, const void *obj, int64_t num);
+
+/* Run fn(arg) when coro_main is about to return, after every coroutine has
+ * ended and before the scheduler is freed (in reverse order of
+ * registration). 0 or -1 (ENOMEM, EPERM outside coro_main). */
+int sched_at_exit(void (*fn)(void *arg), void *arg);
+
+/* ---- Signals ---------------------------------------------------------------- */
+
+/* Park until one of the signals in set may have arrived (the caller has
+ * blocked them and takes the pending one itself). 0, or -1 with errno
+ * (ECANCELED, ETIMEDOUT, EPERM, or the poller's error). */
+int sched_signal_park(const sigset_t *set);
+
+#endif /* CORO_SCHED_IO_WAIT_H */
