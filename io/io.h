@@ -2,10 +2,13 @@
  * signals for coroutines. Included by <coro.h>.
  *
  * Conventions (as everywhere in coro): a call that fails returns -1 (or
- * NULL) and sets errno. Every call here is a checkpoint: it fails with
- * ECANCELED once the caller is cancelled (unless shielded) and ETIMEDOUT
- * once the caller's deadline (coro_timeout / coro_set_deadline) has passed,
- * before it does anything and while it waits; EPERM outside a coroutine.
+ * NULL) and sets errno. Every call here that can block is a checkpoint: it
+ * fails with ECANCELED once the caller is cancelled (unless shielded) and
+ * ETIMEDOUT once the caller's deadline (coro_timeout / coro_set_deadline)
+ * has passed, before it does anything and while it waits; EPERM outside a
+ * coroutine. The calls that never block (coro_close, coro_sock_port,
+ * coro_stream_new, coro_stream_buffered, coro_stream_free) are not
+ * checkpoints and work outside a coroutine too.
  *
  * Fast path first: each call tries the system call and parks the coroutine
  * only on EAGAIN, until the poller (epoll or kqueue, edge-triggered, each
@@ -97,22 +100,33 @@ enum {
 /* A listening TCP socket (non-blocking, close-on-exec, SO_REUSEADDR,
  * backlog SOMAXCONN). host NULL or "" listens on every address (IPv6 with
  * IPv4 mapped where the system has IPv6, else IPv4); "127.0.0.1", "::1" or
- * a name listen there. port "0" picks a free port: read it back with
- * coro_sock_port. The name is looked up on the blocking pool. Errors:
- * EINVAL bad flags or port NULL; EAI errors as ENOENT (name not found) or
- * EAGAIN (lookup failed for now); those of socket(2), bind(2), listen(2). */
+ * a name listen there (a name with several addresses: the first that
+ * binds; Linux makes a specific IPv6 address such as "::1" IPv6-only).
+ * port "0" picks a free port: read it back with coro_sock_port. Numbers are
+ * converted in place; names are looked up on the blocking pool. Errors:
+ * EINVAL bad flags, or port NULL, empty, above 65535 or an unknown service;
+ * ENOENT name not found; EAGAIN lookup failed for now; those of socket(2),
+ * bind(2), listen(2). */
 int coro_tcp_listen(const char *host, const char *port, int flags);
 /* Connect to host:port over TCP (TCP_NODELAY set). The name is looked up
  * on the blocking pool, then every address is tried in order until one
- * connects; the error is the last address's. */
+ * connects; the error is the last address's. host NULL or "" dials the
+ * loopback addresses (::1, then 127.0.0.1). Errors: as coro_tcp_listen,
+ * and those of coro_connect. */
 int coro_tcp_dial(const char *host, const char *port);
-/* Unix stream sockets. listen removes a stale socket file at path first
- * (only if it is a socket). Errors: ENAMETOOLONG path too long. */
+/* Unix stream sockets. listen first removes an existing socket file at
+ * path (only a socket: any other file makes bind fail with EADDRINUSE), as
+ * asyncio does; do not point two servers at one path. Errors: EINVAL path
+ * NULL or empty; ENAMETOOLONG path too long for sun_path; those of
+ * socket(2), bind(2), listen(2), coro_connect. No abstract names. */
 int coro_unix_listen(const char *path);
 int coro_unix_dial(const char *path);
-/* A UDP socket bound to host:port (host NULL: every address). */
+/* A UDP socket bound to host:port (host NULL: every address). No
+ * SO_REUSEADDR (on Linux it would let two sockets share the port
+ * silently). Errors: as coro_tcp_listen. */
 int coro_udp_bind(const char *host, const char *port);
-/* The local port a socket is bound to (after port "0"), or -1. */
+/* The local port a socket is bound to (after port "0"). Errors: EBADF,
+ * ENOTSOCK (getsockname); EINVAL not an IPv4 or IPv6 socket. */
 int coro_sock_port(int fd);
 
 /* ---- Buffered streams ----------------------------------------------------- */
@@ -120,21 +134,29 @@ int coro_sock_port(int fd);
 typedef struct coro_stream coro_stream_t;
 
 /* A stream over fd with a read buffer and a write buffer of bufsize bytes
- * each (0: 4096). Does not own fd. Errors: ENOMEM; EINVAL fd < 0. */
+ * each (0: 4096). Does not own fd. Reading does not flush pending output.
+ * Errors (all stream calls): EINVAL a NULL stream or buffer, fd < 0;
+ * ENOMEM. */
 coro_stream_t *coro_stream_new(int fd, size_t bufsize);
 /* Up to n bytes: what is buffered, else one read of the descriptor. 0 at
  * end of file. */
 ssize_t coro_stream_read(coro_stream_t *s, void *buf, size_t n);
 /* Read exactly n bytes unless end of file comes first (returns the short
- * count then; 0 at once at end of file). */
+ * count then; 0 at once at end of file). If it fails part-way (deadline,
+ * cancel, error), the bytes already taken go back into the read buffer
+ * when they fit and it returns -1, so nothing is lost and a retry gets
+ * them; if they do not fit it returns the short count with errno set. */
 ssize_t coro_stream_read_full(coro_stream_t *s, void *buf, size_t n);
 /* One line, up to and including '\n', NUL-terminated in buf (max >= 2).
  * A line longer than max - 1 bytes is returned in pieces of max - 1 bytes
  * (without '\n' until its end); the last line of the input may lack '\n'.
- * Returns the bytes stored (not counting the NUL), 0 at end of file. */
+ * Returns the bytes stored (not counting the NUL), 0 at end of file.
+ * EINVAL max < 2. Fails part-way as coro_stream_read_full does. */
 ssize_t coro_stream_readline(coro_stream_t *s, char *buf, size_t max);
 /* Buffer n bytes, writing the buffer out when it fills; returns n or -1
- * (as coro_write: a short count when it failed part-way). */
+ * (as coro_write: a short count when it failed part-way, counting the
+ * bytes buffered or written; what a failed flush could not send stays
+ * buffered, and the next flush or write retries it). */
 ssize_t coro_stream_write(coro_stream_t *s, const void *buf, size_t n);
 /* Write out everything buffered. 0 or -1. */
 int coro_stream_flush(coro_stream_t *s);
