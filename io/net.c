@@ -1,11 +1,10 @@
 /* io/net.c: listening, dialing and binding by name (see io/io.h).
  *
- * Name lookup: a numeric host and port ("127.0.0.1", "::1", "8080") are
- * converted by getaddrinfo with AI_NUMERICHOST|AI_NUMERICSERV, which never
- * touches the network or a file and so never blocks; only when that says
- * EAI_NONAME (a real name, or a service name such as "http") does the
- * lookup go to the blocking pool through coro_getaddrinfo. A numeric port
- * is checked here to be 0..65535 (glibc silently truncates 70000 to 4464).
+ * Name lookup goes through coro_getaddrinfo, which converts a numeric
+ * host and port ("127.0.0.1", "::1", "8080") in place (that never blocks)
+ * and sends only real names and service names ("http") to the blocking
+ * pool. A numeric port is checked here to be 0..65535 (glibc silently
+ * truncates 70000 to 4464).
  *
  * Every socket is made SOCK_NONBLOCK|SOCK_CLOEXEC and announced with
  * io_new_socket at once, so the descriptor table forgets whatever it knew
@@ -35,31 +34,6 @@
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-/* getaddrinfo's EAI_* code as an errno value. */
-static int gai_errno(int rc)
-{
-    switch (rc) {
-    case EAI_NONAME:
-#ifdef EAI_NODATA
-    case EAI_NODATA:
-#endif
-#ifdef EAI_ADDRFAMILY
-    case EAI_ADDRFAMILY: /* glibc: the name has no address of that family */
-#endif
-        return ENOENT;
-    case EAI_AGAIN:
-        return EAGAIN;
-    case EAI_MEMORY:
-        return ENOMEM;
-#ifdef EAI_SYSTEM
-    case EAI_SYSTEM:
-        return errno ? errno : EIO;
-#endif
-    default:
-        return EINVAL;
-    }
-}
-
 /* Close a descriptor of ours on an error path, keeping errno. */
 static int fail_close(int fd)
 {
@@ -88,8 +62,9 @@ static int check_port(const char *port)
     return 0;
 }
 
-/* Look host:port up for `socktype` (AI_PASSIVE when passive): numerically
- * first (never blocks), then on the blocking pool. 0 or -1 with errno. */
+/* Look host:port up for `socktype` (AI_PASSIVE when passive).
+ * coro_getaddrinfo converts numbers in place and sends only names to the
+ * blocking pool. 0 or -1 with errno. */
 static int resolve(const char *host, const char *port, int family, int socktype,
                    int passive, struct addrinfo **res)
 {
@@ -97,15 +72,7 @@ static int resolve(const char *host, const char *port, int family, int socktype,
     memset(&hints, 0, sizeof hints);
     hints.ai_family = family;
     hints.ai_socktype = socktype;
-    hints.ai_flags = (passive ? AI_PASSIVE : 0) | AI_NUMERICHOST | AI_NUMERICSERV;
-    int rc = getaddrinfo(host, port, &hints, res);
-    if (rc == 0)
-        return 0;
-    if (rc != EAI_NONAME) {
-        errno = gai_errno(rc);
-        return -1;
-    }
-    hints.ai_flags &= ~(AI_NUMERICHOST | AI_NUMERICSERV);
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
     return coro_getaddrinfo(host, port, &hints, res);
 }
 
