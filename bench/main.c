@@ -19,6 +19,7 @@
  * both). The exit status is 0 even when a target is missed (MISS is
  * information); it is 1 only when a benchmark failed to run. */
 #include "bench/bench.h"
+#include "bench/bench_net.h"
 
 #include "coro.h"
 
@@ -64,6 +65,32 @@ static const bench_def_t benches[] = {
     { .name = "BenchmarkIdle1M", .unit = "B/coroutine", .baseline = "BenchmarkIdle1MBaseline",
       .kind = BENCH_ONCE, .n_full = 1000000, .n_short = 100000, .target_value = 4608,
       .isolate = 1, .fn = bench_idle },
+    /* Network (bench/bench_net.c): coro servers against plain epoll ones. */
+    { .name = "BenchmarkEchoPingPong/conns=1/epoll", .unit = "p50-ns", .kind = BENCH_TIMED,
+      .quantum = 1, .fn = bench_echo1_epoll },
+    { .name = "BenchmarkEchoPingPong/conns=1/coro", .unit = "p50-ns",
+      .baseline = "BenchmarkEchoPingPong/conns=1/epoll", .kind = BENCH_TIMED, .quantum = 1,
+      .target_ratio = 1.1, .fn = bench_echo1_coro },
+    { .name = "BenchmarkEchoPingPong/conns=100/epoll", .unit = "ns/op", .kind = BENCH_TIMED,
+      .quantum = 1, .fn = bench_echo100_epoll },
+    { .name = "BenchmarkEchoPingPong/conns=100/coro", .unit = "ns/op",
+      .baseline = "BenchmarkEchoPingPong/conns=100/epoll", .kind = BENCH_TIMED, .quantum = 1,
+      .target_ratio = BENCH_NET_THROUGHPUT_RATIO, .fn = bench_echo100_coro },
+    { .name = "BenchmarkEchoPingPong/conns=1000/epoll", .unit = "ns/op", .kind = BENCH_TIMED,
+      .quantum = 1, .fn = bench_echo1000_epoll },
+    { .name = "BenchmarkEchoPingPong/conns=1000/coro", .unit = "ns/op",
+      .baseline = "BenchmarkEchoPingPong/conns=1000/epoll", .kind = BENCH_TIMED, .quantum = 1,
+      .target_ratio = BENCH_NET_THROUGHPUT_RATIO, .fn = bench_echo1000_coro },
+    { .name = "BenchmarkHTTP/conns=100/epoll", .unit = "ns/op", .kind = BENCH_TIMED,
+      .quantum = 1, .fn = bench_http_epoll },
+    { .name = "BenchmarkHTTP/conns=100/coro", .unit = "ns/op",
+      .baseline = "BenchmarkHTTP/conns=100/epoll", .kind = BENCH_TIMED, .quantum = 1,
+      .target_ratio = BENCH_NET_THROUGHPUT_RATIO, .fn = bench_http_coro },
+    { .name = "BenchmarkIdleConns10k/epoll", .unit = "B/conn", .kind = BENCH_ONCE,
+      .n_full = 10000, .n_short = 10000, .isolate = 1, .fn = bench_idle_conns_epoll },
+    { .name = "BenchmarkIdleConns10k/coro", .unit = "B/conn",
+      .baseline = "BenchmarkIdleConns10k/epoll", .kind = BENCH_ONCE, .n_full = 10000,
+      .n_short = 10000, .target_value = 8192, .isolate = 1, .fn = bench_idle_conns_coro },
 };
 #define NBENCH (sizeof benches / sizeof benches[0])
 

@@ -78,8 +78,12 @@ static size_t wake_list(coro_list_t *list, int result, int events)
     size_t n = 0;
     while (!coro_list_empty(list)) {
         sched_waiter_t *w = coro_container_of(list->next, sched_waiter_t, node);
-        if (sched_can_wake(w))
+        if (sched_can_wake(w)) {
             w->primary->data = (void *)(intptr_t)events;
+            /* It runs after the rest of the poll's batch is woken: have its
+             * stack line in cache by then (it was cold: 1000 idle sockets). */
+            coro_fiber_prefetch(&w->coro->fiber);
+        }
         n += (size_t)sched_wake(w, result);
     }
     return n;
