@@ -183,7 +183,7 @@ install: lib
 	cp $(STATIC) $(LIBDIR)/libcoro.a
 	cp $(SHARED) $(LIBDIR)/libcoro.so.0
 	ln -sf libcoro.so.0 $(LIBDIR)/libcoro.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' coro.pc.in > $(LIBDIR)/pkgconfig/coro.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS@|$(LIBS)|' coro.pc.in > $(LIBDIR)/pkgconfig/coro.pc
 
 VERSION := $(shell sed -n 's/^\#define CORO_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)/\2/p' coro/coro.h | paste -sd.)
 
