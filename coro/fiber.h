@@ -69,8 +69,6 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
 void coro_fiber_before_switch(coro_fiber_t *from, coro_fiber_t *to);
 void coro_fiber_after_switch(coro_fiber_t *from);
 
-/* Switch from the running fiber `from` to `to`; returns when switched back.
- * Inline: it is the heart of every yield, park and wake. */
 /* Start loading the saved registers of a switched-out fiber into the
  * cache: a scheduler that has just woken a batch of coroutines (a poll's
  * worth of ready sockets) calls it for each, so the switches to them later
@@ -84,6 +82,8 @@ static inline void coro_fiber_prefetch(const coro_fiber_t *f)
 #endif
 }
 
+/* Switch from the running fiber `from` to `to`; returns when switched back.
+ * Inline: it is the heart of every yield, park and wake. */
 static inline void coro_fiber_switch(coro_fiber_t *from, coro_fiber_t *to)
 {
     coro_fiber_running = to;

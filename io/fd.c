@@ -62,6 +62,22 @@ static int thread_init(void)
 
 /* ---- entry ------------------------------------------------------------------ */
 
+/* Is fd a TCP socket (a stream of the internet families)? Unix stream
+ * sockets are not counted: their reads stop at a message that carries
+ * descriptors (SCM_RIGHTS), so a short read there does not mean drained. */
+static int tcp_socket(int fd)
+{
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+        return 0;
+    struct sockaddr_storage ss;
+    len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    return ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
+}
+
 /* First sight of fd: make it non-blocking, tell sockets apart. */
 static int learn(int fd)
 {
@@ -74,19 +90,19 @@ static int learn(int fd)
         return -1;
     struct stat st;
     int flags = SCHED_FD_NONBLOCK | SCHED_FD_KNOWN;
-    if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    if (fstat(fd, &st) != 0)
+        return -1;
+    if (S_ISSOCK(st.st_mode)) {
         flags |= SCHED_FD_SOCKET;
-        int type = 0;
-        socklen_t len = sizeof type;
-        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM)
+        if (tcp_socket(fd))
             flags |= SCHED_FD_STREAM;
 #ifdef SO_NOSIGPIPE
         int one = 1;
         (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
 #endif
-    } else if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
-        flags |= SCHED_FD_STREAM;
     }
+    /* Pipes are not counted either: one in packet mode (pipe2 O_DIRECT,
+     * which F_GETFL does not show) reads one packet a call. */
     if (sched_fd_set_flags(fd, flags) != 0)
         return -1;
     return flags;

@@ -81,7 +81,7 @@ static int new_socket(int family, int socktype, int protocol)
 {
     int fd = socket(family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd >= 0)
-        io_new_socket(fd, socktype == SOCK_STREAM);
+        io_new_socket(fd, socktype == SOCK_STREAM && family != AF_UNIX); /* see SCHED_FD_STREAM */
     return fd;
 }
 

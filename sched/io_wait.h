@@ -24,7 +24,11 @@ enum {
     SCHED_FD_NONBLOCK = 1, /* O_NONBLOCK is set */
     SCHED_FD_SOCKET = 2,   /* it is a socket (use send/recv, MSG_NOSIGNAL) */
     SCHED_FD_KNOWN = 4,    /* the flags have been worked out */
-    SCHED_FD_STREAM = 8,   /* a byte stream (stream socket, pipe, FIFO) */
+    SCHED_FD_STREAM = 8,   /* a byte stream where a short read means the
+                            * buffer was drained: TCP only. Not Unix
+                            * sockets (reads stop at SCM_RIGHTS messages)
+                            * nor pipes (packet mode, O_DIRECT, reads one
+                            * packet a call and F_GETFL does not show it). */
     SCHED_FD_DRAINED = 16, /* a read came back short: nothing left to read
                             * until the poller reports the next edge */
 };
@@ -32,7 +36,10 @@ enum {
 /* A short read on a byte stream has emptied fd's receive buffer: the next
  * read would say EAGAIN, so io/ may wait for the next edge first and save
  * that system call (tokio does the same). The flag is cleared by the next
- * read event the poller reports for fd, and when the entry is forgotten. */
+ * read event the poller reports for fd, and when the entry is forgotten.
+ * Once the poller has reported SCHED_POLL_HUP for fd (a hang-up, an error,
+ * or TCP urgent data, where a read stops at the mark) it is never set
+ * again: a short read may then be followed by more to read, or EOF. */
 void sched_fd_drained(int fd);
 
 /* The io/ flags of fd (0 for a descriptor never seen), and setting them.

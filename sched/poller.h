@@ -21,8 +21,9 @@
 typedef struct sched_poller sched_poller_t;
 
 /* SCHED_POLL_HUP comes with READ when the peer has hung up (or closed its
- * writing side) or an error is pending: reading will not block from then
- * on, so the descriptor table keeps it (see SCHED_FD_DRAINED). */
+ * writing side), an error is pending, or urgent (out-of-band) data has
+ * arrived: from then on a short read does not mean the descriptor is
+ * drained, and the descriptor table remembers it (SCHED_FD_DRAINED). */
 enum { SCHED_POLL_READ = 1, SCHED_POLL_WRITE = 2, SCHED_POLL_HUP = 4 };
 
 /* Called for each ready registration with the token given to arm. */

@@ -77,7 +77,7 @@ static int add(sched_poller_t *p, int fd, uint32_t events, uint64_t data)
 int sched_poller_arm(sched_poller_t *p, int fd, uint64_t token)
 {
     /* The markers are never descriptor tokens (those carry fd < 2^31). */
-    return add(p, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, token);
+    return add(p, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI, token);
 }
 
 int sched_poller_disarm(sched_poller_t *p, int fd)
@@ -184,12 +184,12 @@ int sched_poller_wait(sched_poller_t *p, int64_t timeout_ns,
         }
         uint32_t e = p->events[i].events;
         int ev = 0;
-        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
             ev |= SCHED_POLL_READ;
         if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
             ev |= SCHED_POLL_WRITE;
-        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            ev |= SCHED_POLL_HUP;
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR | EPOLLPRI))
+            ev |= SCHED_POLL_HUP; /* EPOLLPRI: TCP urgent data */
         ready(ctx, data, ev);
     }
     return n;

@@ -298,6 +298,10 @@ static int events_of(const struct kevent *kev)
         return kev->flags & EV_EOF ? both | SCHED_POLL_HUP : SCHED_POLL_WRITE;
     /* EVFILT_READ: a half-close reads as EOF (READ and HUP); an error
      * wakes writers too. */
+#ifdef EV_OOBAND
+    if (kev->flags & EV_OOBAND) /* TCP urgent data (macOS, FreeBSD) */
+        return SCHED_POLL_READ | SCHED_POLL_HUP;
+#endif
     if (!(kev->flags & EV_EOF))
         return SCHED_POLL_READ;
     return (kev->fflags ? both : SCHED_POLL_READ) | SCHED_POLL_HUP;
