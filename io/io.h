@@ -174,8 +174,10 @@ void coro_stream_free(coro_stream_t *s);
  * (waiting for jobs still running). fn runs on another thread: it must not
  * call coro functions. If the caller is cancelled or its deadline passes it
  * stops waiting at once (ECANCELED / ETIMEDOUT): a job not yet started is
- * dropped, a running one finishes and its result is discarded, so arg must
- * stay valid until then (or be owned by fn). Errors: EINVAL fn NULL;
+ * dropped (fn never runs), a running one finishes and its result is
+ * discarded, so arg must stay valid until fn returns, and since the caller
+ * cannot tell a dropped job from a running one, fn must not be the only
+ * owner of something arg holds. Errors: EINVAL fn NULL;
  * EAGAIN no thread could be started; ENOMEM. */
 int coro_run_blocking(coro_fn fn, void *arg, int *status);
 /* getaddrinfo(3) on the blocking pool. Returns 0 or -1 with errno
