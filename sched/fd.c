@@ -224,7 +224,7 @@ void sched_fd_drained(int fd)
 {
     sched_t *s = sched_tls;
     sched_fd_t *e = s ? entry(s, fd, 0) : NULL;
-    if (e && !(e->flags & FD_HUP))
+    if (e && !(e->flags & FD_HUP) && sched_poller_sees_urgent)
         e->flags |= SCHED_FD_DRAINED;
 }
 

@@ -39,7 +39,9 @@ enum {
  * read event the poller reports for fd, and when the entry is forgotten.
  * Once the poller has reported SCHED_POLL_HUP for fd (a hang-up, an error,
  * or TCP urgent data, where a read stops at the mark) it is never set
- * again: a short read may then be followed by more to read, or EOF. */
+ * again: a short read may then be followed by more to read, or EOF. Nor is
+ * it set with a backend that cannot report urgent data
+ * (sched_poller_sees_urgent). */
 void sched_fd_drained(int fd);
 
 /* The io/ flags of fd (0 for a descriptor never seen), and setting them.

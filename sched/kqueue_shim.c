@@ -62,6 +62,7 @@ typedef struct knote {
     struct knote *prev, *next; /* the active list, while queued */
     int queued;
     int eof;
+    int oob; /* urgent data seen (EPOLLPRI): EV_OOBAND, as macOS reports it */
     short filter;
     unsigned short flags; /* EV_CLEAR */
     uintptr_t ident;
@@ -284,7 +285,7 @@ static void drop(shimkq_t *k, int fd, int i)
 static int fd_register(shimkq_t *k, fdwatch_t *w, int fd, int i)
 {
     struct epoll_event ev;
-    ev.events = EPOLLET | (i == 0 ? EPOLLIN | EPOLLRDHUP : EPOLLOUT);
+    ev.events = EPOLLET | (i == 0 ? EPOLLIN | EPOLLRDHUP | EPOLLPRI : EPOLLOUT);
     if (w->has[i]) {
         ev.data.u64 = fd_data(w->gen[i], fd);
         if (epoll_ctl(k->dir[i], EPOLL_CTL_MOD, fd, &ev) == 0)
@@ -553,6 +554,8 @@ static void activate_dir(shimkq_t *k, int i)
             continue; /* a registration forgotten since */
         if (i == 0 ? ev & (EPOLLRDHUP | EPOLLHUP) : ev & (EPOLLHUP | EPOLLERR))
             w->kn[i].eof = 1;
+        if (i == 0 && (ev & EPOLLPRI))
+            w->kn[i].oob = 1;
         enqueue(k, &w->kn[i]);
     }
 }
@@ -597,11 +600,13 @@ static int deliver(shimkq_t *k, struct kevent *out, int max)
         }
         out[got].ident = kn->ident;
         out[got].filter = kn->filter;
-        out[got].flags = (unsigned short)(kn->flags | (kn->eof ? EV_EOF : 0));
+        out[got].flags = (unsigned short)(kn->flags | (kn->eof ? EV_EOF : 0) |
+                                          (kn->oob ? EV_OOBAND : 0));
         out[got].fflags = 0;
         out[got].data = kn->data;
         out[got].udata = atomic_load_explicit(&kn->udata, memory_order_relaxed);
         kn->eof = 0;
+        kn->oob = 0;
         kn->data = 0;
         got++;
     }

@@ -93,6 +93,8 @@ struct kevent {
 #define EV_RECEIPT 0x0040
 #define EV_ERROR 0x4000
 #define EV_EOF 0x8000
+/* macOS's flag for TCP urgent data on EVFILT_READ (EV_FLAG1 there). */
+#define EV_OOBAND 0x2000
 
 #define NOTE_TRIGGER 0x01000000
 

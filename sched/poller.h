@@ -20,6 +20,10 @@
 
 typedef struct sched_poller sched_poller_t;
 
+/* 1 if the backend reports urgent (TCP out-of-band) data as SCHED_POLL_HUP;
+ * without it a short read never counts as drained (SCHED_FD_DRAINED). */
+extern const int sched_poller_sees_urgent;
+
 /* SCHED_POLL_HUP comes with READ when the peer has hung up (or closed its
  * writing side), an error is pending, or urgent (out-of-band) data has
  * arrived: from then on a short read does not mean the descriptor is

@@ -32,6 +32,8 @@
 #define MARK_NOTIFY UINT64_MAX
 #define MARK_SIGNAL (UINT64_MAX - 1)
 
+const int sched_poller_sees_urgent = 1; /* EPOLLPRI */
+
 struct sched_poller {
     int epfd;
     /* 1 once epoll_pwait2 answered ENOSYS. */

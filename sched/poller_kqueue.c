@@ -86,6 +86,14 @@ typedef struct synth {
     uint64_t token;
 } synth_t;
 
+/* macOS (and the Linux stand-in) flag urgent data with EV_OOBAND; where
+ * kqueue does not, the drained shortcut stays off. */
+#ifdef EV_OOBAND
+const int sched_poller_sees_urgent = 1;
+#else
+const int sched_poller_sees_urgent = 0;
+#endif
+
 struct sched_poller {
     int kq;
     int notify_armed;
