@@ -20,11 +20,14 @@ static inline int ts_slow(void)
 }
 
 /* A generous upper bound for something that takes `native` ns natively:
- * Valgrind runs about 20-50 times slower, sanitizers a few times. */
+ * Valgrind runs about 20-50 times slower, qemu-user about 10, sanitizers a
+ * few times. */
 static inline int64_t ts_bound(int64_t native)
 {
     if (test_under_valgrind())
         return native * 20;
+    if (test_under_emulator())
+        return native * 10;
     if (test_under_sanitizer())
         return native * 4;
     return native;
