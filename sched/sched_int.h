@@ -116,20 +116,6 @@ struct sched {
     sched_poller_t *poller;
     size_t poll_waiters;
     size_t io_waits;
-    /* The descriptor table (sched/fd.c): chunks of entries indexed by fd. */
-    sched_fd_t **fd_chunks;
-    size_t fd_chunks_len;
-    /* Messages from other threads (sched/post.c): a mutex-protected stack,
-     * reversed when drained; notify_armed once the poller's wake-up
-     * channel exists. */
-    pthread_mutex_t post_lock;
-    sched_post_t *posts;
-    int notify_armed;
-    /* Coroutines in sched_signal_park, and whether the poller watches
-     * signals yet. */
-    coro_list_t signal_waiters;
-    /* sched_at_exit hooks, newest first. */
-    struct sched_exit_hook *exit_hooks;
     /* Every coroutine not yet freed; counters. */
     coro_list_t all;
     size_t live;
@@ -150,6 +136,24 @@ struct sched {
     /* CORO_DEBUG=slow:<ms>: 0 = off; when the running coroutine started. */
     int64_t slow_ns;
     int64_t run_since;
+
+    /* Cold: what only descriptor, job and signal waits touch, kept after
+     * the fields of the switch path so those stay in as few cache lines
+     * as before the I/O floor. */
+    /* The descriptor table (sched/fd.c): chunks of entries indexed by fd. */
+    sched_fd_t **fd_chunks;
+    size_t fd_chunks_len;
+    /* Messages from other threads (sched/post.c): a mutex-protected stack,
+     * reversed when drained; notify_armed once the poller's wake-up
+     * channel exists. */
+    pthread_mutex_t post_lock;
+    sched_post_t *posts;
+    int notify_armed;
+    /* Coroutines in sched_signal_park, and whether the poller watches
+     * signals yet. */
+    coro_list_t signal_waiters;
+    /* sched_at_exit hooks, newest first. */
+    struct sched_exit_hook *exit_hooks;
 };
 
 extern __thread sched_t *sched_tls __attribute__((tls_model("initial-exec")));
