@@ -8,7 +8,7 @@
  * about 100 ms per call instead of spinning, ends the back-off early when
  * coro_close frees a descriptor, and the server recovers. EINTR from a
  * 1 ms SIGALRM (no SA_RESTART) is retried: big transfers arrive intact. */
-#include "test/test_sched.h"
+#include "test/test_io.h"
 #include "sched/io_wait.h"
 
 #include <arpa/inet.h>
@@ -24,44 +24,12 @@
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static void stream_pair(int sv[2])
-{
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-}
-
-static int tcp_listener(int backlog, struct sockaddr_in *addr)
-{
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    ASSERT_GE(l, 0);
-    int one = 1;
-    ASSERT_EQ(setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    ASSERT_EQ(getsockname(l, (struct sockaddr *)&a, &len), 0);
-    ASSERT_EQ(listen(l, backlog), 0);
-    if (addr)
-        *addr = a;
-    return l;
-}
-
-static int tcp_client(const struct sockaddr_in *a)
-{
-    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(c, 0);
-    ASSERT_EQ(connect(c, (const struct sockaddr *)a, sizeof *a), 0);
-    return c;
-}
-
 /* A connected TCP pair over loopback, made with coro_connect and
  * coro_accept (from a coroutine). */
 static void tcp_pair(int *client, int *server)
 {
     struct sockaddr_in a;
-    int l = tcp_listener(16, &a);
+    int l = tio_tcp_listener(16, &a);
     int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(c, 0);
     ASSERT_EQ(coro_connect(c, (struct sockaddr *)&a, sizeof a), 0);
@@ -72,25 +40,38 @@ static void tcp_pair(int *client, int *server)
     *server = s;
 }
 
-/* The byte at offset i of every test stream. */
-static inline unsigned char pattern(uint64_t i)
+/* The byte streams the half-close and end-of-file tests run over. */
+enum { OVER_TCP, OVER_SOCKETPAIR, OVER_PIPE, OVER_COUNT };
+
+static const char *const over_names[OVER_COUNT] = { "TCP", "socketpair", "pipe" };
+
+/* A connected stream of kind `over`: *a writes, *b reads (sockets work
+ * both ways too). */
+static void stream_over(int over, int *a, int *b)
 {
-    return (unsigned char)((i ^ (i >> 8) ^ (i >> 17)) * 31u + 7u);
+    if (over == OVER_TCP) {
+        tcp_pair(a, b);
+    } else if (over == OVER_SOCKETPAIR) {
+        int sv[2];
+        tio_stream_pair(sv);
+        *a = sv[0];
+        *b = sv[1];
+    } else {
+        int p[2];
+        ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+        *a = p[1];
+        *b = p[0];
+    }
 }
 
-static void fill_pattern(unsigned char *buf, size_t n, uint64_t off)
+/* coro_join(c) with a deadline `ns` from now: a coroutine that never ends
+ * fails the test instead of hanging it. Returns coro_join's result. */
+static int join_within(coro_t *c, int64_t ns)
 {
-    for (size_t i = 0; i < n; i++)
-        buf[i] = pattern(off + i);
-}
-
-/* Index of the first byte that is not the pattern, or n. */
-static size_t check_pattern(const unsigned char *buf, size_t n, uint64_t off)
-{
-    for (size_t i = 0; i < n; i++)
-        if (buf[i] != pattern(off + i))
-            return i;
-    return n;
+    int64_t saved = coro_timeout(ns);
+    int r = coro_join(c, NULL);
+    coro_set_deadline(saved);
+    return r;
 }
 
 /* ---- a deadline and the data in the same pass ------------------------------ */
@@ -139,7 +120,7 @@ static int race_main(void *arg)
         for (int how = 0; how < 3; how++) {
             for (int use_wait = 0; use_wait < 2; use_wait++) {
                 int sv[2];
-                stream_pair(sv);
+                tio_stream_pair(sv);
                 race_t r = { sv[1], 0, how, 0 };
                 int64_t t = coro_now() + ts_bound(2 * CORO_MS);
                 r.at = t + (rep % 3 == 1 ? 1 : 0) - (rep % 3 == 2 ? 1 : 0);
@@ -181,8 +162,7 @@ static int race_main(void *arg)
                 /* Nothing more, nothing twice. */
                 ASSERT_ERRNO(recv(sv[0], buf, sizeof buf, MSG_DONTWAIT), EAGAIN);
                 ASSERT_EQ(sched_fd_waiters(sv[0]), 0);
-                ASSERT_EQ(coro_close(sv[0]), 0);
-                ASSERT_EQ(coro_close(sv[1]), 0);
+                tio_close_pair(sv);
             }
         }
     }
@@ -222,7 +202,7 @@ static int hc_reader(void *arg)
         ASSERT_GE(n, 0);
         if (n == 0)
             break;
-        ASSERT_EQ(check_pattern(buf, (size_t)n, h->total), (size_t)n);
+        ASSERT_EQ(tio_check_pattern(buf, (size_t)n, 0, h->total), (size_t)n);
         h->total += (size_t)n;
     }
     h->eofs++;
@@ -237,25 +217,12 @@ static int half_close_main(void *arg)
     (void)arg;
     enum { N = 300000 };
     static unsigned char data[N];
-    fill_pattern(data, N, 0);
-    for (int kind = 0; kind < 3; kind++) {
-        /* 0: TCP, 1: Unix socket pair, 2: pipe */
+    tio_fill_pattern(data, N, 0, 0);
+    for (int over = 0; over < OVER_COUNT; over++) {
         int a, b; /* a writes, b reads */
-        if (kind == 0) {
-            tcp_pair(&a, &b);
-        } else if (kind == 1) {
-            int sv[2];
-            stream_pair(sv);
-            a = sv[0];
-            b = sv[1];
-        } else {
-            int p[2];
-            ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
-            a = p[1];
-            b = p[0];
-        }
-        printf("%s: %d bytes, then %s\n", kind == 0 ? "TCP" : kind == 1 ? "socketpair" : "pipe",
-               (int)N, kind == 2 ? "close" : "shutdown(SHUT_WR)");
+        stream_over(over, &a, &b);
+        printf("%s: %d bytes, then %s\n", over_names[over], (int)N,
+               over == OVER_PIPE ? "close" : "shutdown(SHUT_WR)");
         fflush(stdout);
         hc_t h;
         memset(&h, 0, sizeof h);
@@ -263,17 +230,13 @@ static int half_close_main(void *arg)
         coro_t *c = coro_spawn(hc_reader, &h);
         ASSERT_NOT_NULL(c);
         ASSERT_EQ(coro_write(a, data, N), N);
-        if (kind == 2) {
+        if (over == OVER_PIPE) {
             ASSERT_EQ(coro_close(a), 0);
         } else {
             ASSERT_EQ(shutdown(a, SHUT_WR), 0);
         }
         /* A reader that never sees the end of file is a failure, not a hang. */
-        int64_t saved = coro_timeout(ts_bound(2 * CORO_SEC));
-        errno = 0;
-        int jr = coro_join(c, NULL);
-        coro_set_deadline(saved);
-        if (jr != 0) {
+        if (join_within(c, ts_bound(2 * CORO_SEC)) != 0) {
             char line[256];
             snprintf(line, sizeof line, "reader got %zu of %d bytes and %d EOFs in 2 s", h.total,
                      (int)N, h.eofs);
@@ -281,7 +244,7 @@ static int half_close_main(void *arg)
         }
         ASSERT_EQ(h.total, N);
         ASSERT_EQ(h.eofs, 2);
-        if (kind != 2) {
+        if (over != OVER_PIPE) {
             /* The other direction still works after the half-close. */
             ASSERT_EQ(coro_write(b, "bye", 3), 3);
             ASSERT_EQ(coro_close(b), 0);
@@ -297,16 +260,9 @@ static int half_close_main(void *arg)
 
     /* A reader parked when the half-close comes wakes with EOF; so does
      * a wait_fd (a hang-up is readable). */
-    for (int kind = 0; kind < 2; kind++) {
+    for (int over = OVER_TCP; over <= OVER_SOCKETPAIR; over++) {
         int a, b;
-        if (kind == 0) {
-            tcp_pair(&a, &b);
-        } else {
-            int sv[2];
-            stream_pair(sv);
-            a = sv[0];
-            b = sv[1];
-        }
+        stream_over(over, &a, &b);
         hc_t h;
         memset(&h, 0, sizeof h);
         h.fd = b;
@@ -316,9 +272,7 @@ static int half_close_main(void *arg)
         ASSERT_EQ(h.done, 0);
         ASSERT_EQ(sched_fd_waiters(b), 1);
         ASSERT_EQ(shutdown(a, SHUT_WR), 0);
-        int64_t saved = coro_timeout(ts_bound(2 * CORO_SEC));
-        ASSERT_EQ(coro_join(c, NULL), 0);
-        coro_set_deadline(saved);
+        ASSERT_EQ(join_within(c, ts_bound(2 * CORO_SEC)), 0);
         ASSERT_EQ(h.total, 0);
         ASSERT_EQ(h.eofs, 2);
         ASSERT_EQ(coro_wait_fd(b, CORO_READ), CORO_READ);
@@ -342,17 +296,18 @@ static void reset_close(int fd)
     ASSERT_EQ(coro_close(fd), 0);
 }
 
-typedef struct rst {
+/* One read or write, parked in a coroutine, and its outcome. */
+typedef struct call {
     int fd;
+    size_t n;      /* call_write: bytes to write (at most 4 MiB) */
     long ret;
     int err;
     int done;
-    size_t n;
-} rst_t;
+} call_t;
 
-static int rst_reader(void *arg)
+static int call_read(void *arg)
 {
-    rst_t *r = arg;
+    call_t *r = arg;
     char buf[256];
     errno = 0;
     r->ret = coro_read(r->fd, buf, sizeof buf);
@@ -361,15 +316,29 @@ static int rst_reader(void *arg)
     return 0;
 }
 
-static int rst_writer(void *arg)
+static int call_write(void *arg)
 {
-    rst_t *r = arg;
+    call_t *w = arg;
     static unsigned char big[4 << 20];
+    ASSERT_LE(w->n, sizeof big);
     errno = 0;
-    r->ret = coro_write(r->fd, big, sizeof big);
-    r->err = errno;
-    r->done = 1;
+    w->ret = coro_write(w->fd, big, w->n);
+    w->err = errno;
+    w->done = 1;
     return 0;
+}
+
+/* Start fn (call_read or call_write of n bytes) on fd; it must park. */
+static coro_t *start_parked(coro_fn fn, call_t *c, int fd, size_t n)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+    c->n = n;
+    coro_t *k = coro_spawn(fn, c);
+    ASSERT_NOT_NULL(k);
+    coro_yield();
+    ASSERT_EQ(c->done, 0);
+    return k;
 }
 
 static int is_reset_error(int e)
@@ -383,17 +352,10 @@ static int reset_main(void *arg)
     /* A parked reader. */
     int c, s;
     tcp_pair(&c, &s);
-    rst_t r;
-    memset(&r, 0, sizeof r);
-    r.fd = s;
-    coro_t *k = coro_spawn(rst_reader, &r);
-    ASSERT_NOT_NULL(k);
-    coro_yield();
-    ASSERT_EQ(r.done, 0);
+    call_t r;
+    coro_t *k = start_parked(call_read, &r, s, 0);
     reset_close(c);
-    int64_t saved = coro_timeout(ts_bound(2 * CORO_SEC));
-    ASSERT_EQ(coro_join(k, NULL), 0);
-    coro_set_deadline(saved);
+    ASSERT_EQ(join_within(k, ts_bound(2 * CORO_SEC)), 0);
     ASSERT_EQ(r.ret, -1);
     ASSERT_EQ(r.err, ECONNRESET);
     /* Writing to it now: an error, no signal. */
@@ -428,20 +390,12 @@ static int reset_main(void *arg)
     /* A writer parked on a full buffer when the reset comes: the count
      * written so far, or -1, with a reset errno. */
     tcp_pair(&c, &s);
-    int small = 4096;
-    ASSERT_EQ(setsockopt(s, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-    ASSERT_EQ(setsockopt(c, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-    memset(&r, 0, sizeof r);
-    r.fd = s;
-    k = coro_spawn(rst_writer, &r);
-    ASSERT_NOT_NULL(k);
-    coro_yield();
-    ASSERT_EQ(r.done, 0);
+    tio_set_buffer(s, SO_SNDBUF, 4096);
+    tio_set_buffer(c, SO_RCVBUF, 4096);
+    k = start_parked(call_write, &r, s, 4 << 20);
     ASSERT_EQ(sched_fd_waiters(s), 1);
     reset_close(c);
-    saved = coro_timeout(ts_bound(2 * CORO_SEC));
-    ASSERT_EQ(coro_join(k, NULL), 0);
-    coro_set_deadline(saved);
+    ASSERT_EQ(join_within(k, ts_bound(2 * CORO_SEC)), 0);
     ASSERT_NE(r.ret, 0);
     ASSERT_LT(r.ret, 4 << 20);
     ASSERT(is_reset_error(r.err));
@@ -459,24 +413,6 @@ TEST(io_err_peer_reset_is_an_error_not_a_crash)
 
 /* ---- SIGPIPE ------------------------------------------------------------------- */
 
-typedef struct pw {
-    int fd;
-    long ret;
-    int err;
-    int done;
-} pw_t;
-
-static int pipe_writer(void *arg)
-{
-    pw_t *w = arg;
-    static char chunk[100000];
-    errno = 0;
-    w->ret = coro_write(w->fd, chunk, sizeof chunk);
-    w->err = errno;
-    w->done = 1;
-    return 0;
-}
-
 static int sigpipe_main(void *arg)
 {
     (void)arg;
@@ -493,7 +429,7 @@ static int sigpipe_main(void *arg)
 
     /* A socket whose peer is gone. */
     int sv[2];
-    stream_pair(sv);
+    tio_stream_pair(sv);
     ASSERT_EQ(close(sv[1]), 0);
     ASSERT_ERRNO(coro_write(sv[0], "x", 1), EPIPE);
     ASSERT_ERRNO(coro_send(sv[0], "x", 1, 0), EPIPE);
@@ -527,17 +463,10 @@ static int sigpipe_main(void *arg)
 
     /* A pipe writer parked on a full pipe when the reader goes. */
     ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
-    pw_t w;
-    memset(&w, 0, sizeof w);
-    w.fd = p[1];
-    coro_t *k = coro_spawn(pipe_writer, &w);
-    ASSERT_NOT_NULL(k);
-    coro_yield();
-    ASSERT_EQ(w.done, 0); /* 100000 bytes do not fit a 64 KiB pipe */
+    call_t w;
+    coro_t *k = start_parked(call_write, &w, p[1], 100000); /* more than a 64 KiB pipe */
     ASSERT_EQ(close(p[0]), 0);
-    int64_t saved = coro_timeout(ts_bound(2 * CORO_SEC));
-    ASSERT_EQ(coro_join(k, NULL), 0);
-    coro_set_deadline(saved);
+    ASSERT_EQ(join_within(k, ts_bound(2 * CORO_SEC)), 0);
     ASSERT_EQ(w.err, EPIPE);
     ASSERT_LT(w.ret, 100000);
     ASSERT_EQ(coro_close(p[1]), 0);
@@ -549,7 +478,7 @@ static int sockets_only_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
+    tio_stream_pair(sv);
     ASSERT_EQ(close(sv[1]), 0);
     ASSERT_ERRNO(coro_write(sv[0], "x", 1), EPIPE);
     ASSERT_ERRNO(coro_send(sv[0], "x", 1, 0), EPIPE);
@@ -665,21 +594,9 @@ static int eof2_reader(void *arg)
 static int eof2_main(void *arg)
 {
     (void)arg;
-    for (int kind = 0; kind < 3; kind++) {
+    for (int over = 0; over < OVER_COUNT; over++) {
         int a, b;
-        if (kind == 0) {
-            tcp_pair(&a, &b);
-        } else if (kind == 1) {
-            int sv[2];
-            stream_pair(sv);
-            a = sv[0];
-            b = sv[1];
-        } else {
-            int p[2];
-            ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
-            a = p[1];
-            b = p[0];
-        }
+        stream_over(over, &a, &b);
         eof2_t r;
         memset(&r, 0, sizeof r);
         r.fd = b;
@@ -694,8 +611,7 @@ static int eof2_main(void *arg)
         if (r.second != 0)
             test_fail(__FILE__, __LINE__,
                       "%s: after a short read of everything, the next read returned %ld (%s), "
-                      "not the end of file", kind == 0 ? "TCP" : kind == 1 ? "socketpair" : "pipe",
-                      r.second, strerror(r.err));
+                      "not the end of file", over_names[over], r.second, strerror(r.err));
         ASSERT_EQ(coro_close(b), 0);
     }
     return 0;
@@ -752,8 +668,8 @@ static int emfile_main(void *arg)
 {
     (void)arg;
     struct sockaddr_in a;
-    int l = tcp_listener(16, &a);
-    int client = tcp_client(&a); /* waits in the backlog */
+    int l = tio_tcp_listener(16, &a);
+    int client = tio_tcp_client(&a); /* waits in the backlog */
 
     struct rlimit old;
     ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
@@ -817,7 +733,7 @@ static int emfile_main(void *arg)
         ASSERT_EQ(close(fillers[--nf]), 0);
     free(fillers);
     ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
-    int client2 = tcp_client(&a);
+    int client2 = tio_tcp_client(&a);
     int64_t saved = coro_timeout(ts_bound(CORO_SEC));
     int s2 = coro_accept(l, NULL, NULL);
     coro_set_deadline(saved);
@@ -868,7 +784,7 @@ static int xfer_writer(void *arg)
     uint64_t rng = x->seed;
     while (x->done < x->n) {
         size_t len = xfer_len(&rng, x->n - x->done);
-        fill_pattern(buf, len, x->done);
+        tio_fill_pattern(buf, len, 0, x->done);
         ASSERT_EQ(coro_write(x->fd, buf, len), (long)len);
         x->done += len;
     }
@@ -886,7 +802,7 @@ static int xfer_reader(void *arg)
         size_t len = xfer_len(&rng, x->n - x->done);
         ssize_t got = coro_read(x->fd, buf, len);
         ASSERT_GT(got, 0);
-        ASSERT_EQ(check_pattern(buf, (size_t)got, x->done), (size_t)got);
+        ASSERT_EQ(tio_check_pattern(buf, (size_t)got, 0, x->done), (size_t)got);
         x->done += (uint64_t)got;
     }
     free(buf);
@@ -902,7 +818,7 @@ static void *thread_writer(void *arg)
     uint64_t rng = x->seed;
     while (x->done < x->n) {
         size_t len = xfer_len(&rng, x->n - x->done);
-        fill_pattern(buf, len, x->done);
+        tio_fill_pattern(buf, len, 0, x->done);
         size_t off = 0;
         while (off < len) {
             ssize_t w = write(x->fd, buf + off, len - off);
@@ -929,7 +845,7 @@ static void *thread_reader(void *arg)
         if (got < 0 && errno == EINTR)
             continue;
         ASSERT_GT(got, 0);
-        ASSERT_EQ(check_pattern(buf, (size_t)got, x->done), (size_t)got);
+        ASSERT_EQ(tio_check_pattern(buf, (size_t)got, 0, x->done), (size_t)got);
         x->done += (uint64_t)got;
     }
     free(buf);
@@ -953,7 +869,7 @@ static int eintr_main(void *arg)
     (void)arg;
     uint64_t n = test_under_valgrind() ? (512u << 10) : test_under_sanitizer() ? (2u << 20) : (8u << 20);
     int sp[2], p1[2], p2[2], p3[2];
-    stream_pair(sp);
+    tio_stream_pair(sp);
     ASSERT_EQ(pipe2(p1, O_CLOEXEC), 0);
     ASSERT_EQ(pipe2(p2, O_CLOEXEC), 0);
     ASSERT_EQ(pipe2(p3, O_CLOEXEC), 0);

@@ -10,7 +10,7 @@
  * hands out again: the old waiter wakes with EBADF). coro_wait_fd checks
  * the level before waiting on the edge; its errors. coro_dump names
  * descriptor waits; a coroutine waiting on a descriptor is no deadlock. */
-#include "test/test_sched.h"
+#include "test/test_io.h"
 #include "sched/io_wait.h"
 
 #include <arpa/inet.h>
@@ -23,17 +23,11 @@
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static void stream_pair(int sv[2])
-{
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-}
-
 /* Fill fd's send buffer (a Unix socket: stream or datagram) until the
  * kernel says EAGAIN even for one byte. */
 static void fill_sndbuf(int fd)
 {
-    int small = 4096;
-    ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    tio_set_buffer(fd, SO_SNDBUF, 4096);
     static char junk[4096];
     size_t chunk = sizeof junk;
     long total = 0;
@@ -52,45 +46,12 @@ static void fill_sndbuf(int fd)
     ASSERT_GT(total, 0);
 }
 
-/* A TCP listener on 127.0.0.1 with an ephemeral port; *addr gets its
- * address. */
-static int tcp_listener(int backlog, struct sockaddr_in *addr)
-{
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    ASSERT_GE(l, 0);
-    int one = 1;
-    ASSERT_EQ(setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    ASSERT_EQ(getsockname(l, (struct sockaddr *)&a, &len), 0);
-    ASSERT_EQ(listen(l, backlog), 0);
-    if (addr)
-        *addr = a;
-    return l;
-}
-
-/* A client connected (blocking connect: loopback completes at once while
- * the backlog has room). */
-static int tcp_client(const struct sockaddr_in *a)
-{
-    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(c, 0);
-    ASSERT_EQ(connect(c, (const struct sockaddr *)a, sizeof *a), 0);
-    return c;
-}
-
 static int udp_socket(struct sockaddr_in *addr)
 {
     int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(u, 0);
     struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    tio_loopback(&a);
     ASSERT_EQ(bind(u, (struct sockaddr *)&a, sizeof a), 0);
     socklen_t len = sizeof a;
     ASSERT_EQ(getsockname(u, (struct sockaddr *)&a, &len), 0);
@@ -171,7 +132,7 @@ static void op_setup(op_t *o, int kind, int ready)
     int sv[2];
     switch (kind) {
     case OP_READ: case OP_READV: case OP_RECV: case OP_WAIT_READ:
-        stream_pair(sv);
+        tio_stream_pair(sv);
         o->fd = sv[0];
         o->peer = sv[1];
         if (ready)
@@ -187,7 +148,7 @@ static void op_setup(op_t *o, int kind, int ready)
         break;
     }
     case OP_WRITE: case OP_WRITEV: case OP_SEND: case OP_WAIT_WRITE:
-        stream_pair(sv);
+        tio_stream_pair(sv);
         o->fd = sv[0];
         o->peer = sv[1];
         if (!ready)
@@ -202,19 +163,19 @@ static void op_setup(op_t *o, int kind, int ready)
         break;
     case OP_ACCEPT: {
         struct sockaddr_in a;
-        o->fd = tcp_listener(16, &a);
+        o->fd = tio_tcp_listener(16, &a);
         if (ready)
-            o->peer = tcp_client(&a);
+            o->peer = tio_tcp_client(&a);
         break;
     }
     case OP_CONNECT:
         if (ready) {
-            o->listener = tcp_listener(16, &o->to);
+            o->listener = tio_tcp_listener(16, &o->to);
         } else {
             /* listen(fd, 0): one connection fills the accept queue; the
              * SYNs of the next are dropped, so its connect never ends. */
-            o->listener = tcp_listener(0, &o->to);
-            o->filler = tcp_client(&o->to);
+            o->listener = tio_tcp_listener(0, &o->to);
+            o->filler = tio_tcp_client(&o->to);
         }
         o->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ASSERT_GE(o->fd, 0);
@@ -352,7 +313,7 @@ static void check_still_works(op_t *o)
         struct sockaddr_in a;
         socklen_t len = sizeof a;
         ASSERT_EQ(getsockname(o->fd, (struct sockaddr *)&a, &len), 0);
-        int c = tcp_client(&a);
+        int c = tio_tcp_client(&a);
         int64_t saved = coro_timeout(ts_bound(CORO_SEC));
         int s = coro_accept(o->fd, NULL, NULL);
         ASSERT_GE(s, 0);
@@ -360,6 +321,23 @@ static void check_still_works(op_t *o)
         ASSERT_EQ(coro_close(s), 0);
         ASSERT_EQ(close(c), 0);
     }
+}
+
+/* The call failed: -1 with errno `want` (named want_name in the message). */
+static void op_check_failed(const op_t *o, int want, const char *want_name)
+{
+    if (o->ret != -1 || o->err != want)
+        test_fail(__FILE__, __LINE__, "%s: returned %ld errno %d (%s), want -1 %s",
+                  op_names[o->kind], o->ret, o->err, strerror(o->err), want_name);
+}
+
+/* Woken at t0 (by `what`): one loop pass brings the call back. */
+static void op_check_back_in_one_pass(const op_t *o, int64_t t0, const char *what)
+{
+    coro_yield(); /* one pass */
+    if (!o->done)
+        test_fail(__FILE__, __LINE__, "%s: not back one pass after %s", op_names[o->kind], what);
+    ASSERT_LT(coro_now() - t0, ts_bound(100 * CORO_MS));
 }
 
 /* ---- cancel at every I/O checkpoint --------------------------------------- */
@@ -375,13 +353,8 @@ static int cancel_each_main(void *arg)
         int64_t t0 = coro_now();
         ASSERT_EQ(coro_cancel(c), 0);
         ASSERT_EQ(o.done, 0);
-        coro_yield(); /* one pass */
-        if (!o.done)
-            test_fail(__FILE__, __LINE__, "%s: not back one pass after the cancel", op_names[kind]);
-        ASSERT_LT(coro_now() - t0, ts_bound(100 * CORO_MS));
-        if (o.ret != -1 || o.err != ECANCELED)
-            test_fail(__FILE__, __LINE__, "%s: returned %ld errno %d (%s), want -1 ECANCELED",
-                      op_names[kind], o.ret, o.err, strerror(o.err));
+        op_check_back_in_one_pass(&o, t0, "the cancel");
+        op_check_failed(&o, ECANCELED, "ECANCELED");
         ASSERT_EQ(sched_fd_waiters(o.fd), 0);
         ASSERT_EQ(io_waits_now(), 0);
         ASSERT_EQ(coro_join(c, NULL), 0);
@@ -430,9 +403,8 @@ static int partial_main(void *arg)
     static char got[1 << 20];
     for (int variant = 0; variant < 2; variant++) {
         int sv[2];
-        stream_pair(sv);
-        int small = 4096;
-        ASSERT_EQ(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+        tio_stream_pair(sv);
+        tio_set_buffer(sv[0], SO_SNDBUF, 4096);
         pw_t w = { sv[0], big, sizeof big, variant ? 20 * CORO_MS : 0, 0, 0, 0 };
         coro_t *c = coro_spawn(pw_body, &w);
         ASSERT_NOT_NULL(c);
@@ -462,8 +434,7 @@ static int partial_main(void *arg)
         }
         ASSERT_EQ(have, w.ret);
         ASSERT_EQ(memcmp(got, big, have), 0);
-        ASSERT_EQ(coro_close(sv[0]), 0);
-        ASSERT_EQ(coro_close(sv[1]), 0);
+        tio_close_pair(sv);
     }
     return 0;
 }
@@ -488,9 +459,7 @@ static int deadline_each_main(void *arg)
         coro_t *c = op_start(&o);
         ASSERT_EQ(coro_join(c, NULL), 0);
         int64_t took = coro_now() - t0;
-        if (o.ret != -1 || o.err != ETIMEDOUT)
-            test_fail(__FILE__, __LINE__, "%s: returned %ld errno %d (%s), want -1 ETIMEDOUT",
-                      op_names[kind], o.ret, o.err, strerror(o.err));
+        op_check_failed(&o, ETIMEDOUT, "ETIMEDOUT");
         ASSERT_GE(took, o.timeout);
         ASSERT_LT(took, o.timeout + ts_bound(400 * CORO_MS));
         ASSERT_EQ(o.later_err, 0); /* the deadline was put back */
@@ -613,13 +582,8 @@ static int close_each_main(void *arg)
         ASSERT_EQ(coro_close(o.fd), 0);
         ASSERT_EQ(fd_open(o.fd), 0);
         ASSERT_EQ(sched_fd_waiters(o.fd), 0); /* woken at once */
-        coro_yield(); /* one pass */
-        if (!o.done)
-            test_fail(__FILE__, __LINE__, "%s: not back one pass after coro_close", op_names[kind]);
-        ASSERT_LT(coro_now() - t0, ts_bound(100 * CORO_MS));
-        if (o.ret != -1 || o.err != EBADF)
-            test_fail(__FILE__, __LINE__, "%s: returned %ld errno %d (%s), want -1 EBADF",
-                      op_names[kind], o.ret, o.err, strerror(o.err));
+        op_check_back_in_one_pass(&o, t0, "coro_close");
+        op_check_failed(&o, EBADF, "EBADF");
         ASSERT_EQ(o.later_err, 0); /* not cancelled: later checkpoints pass */
         ASSERT_EQ(io_waits_now(), 0);
         ASSERT_EQ(coro_join(c, NULL), 0);
@@ -678,7 +642,7 @@ static int close_many_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
+    tio_stream_pair(sv);
     fill_sndbuf(sv[0]);
     multi_t m;
     memset(&m, 0, sizeof m);
@@ -753,15 +717,29 @@ static int rd_wait(void *arg)
     return 0;
 }
 
-static coro_t *spawn_rd(coro_fn fn, rd_t *r, int fd, int64_t timeout)
+/* Start fn (rd_read, or rd_wait for `events`) on fd, with a deadline
+ * `timeout` from now unless 0, and let it run up to its park. */
+static coro_t *start_rd(coro_fn fn, rd_t *r, int fd, int events, int64_t timeout)
 {
     memset(r, 0, sizeof *r);
     r->fd = fd;
+    r->events = events;
     r->timeout = timeout;
     coro_t *c = coro_spawn(fn, r);
     ASSERT_NOT_NULL(c);
     coro_yield();
     return c;
+}
+
+static coro_t *spawn_rd(coro_fn fn, rd_t *r, int fd, int64_t timeout)
+{
+    return start_rd(fn, r, fd, 0, timeout);
+}
+
+/* A coro_wait_fd(fd, events) without a deadline. */
+static coro_t *spawn_wait(rd_t *r, int fd, int events)
+{
+    return start_rd(rd_wait, r, fd, events, 0);
 }
 
 /* The new descriptor at number n gets no event of the old description
@@ -802,7 +780,7 @@ static int reuse_after_close_main(void *arg)
 {
     (void)arg;
     int a[2];
-    stream_pair(a);
+    tio_stream_pair(a);
     int keep = dup(a[0]); /* the old description outlives its number */
     ASSERT_GE(keep, 0);
     /* Register a[0] with a wait that an event ends. */
@@ -816,7 +794,7 @@ static int reuse_after_close_main(void *arg)
     int n = a[0];
     ASSERT_EQ(coro_close(n), 0);
     int b[2];
-    stream_pair(b); /* takes the lowest free number: n, normally */
+    tio_stream_pair(b); /* takes the lowest free number: n, normally */
     if (b[0] != n) {
         ASSERT_EQ(dup2(b[0], n), n);
         ASSERT_EQ(close(b[0]), 0);
@@ -861,10 +839,10 @@ static int reuse_by_accept_main(void *arg)
 {
     (void)arg;
     struct sockaddr_in addr;
-    int l = tcp_listener(16, &addr);
-    int client = tcp_client(&addr); /* pending in the backlog */
+    int l = tio_tcp_listener(16, &addr);
+    int client = tio_tcp_client(&addr); /* pending in the backlog */
     int a[2];
-    stream_pair(a);
+    tio_stream_pair(a);
     int keep = dup(a[0]);
     ASSERT_GE(keep, 0);
     int n = a[0];
@@ -912,18 +890,11 @@ TEST(io_fd_closed_behind_back_reused_by_accept)
 
 /* ---- coro_wait_fd ------------------------------------------------------------- */
 
-static uint64_t switches_now(void)
-{
-    coro_stats_t st;
-    coro_stats(&st);
-    return st.switches;
-}
-
 static int wait_fd_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
+    tio_stream_pair(sv);
 
     /* Bad arguments. */
     ASSERT_ERRNO(coro_wait_fd(sv[0], 0), EINVAL);
@@ -932,21 +903,21 @@ static int wait_fd_main(void *arg)
     ASSERT_ERRNO(coro_wait_fd(sv[0], -1), EINVAL);
     ASSERT_ERRNO(coro_wait_fd(-1, CORO_READ), EBADF);
     int dead[2];
-    stream_pair(dead);
+    tio_stream_pair(dead);
     ASSERT_EQ(close(dead[0]), 0);
     ASSERT_ERRNO(coro_wait_fd(dead[0], CORO_READ), EBADF);
     ASSERT_ERRNO(coro_wait_fd(dead[0], CORO_WRITE), EBADF);
     ASSERT_EQ(close(dead[1]), 0);
 
     /* Ready now: answered from the level, without parking. */
-    uint64_t sw = switches_now();
+    uint64_t sw = ts_switches();
     ASSERT_EQ(coro_wait_fd(sv[0], CORO_WRITE), CORO_WRITE);
     ASSERT_EQ(coro_wait_fd(sv[0], CORO_READ | CORO_WRITE), CORO_WRITE);
     ASSERT_EQ(write(sv[1], "x", 1), 1);
     ASSERT_EQ(coro_wait_fd(sv[0], CORO_READ), CORO_READ);
     ASSERT_EQ(coro_wait_fd(sv[0], CORO_READ), CORO_READ); /* still unread: still ready */
     ASSERT_EQ(coro_wait_fd(sv[0], CORO_READ | CORO_WRITE), CORO_READ | CORO_WRITE);
-    ASSERT_EQ(switches_now(), sw);
+    ASSERT_EQ(ts_switches(), sw);
     char b[16];
     ASSERT_EQ(coro_read(sv[0], b, sizeof b), 1);
 
@@ -961,7 +932,7 @@ static int wait_fd_main(void *arg)
 
     /* Park, then an event: the edge wakes it with the right direction. */
     rd_t r;
-    coro_t *c = spawn_rd(rd_wait, &r, sv[0], 0);
+    coro_t *c = spawn_wait(&r, sv[0], CORO_READ);
     ASSERT_EQ(r.done, 0);
     ASSERT_EQ(io_waits_now(), 1);
     ASSERT_EQ(write(sv[1], "y", 1), 1);
@@ -983,23 +954,13 @@ static int wait_fd_main(void *arg)
     /* Waiting for both on a full buffer with nothing to read: it parks;
      * whichever direction comes is what it reports. */
     fill_sndbuf(sv[0]);
-    memset(&r, 0, sizeof r);
-    r.fd = sv[0];
-    r.events = CORO_READ | CORO_WRITE;
-    c = coro_spawn(rd_wait, &r);
-    ASSERT_NOT_NULL(c);
-    coro_yield();
+    c = spawn_wait(&r, sv[0], CORO_READ | CORO_WRITE);
     ASSERT_EQ(r.done, 0);
     ASSERT_EQ(write(sv[1], "q", 1), 1);
     ASSERT_EQ(coro_join(c, NULL), 0);
     ASSERT_EQ(r.ret, CORO_READ);
     ASSERT_EQ(coro_read(sv[0], b, sizeof b), 1);
-    memset(&r, 0, sizeof r);
-    r.fd = sv[0];
-    r.events = CORO_READ | CORO_WRITE;
-    c = coro_spawn(rd_wait, &r);
-    ASSERT_NOT_NULL(c);
-    coro_yield();
+    c = spawn_wait(&r, sv[0], CORO_READ | CORO_WRITE);
     ASSERT_EQ(r.done, 0);
     static char junk[1 << 16];
     while (recv(sv[1], junk, sizeof junk, MSG_DONTWAIT) > 0)
@@ -1015,14 +976,9 @@ static int wait_fd_main(void *arg)
     ASSERT_EQ(coro_close(sv[0]), 0);
 
     /* A hang-up while parked wakes the waiter too. */
-    stream_pair(sv);
+    tio_stream_pair(sv);
     fill_sndbuf(sv[0]);
-    memset(&r, 0, sizeof r);
-    r.fd = sv[0];
-    r.events = CORO_WRITE;
-    c = coro_spawn(rd_wait, &r);
-    ASSERT_NOT_NULL(c);
-    coro_yield();
+    c = spawn_wait(&r, sv[0], CORO_WRITE);
     ASSERT_EQ(r.done, 0);
     ASSERT_EQ(close(sv[1]), 0);
     ASSERT_EQ(coro_join(c, NULL), 0);
@@ -1037,25 +993,6 @@ TEST(io_fd_wait_level_first_errors_and_directions)
 }
 
 /* ---- coro_dump names descriptor waits ------------------------------------------ */
-
-/* The line of `text` that contains `needle`, copied into buf ("" if none). */
-static const char *line_with(const char *text, const char *needle, char *buf, size_t size)
-{
-    buf[0] = '\0';
-    const char *hit = text ? strstr(text, needle) : NULL;
-    if (!hit)
-        return buf;
-    const char *start = hit;
-    while (start > text && start[-1] != '\n')
-        start--;
-    const char *end = strchr(hit, '\n');
-    size_t n = end ? (size_t)(end - start) : strlen(start);
-    if (n >= size)
-        n = size - 1;
-    memcpy(buf, start, n);
-    buf[n] = '\0';
-    return buf;
-}
 
 static int dump_main(void *arg)
 {
@@ -1072,17 +1009,12 @@ static int dump_main(void *arg)
     coro_yield();
     ASSERT_EQ(io_waits_now(), OP_COUNT);
 
-    int p[2];
-    ASSERT_EQ(pipe(p), 0);
-    coro_dump(p[1]);
-    ASSERT_EQ(close(p[1]), 0);
-    char *out = ts_read_all(p[0]);
-    ASSERT_EQ(close(p[0]), 0);
+    char *out = ts_dump_text();
     printf("%s", out);
     for (int kind = 0; kind < OP_COUNT; kind++) {
         char needle[64], line[512], want[64];
         snprintf(needle, sizeof needle, "\"op-%s\"", op_names[kind]);
-        line_with(out, needle, line, sizeof line);
+        ts_line_with(out, needle, line, sizeof line);
         snprintf(want, sizeof want, "parked, %s %d,", op_dump_names[kind], o[kind].fd);
         ASSERT_CONTAINS(line, want);
     }
@@ -1130,7 +1062,7 @@ static int nodl_main(void *arg)
 {
     int use_thread = *(int *)arg;
     int sv[2];
-    stream_pair(sv);
+    tio_stream_pair(sv);
     late_t l = { sv[1], 30 * CORO_MS };
     pthread_t th;
     coro_t *w = NULL;
@@ -1157,26 +1089,17 @@ static int nodl_main(void *arg)
         ASSERT_EQ(pthread_join(th, NULL), 0);
     else
         ASSERT_EQ(coro_join(w, NULL), 0);
-    ASSERT_EQ(coro_close(sv[0]), 0);
-    ASSERT_EQ(coro_close(sv[1]), 0);
+    tio_close_pair(sv);
     return 0;
 }
 
 TEST(io_fd_read_wait_is_not_a_deadlock)
 {
     for (int use_thread = 0; use_thread < 2; use_thread++) {
-        ts_capture_t cap;
-        ts_capture_begin(&cap);
-        errno = 0;
-        int r = coro_main(nodl_main, &use_thread);
-        int e = errno;
-        char *out = ts_capture_end(&cap);
-        printf("%s", out);
+        int r = tio_main_without_deadlock(nodl_main, &use_thread);
         if (r != 0)
             test_fail(__FILE__, __LINE__, "coro_main returned %d errno %s (writer in a %s)", r,
-                      strerror(e), use_thread ? "thread" : "coroutine");
-        ASSERT_NOT_CONTAINS(out, "deadlock");
-        free(out);
+                      strerror(errno), use_thread ? "thread" : "coroutine");
     }
 }
 
@@ -1188,7 +1111,7 @@ static int short_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
+    tio_stream_pair(sv);
     char b[100];
     int64_t saved = coro_timeout(ts_bound(CORO_SEC));
 
@@ -1283,13 +1206,13 @@ static int queued_main(void *arg)
             w = p[1];
         } else if (kind == 1) {
             struct sockaddr_in a;
-            extra = tcp_listener(4, &a);
-            w = tcp_client(&a);
+            extra = tio_tcp_listener(4, &a);
+            w = tio_tcp_client(&a);
             r = accept(extra, NULL, NULL);
             ASSERT_GE(r, 0);
         } else {
             int sv[2];
-            stream_pair(sv);
+            tio_stream_pair(sv);
             r = sv[0];
             w = sv[1];
         }
@@ -1522,9 +1445,8 @@ static int writev_main(void *arg)
         int r, w;
         if (kind == 0) {
             int sv[2];
-            stream_pair(sv);
-            int small = 4096;
-            ASSERT_EQ(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+            tio_stream_pair(sv);
+            tio_set_buffer(sv[0], SO_SNDBUF, 4096);
             w = sv[0];
             r = sv[1];
         } else {
@@ -1545,7 +1467,7 @@ static int writev_main(void *arg)
     }
     /* Edge cases. */
     int sv[2];
-    stream_pair(sv);
+    tio_stream_pair(sv);
     ASSERT_EQ(coro_writev(sv[0], NULL, 0), 0);
     ASSERT_EQ(coro_writev(sv[0], iov, 0), 0);
     struct iovec empty[3] = { { data, 0 }, { data, 0 }, { data, 0 } };
@@ -1553,8 +1475,7 @@ static int writev_main(void *arg)
     ASSERT_ERRNO(coro_writev(sv[0], iov, -1), EINVAL);
     ASSERT_ERRNO(coro_writev(sv[0], NULL, 2), EINVAL);
     ASSERT_ERRNO(recv(sv[1], data, 1, MSG_DONTWAIT), EAGAIN); /* nothing was sent */
-    ASSERT_EQ(coro_close(sv[0]), 0);
-    ASSERT_EQ(coro_close(sv[1]), 0);
+    tio_close_pair(sv);
     return 0;
 }
 

@@ -10,10 +10,9 @@
  * dual stack; bad arguments, checkpoints (EPERM, ECANCELED, ETIMEDOUT);
  * and every test checks that the process holds as many descriptors after
  * coro_main as before. */
-#include "test/test_sched.h"
+#include "test/test_io.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -23,42 +22,6 @@
 #include <sys/un.h>
 
 /* ---- helpers -------------------------------------------------------------- */
-
-/* Descriptors open in this process. */
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ASSERT_NOT_NULL(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
-typedef struct body {
-    coro_fn fn;
-    void *arg;
-} body_t;
-
-/* A hang fails within seconds (ETIMEDOUT), not at the runner's timeout. */
-static int with_deadline(void *arg)
-{
-    body_t *b = arg;
-    coro_timeout(ts_bound(10 * CORO_SEC));
-    return b->fn(b->arg);
-}
-
-/* Run fn as the main coroutine; no descriptor may be left behind. */
-static void run(coro_fn fn, void *arg)
-{
-    int before = count_fds();
-    body_t b = { fn, arg };
-    ASSERT_EQ(coro_main(with_deadline, &b), 0);
-    ASSERT_EQ(count_fds(), before);
-}
 
 static void port_str(int port, char *buf, size_t size)
 {
@@ -110,12 +73,6 @@ static int have_ipv6(void)
     int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
     close(fd);
     return ok;
-}
-
-static void fill_pattern(unsigned char *p, size_t n, unsigned seed)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (unsigned char)(i * 31u + seed + (i >> 8));
 }
 
 /* Read exactly n bytes from fd (coro_read), failing the test at EOF. */
@@ -217,7 +174,7 @@ static int echo_round_trip(int lfd, dialer_t dial, const char *where)
     unsigned char *out = malloc(n), *in = malloc(n);
     ASSERT_NOT_NULL(out);
     ASSERT_NOT_NULL(in);
-    fill_pattern(out, n, 7);
+    tio_fill_pattern(out, n, 7, 0);
     sender_t s = { c, out, n };
     coro_t *tx = coro_spawn(send_all, &s);
     ASSERT_NOT_NULL(tx);
@@ -252,7 +209,7 @@ static int tcp4_main(void *arg)
 
 TEST(io_net_tcp4_listen_dial_echo_both_ways)
 {
-    run(tcp4_main, NULL);
+    tio_run(tcp4_main, NULL);
 }
 
 static int tcp6_main(void *arg)
@@ -270,7 +227,7 @@ TEST(io_net_tcp6_loopback_echo_both_ways)
 {
     if (!have_ipv6())
         TEST_SKIP("no IPv6 on this system");
-    run(tcp6_main, NULL);
+    tio_run(tcp6_main, NULL);
 }
 
 /* host NULL and "": one IPv6 socket taking IPv4 too; the IPv4 port is
@@ -296,8 +253,8 @@ TEST(io_net_dual_stack_listen_accepts_ipv4)
     if (!have_ipv6())
         TEST_SKIP("no IPv6 on this system");
     static char empty[] = "";
-    run(dual_main, NULL);
-    run(dual_main, empty);
+    tio_run(dual_main, NULL);
+    tio_run(dual_main, empty);
 }
 
 /* CORO_IPV6ONLY: the IPv4 port stays free for an IPv4 listener of its
@@ -325,7 +282,7 @@ TEST(io_net_ipv6only_leaves_ipv4_port_free)
 {
     if (!have_ipv6())
         TEST_SKIP("no IPv6 on this system");
-    run(v6only_main, NULL);
+    tio_run(v6only_main, NULL);
 }
 
 /* Two listeners on one port with CORO_REUSEPORT; a third without it is
@@ -373,7 +330,7 @@ static int reuseport_main(void *arg)
 
 TEST(io_net_reuseport_two_listeners_share_a_port)
 {
-    run(reuseport_main, NULL);
+    tio_run(reuseport_main, NULL);
 }
 
 static int refused_main(void *arg)
@@ -392,7 +349,7 @@ static int refused_main(void *arg)
 
 TEST(io_net_dial_closed_port_refused)
 {
-    run(refused_main, NULL);
+    tio_run(refused_main, NULL);
 }
 
 /* host NULL dials the loopback addresses, ::1 first when the system
@@ -436,7 +393,7 @@ TEST(io_net_dial_tries_addresses_in_order)
     if (!first6 || !has4)
         TEST_SKIP("the loopback addresses are not [::1, 127.0.0.1] here");
     int both = have_ipv6();
-    run(order_main, &both);
+    tio_run(order_main, &both);
 }
 
 /* "localhost" goes through coro_getaddrinfo (the blocking pool). Only its
@@ -490,7 +447,7 @@ TEST(io_net_dial_localhost_by_name_tries_each_address)
     freeaddrinfo(res);
     if (nm.last.ss_family == AF_INET6 && !have_ipv6())
         TEST_SKIP("\"localhost\" ends with an IPv6 address, and no IPv6 here");
-    run(localhost_main, &nm);
+    tio_run(localhost_main, &nm);
 }
 
 /* A name that does not resolve, and a service name that does not exist. */
@@ -510,7 +467,7 @@ static int badname_main(void *arg)
 
 TEST(io_net_unknown_names)
 {
-    run(badname_main, NULL);
+    tio_run(badname_main, NULL);
 }
 
 /* A peer that never accepts, with its backlog full: the dial waits until
@@ -521,9 +478,7 @@ static int dial_deadline_main(void *arg)
     int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(l, 0);
     struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    tio_loopback(&a);
     ASSERT_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
     ASSERT_EQ(listen(l, 0), 0);
     char port[16];
@@ -552,9 +507,9 @@ static int dial_deadline_main(void *arg)
 
 TEST(io_net_dial_honours_deadline)
 {
-    int before = count_fds();
+    int before = tio_count_fds();
     int r = coro_main(dial_deadline_main, NULL);
-    ASSERT_EQ(count_fds(), before);
+    ASSERT_EQ(tio_count_fds(), before);
     if (r == 77)
         TEST_SKIP("this kernel completes connections to a full backlog");
     ASSERT_EQ(r, 0);
@@ -622,7 +577,7 @@ TEST(io_net_unix_listen_dial_and_stale_socket_file)
 {
     tmpdir_t t;
     tmpdir_make(&t);
-    run(unix_main, &t);
+    tio_run(unix_main, &t);
     tmpdir_remove(&t);
 }
 
@@ -658,7 +613,7 @@ TEST(io_net_unix_path_too_long)
 {
     tmpdir_t t;
     tmpdir_make(&t);
-    run(unix_long_main, &t);
+    tio_run(unix_long_main, &t);
     tmpdir_remove(&t);
 }
 
@@ -728,7 +683,7 @@ static int udp_main(void *arg)
 TEST(io_net_udp_bind_sendto_recvfrom)
 {
     int v6 = have_ipv6();
-    run(udp_main, &v6);
+    tio_run(udp_main, &v6);
 }
 
 /* ---- errors --------------------------------------------------------------- */
@@ -769,7 +724,7 @@ static int badargs_main(void *arg)
     close(p[0]);
     close(p[1]);
     int sv[2];
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    tio_stream_pair(sv);
     ASSERT_ERRNO(coro_sock_port(sv[0]), EINVAL);
     close(sv[0]);
     close(sv[1]);
@@ -778,7 +733,7 @@ static int badargs_main(void *arg)
 
 TEST(io_net_bad_arguments)
 {
-    run(badargs_main, NULL);
+    tio_run(badargs_main, NULL);
 }
 
 /* Checkpoints: outside a coroutine EPERM; a cancelled caller or one past
@@ -820,7 +775,7 @@ TEST(io_net_checkpoints)
     ASSERT_ERRNO(coro_unix_dial("/tmp/coro-never"), EPERM);
     tmpdir_t t;
     tmpdir_make(&t);
-    run(checkpoint_main, &t);
+    tio_run(checkpoint_main, &t);
     tmpdir_remove(&t);
 }
 
@@ -833,7 +788,7 @@ static int leak_main(void *arg)
     ASSERT_GE(l, 0);
     char port[16];
     port_str(coro_sock_port(l), port, sizeof port);
-    int n = count_fds();
+    int n = tio_count_fds();
     for (int i = 0; i < 50; i++) {
         ASSERT_ERRNO(coro_tcp_listen("127.0.0.1", port, 0), EADDRINUSE);
         ASSERT_ERRNO(coro_tcp_listen("192.0.2.1", "0", 0), EADDRNOTAVAIL);
@@ -845,7 +800,7 @@ static int leak_main(void *arg)
     ASSERT_EQ(close(f), 0);
     for (int i = 0; i < 50; i++)
         ASSERT_ERRNO(coro_unix_listen(t->path), EADDRINUSE);
-    ASSERT_EQ(count_fds(), n);
+    ASSERT_EQ(tio_count_fds(), n);
     ASSERT_EQ(coro_close(l), 0);
     return 0;
 }
@@ -854,6 +809,6 @@ TEST(io_net_error_paths_close_what_they_opened)
 {
     tmpdir_t t;
     tmpdir_make(&t);
-    run(leak_main, &t);
+    tio_run(leak_main, &t);
     tmpdir_remove(&t);
 }

@@ -7,7 +7,7 @@
  * racing cancellation in a loop keep every count straight (and TSan
  * clean). A blocking job is no deadlock. coro_getaddrinfo: "localhost",
  * numeric hosts and ports, errors, cancellation. */
-#include "test/test_sched.h"
+#include "test/test_io.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -17,13 +17,6 @@
 #include <time.h>
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static void nap_ns(int64_t ns)
-{
-    struct timespec ts = { (time_t)(ns / CORO_SEC), (long)(ns % CORO_SEC) };
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
 
 static int load(const int *p)
 {
@@ -108,7 +101,7 @@ static int counted_job(void *arg)
     while (now > m && !__atomic_compare_exchange_n(&a->l->max_running, &m, now, 0,
                                                     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
         ;
-    nap_ns(a->l->nap);
+    tio_nap_ns(a->l->nap);
     add(&a->l->running, -1);
     add(&a->l->ran, 1);
     return a->i * 3 + 1;
@@ -192,7 +185,7 @@ static int napping_job(void *arg)
 {
     waiter_t *w = arg;
     store(&w->started, 1);
-    nap_ns(w->nap);
+    tio_nap_ns(w->nap);
     store(&w->finished, 1);
     return 99;
 }
@@ -430,14 +423,7 @@ static int nodl_main(void *arg)
 
 TEST(io_pool_blocking_job_is_not_a_deadlock)
 {
-    ts_capture_t cap;
-    ts_capture_begin(&cap);
-    int r = coro_main(nodl_main, NULL);
-    char *out = ts_capture_end(&cap);
-    printf("%s", out);
-    ASSERT_EQ(r, 0);
-    ASSERT_NOT_CONTAINS(out, "deadlock");
-    free(out);
+    ASSERT_EQ(tio_main_without_deadlock(nodl_main, NULL), 0);
 }
 
 /* ---- coro_dump names it ------------------------------------------------------------- */
@@ -451,12 +437,7 @@ static int dump_main(void *arg)
     coro_t *c = coro_spawn_opts(waiting_caller, &dump_job, &(coro_opts_t){ .name = "pooled" });
     ASSERT_NOT_NULL(c);
     coro_yield();
-    int p[2];
-    ASSERT_EQ(pipe(p), 0);
-    coro_dump(p[1]);
-    ASSERT_EQ(close(p[1]), 0);
-    char *out = ts_read_all(p[0]);
-    ASSERT_EQ(close(p[0]), 0);
+    char *out = ts_dump_text();
     printf("%s", out);
     ASSERT_CONTAINS(out, "\"pooled\" [parked, blocking job");
     free(out);

@@ -4,18 +4,11 @@
  * fatal); two waiters and one signal: exactly one gets it; bad sets are
  * EINVAL; a waiter is cancelled or times out like any checkpoint, and the
  * signal that comes later is still there; a signal wait is no deadlock. */
-#include "test/test_sched.h"
+#include "test/test_io.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
-
-static void nap_ns(int64_t ns)
-{
-    struct timespec ts = { (time_t)(ns / CORO_SEC), (long)(ns % CORO_SEC) };
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
 
 static sigset_t set_of(int a, int b)
 {
@@ -67,6 +60,29 @@ static int sig_waiter(void *arg)
     return 0;
 }
 
+/* Start a sig_waiter for sig alone, with a deadline `timeout` from now
+ * unless 0. */
+static coro_t *spawn_sig_waiter(sw_t *w, int sig, int64_t timeout)
+{
+    memset(w, 0, sizeof *w);
+    w->set = set_of(sig, 0);
+    w->timeout = timeout;
+    coro_t *c = coro_spawn(sig_waiter, w);
+    ASSERT_NOT_NULL(c);
+    return c;
+}
+
+/* SIGUSR1 at its default (fatal) action and not blocked in this thread:
+ * only coro_signal_wait's own blocking can keep it from killing the
+ * process. */
+static void usr1_default_and_unblocked(void)
+{
+    ASSERT(signal(SIGUSR1, SIG_DFL) != SIG_ERR);
+    sigset_t m;
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, NULL, &m), 0);
+    ASSERT_EQ(sigismember(&m, SIGUSR1), 0);
+}
+
 typedef struct delayed {
     int sig;
     int64_t delay;
@@ -83,7 +99,7 @@ static int raise_later(void *arg)
 static void *kill_later(void *arg)
 {
     delayed_t *d = arg;
-    nap_ns(d->delay);
+    tio_nap_ns(d->delay);
     kill(getpid(), d->sig);
     return NULL;
 }
@@ -166,10 +182,7 @@ static int self_block_main(void *arg)
 
 TEST(io_signal_first_wait_blocks_the_set)
 {
-    ASSERT(signal(SIGUSR1, SIG_DFL) != SIG_ERR);
-    sigset_t m;
-    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, NULL, &m), 0);
-    ASSERT_EQ(sigismember(&m, SIGUSR1), 0);
+    usr1_default_and_unblocked();
     ASSERT_EQ(coro_main(self_block_main, NULL), 0);
     drain_usr();
 }
@@ -181,12 +194,8 @@ static int two_main(void *arg)
     (void)arg;
     sw_t w[2];
     coro_t *c[2];
-    for (int i = 0; i < 2; i++) {
-        memset(&w[i], 0, sizeof w[i]);
-        w[i].set = set_of(SIGUSR1, 0);
-        c[i] = coro_spawn(sig_waiter, &w[i]);
-        ASSERT_NOT_NULL(c[i]);
-    }
+    for (int i = 0; i < 2; i++)
+        c[i] = spawn_sig_waiter(&w[i], SIGUSR1, 0);
     coro_yield();
     ASSERT_EQ(w[0].done + w[1].done, 0);
     ASSERT_EQ(raise(SIGUSR1), 0);
@@ -226,10 +235,7 @@ static int errors_main(void *arg)
     /* Cancelled while waiting: within one pass; the waiter is gone, so
      * the signal that comes later waits for the next caller. */
     sw_t w;
-    memset(&w, 0, sizeof w);
-    w.set = set_of(SIGUSR2, 0);
-    coro_t *c = coro_spawn(sig_waiter, &w);
-    ASSERT_NOT_NULL(c);
+    coro_t *c = spawn_sig_waiter(&w, SIGUSR2, 0);
     coro_yield();
     ASSERT_EQ(w.done, 0);
     ASSERT_EQ(coro_cancel(c), 0);
@@ -244,11 +250,7 @@ static int errors_main(void *arg)
     ASSERT_EQ(coro_signal_wait(&usr2), SIGUSR2);
 
     /* A deadline. */
-    memset(&w, 0, sizeof w);
-    w.set = set_of(SIGUSR2, 0);
-    w.timeout = 20 * CORO_MS;
-    c = coro_spawn(sig_waiter, &w);
-    ASSERT_NOT_NULL(c);
+    c = spawn_sig_waiter(&w, SIGUSR2, 20 * CORO_MS);
     ASSERT_EQ(coro_join(c, NULL), 0);
     ASSERT_EQ(w.ret, -1);
     ASSERT_EQ(w.err, ETIMEDOUT);
@@ -258,10 +260,7 @@ static int errors_main(void *arg)
     /* Already cancelled with the signal pending: ECANCELED, and the
      * signal stays for later. */
     ASSERT_EQ(raise(SIGUSR2), 0);
-    memset(&w, 0, sizeof w);
-    w.set = set_of(SIGUSR2, 0);
-    c = coro_spawn(sig_waiter, &w);
-    ASSERT_NOT_NULL(c);
+    c = spawn_sig_waiter(&w, SIGUSR2, 0);
     ASSERT_EQ(coro_cancel(c), 0);
     ASSERT_EQ(coro_join(c, NULL), 0);
     ASSERT_EQ(w.ret, -1);
@@ -294,12 +293,7 @@ static int nodl_main(void *arg)
     coro_t *c = coro_spawn_opts(sig_waiter, &w, &(coro_opts_t){ .name = "sig-waiter" });
     ASSERT_NOT_NULL(c);
     coro_yield();
-    int p[2];
-    ASSERT_EQ(pipe(p), 0);
-    coro_dump(p[1]);
-    ASSERT_EQ(close(p[1]), 0);
-    char *out = ts_read_all(p[0]);
-    ASSERT_EQ(close(p[0]), 0);
+    char *out = ts_dump_text();
     printf("%s", out);
     ASSERT_CONTAINS(out, "\"sig-waiter\" [parked, signal");
     free(out);
@@ -316,14 +310,7 @@ static int nodl_main(void *arg)
 TEST(io_signal_wait_is_not_a_deadlock)
 {
     block_usr();
-    ts_capture_t cap;
-    ts_capture_begin(&cap);
-    int r = coro_main(nodl_main, NULL);
-    char *out = ts_capture_end(&cap);
-    printf("%s", out);
-    ASSERT_EQ(r, 0);
-    ASSERT_NOT_CONTAINS(out, "deadlock");
-    free(out);
+    ASSERT_EQ(tio_main_without_deadlock(nodl_main, NULL), 0);
     drain_usr();
 }
 
@@ -337,10 +324,7 @@ static int loop_sleeps_main(void *arg)
 {
     (void)arg;
     sw_t w;
-    memset(&w, 0, sizeof w);
-    w.set = set_of(SIGUSR1, 0);
-    coro_t *c = coro_spawn(sig_waiter, &w);
-    ASSERT_NOT_NULL(c);
+    coro_t *c = spawn_sig_waiter(&w, SIGUSR1, 0);
     coro_yield(); /* parked in its first wait: the set is blocked from now on */
     ASSERT_EQ(w.done, 0);
     delayed_t k = { SIGUSR1, 20 * CORO_MS };
@@ -359,10 +343,7 @@ static int loop_sleeps_main(void *arg)
 
 TEST(io_signal_set_stays_blocked_while_the_loop_sleeps)
 {
-    ASSERT(signal(SIGUSR1, SIG_DFL) != SIG_ERR);
-    sigset_t m;
-    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, NULL, &m), 0);
-    ASSERT_EQ(sigismember(&m, SIGUSR1), 0);
+    usr1_default_and_unblocked();
     ASSERT_EQ(coro_main(loop_sleeps_main, NULL), 0);
     drain_usr();
 }

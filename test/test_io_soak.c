@@ -4,10 +4,9 @@
  * written here serves thousands of connections, each sending and getting
  * back 64 KiB checksummed; afterwards the process's descriptor count is
  * back to its baseline. */
-#include "test/test_sched.h"
+#include "test/test_io.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -15,74 +14,12 @@
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static inline unsigned char pattern(uint64_t seed, uint64_t i)
-{
-    uint64_t x = i + seed * 0x9E3779B97F4A7C15ull;
-    return (unsigned char)((x ^ (x >> 8) ^ (x >> 19)) * 29u + 3u);
-}
-
-static void fill_pattern(unsigned char *buf, size_t n, uint64_t seed, uint64_t off)
-{
-    for (size_t i = 0; i < n; i++)
-        buf[i] = pattern(seed, off + i);
-}
-
-static size_t check_pattern(const unsigned char *buf, size_t n, uint64_t seed, uint64_t off)
-{
-    for (size_t i = 0; i < n; i++)
-        if (buf[i] != pattern(seed, off + i))
-            return i;
-    return n;
-}
-
-/* Open descriptors of this process (the directory's own is not counted). */
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1;
-}
-
-static int tcp_listener(int rcvbuf, struct sockaddr_in *addr)
-{
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    ASSERT_GE(l, 0);
-    int one = 1;
-    ASSERT_EQ(setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
-    if (rcvbuf)
-        ASSERT_EQ(setsockopt(l, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    ASSERT_EQ(getsockname(l, (struct sockaddr *)&a, &len), 0);
-    ASSERT_EQ(listen(l, SOMAXCONN), 0);
-    *addr = a;
-    return l;
-}
-
 static int64_t cpu_ns(void)
 {
     struct rusage ru;
     ASSERT_EQ(getrusage(RUSAGE_SELF, &ru), 0);
     return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * CORO_SEC +
            ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * CORO_US;
-}
-
-static uint64_t switches_now(void)
-{
-    coro_stats_t st;
-    coro_stats(&st);
-    return st.switches;
 }
 
 /* ---- a slow reader and a tiny send buffer ----------------------------------- */
@@ -104,7 +41,7 @@ static int slow_writer(void *arg)
     ASSERT_NOT_NULL(buf);
     while (w->done < w->n) {
         size_t len = w->n - w->done < 65536 ? (size_t)(w->n - w->done) : 65536;
-        fill_pattern(buf, len, 7, w->done);
+        tio_fill_pattern(buf, len, 7, w->done);
         ASSERT_EQ(coro_write(w->fd, buf, len), (long)len);
         w->done += len;
         w->calls++;
@@ -122,7 +59,7 @@ static int slow_reader(void *arg)
         size_t want = 1 + (size_t)(r->calls * 37 % 3000);
         ssize_t got = coro_read(r->fd, buf, want);
         ASSERT_GT(got, 0);
-        ASSERT_EQ(check_pattern(buf, (size_t)got, 7, r->done), (size_t)got);
+        ASSERT_EQ(tio_check_pattern(buf, (size_t)got, 7, r->done), (size_t)got);
         r->done += (uint64_t)got;
         r->calls++;
         if (r->done >= next_nap) {
@@ -148,21 +85,20 @@ static int slow_main(void *arg)
 {
     (void)arg;
     struct sockaddr_in a;
-    int l = tcp_listener(4096, &a);
+    int l = tio_tcp_listener_rcvbuf(SOMAXCONN, 4096, &a);
     int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(c, 0);
-    int small = 4096;
-    ASSERT_EQ(setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    tio_set_buffer(c, SO_SNDBUF, 4096);
     ASSERT_EQ(coro_connect(c, (struct sockaddr *)&a, sizeof a), 0);
     int s = coro_accept(l, NULL, NULL);
     ASSERT_GE(s, 0);
-    ASSERT_EQ(setsockopt(s, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    tio_set_buffer(s, SO_RCVBUF, 4096);
 
     uint64_t n = (uint64_t)ts_count(8 << 20, 1 << 20);
     if (test_under_valgrind())
         n = 512 << 10;
     slow_t w = { c, n, 0, 0, 0, 0, 0 }, r = { s, n, 0, 0, 0, 0, 0 };
-    uint64_t sw0 = switches_now();
+    uint64_t sw0 = ts_switches();
     int64_t t0 = coro_now(), cpu0 = cpu_ns();
     coro_t *wc = coro_spawn(slow_writer, &w);
     coro_t *rc = coro_spawn(slow_reader, &r);
@@ -171,7 +107,7 @@ static int slow_main(void *arg)
     ASSERT_EQ(coro_join(wc, NULL), 0);
     ASSERT_EQ(coro_join(rc, NULL), 0);
     int64_t wall = coro_now() - t0, cpu = cpu_ns() - cpu0;
-    uint64_t sw = switches_now() - sw0;
+    uint64_t sw = ts_switches() - sw0;
     printf("%llu bytes in %lld ms (cpu %lld ms, reader slept %lld ms; in its long naps %lld ms, "
            "cpu %lld ms), %ld reads, %llu switches\n",
            (unsigned long long)n, (long long)ts_ms(wall), (long long)ts_ms(cpu),
@@ -265,7 +201,7 @@ static int client_writer(void *arg)
     size_t done = 0;
     while (done < c->e->msg) {
         size_t len = c->e->msg - done < sizeof buf ? c->e->msg - done : sizeof buf;
-        fill_pattern(buf, len, c->seed, done);
+        tio_fill_pattern(buf, len, c->seed, done);
         ASSERT_EQ(coro_write(c->fd, buf, len), (long)len);
         done += len;
     }
@@ -292,7 +228,7 @@ static int client(void *arg)
         ASSERT_GE(n, 0);
         if (n == 0)
             break;
-        size_t bad = check_pattern(buf, (size_t)n, c->seed, got);
+        size_t bad = tio_check_pattern(buf, (size_t)n, c->seed, got);
         if (bad != (size_t)n)
             test_fail(__FILE__, __LINE__, "connection %llu: byte %zu differs",
                       (unsigned long long)c->seed, got + bad);
@@ -321,7 +257,7 @@ static int soak_main(void *arg)
     echo_t e;
     memset(&e, 0, sizeof e);
     e.msg = cfg->msg;
-    e.l = tcp_listener(0, &e.addr);
+    e.l = tio_tcp_listener(SOMAXCONN, &e.addr);
     coro_wg_init(&e.handlers);
     coro_wg_init(&e.clients);
     ASSERT_EQ(coro_sem_init(&e.slots, cfg->parallel), 0);
@@ -367,10 +303,9 @@ TEST(io_soak_echo_many_connections_checksummed)
         cfg.conns = 500;
         cfg.parallel = 100;
     }
-    int before = fd_count();
-    ASSERT_GT(before, 0);
+    int before = tio_count_fds();
     int64_t t0 = test_now_ns();
     ASSERT_EQ(coro_main(soak_main, &cfg), 0);
     printf("%lld ms\n", (long long)((test_now_ns() - t0) / CORO_MS));
-    ASSERT_EQ(fd_count(), before);
+    ASSERT_EQ(tio_count_fds(), before);
 }

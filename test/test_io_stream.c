@@ -9,59 +9,12 @@
  * buffered and comes back on the retry); a flush cut by a deadline keeps
  * what it did not write; EPIPE; a stream over a pipe; bad arguments and
  * checkpoints. Every test checks that no descriptor is left open. */
-#include "test/test_sched.h"
+#include "test/test_io.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 
 /* ---- helpers -------------------------------------------------------------- */
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    ASSERT_NOT_NULL(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
-typedef struct body {
-    coro_fn fn;
-    void *arg;
-} body_t;
-
-/* A hang fails within seconds (ETIMEDOUT), not at the runner's timeout. */
-static int with_deadline(void *arg)
-{
-    body_t *b = arg;
-    coro_timeout(ts_bound(10 * CORO_SEC));
-    return b->fn(b->arg);
-}
-
-/* Run fn as the main coroutine; no descriptor may be left behind. */
-static void run(coro_fn fn, void *arg)
-{
-    int before = count_fds();
-    body_t b = { fn, arg };
-    ASSERT_EQ(coro_main(with_deadline, &b), 0);
-    ASSERT_EQ(count_fds(), before);
-}
-
-static void pair(int sv[2])
-{
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-}
-
-static void close_pair(int sv[2])
-{
-    ASSERT_EQ(coro_close(sv[0]), 0);
-    ASSERT_EQ(coro_close(sv[1]), 0);
-}
 
 /* Bytes waiting in fd, taken without blocking (MSG_DONTWAIT); 0 when
  * none. */
@@ -116,7 +69,7 @@ static int long_lines_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     static const char text[] =
         "abcdefghijklmnopqrstuvwxyz\nshort\n"
         "ABCDEFGHIJKLMNOPQRSTUVWXYZ\n" "0123456789\n";
@@ -138,13 +91,13 @@ static int long_lines_main(void *arg)
     ASSERT_EQ(coro_stream_readline(s, buf, 2), 0);
     ASSERT_EQ(coro_join(c, NULL), 0);
     coro_stream_free(s);
-    close_pair(sv);
+    tio_close_pair(sv);
     return 0;
 }
 
 TEST(io_stream_readline_long_lines_in_pieces)
 {
-    run(long_lines_main, NULL);
+    tio_run(long_lines_main, NULL);
 }
 
 /* max = 2: one byte at a time. */
@@ -152,7 +105,7 @@ static int tiny_max_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     ASSERT_EQ(coro_write(sv[1], "ab\n", 3), 3);
     ASSERT_EQ(coro_close(sv[1]), 0);
     coro_stream_t *s = coro_stream_new(sv[0], 0);
@@ -169,7 +122,7 @@ static int tiny_max_main(void *arg)
 
 TEST(io_stream_readline_max_two)
 {
-    run(tiny_max_main, NULL);
+    tio_run(tiny_max_main, NULL);
 }
 
 /* Empty lines, CRLF kept as is, and a last line without '\n'. */
@@ -177,7 +130,7 @@ static int shapes_main(void *arg)
 {
     size_t bufsize = *(size_t *)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     static const char text[] = "\n\nx\r\ny\r\n\r\n\nlast";
     feeder_t f = { sv[1], text, sizeof text - 1, 3, 1 };
     coro_t *c = coro_spawn(feed, &f);
@@ -197,7 +150,7 @@ static int shapes_main(void *arg)
     ASSERT_EQ(coro_stream_readline(s, buf, sizeof buf), 0);
     ASSERT_EQ(coro_join(c, NULL), 0);
     coro_stream_free(s);
-    close_pair(sv);
+    tio_close_pair(sv);
     return 0;
 }
 
@@ -205,7 +158,7 @@ TEST(io_stream_readline_empty_lines_crlf_last_line_without_newline)
 {
     size_t sizes[] = { 1, 2, 5, 0 };
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
-        run(shapes_main, &sizes[i]);
+        tio_run(shapes_main, &sizes[i]);
 }
 
 /* ---- read, read_full, EOF --------------------------------------------------- */
@@ -216,7 +169,7 @@ static int read_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     coro_stream_t *s = coro_stream_new(sv[0], 16);
     ASSERT_NOT_NULL(s);
     ASSERT_EQ(coro_stream_buffered(s), 0);
@@ -245,7 +198,7 @@ static int read_main(void *arg)
 
 TEST(io_stream_read_buffered_first_then_descriptor_and_eof)
 {
-    run(read_main, NULL);
+    tio_run(read_main, NULL);
 }
 
 /* A peer writing 1..7 bytes at a time; read_full gathers them, in order,
@@ -254,7 +207,7 @@ static int read_full_main(void *arg)
 {
     size_t bufsize = *(size_t *)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     enum { N = 5000 };
     static char data[N];
     for (int i = 0; i < N; i++)
@@ -277,7 +230,7 @@ static int read_full_main(void *arg)
     ASSERT_EQ(coro_stream_read_full(s, got, 10), 0);
     ASSERT_EQ(coro_join(c, NULL), 0);
     coro_stream_free(s);
-    close_pair(sv);
+    tio_close_pair(sv);
     return 0;
 }
 
@@ -285,7 +238,7 @@ TEST(io_stream_read_full_across_many_small_writes)
 {
     size_t sizes[] = { 1, 16, 0, 65536 };
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
-        run(read_full_main, &sizes[i]);
+        tio_run(read_full_main, &sizes[i]);
 }
 
 /* ---- write -------------------------------------------------------------------- */
@@ -295,7 +248,7 @@ static int buffering_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     coro_stream_t *s = coro_stream_new(sv[0], 16);
     ASSERT_NOT_NULL(s);
     char buf[64];
@@ -318,13 +271,13 @@ static int buffering_main(void *arg)
     ASSERT_EQ(coro_stream_write(s, "lost", 4), 4);
     coro_stream_free(s);
     ASSERT_EQ(drain_now(sv[1], buf, sizeof buf), 0);
-    close_pair(sv);
+    tio_close_pair(sv);
     return 0;
 }
 
 TEST(io_stream_write_buffers_until_full_or_flushed)
 {
-    run(buffering_main, NULL);
+    tio_run(buffering_main, NULL);
 }
 
 /* A write of bufsize bytes or more into an empty buffer goes straight
@@ -334,7 +287,7 @@ static int bypass_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     coro_stream_t *s = coro_stream_new(sv[0], 16);
     ASSERT_NOT_NULL(s);
     char big[100], buf[256];
@@ -354,13 +307,13 @@ static int bypass_main(void *arg)
     ASSERT_EQ(coro_stream_flush(s), 0);
     ASSERT_EQ(drain_now(sv[1], buf, sizeof buf), 0);
     coro_stream_free(s);
-    close_pair(sv);
+    tio_close_pair(sv);
     return 0;
 }
 
 TEST(io_stream_big_write_bypasses_the_buffer)
 {
-    run(bypass_main, NULL);
+    tio_run(bypass_main, NULL);
 }
 
 /* A writer blocked on a full socket, cut by its deadline mid-flush: what
@@ -389,9 +342,8 @@ static int flush_deadline_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
-    int small = 4096;
-    ASSERT_EQ(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    tio_stream_pair(sv);
+    tio_set_buffer(sv[0], SO_SNDBUF, 4096);
     enum { N = 1 << 20 };
     coro_stream_t *s = coro_stream_new(sv[0], N);
     ASSERT_NOT_NULL(s);
@@ -419,13 +371,13 @@ static int flush_deadline_main(void *arg)
     free(data);
     free(got);
     coro_stream_free(s);
-    close_pair(sv);
+    tio_close_pair(sv);
     return 0;
 }
 
 TEST(io_stream_flush_cut_by_deadline_keeps_the_rest)
 {
-    run(flush_deadline_main, NULL);
+    tio_run(flush_deadline_main, NULL);
 }
 
 /* Writing to a closed peer: EPIPE (no SIGPIPE), buffered or direct. */
@@ -433,7 +385,7 @@ static int epipe_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     ASSERT_EQ(coro_close(sv[1]), 0);
     coro_stream_t *s = coro_stream_new(sv[0], 8);
     ASSERT_NOT_NULL(s);
@@ -451,7 +403,7 @@ static int epipe_main(void *arg)
 
 TEST(io_stream_write_to_closed_peer_epipe)
 {
-    run(epipe_main, NULL);
+    tio_run(epipe_main, NULL);
 }
 
 /* ---- deadlines ------------------------------------------------------------ */
@@ -462,7 +414,7 @@ static int deadline_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     coro_stream_t *s = coro_stream_new(sv[0], 0);
     ASSERT_NOT_NULL(s);
     char buf[64];
@@ -486,13 +438,13 @@ static int deadline_main(void *arg)
     ASSERT_EQ(coro_stream_read_full(s, buf, 3), 3);
     ASSERT_EQ(memcmp(buf, "ghi", 3), 0);
     coro_stream_free(s);
-    close_pair(sv);
+    tio_close_pair(sv);
     return 0;
 }
 
 TEST(io_stream_readline_deadline_on_silent_peer)
 {
-    run(deadline_main, NULL);
+    tio_run(deadline_main, NULL);
 }
 
 /* A cancelled reader wakes with ECANCELED; the stream still works. */
@@ -508,7 +460,7 @@ static int cancel_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     coro_stream_t *s = coro_stream_new(sv[0], 0);
     ASSERT_NOT_NULL(s);
     coro_t *c = coro_spawn(blocked_reader, s);
@@ -520,13 +472,13 @@ static int cancel_main(void *arg)
     char buf[16];
     ASSERT_LINE(s, buf, sizeof buf, "ok\n");
     coro_stream_free(s);
-    close_pair(sv);
+    tio_close_pair(sv);
     return 0;
 }
 
 TEST(io_stream_cancelled_reader)
 {
-    run(cancel_main, NULL);
+    tio_run(cancel_main, NULL);
 }
 
 /* ---- a pipe ----------------------------------------------------------------- */
@@ -576,7 +528,7 @@ static int pipe_main(void *arg)
 
 TEST(io_stream_over_a_pipe)
 {
-    run(pipe_main, NULL);
+    tio_run(pipe_main, NULL);
 }
 
 /* ---- errors ----------------------------------------------------------------- */
@@ -585,7 +537,7 @@ static int badargs_main(void *arg)
 {
     (void)arg;
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     coro_stream_t *s = coro_stream_new(sv[0], 0);
     ASSERT_NOT_NULL(s);
     char buf[8];
@@ -614,7 +566,7 @@ static int badargs_main(void *arg)
     ASSERT_ERRNO(coro_stream_flush(s), ECANCELED);
     ASSERT_EQ(coro_stream_buffered(s), 4);
     coro_stream_free(s);
-    close_pair(sv);
+    tio_close_pair(sv);
     return 0;
 }
 
@@ -624,7 +576,7 @@ TEST(io_stream_bad_arguments_and_checkpoints)
     ASSERT_NULL_ERRNO(coro_stream_new(0, (size_t)-1), ENOMEM);
     /* Outside a coroutine: a stream can be made and freed, not used. */
     int sv[2];
-    pair(sv);
+    tio_stream_pair(sv);
     coro_stream_t *s = coro_stream_new(sv[0], 0);
     ASSERT_NOT_NULL(s);
     char buf[8];
@@ -635,5 +587,5 @@ TEST(io_stream_bad_arguments_and_checkpoints)
     coro_stream_free(s);
     close(sv[0]);
     close(sv[1]);
-    run(badargs_main, NULL);
+    tio_run(badargs_main, NULL);
 }

@@ -93,13 +93,53 @@ static seen_t *new_seen(void)
     return s;
 }
 
-TEST(poller_reports_armed_fd_edge_triggered)
+static sched_poller_t *new_poller(void)
 {
     sched_poller_t *p = sched_poller_new();
     ASSERT_NOT_NULL(p);
+    return p;
+}
+
+/* Free what new_poller and new_seen made. */
+static void free_poller(sched_poller_t *p, seen_t *s)
+{
+    free(s);
+    sched_poller_free(p);
+}
+
+/* A non-blocking pipe, as the scheduler's descriptors are. */
+static void nb_pipe(int fds[2])
+{
+    ASSERT_EQ(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+}
+
+/* A non-blocking pair of Unix stream sockets. */
+static void nb_socketpair(int sv[2])
+{
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static void close_both(int fds[2])
+{
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* The set of one signal. */
+static sigset_t sigset_of(int sig)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    return set;
+}
+
+TEST(poller_reports_armed_fd_edge_triggered)
+{
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     int fds[2];
-    ASSERT_EQ(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    nb_pipe(fds);
     ASSERT_EQ(sched_poller_arm(p, fds[0], TOK_R), 0);
     ASSERT_EQ(sched_poller_arm(p, fds[1], TOK_W), 0);
     /* Arming again is no error (the token is replaced, here by itself). */
@@ -126,17 +166,15 @@ TEST(poller_reports_armed_fd_edge_triggered)
     collect(p, 100 * MS, s);
     ASSERT_EQ(mask_of(s, TOK_R) & SCHED_POLL_READ, SCHED_POLL_READ);
     close(fds[0]);
-    free(s);
-    sched_poller_free(p);
+    free_poller(p, s);
 }
 
 TEST(poller_hangup_wakes_both_directions)
 {
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     int fds[2];
-    ASSERT_EQ(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    nb_pipe(fds);
     ASSERT_EQ(sched_poller_arm(p, fds[1], TOK_W), 0);
     collect(p, 0, s);
     ASSERT_EQ(mask_of(s, TOK_W), SCHED_POLL_WRITE); /* the writable edge */
@@ -149,24 +187,22 @@ TEST(poller_hangup_wakes_both_directions)
 
     /* A socket whose peer closes: both directions too. */
     int sv[2];
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    nb_socketpair(sv);
     ASSERT_EQ(sched_poller_arm(p, sv[0], TOK_R), 0);
     collect(p, 0, s);
     close(sv[1]);
     collect(p, 100 * MS, s);
     ASSERT_EQ(mask_of(s, TOK_R), BOTH | SCHED_POLL_HUP);
     close(sv[0]);
-    free(s);
-    sched_poller_free(p);
+    free_poller(p, s);
 }
 
 TEST(poller_half_close_wakes_the_reader)
 {
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     int sv[2];
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    nb_socketpair(sv);
     ASSERT_EQ(sched_poller_arm(p, sv[0], TOK_R), 0);
     collect(p, 0, s);
     ASSERT_EQ(mask_of(s, TOK_R), SCHED_POLL_WRITE);
@@ -178,20 +214,17 @@ TEST(poller_half_close_wakes_the_reader)
     ASSERT_EQ(read(sv[0], &c, 1), 0);
     /* Writing still works: the connection is half-open. */
     ASSERT_EQ(write(sv[0], "x", 1), 1);
-    close(sv[0]);
-    close(sv[1]);
-    free(s);
-    sched_poller_free(p);
+    close_both(sv);
+    free_poller(p, s);
 }
 
 TEST(poller_rearm_replaces_the_token)
 {
     const uint64_t a = 0x1111111100000003u, b = 0x2222222200000003u;
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     int fds[2];
-    ASSERT_EQ(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    nb_pipe(fds);
     /* Replaced before the first wait: only the new token is reported. */
     ASSERT_EQ(sched_poller_arm(p, fds[1], a), 0);
     ASSERT_EQ(sched_poller_arm(p, fds[1], b), 0);
@@ -208,29 +241,25 @@ TEST(poller_rearm_replaces_the_token)
     collect(p, 100 * MS, s);
     ASSERT_EQ(count_of(s, a), 0);
     ASSERT_EQ(mask_of(s, b) & SCHED_POLL_READ, SCHED_POLL_READ);
-    close(fds[0]);
-    close(fds[1]);
-    free(s);
-    sched_poller_free(p);
+    close_both(fds);
+    free_poller(p, s);
 }
 
 TEST(poller_stale_token_of_a_reused_descriptor_is_never_reported)
 {
     const uint64_t old_tok = ((uint64_t)7 << 32) | 5, new_tok = ((uint64_t)8 << 32) | 5;
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     int p1[2], p2[2];
-    ASSERT_EQ(pipe2(p1, O_NONBLOCK | O_CLOEXEC), 0);
+    nb_pipe(p1);
     int num = p1[0];
     ASSERT_EQ(sched_poller_arm(p, num, old_tok), 0);
     /* An event is pending for the old registration when it is dropped. */
     ASSERT_EQ(write(p1[1], "x", 1), 1);
     ASSERT_EQ(sched_poller_disarm(p, num), 0);
-    close(p1[0]);
-    close(p1[1]);
+    close_both(p1);
     /* The number comes back for another pipe, armed with a new token. */
-    ASSERT_EQ(pipe2(p2, O_NONBLOCK | O_CLOEXEC), 0);
+    nb_pipe(p2);
     ASSERT_NE(p2[1], num);
     if (p2[0] != num) {
         ASSERT_EQ(dup3(p2[0], num, O_CLOEXEC), num);
@@ -245,19 +274,16 @@ TEST(poller_stale_token_of_a_reused_descriptor_is_never_reported)
     collect(p, 100 * MS, s);
     ASSERT_EQ(count_of(s, old_tok), 0);
     ASSERT_EQ(mask_of(s, new_tok) & SCHED_POLL_READ, SCHED_POLL_READ);
-    close(p2[0]);
-    close(p2[1]);
-    free(s);
-    sched_poller_free(p);
+    close_both(p2);
+    free_poller(p, s);
 }
 
 TEST(poller_disarm_stops_reports)
 {
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     int fds[2];
-    ASSERT_EQ(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    nb_pipe(fds);
     ASSERT_EQ(sched_poller_arm(p, fds[0], TOK_R), 0);
     ASSERT_EQ(sched_poller_arm(p, fds[1], TOK_W), 0);
     collect(p, 0, s);
@@ -278,14 +304,12 @@ TEST(poller_disarm_stops_reports)
     close(fds[0]);
     ASSERT_ERRNO(sched_poller_disarm(p, closed), EBADF);
     close(fds[1]);
-    free(s);
-    sched_poller_free(p);
+    free_poller(p, s);
 }
 
 TEST(poller_arm_refuses_files_and_bad_descriptors)
 {
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     /* A regular file cannot be polled: the caller does blocking I/O. */
     FILE *f = tmpfile();
     ASSERT_NOT_NULL(f);
@@ -294,8 +318,7 @@ TEST(poller_arm_refuses_files_and_bad_descriptors)
     ASSERT_ERRNO(sched_poller_arm(p, -1, TOK_R), EBADF);
     int fds[2];
     ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
-    close(fds[0]);
-    close(fds[1]);
+    close_both(fds);
     ASSERT_ERRNO(sched_poller_arm(p, fds[0], TOK_R), EBADF);
     sched_poller_free(p);
 }
@@ -313,8 +336,7 @@ static void *notify_later(void *arg)
 TEST(poller_notify_from_another_thread_wakes_a_wait)
 {
     const uint64_t tok = 0xabcdef0123456789u;
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     ASSERT_EQ(sched_poller_notify_arm(p, tok), 0);
     /* Arming may itself wake once (epoll: the eventfd is registered for
@@ -353,17 +375,14 @@ TEST(poller_notify_from_another_thread_wakes_a_wait)
     collect(p, 100 * MS, s);
     ASSERT_EQ(count_of(s, tok), 0);
     ASSERT_EQ(mask_of(s, tok + 1), SCHED_POLL_READ);
-    free(s);
-    sched_poller_free(p);
+    free_poller(p, s);
 }
 
 /* ---- signals ------------------------------------------------------------------ */
 
 static int take(int sig)
 {
-    sigset_t one;
-    sigemptyset(&one);
-    sigaddset(&one, sig);
+    sigset_t one = sigset_of(sig);
     const struct timespec zero = { 0, 0 };
     return sigtimedwait(&one, NULL, &zero);
 }
@@ -371,17 +390,10 @@ static int take(int sig)
 TEST(poller_signal_arm_reports_the_token)
 {
     const uint64_t tok = ((uint64_t)1 << 63) | 42;
-    sigset_t usr1, usr2, both, old;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    sigemptyset(&usr2);
-    sigaddset(&usr2, SIGUSR2);
-    sigemptyset(&both);
-    sigaddset(&both, SIGUSR1);
+    sigset_t usr1 = sigset_of(SIGUSR1), usr2 = sigset_of(SIGUSR2), both = usr1, old;
     sigaddset(&both, SIGUSR2);
     ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &both, &old), 0);
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     ASSERT_EQ(sched_poller_signal_arm(p, &usr1, tok), 0);
     collect(p, 0, s);
@@ -409,8 +421,7 @@ TEST(poller_signal_arm_reports_the_token)
     ASSERT_EQ(mask_of(s, tok), SCHED_POLL_READ);
     ASSERT_EQ(take(SIGUSR2), SIGUSR2);
 
-    free(s);
-    sched_poller_free(p);
+    free_poller(p, s);
     ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
 }
 
@@ -419,20 +430,16 @@ TEST(poller_signal_pending_before_arm_is_reported)
     /* The caller looks for a pending signal, then arms and parks: one that
      * arrived in between must still wake it. */
     const uint64_t tok = 77;
-    sigset_t usr1, old;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
+    sigset_t usr1 = sigset_of(SIGUSR1), old;
     ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr1, &old), 0);
     ASSERT_EQ(raise(SIGUSR1), 0);
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     ASSERT_EQ(sched_poller_signal_arm(p, &usr1, tok), 0);
     collect(p, 100 * MS, s);
     ASSERT_EQ(mask_of(s, tok), SCHED_POLL_READ);
     ASSERT_EQ(take(SIGUSR1), SIGUSR1);
-    free(s);
-    sched_poller_free(p);
+    free_poller(p, s);
     ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
 }
 
@@ -440,8 +447,7 @@ TEST(poller_signal_pending_before_arm_is_reported)
 
 TEST(poller_timeout_is_not_early_and_sub_millisecond)
 {
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     /* 300 us: never early; natively well under a millisecond's rounding
      * (the median of several tries, to ride out a loaded machine). */
@@ -461,8 +467,7 @@ TEST(poller_timeout_is_not_early_and_sub_millisecond)
     if (!test_under_valgrind() && !test_under_sanitizer() && !test_under_emulator())
         ASSERT_LT(took[3], 950000);
     ASSERT_EQ(s->n, 0);
-    free(s);
-    sched_poller_free(p);
+    free_poller(p, s);
 }
 
 static atomic_int eintr_done;
@@ -490,12 +495,9 @@ TEST(poller_wait_interrupted_by_a_signal_reports_no_events)
     sa.sa_handler = on_usr2; /* no SA_RESTART */
     sigemptyset(&sa.sa_mask);
     ASSERT_EQ(sigaction(SIGUSR2, &sa, NULL), 0);
-    sigset_t usr2;
-    sigemptyset(&usr2);
-    sigaddset(&usr2, SIGUSR2);
+    sigset_t usr2 = sigset_of(SIGUSR2);
     ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &usr2, NULL), 0);
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     pthread_t self = pthread_self(), t;
     ASSERT_EQ(pthread_create(&t, NULL, interrupt_until_done, &self), 0);
@@ -508,8 +510,7 @@ TEST(poller_wait_interrupted_by_a_signal_reports_no_events)
     ASSERT_EQ(r, 0);
     ASSERT_EQ(s->n, 0);
     ASSERT_LT(test_now_ns() - t0, 10 * 1000 * MS);
-    free(s);
-    sched_poller_free(p);
+    free_poller(p, s);
 }
 
 TEST(poller_reports_more_than_one_wait_returns)
@@ -524,8 +525,7 @@ TEST(poller_reports_more_than_one_wait_returns)
         if (rl.rlim_cur < 3 * PAIRS)
             TEST_SKIP("needs %d descriptors, RLIMIT_NOFILE is %ld", 3 * PAIRS, (long)rl.rlim_cur);
     }
-    sched_poller_t *p = sched_poller_new();
-    ASSERT_NOT_NULL(p);
+    sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
     int (*sv)[2] = calloc(PAIRS, sizeof *sv);
     int *mask = calloc(PAIRS, sizeof *mask);
@@ -534,7 +534,7 @@ TEST(poller_reports_more_than_one_wait_returns)
     /* Each armed end is readable and writable: 300 registrations ready at
      * once, 600 knotes on kqueue. */
     for (int i = 0; i < PAIRS; i++) {
-        ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv[i]), 0);
+        nb_socketpair(sv[i]);
         ASSERT_EQ(write(sv[i][1], "x", 1), 1);
         ASSERT_EQ(sched_poller_arm(p, sv[i][0], 1000 + (uint64_t)i), 0);
     }
@@ -563,8 +563,7 @@ TEST(poller_reports_more_than_one_wait_returns)
     }
     free(sv);
     free(mask);
-    free(s);
-    sched_poller_free(p);
+    free_poller(p, s);
 }
 
 #ifdef CORO_KQUEUE_SHIM
@@ -576,7 +575,7 @@ TEST(poller_kqueue_shim_reports_change_errors_as_the_man_page_says)
     int kq = kqueue();
     ASSERT_GE(kq, 0);
     int fds[2];
-    ASSERT_EQ(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    nb_pipe(fds);
     struct kevent ch[2], ev[4];
     int tag;
 
@@ -618,8 +617,7 @@ TEST(poller_kqueue_shim_reports_change_errors_as_the_man_page_says)
     struct timespec bad = { 0, 1000000000 };
     ASSERT_ERRNO(kevent(kq, NULL, 0, ev, 4, &bad), EINVAL);
 
-    close(fds[0]);
-    close(fds[1]);
+    close_both(fds);
     ASSERT_EQ(coro_kqueue_shim_close(kq), 0);
     ASSERT_ERRNO(kevent(kq, NULL, 0, ev, 4, &zero), EBADF);
 }
@@ -629,7 +627,7 @@ TEST(poller_kqueue_shim_hands_out_events_a_few_at_a_time)
     int kq = kqueue();
     ASSERT_GE(kq, 0);
     int sv[2];
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    nb_socketpair(sv);
     ASSERT_EQ(write(sv[1], "x", 1), 1);
     struct kevent ch[2], ev[2];
     EV_SET(&ch[0], (uintptr_t)sv[0], EVFILT_READ, EV_ADD | EV_CLEAR, 0, 0, NULL);

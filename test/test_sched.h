@@ -1,6 +1,7 @@
 /* test/test_sched.h: small helpers shared by the scheduler tests
- * (test/test_sched_*.c): time bounds scaled for slow runs, stderr capture,
- * and the process's memory figures. Everything is static inline so a file
+ * (test/test_sched_*.c) and the others: time bounds scaled for slow runs,
+ * stderr capture, captured text and coro_dump's, switch counts, and the
+ * process's memory figures. Everything is static inline so a file
  * that uses only part of it stays warning-free. */
 #ifndef CORO_TEST_TEST_SCHED_H
 #define CORO_TEST_TEST_SCHED_H
@@ -122,6 +123,48 @@ static inline int ts_count_lines_with(const char *s, const char *needle)
         s += len + (nl != NULL);
     }
     return n;
+}
+
+/* The line of `text` that contains `needle`, copied into buf ("" if none). */
+static inline const char *ts_line_with(const char *text, const char *needle, char *buf,
+                                       size_t size)
+{
+    buf[0] = '\0';
+    const char *hit = text ? strstr(text, needle) : NULL;
+    if (!hit)
+        return buf;
+    const char *start = hit;
+    while (start > text && start[-1] != '\n')
+        start--;
+    const char *end = strchr(hit, '\n');
+    size_t n = end ? (size_t)(end - start) : strlen(start);
+    if (n >= size)
+        n = size - 1;
+    memcpy(buf, start, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* What coro_dump writes now, as a malloc'd, NUL-terminated string. */
+static inline char *ts_dump_text(void)
+{
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    coro_dump(p[1]);
+    ASSERT_EQ(close(p[1]), 0);
+    char *out = ts_read_all(p[0]);
+    ASSERT_EQ(close(p[0]), 0);
+    return out;
+}
+
+/* ---- statistics ----------------------------------------------------------- */
+
+/* Context switches so far (coro_stats). */
+static inline uint64_t ts_switches(void)
+{
+    coro_stats_t st;
+    coro_stats(&st);
+    return st.switches;
 }
 
 /* ---- memory ------------------------------------------------------------- */
