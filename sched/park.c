@@ -30,11 +30,6 @@ static coro_t *running(void)
     return s ? s->current : NULL;
 }
 
-coro_t *sched_current(void)
-{
-    return running();
-}
-
 int sched_checkpoint(void)
 {
     coro_t *self = running();
@@ -104,12 +99,6 @@ int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
     park_prepare(s, self, w, wake_at, what, obj, num);
     sched_switch(s);
     return park_result(w);
-}
-
-int sched_can_wake(const sched_waiter_t *w)
-{
-    const coro_t *c = w->coro;
-    return c && c->state == CORO_PARKED && c->wait == w->primary;
 }
 
 /* Unlink w and, if its coroutine still waits on w's primary, end that

@@ -39,18 +39,13 @@ int64_t coro_now(void)
     return sched_clock();
 }
 
-void sched_after_switch(sched_t *s)
+void sched_reap(sched_t *s)
 {
     coro_t *dead = s->reap;
-    if (__builtin_expect(dead != NULL, 0)) {
-        s->reap = NULL;
-        sched_free_coro(s, dead);
-    }
+    s->reap = NULL;
+    sched_free_coro(s, dead);
 }
 
-/* A pass over the run queue has ended (or the queue is empty). Returns the
- * next coroutine to run inline, or NULL to enter the scheduler's context
- * (to wait for events, or to poll descriptors between passes). */
 /* How many dispatches the pass that starts now may make, with n coroutines
  * ready: all of them, unbounded when nothing needs consulting between
  * passes, or none in CORO_DEBUG=slow mode, which sends every switch
@@ -62,7 +57,7 @@ static inline size_t pass_length(const sched_t *s, size_t n)
     return (s->heap_len || s->poll_waiters) ? n : SIZE_MAX;
 }
 
-static coro_t *pass_end(sched_t *s)
+coro_t *sched_pass_end(sched_t *s)
 {
     if (!s->runq_head || s->poll_waiters)
         return NULL;
@@ -72,16 +67,7 @@ static coro_t *pass_end(sched_t *s)
     return sched_runq_pop(s);
 }
 
-static inline coro_t *next_to_run(sched_t *s)
-{
-    if (__builtin_expect(s->pass_left > 0, 1) && s->runq_head) {
-        s->pass_left--;
-        return sched_runq_pop(s);
-    }
-    return pass_end(s);
-}
-
-__attribute__((noinline, cold)) static void note_run_time(sched_t *s, coro_t *self)
+void sched_note_run_time(sched_t *s, coro_t *self)
 {
     int64_t now = sched_clock();
     if (self && now - s->run_since > s->slow_ns)
@@ -89,33 +75,12 @@ __attribute__((noinline, cold)) static void note_run_time(sched_t *s, coro_t *se
     s->run_since = now;
 }
 
-void sched_switch(sched_t *s)
-{
-    coro_t *self = s->current;
-    coro_t *next = next_to_run(s);
-    if (next == self) {
-        self->state = CORO_RUNNING;
-        return;
-    }
-    if (__builtin_expect(s->slow_ns != 0, 0))
-        note_run_time(s, self);
-    s->switches++;
-    s->current = next;
-    if (next) {
-        next->state = CORO_RUNNING;
-        coro_fiber_switch(&self->fiber, &next->fiber);
-    } else {
-        coro_fiber_switch(&self->fiber, &s->fiber);
-    }
-    sched_after_switch(s);
-}
-
 coro_fiber_t *sched_exit_next(sched_t *s)
 {
     coro_t *self = s->current;
-    coro_t *next = next_to_run(s);
+    coro_t *next = sched_next_to_run(s);
     if (__builtin_expect(s->slow_ns != 0, 0))
-        note_run_time(s, self);
+        sched_note_run_time(s, self);
     s->switches++;
     s->current = next;
     if (!next)

@@ -147,7 +147,7 @@ struct sched {
      * reversed when drained; notify_armed once the poller's wake-up
      * channel exists. */
     pthread_mutex_t post_lock;
-    sched_post_t *posts;
+    struct sched_post *posts;
     int notify_armed;
     /* Coroutines in sched_signal_park, and whether the poller watches
      * signals yet. */
@@ -159,6 +159,19 @@ struct sched {
 extern __thread sched_t *sched_tls __attribute__((tls_model("initial-exec")));
 
 int64_t sched_clock(void);
+
+/* The inline halves of sched/wait.h (see there). */
+static inline coro_t *sched_current(void)
+{
+    sched_t *s = sched_tls;
+    return s ? s->current : NULL;
+}
+
+static inline int sched_can_wake(const sched_waiter_t *w)
+{
+    const coro_t *c = w->coro;
+    return c && c->state == CORO_PARKED && c->wait == w->primary;
+}
 
 /* Run queue. */
 static inline void sched_runq_push(sched_t *s, coro_t *c)
@@ -204,14 +217,60 @@ static inline void sched_pass_clamp(sched_t *s)
         s->pass_left = s->runq_len;
 }
 
+/* ---- the switch path (inline: every yield, park and hand-off runs it) ---- */
+
+/* A pass over the run queue has ended (or the queue is empty): check the
+ * timers, start the next pass, and return the next coroutine to run
+ * inline, or NULL to enter the scheduler's context (to wait for events,
+ * or to poll descriptors between passes). */
+coro_t *sched_pass_end(sched_t *s);
+/* CORO_DEBUG=slow: account the run that is ending. */
+__attribute__((cold)) void sched_note_run_time(sched_t *s, coro_t *self);
+/* Free the detached coroutine that just ended (s->reap). */
+__attribute__((cold)) void sched_reap(sched_t *s);
+
+static inline coro_t *sched_next_to_run(sched_t *s)
+{
+    if (__builtin_expect(s->pass_left > 0, 1) && s->runq_head) {
+        s->pass_left--;
+        return sched_runq_pop(s);
+    }
+    return sched_pass_end(s);
+}
+
+/* What every context does right after it is switched to. */
+static inline void sched_after_switch(sched_t *s)
+{
+    if (__builtin_expect(s->reap != NULL, 0))
+        sched_reap(s);
+}
+
 /* The current coroutine has been queued, parked or has ended: run the next
  * one (or the scheduler's context). Returns when the caller runs again. */
-void sched_switch(sched_t *s);
+static inline void sched_switch(sched_t *s)
+{
+    coro_t *self = s->current;
+    coro_t *next = sched_next_to_run(s);
+    if (next == self) {
+        self->state = CORO_RUNNING;
+        return;
+    }
+    if (__builtin_expect(s->slow_ns != 0, 0))
+        sched_note_run_time(s, self);
+    s->switches++;
+    s->current = next;
+    if (next) {
+        next->state = CORO_RUNNING;
+        coro_fiber_switch(&self->fiber, &next->fiber);
+    } else {
+        coro_fiber_switch(&self->fiber, &s->fiber);
+    }
+    sched_after_switch(s);
+}
+
 /* The current coroutine has ended: pick what runs next (the caller's last
  * switch goes there). */
 coro_fiber_t *sched_exit_next(sched_t *s);
-/* What every context does right after it is switched to. */
-void sched_after_switch(sched_t *s);
 
 /* Timer heap (sched/timer.c). */
 int sched_timer_reserve(sched_t *s, size_t n);

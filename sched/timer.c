@@ -103,8 +103,10 @@ void sched_timer_expire(sched_t *s, int64_t now)
         int64_t lag = now - s->heap[0].when;
         if (lag > s->max_lag)
             s->max_lag = lag;
-        /* The wait's own time (a sleep's end) is success; otherwise it was
-         * the deadline. */
-        sched_wake(c->wait, c->wake_at <= now ? 0 : ETIMEDOUT);
+        /* The timer was armed for the earlier of the wait's own time (a
+         * sleep's end: success) and the deadline (ETIMEDOUT); which one it
+         * was does not depend on how late the loop got here (a stalled
+         * process could find both passed). Ties go to the wait's own time. */
+        sched_wake(c->wait, c->wake_at <= c->deadline ? 0 : ETIMEDOUT);
     }
 }

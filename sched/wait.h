@@ -65,8 +65,9 @@ int sched_wake(sched_waiter_t *w, int result);
 
 /* Would sched_wake(w, ...) wake anyone? (Is w's coroutine still parked on
  * w's primary?) A waker checks this before it hands anything over, so a
- * value is never copied to a coroutine that has already been woken. */
-int sched_can_wake(const sched_waiter_t *w);
+ * value is never copied to a coroutine that has already been woken.
+ *     int sched_can_wake(const sched_waiter_t *w);
+ * (inline, in sched/sched_int.h) */
 
 /* sched_wake, but the woken coroutine runs next, before everyone already
  * ready (a one-off hand-off, such as a producer's last word; a loop of
@@ -85,7 +86,14 @@ int sched_wake_next(sched_waiter_t *w, int result);
 int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
                   const char *what, const void *obj, int64_t num);
 
-/* The running coroutine (NULL outside one). */
-coro_t *sched_current(void);
+/* The running coroutine (NULL outside one).
+ *     coro_t *sched_current(void);
+ * (inline, in sched/sched_int.h) */
+
+/* Those two sit on every hand-off of sync/ and io/, so they are inline;
+ * their bodies read the scheduler's state, which is why this header pulls
+ * in sched/sched_int.h. Only sched/ changes that state: sync/ and io/ use
+ * the functions of this header and nothing else of it. */
+#include "sched/sched_int.h"
 
 #endif /* CORO_SCHED_WAIT_H */

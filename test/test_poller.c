@@ -449,8 +449,10 @@ TEST(poller_timeout_is_not_early_and_sub_millisecond)
 {
     sched_poller_t *p = new_poller();
     seen_t *s = new_seen();
-    /* 300 us: never early; natively well under a millisecond's rounding
-     * (the median of several tries, to ride out a loaded machine). */
+    /* 300 us: never early; natively under a millisecond's rounding. The
+     * fastest of several tries is what tells: a backend rounding up to
+     * whole milliseconds never comes in under one, while a loaded machine
+     * only ever makes some tries slower. */
     int64_t took[7];
     for (int i = 0; i < 7; i++) {
         int64_t t0 = test_now_ns();
@@ -465,7 +467,7 @@ TEST(poller_timeout_is_not_early_and_sub_millisecond)
             took[j - 1] = t;
         }
     if (!test_under_valgrind() && !test_under_sanitizer() && !test_under_emulator())
-        ASSERT_LT(took[3], 950000);
+        ASSERT_LT(took[0], 950000);
     ASSERT_EQ(s->n, 0);
     free_poller(p, s);
 }
