@@ -1223,7 +1223,9 @@ static int dump_main(void *arg)
 {
     slow_t *s = arg;
     s->n = 3;
-    s->delay = ts_bound(20 * CORO_MS);
+    /* Long enough that fn is still asleep when the dump is taken, even if
+     * a loaded machine stalls this process for a while. */
+    s->delay = ts_bound(100 * CORO_MS);
     s->g = coro_gen_new(slow_fn, s, sizeof(int));
     ASSERT_NOT_NULL(s->g);
     coro_t *c = coro_spawn_opts(slow_consumer, s, &(coro_opts_t){ .name = "consumer" });
