@@ -312,7 +312,7 @@ static int change_fd(shimkq_t *k, const struct kevent *kev)
     int fd = (int)kev->ident;
     int i = kev->filter == EVFILT_READ ? 0 : 1;
     if (kev->fflags)
-        return EINVAL; /* NOTE_LOWAT and friends are not implemented */
+        return EINVAL; /* no NOTE_LOWAT etc. in this stand-in: the backend sets no fflags */
     if (fcntl(fd, F_GETFD) < 0) {
         /* Closed: a real kqueue dropped its events at close(2). */
         drop(k, fd, 0);
@@ -408,7 +408,7 @@ static void touch_user(usernote_t *u, const struct kevent *kev)
 static int change_user(shimkq_t *k, const struct kevent *kev)
 {
     if (kev->fflags & ~(unsigned)NOTE_TRIGGER)
-        return EINVAL; /* user-defined fflags are not implemented */
+        return EINVAL; /* no user fflags in this stand-in: the backend uses none */
     usernote_t *u = find_user(k, kev->ident);
     int live = u && atomic_load(&u->live);
     if (kev->flags & EV_DELETE) {

@@ -1190,35 +1190,6 @@ TEST(gen_two_consumers_second_ebusy)
     ASSERT_EQ(coro_main(busy_main, &b), 0);
 }
 
-/* ---- coro_dump ---------------------------------------------------------------- */
-
-static void line_with(const char *out, const char *needle, char *line, size_t n)
-{
-    const char *hit = strstr(out, needle);
-    if (!hit)
-        test_fail(__FILE__, __LINE__, "no line with %s in:\n%s", needle, out);
-    const char *start = hit;
-    while (start > out && start[-1] != '\n')
-        start--;
-    const char *end = strchr(hit, '\n');
-    size_t len = end ? (size_t)(end - start) : strlen(start);
-    if (len >= n)
-        len = n - 1;
-    memcpy(line, start, len);
-    line[len] = '\0';
-}
-
-static char *dump_string(void)
-{
-    int p[2];
-    ASSERT_EQ(pipe(p), 0);
-    coro_dump(p[1]);
-    close(p[1]);
-    char *out = ts_read_all(p[0]);
-    close(p[0]);
-    return out;
-}
-
 static int dump_main(void *arg)
 {
     slow_t *s = arg;
@@ -1233,19 +1204,19 @@ static int dump_main(void *arg)
     /* Let c reach next and fn its sleep (a hand-off queues behind coroutines
      * that are ready, so give them a moment rather than one yield). */
     ASSERT_EQ(coro_sleep(CORO_MS), 0);
-    char *out = dump_string();
+    char *out = ts_dump_text();
     char line[512], ptr[64];
     snprintf(ptr, sizeof ptr, "%p", (void *)s->g);
-    line_with(out, "\"consumer\"", line, sizeof line);
+    ts_line_with(out, "\"consumer\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, gen next");
     ASSERT_CONTAINS(line, ptr);
-    line_with(out, "\"generator\"", line, sizeof line);
+    ts_line_with(out, "\"generator\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, sleep"); /* fn's own wait */
     free(out);
     ASSERT_EQ(coro_join(c, NULL), 0);
     ASSERT_EQ(s->got_val, 0);
-    out = dump_string();
-    line_with(out, "\"generator\"", line, sizeof line);
+    out = ts_dump_text();
+    ts_line_with(out, "\"generator\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, gen yield");
     ASSERT_CONTAINS(line, ptr);
     free(out);

@@ -5,25 +5,6 @@
  * coroutine that blocks the loop). */
 #include "test/test_sched.h"
 
-/* The line of `text` that contains `needle`, copied into buf ("" if none). */
-static const char *line_with(const char *text, const char *needle, char *buf, size_t size)
-{
-    buf[0] = '\0';
-    const char *hit = text ? strstr(text, needle) : NULL;
-    if (!hit)
-        return buf;
-    const char *start = hit;
-    while (start > text && start[-1] != '\n')
-        start--;
-    const char *end = strchr(hit, '\n');
-    size_t n = end ? (size_t)(end - start) : strlen(start);
-    if (n >= size)
-        n = size - 1;
-    memcpy(buf, start, n);
-    buf[n] = '\0';
-    return buf;
-}
-
 /* ---- deadlock ------------------------------------------------------------ */
 
 typedef struct dl {
@@ -109,16 +90,16 @@ TEST(sched_deadlock_reports_and_unwinds)
     ASSERT_EQ(ts_count_lines_with(out, "deadlock"), 1); /* reported once */
     char line[512], needle[64];
     snprintf(needle, sizeof needle, "join coroutine %llu", (unsigned long long)d.sleeper_id);
-    line_with(out, "\"main\"", line, sizeof line);
+    ts_line_with(out, "\"main\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked");
     ASSERT_CONTAINS(line, needle);
-    line_with(out, "\"sleeper\"", line, sizeof line);
+    ts_line_with(out, "\"sleeper\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, sleep");
-    line_with(out, "\"shielded\"", line, sizeof line);
+    ts_line_with(out, "\"shielded\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, sleep");
-    line_with(out, "\"group-waiter\"", line, sizeof line);
+    ts_line_with(out, "\"group-waiter\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, group wait");
-    line_with(out, "\"group-kid\"", line, sizeof line);
+    ts_line_with(out, "\"group-kid\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, sleep");
     free(out);
 }
@@ -230,35 +211,35 @@ static int dump_main(void *arg)
     printf("%.*s", 2000, out);
 
     char line[512], needle[64];
-    line_with(out, "\"main\"", line, sizeof line);
+    ts_line_with(out, "\"main\"", line, sizeof line);
     ASSERT_CONTAINS(line, "running");
     ASSERT_CONTAINS(line, "current");
     snprintf(needle, sizeof needle, "coroutine %llu \"main\"", (unsigned long long)coro_id(coro_self()));
     ASSERT_CONTAINS(line, needle);
 
-    line_with(out, "\"sleeper\"", line, sizeof line);
+    ts_line_with(out, "\"sleeper\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, sleep");
     ASSERT_CONTAINS(line, "wakes in");
     snprintf(needle, sizeof needle, "coroutine %llu \"sleeper\"", (unsigned long long)coro_id(sl));
     ASSERT_CONTAINS(line, needle);
 
-    line_with(out, "\"joiner\"", line, sizeof line);
+    ts_line_with(out, "\"joiner\"", line, sizeof line);
     snprintf(needle, sizeof needle, "parked, join coroutine %llu", (unsigned long long)coro_id(sl));
     ASSERT_CONTAINS(line, needle);
 
-    line_with(out, "\"finished\"", line, sizeof line);
+    ts_line_with(out, "\"finished\"", line, sizeof line);
     ASSERT_CONTAINS(line, "done");
     ASSERT_CONTAINS(line, "status 5");
 
-    line_with(out, "\"deadlined\"", line, sizeof line);
+    ts_line_with(out, "\"deadlined\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, sleep");
     ASSERT_CONTAINS(line, "deadline in");
 
-    line_with(out, "\"shielded\"", line, sizeof line);
+    ts_line_with(out, "\"shielded\"", line, sizeof line);
     ASSERT_CONTAINS(line, "parked, sleep");
     ASSERT_CONTAINS(line, "cancelled");
 
-    line_with(out, "\"ready-one\"", line, sizeof line);
+    ts_line_with(out, "\"ready-one\"", line, sizeof line);
     ASSERT_CONTAINS(line, "ready");
 
     /* Every coroutine once: main + 5 + ready-one + the bulk. */
@@ -335,7 +316,7 @@ TEST(sched_debug_slow_names_blocking_coroutine)
     printf("%s", out);
     ASSERT_EQ(r, 0);
     char line[512];
-    line_with(out, "\"the-hog\"", line, sizeof line);
+    ts_line_with(out, "\"the-hog\"", line, sizeof line);
     ASSERT_CONTAINS(line, "slow");
     ASSERT_CONTAINS(line, "without reaching a checkpoint");
     free(out);
@@ -350,7 +331,7 @@ TEST(sched_debug_slow_names_blocking_coroutine)
     out = ts_capture_end(&cap);
     printf("%s", out);
     ASSERT_EQ(r, 0);
-    line_with(out, "\"the-hog\"", line, sizeof line);
+    ts_line_with(out, "\"the-hog\"", line, sizeof line);
     ASSERT_CONTAINS(line, "slow");
     if (!test_under_valgrind())
         ASSERT_NOT_CONTAINS(out, "\"nice-one\"");
