@@ -54,6 +54,11 @@ typedef struct bench_def {
      * and/or value <= target_value in the benchmark's unit. */
     double target_ratio;
     double target_value;
+    /* Optional: a benchmark of the same family that bounds this one from
+     * below whatever the library does, and how many of it one operation
+     * needs; the table shows that floor as a ratio to the baseline too. */
+    const char *floor;
+    double floor_mult;
     /* Run in a forked child, so memory measurements start from a clean
      * process and nothing the run leaves behind affects the others. */
     int isolate;
@@ -84,6 +89,8 @@ uint64_t bench_rand(uint64_t *state);
 
 /* bench/bench_switch.c */
 int bench_switch_raw(bench_run_t *r);
+int bench_switch_call(bench_run_t *r);
+int bench_switch_call_two_sites(bench_run_t *r);
 int bench_yield(bench_run_t *r);
 int bench_yield_two_sites(bench_run_t *r);
 /* bench/bench_spawn.c */

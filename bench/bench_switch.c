@@ -14,6 +14,20 @@
  *                       (a producer and a consumer): each switch resumes a
  *                       call other than the last one made, and the `ret` that
  *                       leaves the switch path mispredicts.
+ *   BenchmarkSwitchCall  the bare switch of SwitchRaw behind a function call
+ *                       (a library call that blocks), both sides running
+ *                       one body, so one call site: each `ret` after a
+ *                       switch returns where the other side's call was
+ *                       made, and is predicted.
+ *   BenchmarkSwitchCallTwoSites  the same from two bodies, so two call
+ *                       sites: each `ret` after a switch returns somewhere
+ *                       other than where the return-stack buffer says (the
+ *                       call made last was the other side's). No library
+ *                       code at all: the floor of any hand-off between two
+ *                       different coroutine bodies through a called
+ *                       function (a channel's ping and pong, a generator's
+ *                       consumer and producer), which sync benchmarks'
+ *                       "floor" column quotes.
  * All report ns per one-way switch. */
 #include "bench/bench.h"
 
@@ -81,6 +95,100 @@ int bench_switch_raw(bench_run_t *r)
     free(ping_stack);
     free(pong_stack);
     return 0;
+}
+
+/* ---- BenchmarkSwitchCall, BenchmarkSwitchCallTwoSites ------------------- */
+
+/* Give each context its own stack, 4 KiB-staggered like SwitchRaw's. */
+static int raw_stacks(char **a, char **b, size_t *b_size, const char *who)
+{
+    *a = malloc(RAW_STACK);
+    *b = malloc(RAW_STACK);
+    if (!*a || !*b) {
+        fprintf(stderr, "%s: out of memory\n", who);
+        free(*a);
+        free(*b);
+        return -1;
+    }
+    uintptr_t a_top = (uintptr_t)*a + RAW_STACK, b_top = (uintptr_t)*b + RAW_STACK;
+    *b_size = RAW_STACK - (((b_top - a_top) & 4095) + 2048);
+    return 0;
+}
+
+/* The switch behind a real call: never inlined, never cloned per caller,
+ * and not a tail call (the empty asm after the switch), so each use is a
+ * call, the switch, and a ret. */
+#if defined(__clang__)
+__attribute__((noinline))
+#else
+__attribute__((noinline, noipa))
+#endif
+static void switch_call(coro_context_t *from, coro_context_t *to)
+{
+    coro_context_switch_inline(from, to);
+    __asm__ volatile("" ::: "memory");
+}
+
+typedef struct call_side {
+    raw_t *p;
+    coro_context_t *self, *other;
+    int timed; /* the side that starts first, times, and ends the run */
+} call_side_t;
+
+/* The one body of BenchmarkSwitchCall: both sides call switch_call from
+ * here. The untimed side is abandoned, suspended, after the last round. */
+static coro_context_t *call_one_site(void *arg)
+{
+    call_side_t *sd = arg;
+    raw_t *p = sd->p;
+    if (sd->timed)
+        bench_start(&p->clock);
+    for (int64_t i = p->rounds; i > 0; i--)
+        switch_call(sd->self, sd->other);
+    if (sd->timed)
+        bench_stop(&p->clock, p->r, 2 * p->rounds);
+    return &p->main_ctx;
+}
+
+/* BenchmarkSwitchCallTwoSites: the timed side is call_one_site, the other
+ * this second body (a call site of its own). */
+static coro_context_t *call_other_site(void *arg)
+{
+    call_side_t *sd = arg;
+    for (;;) {
+        switch_call(sd->self, sd->other);
+        __asm__ volatile("" ::: "memory"); /* different code: not merged */
+    }
+    return NULL;
+}
+
+static int switch_call_run(bench_run_t *r, coro_context_fn second, const char *who)
+{
+    static raw_t p;
+    char *a_stack, *b_stack;
+    size_t b_size;
+    if (raw_stacks(&a_stack, &b_stack, &b_size, who) != 0)
+        return -1;
+    p.rounds = r->n / 2;
+    p.r = r;
+    call_side_t a = { &p, &p.ping_ctx, &p.pong_ctx, 1 };
+    call_side_t b = { &p, &p.pong_ctx, &p.ping_ctx, 0 };
+    coro_context_make(&p.ping_ctx, a_stack, RAW_STACK, call_one_site, &a);
+    coro_context_make(&p.pong_ctx, b_stack, b_size, second, &b);
+    coro_context_switch_inline(&p.main_ctx, &p.ping_ctx);
+    free(a_stack);
+    free(b_stack);
+    return 0;
+}
+
+int bench_switch_call(bench_run_t *r)
+{
+    return switch_call_run(r, call_one_site, "BenchmarkSwitchCall");
+}
+
+int bench_switch_call_two_sites(bench_run_t *r)
+{
+    return switch_call_run(r, call_other_site, "BenchmarkSwitchCallTwoSites");
 }
 
 /* ---- BenchmarkYield ------------------------------------------------------ */
