@@ -14,8 +14,9 @@ static inline int64_t add_sat(int64_t a, int64_t b)
     return a + b;
 }
 
-/* The errno a checkpoint of c fails with now, or 0. */
-static int checkpoint_error(const coro_t *c)
+/* The slow half of sched_checkpoint_error (sched/sched_int.h): something
+ * is pending; decide what. */
+int sched_checkpoint_error_slow(const coro_t *c)
 {
     if (c->killed || (c->cancelled && !c->shielded))
         return ECANCELED;
@@ -26,53 +27,7 @@ static int checkpoint_error(const coro_t *c)
 
 static coro_t *running(void)
 {
-    sched_t *s = sched_tls;
-    return s ? s->current : NULL;
-}
-
-int sched_checkpoint(void)
-{
-    coro_t *self = running();
-    if (!self) {
-        errno = EPERM;
-        return -1;
-    }
-    int e = checkpoint_error(self);
-    if (e) {
-        errno = e;
-        return -1;
-    }
-    return 0;
-}
-
-/* Make self parked on w (the first half of every park). */
-static void park_prepare(sched_t *s, coro_t *self, sched_waiter_t *w, int64_t wake_at,
-                         const char *what, const void *obj, int64_t num)
-{
-    w->coro = self;
-    w->primary = w;
-    w->fired = NULL;
-    w->result = 0;
-    self->wait = w;
-    self->wait_what = what;
-    self->wait_obj = obj;
-    self->wait_num = num;
-    self->wait_since = s->loop_now;
-    self->wake_at = wake_at;
-    int64_t limit = wake_at < self->deadline ? wake_at : self->deadline;
-    if (limit != CORO_NEVER)
-        sched_timer_arm(s, self, limit);
-    self->state = CORO_PARKED;
-}
-
-/* What a park returns, from its waiter, once the coroutine runs again. */
-static int park_result(const sched_waiter_t *w)
-{
-    if (w->result) {
-        errno = w->result;
-        return -1;
-    }
-    return 0;
+    return sched_current();
 }
 
 int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
@@ -85,46 +40,15 @@ int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
         w = &local;
         coro_list_init(&w->node);
     }
-    if (!self) {
-        coro_list_remove(&w->node);
-        errno = EPERM;
-        return -1;
-    }
-    int e = checkpoint_error(self);
+    int e = self ? sched_checkpoint_error(self) : EPERM;
     if (e) {
         coro_list_remove(&w->node);
         errno = e;
         return -1;
     }
-    park_prepare(s, self, w, wake_at, what, obj, num);
+    sched_park_prepare(s, self, w, wake_at, what, obj, num);
     sched_switch(s);
-    return park_result(w);
-}
-
-/* Unlink w and, if its coroutine still waits on w's primary, end that
- * wait: record the result and which waiter fired, disarm the timer. */
-static coro_t *finish_wait(sched_waiter_t *w, int result)
-{
-    coro_list_remove(&w->node);
-    if (!sched_can_wake(w))
-        return NULL;
-    coro_t *c = w->coro;
-    sched_waiter_t *p = w->primary;
-    c->wait = NULL;
-    p->result = result;
-    p->fired = w;
-    if (c->timer_index)
-        sched_timer_disarm(c->sched, c);
-    return c;
-}
-
-int sched_wake(sched_waiter_t *w, int result)
-{
-    coro_t *c = finish_wait(w, result);
-    if (!c)
-        return 0;
-    sched_runq_push(c->sched, c);
-    return 1;
+    return sched_park_result(w);
 }
 
 int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
@@ -137,8 +61,8 @@ int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
         errno = EPERM;
         return -1;
     }
-    coro_t *to = wake ? finish_wait(wake, result) : NULL;
-    int e = checkpoint_error(self);
+    coro_t *to = wake ? sched_finish_wait(wake, result) : NULL;
+    int e = sched_checkpoint_error(self);
     if (e) {
         if (to)
             sched_runq_push(s, to);
@@ -146,7 +70,7 @@ int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
         errno = e;
         return -1;
     }
-    park_prepare(s, self, w, CORO_NEVER, what, obj, num);
+    sched_park_prepare(s, self, w, CORO_NEVER, what, obj, num);
     if (to && !s->runq_head && s->pass_left > 0) {
         /* Nobody else is ready and the pass has room: switch straight to
          * the partner. (pass_left is 0 in CORO_DEBUG=slow mode.) */
@@ -162,12 +86,12 @@ int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
             sched_runq_push(s, to);
         sched_switch(s);
     }
-    return park_result(w);
+    return sched_park_result(w);
 }
 
 int sched_wake_next(sched_waiter_t *w, int result)
 {
-    coro_t *c = finish_wait(w, result);
+    coro_t *c = sched_finish_wait(w, result);
     if (!c)
         return 0;
     sched_runq_push_front(c->sched, c);

@@ -24,6 +24,7 @@
 #include "sched/wait.h"
 #include "sched/io_wait.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -282,6 +283,124 @@ void sched_timer_expire(sched_t *s, int64_t now);
 static inline int64_t sched_timer_next(const sched_t *s)
 {
     return s->heap_len ? s->heap[0].when : CORO_NEVER;
+}
+
+/* ---- park and wake (inline: every hand-off of sync/ runs them) ---------- */
+
+/* The errno a checkpoint of c fails with now (ECANCELED, ETIMEDOUT), or 0.
+ * Nothing pending (no cancellation, no deadline) is decided inline; the
+ * rest, which may read the clock, in sched/park.c. */
+int sched_checkpoint_error_slow(const coro_t *c);
+
+static inline int sched_checkpoint_error(const coro_t *c)
+{
+    if (__builtin_expect(!(c->cancelled | c->killed) && c->deadline == CORO_NEVER, 1))
+        return 0;
+    return sched_checkpoint_error_slow(c);
+}
+
+static inline int sched_checkpoint(void)
+{
+    coro_t *self = sched_current();
+    if (__builtin_expect(!self, 0)) {
+        errno = EPERM;
+        return -1;
+    }
+    int e = sched_checkpoint_error(self);
+    if (__builtin_expect(e != 0, 0)) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Make self parked on w (the first half of every park); wake_at is the
+ * wait's own time limit (CORO_NEVER: none, only the deadline's). */
+static inline void sched_park_prepare(sched_t *s, coro_t *self, sched_waiter_t *w,
+                                      int64_t wake_at, const char *what,
+                                      const void *obj, int64_t num)
+{
+    w->coro = self;
+    w->primary = w;
+    w->fired = NULL;
+    w->result = 0;
+    self->wait = w;
+    self->wait_what = what;
+    self->wait_obj = obj;
+    self->wait_num = num;
+    self->wait_since = s->loop_now;
+    self->wake_at = wake_at;
+    int64_t limit = wake_at < self->deadline ? wake_at : self->deadline;
+    if (limit != CORO_NEVER)
+        sched_timer_arm(s, self, limit);
+    self->state = CORO_PARKED;
+}
+
+/* What a park returns, from its waiter, once the coroutine runs again. */
+static inline int sched_park_result(const sched_waiter_t *w)
+{
+    int e = w->result;
+    if (__builtin_expect(e != 0, 0)) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+static inline int sched_park_inline(sched_waiter_t *w, const char *what, const void *obj)
+{
+    sched_t *s = sched_tls;
+    coro_t *self = s ? s->current : NULL;
+    int e = self ? sched_checkpoint_error(self) : EPERM;
+    if (__builtin_expect(e != 0, 0)) {
+        coro_list_remove(&w->node);
+        errno = e;
+        return -1;
+    }
+    sched_park_prepare(s, self, w, CORO_NEVER, what, obj, -1);
+    sched_switch(s);
+    return sched_park_result(w);
+}
+
+/* End the wait of w's coroutine, which sched_can_wake(w) says is still
+ * on: record the result and which waiter fired, disarm the timer. w must
+ * already be unlinked. Returns the coroutine, to be made ready. */
+static inline coro_t *sched_end_wait(sched_waiter_t *w, int result)
+{
+    coro_t *c = w->coro;
+    sched_waiter_t *p = w->primary;
+    c->wait = NULL;
+    p->result = result;
+    p->fired = w;
+    if (__builtin_expect(c->timer_index != 0, 0))
+        sched_timer_disarm(c->sched, c);
+    return c;
+}
+
+/* Unlink w and, if its coroutine still waits on w's primary, end that
+ * wait. Returns the coroutine to make ready, or NULL. */
+static inline coro_t *sched_finish_wait(sched_waiter_t *w, int result)
+{
+    coro_list_remove(&w->node);
+    if (!sched_can_wake(w))
+        return NULL;
+    return sched_end_wait(w, result);
+}
+
+static inline void sched_wake_live(sched_waiter_t *w, int result)
+{
+    coro_list_remove(&w->node);
+    coro_t *c = sched_end_wait(w, result);
+    sched_runq_push(c->sched, c);
+}
+
+static inline int sched_wake(sched_waiter_t *w, int result)
+{
+    coro_t *c = sched_finish_wait(w, result);
+    if (!c)
+        return 0;
+    sched_runq_push(c->sched, c);
+    return 1;
 }
 
 /* Coroutine objects (sched/spawn.c). */

@@ -44,8 +44,9 @@ typedef struct sched_waiter {
 
 /* Fail with ECANCELED (cancelled and not shielded) or ETIMEDOUT (the
  * deadline has passed), or EPERM outside a coroutine: what every blocking
- * call checks before it completes, even without blocking. Returns 0 or -1. */
-int sched_checkpoint(void);
+ * call checks before it completes, even without blocking. Returns 0 or -1.
+ *     int sched_checkpoint(void);
+ * (inline, in sched/sched_int.h: nothing pending costs two loads) */
 
 /* Park the running coroutine until sched_wake(w), its deadline, a
  * cancellation, or (if wake_at != CORO_NEVER) the time wake_at. Checks the
@@ -60,8 +61,23 @@ int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
 /* Wake the coroutine parked on w with `result`: unlink w, record the
  * result, make the coroutine ready. Returns 1, or 0 if w's coroutine is no
  * longer parked on w (already woken for another reason); w is unlinked
- * either way. Never blocks; call it from a coroutine of the same thread. */
-int sched_wake(sched_waiter_t *w, int result);
+ * either way. Never blocks; call it from a coroutine of the same thread.
+ *     int sched_wake(sched_waiter_t *w, int result);
+ * (inline, in sched/sched_int.h) */
+
+/* sched_wake(w, result) for a w that sched_can_wake(w) has just approved
+ * (nothing has run in between that could have woken its coroutine): the
+ * waker of sync/ finds its waiter with that test already, and this skips
+ * repeating it.
+ *     void sched_wake_live(sched_waiter_t *w, int result);
+ * (inline, in sched/sched_int.h) */
+
+/* sched_park(w, CORO_NEVER, what, obj, -1) for a w that is not NULL,
+ * inline: the blocking paths of sync/ (one copy per primitive, each a
+ * hand-off's worth of calls and register saves shorter).
+ *     int sched_park_inline(sched_waiter_t *w, const char *what,
+ *                           const void *obj);
+ * (in sched/sched_int.h) */
 
 /* Would sched_wake(w, ...) wake anyone? (Is w's coroutine still parked on
  * w's primary?) A waker checks this before it hands anything over, so a
@@ -90,7 +106,7 @@ int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
  *     coro_t *sched_current(void);
  * (inline, in sched/sched_int.h) */
 
-/* Those two sit on every hand-off of sync/ and io/, so they are inline;
+/* Those sit on every hand-off of sync/ and io/, so they are inline;
  * their bodies read the scheduler's state, which is why this header pulls
  * in sched/sched_int.h. Only sched/ changes that state: sync/ and io/ use
  * the functions of this header and nothing else of it. */

@@ -162,7 +162,7 @@ static inline void send_to(coro_chan_t *ch, const void *elem, sched_waiter_t *r)
 {
     if (r) {
         copy_elem(waiter_elem(r), elem, ch->elem_size);
-        sched_wake(r, 0);
+        sched_wake_live(r, 0);
     } else {
         ring_put(ch, elem);
     }
@@ -176,11 +176,11 @@ static inline void recv_from(coro_chan_t *ch, void *elem, sched_waiter_t *s)
         ring_take(ch, elem);
         if ((s = first_live(&ch->sendq)) != NULL) {
             ring_put(ch, waiter_elem(s));
-            sched_wake(s, 0);
+            sched_wake_live(s, 0);
         }
     } else {
         copy_elem(elem, waiter_elem(s), ch->elem_size);
-        sched_wake(s, 0);
+        sched_wake_live(s, 0);
     }
 }
 
@@ -194,7 +194,7 @@ static int park_on(coro_list_t *q, void *elem, const char *what, const coro_chan
     sched_waiter_t me;
     me.data = elem;
     coro_list_push_back(q, &me.node);
-    return sched_park(&me, CORO_NEVER, what, ch, -1);
+    return sched_park_inline(&me, what, ch);
 }
 
 /* ---- channels ----------------------------------------------------------- */

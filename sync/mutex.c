@@ -62,7 +62,7 @@ int coro_mutex_unlock(coro_mutex_t *m)
     sched_waiter_t *w = waitq_first(&m->waiters);
     if (w) {
         m->owner = w->coro;
-        sched_wake(w, 0);
+        sched_wake_live(w, 0);
     } else {
         m->owner = NULL;
     }
@@ -132,7 +132,7 @@ int coro_cond_signal(coro_cond_t *c)
     }
     sched_waiter_t *w = waitq_first(&c->waiters);
     if (w)
-        sched_wake(w, 0);
+        sched_wake_live(w, 0);
     return 0;
 }
 

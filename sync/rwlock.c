@@ -29,12 +29,12 @@ static void grant(coro_rwlock_t *l)
         if (w->data == &want_write) {
             if (l->readers == 0) {
                 l->writer = w->coro;
-                sched_wake(w, 0);
+                sched_wake_live(w, 0);
             }
             return;
         }
         l->readers++;
-        sched_wake(w, 0);
+        sched_wake_live(w, 0);
     }
 }
 

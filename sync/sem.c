@@ -58,7 +58,7 @@ int coro_sem_release(coro_sem_t *s)
     }
     sched_waiter_t *w = waitq_first(&s->waiters);
     if (w) {
-        sched_wake(w, 0);
+        sched_wake_live(w, 0);
         return 0;
     }
     if (s->count == LONG_MAX) {

@@ -34,7 +34,7 @@ static inline int waitq_park(coro_list_t *q, sched_waiter_t *w, void *data,
     coro_list_init(&w->node);
     w->data = data;
     coro_list_push_back(q, &w->node);
-    return sched_park(w, CORO_NEVER, what, obj, -1);
+    return sched_park_inline(w, what, obj);
 }
 
 /* The first waiter that can still be woken, or NULL. Waiters already woken
@@ -62,8 +62,10 @@ static inline int waitq_wake_all(coro_list_t *q, int result)
 {
     int n = 0;
     sched_waiter_t *w;
-    while ((w = waitq_first(q)) != NULL)
-        n += sched_wake(w, result);
+    while ((w = waitq_first(q)) != NULL) {
+        sched_wake_live(w, result);
+        n++;
+    }
     return n;
 }
 
