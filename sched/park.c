@@ -51,44 +51,6 @@ int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
     return sched_park_result(w);
 }
 
-int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
-                  const char *what, const void *obj, int64_t num)
-{
-    sched_t *s = sched_tls;
-    coro_t *self = s ? s->current : NULL;
-    if (!self) {
-        coro_list_remove(&w->node);
-        errno = EPERM;
-        return -1;
-    }
-    coro_t *to = wake ? sched_finish_wait(wake, result) : NULL;
-    int e = sched_checkpoint_error(self);
-    if (e) {
-        if (to)
-            sched_runq_push(s, to);
-        coro_list_remove(&w->node);
-        errno = e;
-        return -1;
-    }
-    sched_park_prepare(s, self, w, CORO_NEVER, what, obj, num);
-    if (to && !s->runq_head && s->pass_left > 0) {
-        /* Nobody else is ready and the pass has room: switch straight to
-         * the partner. (pass_left is 0 in CORO_DEBUG=slow mode.) */
-        s->pass_left--;
-        s->switches++;
-        s->current = to;
-        to->state = CORO_RUNNING;
-        coro_fiber_switch(&self->fiber, &to->fiber);
-        sched_after_switch(s);
-    } else {
-        /* Others are waiting their turn: the partner queues behind them. */
-        if (to)
-            sched_runq_push(s, to);
-        sched_switch(s);
-    }
-    return sched_park_result(w);
-}
-
 int sched_wake_next(sched_waiter_t *w, int result)
 {
     coro_t *c = sched_finish_wait(w, result);

@@ -403,6 +403,44 @@ static inline int sched_wake(sched_waiter_t *w, int result)
     return 1;
 }
 
+static inline int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
+                                const char *what, const void *obj, int64_t num)
+{
+    sched_t *s = sched_tls;
+    coro_t *self = s ? s->current : NULL;
+    if (!self) {
+        coro_list_remove(&w->node);
+        errno = EPERM;
+        return -1;
+    }
+    coro_t *to = wake ? sched_finish_wait(wake, result) : NULL;
+    int e = sched_checkpoint_error(self);
+    if (e) {
+        if (to)
+            sched_runq_push(s, to);
+        coro_list_remove(&w->node);
+        errno = e;
+        return -1;
+    }
+    sched_park_prepare(s, self, w, CORO_NEVER, what, obj, num);
+    if (to && !s->runq_head && s->pass_left > 0) {
+        /* Nobody else is ready and the pass has room: switch straight to
+         * the partner. (pass_left is 0 in CORO_DEBUG=slow mode.) */
+        s->pass_left--;
+        s->switches++;
+        s->current = to;
+        to->state = CORO_RUNNING;
+        coro_fiber_switch(&self->fiber, &to->fiber);
+        sched_after_switch(s);
+    } else {
+        /* Others are waiting their turn: the partner queues behind them. */
+        if (to)
+            sched_runq_push(s, to);
+        sched_switch(s);
+    }
+    return sched_park_result(w);
+}
+
 /* Coroutine objects (sched/spawn.c). */
 coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts);
 void sched_free_coro(sched_t *s, coro_t *c);

@@ -98,9 +98,11 @@ int sched_wake_next(sched_waiter_t *w, int result);
  * run queue; otherwise the woken one queues behind those already ready, so
  * an endless hand-off loop cannot starve them, timers or I/O. The wake
  * happens even if the caller's own checkpoint then fails (-1 with errno,
- * not parked). */
-int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
-                  const char *what, const void *obj, int64_t num);
+ * not parked).
+ *     int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
+ *                       const char *what, const void *obj, int64_t num);
+ * (inline, in sched/sched_int.h: its one caller, sync/gen.c, keeps it in
+ * one copy) */
 
 /* The running coroutine (NULL outside one).
  *     coro_t *sched_current(void);
