@@ -158,6 +158,12 @@ out:
 
 coro_gen_t *coro_gen_new(coro_gen_fn fn, void *arg, size_t elem_size)
 {
+    return coro_gen_new_opts(fn, arg, elem_size, NULL);
+}
+
+coro_gen_t *coro_gen_new_opts(coro_gen_fn fn, void *arg, size_t elem_size,
+                              const coro_opts_t *opts)
+{
     if (!fn || elem_size == 0 || elem_size > SIZE_MAX - sizeof(coro_gen_t)) {
         errno = EINVAL;
         return NULL;
@@ -176,8 +182,13 @@ coro_gen_t *coro_gen_new(coro_gen_fn fn, void *arg, size_t elem_size)
     g->pw = NULL;
     g->status = -1;
     g->started = g->finished = g->freeing = g->free_on_exit = g->has_pending = 0;
-    coro_opts_t opts = { .stack_size = 0, .name = "generator" };
-    g->producer = coro_spawn_opts(gen_body, g, &opts);
+    coro_opts_t po = { .stack_size = 0, .name = "generator" };
+    if (opts) {
+        po.stack_size = opts->stack_size;
+        if (opts->name)
+            po.name = opts->name;
+    }
+    g->producer = coro_spawn_opts(gen_body, g, &po);
     if (!g->producer) {
         int e = errno;
         free(g);

@@ -206,6 +206,12 @@ typedef int (*coro_gen_fn)(coro_gen_t *g, void *arg);
  * Errors: EINVAL fn NULL or elem_size 0; EPERM outside a coroutine;
  * ENOMEM. */
 coro_gen_t *coro_gen_new(coro_gen_fn fn, void *arg, size_t elem_size);
+/* The same with the producer coroutine's options (coro_spawn_opts): its
+ * stack size, and its name in coro_dump and overflow reports ("generator"
+ * when opts or opts->name is NULL). Errors: those of coro_gen_new, and
+ * EINVAL for a bad opts->stack_size. */
+coro_gen_t *coro_gen_new_opts(coro_gen_fn fn, void *arg, size_t elem_size,
+                              const coro_opts_t *opts);
 /* Inside fn: hand one value to the consumer and wait for the next
  * coro_gen_next. Errors: ECANCELED (the generator is being freed: return;
  * a value handed over before the failure stays delivered), ETIMEDOUT (a

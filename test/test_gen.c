@@ -1231,6 +1231,82 @@ TEST(gen_dump_shows_waits)
     ASSERT_EQ(coro_main(dump_main, &s), 0);
 }
 
+/* ---- coro_gen_new_opts ------------------------------------------------------ */
+
+/* Yields the bytes it puts on its stack: a 12 KiB frame fits the 16 KiB
+ * stack asked for (an overflow would kill the test process). */
+static int deep_fn(coro_gen_t *g, void *arg)
+{
+    (void)arg;
+    volatile unsigned char frame[12 * 1024];
+    for (size_t i = 0; i < sizeof frame; i++)
+        frame[i] = (unsigned char)i;
+    unsigned sum = 0;
+    for (size_t i = 0; i < sizeof frame; i++)
+        sum += frame[i];
+    return coro_gen_yield(g, &sum) == 0 ? 0 : 1;
+}
+
+static int opts_main(void *arg)
+{
+    (void)arg;
+    /* A name and a small stack. */
+    coro_opts_t o = { .stack_size = CORO_STACK_MIN, .name = "primes" };
+    coro_gen_t *g = coro_gen_new_opts(count_fn, &(int){ 5 }, sizeof(int), &o);
+    ASSERT_NOT_NULL(g);
+    int v;
+    ASSERT_EQ(coro_gen_next(g, &v), 0);
+    ASSERT_EQ(v, 0);
+    char *out = ts_dump_text();
+    char line[512];
+    ts_line_with(out, "\"primes\"", line, sizeof line);
+    ASSERT_CONTAINS(line, "parked, gen yield");
+    ASSERT(strstr(out, "\"generator\"") == NULL);
+    free(out);
+    coro_gen_free(g);
+
+    coro_gen_t *d = coro_gen_new_opts(deep_fn, NULL, sizeof(unsigned),
+                                      &(coro_opts_t){ .stack_size = CORO_STACK_MIN });
+    ASSERT_NOT_NULL(d);
+    unsigned sum, want = 0;
+    for (size_t i = 0; i < 12 * 1024; i++)
+        want += (unsigned char)i;
+    ASSERT_EQ(coro_gen_next(d, &sum), 0);
+    ASSERT_EQ(sum, want);
+    ASSERT_ERRNO(coro_gen_next(d, &sum), ENOENT);
+    ASSERT_EQ(coro_gen_status(d), 0);
+    coro_gen_free(d);
+
+    /* No name: "generator", as coro_gen_new; NULL opts: the defaults. */
+    g = coro_gen_new_opts(count_fn, &(int){ 5 }, sizeof(int), &(coro_opts_t){ 0 });
+    ASSERT_NOT_NULL(g);
+    ASSERT_EQ(coro_gen_next(g, &v), 0);
+    out = ts_dump_text();
+    ts_line_with(out, "\"generator\"", line, sizeof line);
+    ASSERT_CONTAINS(line, "parked, gen yield");
+    free(out);
+    coro_gen_free(g);
+    g = coro_gen_new_opts(count_fn, &(int){ 5 }, sizeof(int), NULL);
+    ASSERT_NOT_NULL(g);
+    ASSERT_EQ(coro_gen_next(g, &v), 0);
+    coro_gen_free(g);
+
+    /* A bad stack size is the spawn's EINVAL, and nothing leaks. */
+    errno = 0;
+    ASSERT(coro_gen_new_opts(count_fn, NULL, sizeof(int), &(coro_opts_t){ .stack_size = 1 }) ==
+           NULL);
+    ASSERT_EQ(errno, EINVAL);
+    errno = 0;
+    ASSERT(coro_gen_new_opts(NULL, NULL, sizeof(int), &o) == NULL);
+    ASSERT_EQ(errno, EINVAL);
+    return 0;
+}
+
+TEST(gen_new_opts_name_and_stack)
+{
+    ASSERT_EQ(coro_main(opts_main, NULL), 0);
+}
+
 /* ---- two switches per value ------------------------------------------------- */
 
 static int switches_main(void *arg)
