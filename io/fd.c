@@ -398,6 +398,16 @@ ssize_t coro_writev(int fd, const struct iovec *iov, int cnt)
 
 /* ---- closing ---------------------------------------------------------------- */
 
+int coro_fd_forget(int fd)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    sched_fd_close(fd);
+    return 0;
+}
+
 int coro_close(int fd)
 {
     if (fd < 0) {

@@ -21,6 +21,11 @@
  * it. A descriptor closed behind the library's back is forgotten when a
  * call here creates a new descriptor with its number (accept, dial,
  * listen); a reused number never receives the old descriptor's events.
+ * A descriptor closed some other way (by another library, fclose) and
+ * whose number your own socket(), pipe() or open() may then reuse must be
+ * announced with coro_fd_forget before it is closed (libdill's fdclean):
+ * otherwise the library still believes the number registered, and a wait
+ * on the new descriptor is never woken.
  *
  * SIGPIPE never kills the process: socket writes pass MSG_NOSIGNAL, and the
  * first I/O call of a thread blocks SIGPIPE in that thread while its
@@ -89,6 +94,14 @@ int coro_connect(int fd, const struct sockaddr *sa, socklen_t len);
  * always close. Returns close(2)'s result (EINTR is not retried: on Linux
  * the descriptor is closed then). Errors: EBADF. */
 int coro_close(int fd);
+/* coro_close without the close: wake every coroutine waiting on fd with
+ * EBADF, remove fd from the poller and forget what the library knew of it
+ * (registered, non-blocking, drained), leaving fd open and its O_NONBLOCK
+ * flag as it is. Call it before fd is closed by other means, or before
+ * handing it to code that will close it. The next call here that uses fd
+ * starts afresh. Not a checkpoint; outside a coroutine there is nothing to
+ * forget (0). Errors: EBADF fd < 0. */
+int coro_fd_forget(int fd);
 
 /* ---- Sockets ------------------------------------------------------------ */
 

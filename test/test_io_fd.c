@@ -888,6 +888,61 @@ TEST(io_fd_closed_behind_back_reused_by_accept)
     ASSERT_EQ(coro_main(reuse_by_accept_main, NULL), 0);
 }
 
+/* A descriptor announced with coro_fd_forget, closed with plain close(),
+ * its number then reused by the user's own socketpair(): the old waiter
+ * was told at the forget, the new descriptor gets none of the old one's
+ * events, and works. Without the forget the old reader would still be
+ * parked and the old registration (alive through `keep`) would report the
+ * old description's data on the new descriptor. */
+static int forget_main(void *arg)
+{
+    (void)arg;
+    int a[2];
+    tio_stream_pair(a);
+    int keep = dup(a[0]);
+    ASSERT_GE(keep, 0);
+    int n = a[0];
+    rd_t old;
+    coro_t *oc = spawn_rd(rd_read, &old, n, 0);
+    ASSERT_EQ(old.done, 0);
+    ASSERT_EQ(sched_fd_waiters(n), 1);
+
+    ASSERT_EQ(coro_fd_forget(n), 0);
+    ASSERT_EQ(sched_fd_waiters(n), 0);
+    coro_yield();
+    ASSERT_EQ(old.done, 1);
+    ASSERT_EQ(old.ret, -1);
+    ASSERT_EQ(old.err, EBADF);
+    ASSERT_EQ(coro_join(oc, NULL), 0);
+    ASSERT_GE(fcntl(n, F_GETFD), 0); /* still open */
+    ASSERT_EQ(coro_fd_forget(n), 0); /* twice is harmless */
+
+    ASSERT_EQ(close(n), 0);
+    int b[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, b), 0);
+    if (b[0] != n) {
+        ASSERT_EQ(dup2(b[0], n), n);
+        ASSERT_EQ(close(b[0]), 0);
+    }
+    check_reused(n, a[1], b[1]);
+    char buf[16];
+    ASSERT_EQ(read(keep, buf, sizeof buf), 6);
+    ASSERT_EQ(memcmp(buf, "oldOLD", 6), 0);
+
+    ASSERT_ERRNO(coro_fd_forget(-1), EBADF);
+    ASSERT_EQ(coro_close(n), 0);
+    ASSERT_EQ(coro_close(b[1]), 0);
+    ASSERT_EQ(coro_close(a[1]), 0);
+    ASSERT_EQ(close(keep), 0);
+    return 0;
+}
+
+TEST(io_fd_forget_then_plain_close_and_reuse)
+{
+    ASSERT_EQ(coro_fd_forget(3), 0); /* no scheduler: nothing to forget */
+    ASSERT_EQ(coro_main(forget_main, NULL), 0);
+}
+
 /* ---- coro_wait_fd ------------------------------------------------------------- */
 
 static int wait_fd_main(void *arg)
