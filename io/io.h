@@ -190,9 +190,19 @@ void coro_stream_free(coro_stream_t *s);
  * dropped (fn never runs), a running one finishes and its result is
  * discarded, so arg must stay valid until fn returns, and since the caller
  * cannot tell a dropped job from a running one, fn must not be the only
- * owner of something arg holds. Errors: EINVAL fn NULL;
+ * owner of something arg holds: use coro_run_blocking_owned to hand arg
+ * over with a release function instead. Errors: EINVAL fn NULL;
  * EAGAIN no thread could be started; ENOMEM. */
 int coro_run_blocking(coro_fn fn, void *arg, int *status);
+/* coro_run_blocking for an arg the job owns when its caller stops waiting.
+ * On success (0) arg is the caller's again and release is not called. On
+ * any failure (-1, whatever the errno) release(arg), if not NULL, runs
+ * exactly once, when nothing can touch arg any more: at once if fn never
+ * started (or the call failed before queuing it), else after fn returns.
+ * It runs on the scheduler's thread (at the latest while coro_main returns)
+ * and must not block or call coro functions. Errors: those of
+ * coro_run_blocking. */
+int coro_run_blocking_owned(coro_fn fn, void *arg, void (*release)(void *arg), int *status);
 /* getaddrinfo(3) on the blocking pool. Returns 0 or -1 with errno
  * (ENOENT name not found, EAGAIN temporary failure, EINVAL bad arguments,
  * ENOMEM, ECANCELED, ETIMEDOUT); free *res with freeaddrinfo. A cancelled

@@ -187,19 +187,29 @@ static pool_t *pool_get(void)
 
 /* ---- running a job ------------------------------------------------------- */
 
+/* discard(arg), if given, keeping errno: a call that fails before its job
+ * was queued owes it too. */
+static void discard_now(void (*discard)(void *), void *arg)
+{
+    if (discard) {
+        int e = errno;
+        discard(arg);
+        errno = e;
+    }
+}
+
 /* Queue fn(arg), wait for it. On success *status gets fn's result and
  * arg is the caller's again; on failure (-1) the job is dropped or left to
- * finish, and discard(arg), if given, runs once nobody can use it. */
+ * finish, and discard(arg), if given, runs once nobody can use it (at once
+ * when the job never started or was never queued). */
 static int pool_run(coro_fn fn, void *arg, void (*discard)(void *), int *status)
 {
-    if (sched_checkpoint() != 0)
+    pool_t *p = NULL;
+    job_t *j = NULL;
+    if (sched_checkpoint() != 0 || !(p = pool_get()) || !(j = coro_calloc(1, sizeof *j))) {
+        discard_now(discard, arg);
         return -1;
-    pool_t *p = pool_get();
-    if (!p)
-        return -1;
-    job_t *j = coro_calloc(1, sizeof *j);
-    if (!j)
-        return -1;
+    }
     j->post.fn = job_completed;
     j->fn = fn;
     j->arg = arg;
@@ -213,6 +223,7 @@ static int pool_run(coro_fn fn, void *arg, void (*discard)(void *), int *status)
         pthread_mutex_unlock(&p->lock);
         free(j);
         errno = EAGAIN;
+        discard_now(discard, arg);
         return -1;
     }
     if (p->tail)
@@ -267,6 +278,16 @@ int coro_run_blocking(coro_fn fn, void *arg, int *status)
         return -1;
     }
     return pool_run(fn, arg, NULL, status);
+}
+
+int coro_run_blocking_owned(coro_fn fn, void *arg, void (*release)(void *arg), int *status)
+{
+    if (!fn) {
+        errno = EINVAL;
+        discard_now(release, arg);
+        return -1;
+    }
+    return pool_run(fn, arg, release, status);
 }
 
 /* ---- getaddrinfo ------------------------------------------------------------ */
@@ -390,7 +411,7 @@ int coro_getaddrinfo(const char *host, const char *port,
         return -1;
     }
     if (pool_run(gai_run, g, gai_free, NULL) != 0)
-        return -1; /* g is freed by the pool once the lookup ends */
+        return -1; /* g is freed by the pool (now, or once the lookup ends) */
     if (g->rc != 0) {
         int e = gai_errno(g->rc, g->err);
         gai_free(g);

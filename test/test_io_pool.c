@@ -406,6 +406,143 @@ TEST(io_pool_jobs_racing_cancellation)
            started - counts[0]);
 }
 
+/* ---- coro_run_blocking_owned ---------------------------------------------------- */
+
+/* A heap argument the job owns once its caller leaves: released exactly
+ * once, on the scheduler's thread, only when nothing touches it any more. */
+typedef struct owned {
+    int64_t nap;
+    int started, finished; /* set by the job (another thread) */
+    int finished_at_release;
+} owned_t;
+
+static int owned_releases;
+static int owned_release_on_other_thread;
+static pthread_t owned_sched_thread;
+
+static void owned_release(void *arg)
+{
+    owned_t *o = arg;
+    owned_releases++;
+    if (!pthread_equal(pthread_self(), owned_sched_thread))
+        owned_release_on_other_thread = 1;
+    /* A job that ran has returned by now (the job's last store is its
+     * finished flag): nothing touches o after this free. */
+    owned_release_on_other_thread |= load(&o->started) && !load(&o->finished);
+    free(o);
+}
+
+static int owned_job(void *arg)
+{
+    owned_t *o = arg;
+    store(&o->started, 1);
+    tio_nap_ns(o->nap);
+    store(&o->finished, 1);
+    return 7;
+}
+
+static owned_t *owned_new(int64_t nap)
+{
+    owned_t *o = calloc(1, sizeof *o);
+    ASSERT_NOT_NULL(o);
+    o->nap = nap;
+    return o;
+}
+
+typedef struct owned_call {
+    owned_t *o;
+    int64_t timeout;
+    int ret, err, status, done;
+} owned_call_t;
+
+static int owned_caller(void *arg)
+{
+    owned_call_t *c = arg;
+    if (c->timeout)
+        coro_timeout(c->timeout);
+    c->status = -1;
+    errno = 0;
+    c->ret = coro_run_blocking_owned(owned_job, c->o, owned_release, &c->status);
+    c->err = errno;
+    c->done = 1;
+    return 0;
+}
+
+static int owned_main(void *arg)
+{
+    (void)arg;
+    owned_sched_thread = pthread_self();
+    /* Success: the result comes back, arg is the caller's, no release. */
+    owned_t *o = owned_new(0);
+    int status = 0;
+    ASSERT_EQ(coro_run_blocking_owned(owned_job, o, owned_release, &status), 0);
+    ASSERT_EQ(status, 7);
+    ASSERT_EQ(owned_releases, 0);
+    ASSERT_EQ(load(&o->finished), 1);
+    free(o);
+
+    /* A running job whose caller is cancelled: the caller leaves at once,
+     * the release waits for the job to return. */
+    owned_call_t run = { owned_new(100 * CORO_MS), 0, 0, 0, 0, 0 };
+    owned_t *running = run.o;
+    coro_t *c = coro_spawn(owned_caller, &run);
+    ASSERT_NOT_NULL(c);
+    while (!load(&running->started))
+        ASSERT_EQ(coro_sleep(CORO_MS / 2), 0);
+    ASSERT_EQ(coro_cancel(c), 0);
+    ASSERT_EQ(coro_join(c, NULL), 0);
+    ASSERT_EQ(run.ret, -1);
+    ASSERT_EQ(run.err, ECANCELED);
+    ASSERT_EQ(run.status, -1);
+    ASSERT_EQ(owned_releases, 0); /* the job still sleeps */
+
+    /* (The pool's only thread is busy with it.) A queued job whose caller
+     * is cancelled never runs, and is released at once. */
+    owned_call_t queued = { owned_new(0), 0, 0, 0, 0, 0 };
+    c = coro_spawn(owned_caller, &queued);
+    ASSERT_NOT_NULL(c);
+    coro_yield();
+    ASSERT_EQ(queued.done, 0);
+    ASSERT_EQ(coro_cancel(c), 0);
+    ASSERT_EQ(coro_join(c, NULL), 0);
+    ASSERT_EQ(queued.ret, -1);
+    ASSERT_EQ(queued.err, ECANCELED);
+    ASSERT_EQ(owned_releases, 1);
+
+    /* The running one is released once it has returned. */
+    int64_t give_up = coro_now() + ts_bound(2 * CORO_SEC);
+    while (owned_releases < 2 && coro_now() < give_up)
+        ASSERT_EQ(coro_sleep(CORO_MS), 0);
+    ASSERT_EQ(owned_releases, 2);
+
+    /* Failures before anything is queued release too: a deadline already
+     * passed, fn NULL. A NULL release is allowed. */
+    owned_call_t late = { owned_new(0), -1, 0, 0, 0, 0 };
+    c = coro_spawn(owned_caller, &late);
+    ASSERT_NOT_NULL(c);
+    ASSERT_EQ(coro_join(c, NULL), 0);
+    ASSERT_EQ(late.ret, -1);
+    ASSERT_EQ(late.err, ETIMEDOUT);
+    ASSERT_EQ(owned_releases, 3);
+    errno = 0;
+    ASSERT_EQ(coro_run_blocking_owned(NULL, owned_new(0), owned_release, NULL), -1);
+    ASSERT_EQ(errno, EINVAL);
+    ASSERT_EQ(owned_releases, 4);
+    ASSERT_EQ(coro_run_blocking_owned(owned_job, &(owned_t){ 0 }, NULL, &status), 0);
+    ASSERT_EQ(status, 7);
+    ASSERT_EQ(owned_release_on_other_thread, 0);
+    return 0;
+}
+
+TEST(io_pool_owned_arg_released_once_when_free)
+{
+    ASSERT_EQ(setenv("CORO_POOL_THREADS", "1", 1), 0);
+    ASSERT_EQ(coro_main(owned_main, NULL), 0);
+    ASSERT_EQ(unsetenv("CORO_POOL_THREADS"), 0);
+    ASSERT_EQ(owned_releases, 4);
+    ASSERT_EQ(owned_release_on_other_thread, 0);
+}
+
 /* ---- a blocking job is no deadlock ----------------------------------------------- */
 
 static waiter_t nd_job;
