@@ -68,38 +68,12 @@ static coro_context_t *raw_pong(void *arg)
     return NULL;
 }
 
-int bench_switch_raw(bench_run_t *r)
-{
-    static raw_t p; /* not on the thread's stack: plain, like a scheduler's */
-    char *ping_stack = malloc(RAW_STACK), *pong_stack = malloc(RAW_STACK);
-    if (!ping_stack || !pong_stack) {
-        fprintf(stderr, "BenchmarkSwitchRaw: out of memory\n");
-        free(ping_stack);
-        free(pong_stack);
-        return -1;
-    }
-    /* Two malloc'd stacks lie a whole number of pages (plus a malloc
-     * header) apart, so their tops share their offset within a page, and
-     * the loads of one side's pops would wait on the other side's pushes
-     * (4 KiB store-to-load aliasing). The fibers of coro/ stagger their
-     * headers by cache lines for the same reason; do the same here. */
-    size_t ping_size = RAW_STACK, pong_size = RAW_STACK;
-    uintptr_t ping_top = (uintptr_t)ping_stack + ping_size;
-    uintptr_t pong_top = (uintptr_t)pong_stack + pong_size;
-    pong_size -= ((pong_top - ping_top) & 4095) + 2048;
-    p.rounds = r->n / 2;
-    p.r = r;
-    coro_context_make(&p.ping_ctx, ping_stack, ping_size, raw_ping, &p);
-    coro_context_make(&p.pong_ctx, pong_stack, pong_size, raw_pong, &p);
-    coro_context_switch_inline(&p.main_ctx, &p.ping_ctx);
-    free(ping_stack);
-    free(pong_stack);
-    return 0;
-}
-
-/* ---- BenchmarkSwitchCall, BenchmarkSwitchCallTwoSites ------------------- */
-
-/* Give each context its own stack, 4 KiB-staggered like SwitchRaw's. */
+/* Two stacks of RAW_STACK bytes for the two sides (b usable up to
+ * *b_size). Two malloc'd stacks lie a whole number of pages (plus a malloc
+ * header) apart, so their tops would share their offset within a page, and
+ * the loads of one side's pops would wait on the other side's pushes
+ * (4 KiB store-to-load aliasing). The fibers of coro/ stagger their headers
+ * by cache lines for the same reason; b's top is staggered here. */
 static int raw_stacks(char **a, char **b, size_t *b_size, const char *who)
 {
     *a = malloc(RAW_STACK);
@@ -114,6 +88,25 @@ static int raw_stacks(char **a, char **b, size_t *b_size, const char *who)
     *b_size = RAW_STACK - (((b_top - a_top) & 4095) + 2048);
     return 0;
 }
+
+int bench_switch_raw(bench_run_t *r)
+{
+    static raw_t p; /* not on the thread's stack: plain, like a scheduler's */
+    char *ping_stack, *pong_stack;
+    size_t pong_size;
+    if (raw_stacks(&ping_stack, &pong_stack, &pong_size, "BenchmarkSwitchRaw") != 0)
+        return -1;
+    p.rounds = r->n / 2;
+    p.r = r;
+    coro_context_make(&p.ping_ctx, ping_stack, RAW_STACK, raw_ping, &p);
+    coro_context_make(&p.pong_ctx, pong_stack, pong_size, raw_pong, &p);
+    coro_context_switch_inline(&p.main_ctx, &p.ping_ctx);
+    free(ping_stack);
+    free(pong_stack);
+    return 0;
+}
+
+/* ---- BenchmarkSwitchCall, BenchmarkSwitchCallTwoSites ------------------- */
 
 /* The switch behind a real call: never inlined, never cloned per caller,
  * and not a tail call (the empty asm after the switch), so each use is a
