@@ -1233,12 +1233,15 @@ TEST(gen_dump_shows_waits)
 
 /* ---- coro_gen_new_opts ------------------------------------------------------ */
 
-/* Yields the bytes it puts on its stack: a 12 KiB frame fits the 16 KiB
- * stack asked for (an overflow would kill the test process). */
+/* Yields the sum of a frame twice the default stack size: it fits only
+ * on the larger stack asked for (on the default one it would die of a
+ * stack overflow), so passing opts->stack_size on is checked. */
+#define DEEP_FRAME (2 * CORO_STACK_DEFAULT)
+
 static int deep_fn(coro_gen_t *g, void *arg)
 {
     (void)arg;
-    volatile unsigned char frame[12 * 1024];
+    volatile unsigned char frame[DEEP_FRAME];
     for (size_t i = 0; i < sizeof frame; i++)
         frame[i] = (unsigned char)i;
     unsigned sum = 0;
@@ -1251,7 +1254,7 @@ static int opts_main(void *arg)
 {
     (void)arg;
     /* A name and a small stack. */
-    coro_opts_t o = { .stack_size = CORO_STACK_MIN, .name = "primes" };
+    coro_opts_t o = { .stack_size = 64 * 1024, .name = "primes" };
     coro_gen_t *g = coro_gen_new_opts(count_fn, &(int){ 5 }, sizeof(int), &o);
     ASSERT_NOT_NULL(g);
     int v;
@@ -1266,10 +1269,10 @@ static int opts_main(void *arg)
     coro_gen_free(g);
 
     coro_gen_t *d = coro_gen_new_opts(deep_fn, NULL, sizeof(unsigned),
-                                      &(coro_opts_t){ .stack_size = CORO_STACK_MIN });
+                                      &(coro_opts_t){ .stack_size = 4 * DEEP_FRAME });
     ASSERT_NOT_NULL(d);
     unsigned sum, want = 0;
-    for (size_t i = 0; i < 12 * 1024; i++)
+    for (size_t i = 0; i < DEEP_FRAME; i++)
         want += (unsigned char)i;
     ASSERT_EQ(coro_gen_next(d, &sum), 0);
     ASSERT_EQ(sum, want);
