@@ -25,30 +25,15 @@ int sched_checkpoint_error_slow(const coro_t *c)
     return 0;
 }
 
-static coro_t *running(void)
-{
-    return sched_current();
-}
-
 int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
                const void *obj, int64_t num)
 {
-    sched_t *s = sched_tls;
-    coro_t *self = s ? s->current : NULL;
     sched_waiter_t local;
     if (!w) {
         w = &local;
         coro_list_init(&w->node);
     }
-    int e = self ? sched_checkpoint_error(self) : EPERM;
-    if (e) {
-        coro_list_remove(&w->node);
-        errno = e;
-        return -1;
-    }
-    sched_park_prepare(s, self, w, wake_at, what, obj, num);
-    sched_switch(s);
-    return sched_park_result(w);
+    return sched_park_waiter(w, wake_at, what, obj, num);
 }
 
 int sched_wake_next(sched_waiter_t *w, int result)
@@ -103,7 +88,7 @@ int coro_cancel(coro_t *c)
 
 int coro_shield(int on)
 {
-    coro_t *self = running();
+    coro_t *self = sched_current();
     if (!self) {
         errno = EPERM;
         return -1;
@@ -115,7 +100,7 @@ int coro_shield(int on)
 
 int coro_cancelled(void)
 {
-    coro_t *self = running();
+    coro_t *self = sched_current();
     return self ? (self->cancelled || self->killed) : 0;
 }
 
@@ -123,7 +108,7 @@ int coro_cancelled(void)
 
 int64_t coro_timeout(int64_t ns)
 {
-    coro_t *self = running();
+    coro_t *self = sched_current();
     if (!self) {
         errno = EPERM;
         return CORO_NEVER;
@@ -137,7 +122,7 @@ int64_t coro_timeout(int64_t ns)
 
 int64_t coro_set_deadline(int64_t when)
 {
-    coro_t *self = running();
+    coro_t *self = sched_current();
     if (!self) {
         errno = EPERM;
         return CORO_NEVER;
@@ -149,7 +134,7 @@ int64_t coro_set_deadline(int64_t when)
 
 int64_t coro_deadline(void)
 {
-    coro_t *self = running();
+    coro_t *self = sched_current();
     if (!self) {
         errno = EPERM;
         return CORO_NEVER;

@@ -347,7 +347,11 @@ static inline int sched_park_result(const sched_waiter_t *w)
     return 0;
 }
 
-static inline int sched_park_inline(sched_waiter_t *w, const char *what, const void *obj)
+/* The whole of sched_park for a w that is not NULL: sched_park (out of
+ * line, for everyone) and sched_park_inline (sync/'s blocking paths) are
+ * this. */
+static inline int sched_park_waiter(sched_waiter_t *w, int64_t wake_at, const char *what,
+                                    const void *obj, int64_t num)
 {
     sched_t *s = sched_tls;
     coro_t *self = s ? s->current : NULL;
@@ -357,9 +361,14 @@ static inline int sched_park_inline(sched_waiter_t *w, const char *what, const v
         errno = e;
         return -1;
     }
-    sched_park_prepare(s, self, w, CORO_NEVER, what, obj, -1);
+    sched_park_prepare(s, self, w, wake_at, what, obj, num);
     sched_switch(s);
     return sched_park_result(w);
+}
+
+static inline int sched_park_inline(sched_waiter_t *w, const char *what, const void *obj)
+{
+    return sched_park_waiter(w, CORO_NEVER, what, obj, -1);
 }
 
 /* End the wait of w's coroutine, which sched_can_wake(w) says is still
