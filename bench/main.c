@@ -20,8 +20,9 @@
  * bounds it from below whatever the library does, such as the bare switch
  * behind a call from two different call sites for a ping-pong); the table
  * shows it as a ratio to the baseline next to the target, so a target below
- * its floor reads as such. The exit status is 0 even when a target is missed (MISS is
- * information); it is 1 only when a benchmark failed to run. */
+ * its floor reads as such (selecting the benchmark runs its floor too).
+ * The exit status is 0 even when a target is missed (MISS is information);
+ * it is 1 only when a benchmark failed to run. */
 #include "bench/bench.h"
 #include "bench/bench_net.h"
 
