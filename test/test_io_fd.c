@@ -247,12 +247,12 @@ static int op_body(void *arg)
 {
     op_t *o = arg;
     o->started = 1;
+    o->t_start = coro_now(); /* before the deadline: it counts from there */
     int64_t saved = CORO_NEVER;
     if (o->timeout)
         saved = coro_timeout(o->timeout);
     if (o->shield)
         coro_shield(1);
-    o->t_start = coro_now();
     errno = 0;
     o->ret = op_call(o);
     o->err = errno;

@@ -193,9 +193,9 @@ static int napping_job(void *arg)
 static int waiting_caller(void *arg)
 {
     waiter_t *w = arg;
+    int64_t t0 = coro_now(); /* before the deadline: it counts from there */
     int64_t saved = w->timeout ? coro_timeout(w->timeout) : CORO_NEVER;
     w->status = -7;
-    int64_t t0 = coro_now();
     errno = 0;
     w->ret = coro_run_blocking(napping_job, w, &w->status);
     w->err = errno;
