@@ -50,7 +50,7 @@ ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
 WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wwrite-strings -Wundef -Wvla -Wformat=2
 # Flags the library needs whatever CFLAGS says.
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -pthread $(WARNINGS)
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -pthread -fvisibility=hidden $(WARNINGS)
 ifeq ($(CONTEXT),ucontext)
 BASE_CFLAGS += -DCORO_CONTEXT_UCONTEXT
 else ifneq ($(CONTEXT),asm)

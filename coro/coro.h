@@ -11,6 +11,19 @@
 extern "C" {
 #endif
 
+/* Only the names in the public headers are exported from libcoro.so: the
+ * library is built with -fvisibility=hidden, and these mark the public
+ * declarations between them as visible. */
+#if defined(__GNUC__) && !defined(CORO_NO_VISIBILITY_PRAGMAS)
+#define CORO_PUBLIC_BEGIN _Pragma("GCC visibility push(default)")
+#define CORO_PUBLIC_END   _Pragma("GCC visibility pop")
+#else
+#define CORO_PUBLIC_BEGIN
+#define CORO_PUBLIC_END
+#endif
+
+CORO_PUBLIC_BEGIN
+
 #define CORO_VERSION_MAJOR 0
 #define CORO_VERSION_MINOR 1
 #define CORO_VERSION_PATCH 0
@@ -53,6 +66,8 @@ typedef struct coro_opts {
 #define CORO_SEC   ((int64_t)1000000000)
 /* "No deadline": a time that never comes. */
 #define CORO_NEVER INT64_MAX
+
+CORO_PUBLIC_END
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@
 
         .text
         .globl  coro_context_switch
+        .hidden  coro_context_switch
         .type   coro_context_switch, %function
         .p2align 4
 coro_context_switch:
@@ -63,6 +64,7 @@ coro_context_switch:
  * final switch is entered with `b` (no `bl`), so no return-address-stack
  * entry is left behind. Nothing ever resumes it. */
         .globl  coro_context_entry
+        .hidden  coro_context_entry
         .type   coro_context_entry, %function
         .p2align 4
 coro_context_entry:

@@ -16,6 +16,7 @@
 
         .text
         .globl  coro_context_switch
+        .hidden  coro_context_switch
         .type   coro_context_switch, @function
         .p2align 4
 coro_context_switch:
@@ -61,6 +62,7 @@ coro_context_switch:
  * like every other (push a resume address, jump), from a stack with no
  * outstanding calls. Nothing ever resumes it. */
         .globl  coro_context_entry
+        .hidden  coro_context_entry
         .type   coro_context_entry, @function
         .p2align 4
 coro_context_entry:

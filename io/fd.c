@@ -52,7 +52,7 @@ static int thread_init(void)
     sigset_t pipe_only;
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
-    if (sched_at_exit(thread_fini, NULL) != 0)
+    if (coro__at_exit(thread_fini, NULL) != 0)
         return -1;
     pthread_sigmask(SIG_BLOCK, &pipe_only, &thread_old_mask);
     coro_list_init(&released_waiters);
@@ -103,26 +103,26 @@ static int learn(int fd)
     }
     /* Pipes are not counted either: one in packet mode (pipe2 O_DIRECT,
      * which F_GETFL does not show) reads one packet a call. */
-    if (sched_fd_set_flags(fd, flags) != 0)
+    if (coro__fd_set_flags(fd, flags) != 0)
         return -1;
     return flags;
 }
 
-int io_enter(int fd)
+int coro__io_enter(int fd)
 {
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     if (fd < 0) {
         errno = EBADF;
         return -1;
     }
-    int flags = sched_fd_flags(fd);
+    int flags = coro__fd_flags(fd);
     if (__builtin_expect(flags & SCHED_FD_KNOWN, 1))
         return flags;
     return learn(fd);
 }
 
-void io_new_socket(int fd, int stream)
+void coro__io_new_socket(int fd, int stream)
 {
     int flags = SCHED_FD_NONBLOCK | SCHED_FD_SOCKET | SCHED_FD_KNOWN |
                 (stream ? SCHED_FD_STREAM : 0);
@@ -132,25 +132,25 @@ void io_new_socket(int fd, int stream)
     int one = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
 #endif
-    sched_fd_new(fd, flags);
+    coro__fd_new(fd, flags);
 }
 
-int io_wait_release(int64_t ns)
+int coro__io_wait_release(int64_t ns)
 {
     if (!thread_ready && thread_init() != 0)
         return -1;
-    sched_waiter_t w;
+    coro__waiter_t w;
     coro_list_push_back(&released_waiters, &w.node);
     int64_t now = coro_now();
     int64_t until = ns > CORO_NEVER - now ? CORO_NEVER : now + ns;
-    return sched_park(&w, until, "fd release", NULL, -1);
+    return coro__park(&w, until, "fd release", NULL, -1);
 }
 
 /* ---- waiting ---------------------------------------------------------------- */
 
 int coro_wait_fd(int fd, int events)
 {
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     if (fd < 0) {
         errno = EBADF;
@@ -186,7 +186,7 @@ int coro_wait_fd(int fd, int events)
     }
     int want = (events & CORO_READ ? SCHED_POLL_READ : 0) |
                (events & CORO_WRITE ? SCHED_POLL_WRITE : 0);
-    int got = sched_fd_wait(fd, want, "wait fd");
+    int got = coro__fd_wait(fd, want, "wait fd");
     if (got < 0)
         return -1;
     return (got & SCHED_POLL_READ ? CORO_READ : 0) | (got & SCHED_POLL_WRITE ? CORO_WRITE : 0);
@@ -200,24 +200,24 @@ int coro_wait_fd(int fd, int events)
  * call saved per message in request/response traffic). */
 #define READ_LOOP(fd, n, what, call)                                      \
     do {                                                                  \
-        int flags_ = io_enter(fd);                                        \
+        int flags_ = coro__io_enter(fd);                                        \
         if (flags_ < 0)                                                   \
             return -1;                                                    \
         if ((flags_ & SCHED_FD_DRAINED) &&                                \
-            sched_fd_wait(fd, SCHED_POLL_READ, what) < 0)                 \
+            coro__fd_wait(fd, SCHED_POLL_READ, what) < 0)                 \
             return -1;                                                    \
         for (;;) {                                                        \
             ssize_t r_ = (call);                                          \
             if (r_ >= 0) {                                                \
                 if (r_ > 0 && (size_t)r_ < (n) && (flags_ & SCHED_FD_STREAM)) \
-                    sched_fd_drained(fd);                                 \
+                    coro__fd_drained(fd);                                 \
                 return r_;                                                \
             }                                                             \
             if (errno == EINTR)                                           \
                 continue;                                                 \
-            if (!io_again(errno))                                         \
+            if (!coro__io_again(errno))                                         \
                 return -1;                                                \
-            if (sched_fd_wait(fd, SCHED_POLL_READ, what) < 0)            \
+            if (coro__fd_wait(fd, SCHED_POLL_READ, what) < 0)            \
                 return -1;                                                \
         }                                                                 \
     } while (0)
@@ -275,7 +275,7 @@ static ssize_t write_once(int fd, int fdflags, const void *buf, size_t n, int fl
 
 static ssize_t write_all(int fd, const void *buf, size_t n, int flags, int use_send)
 {
-    int fdflags = io_enter(fd);
+    int fdflags = coro__io_enter(fd);
     if (fdflags < 0)
         return -1;
     if (use_send)
@@ -290,9 +290,9 @@ static ssize_t write_all(int fd, const void *buf, size_t n, int flags, int use_s
         }
         if (errno == EINTR)
             continue;
-        if (!io_again(errno))
+        if (!coro__io_again(errno))
             return stopped(done);
-        if (sched_fd_wait(fd, SCHED_POLL_WRITE, "write fd") < 0)
+        if (coro__fd_wait(fd, SCHED_POLL_WRITE, "write fd") < 0)
             return stopped(done);
     }
     return (ssize_t)n;
@@ -311,7 +311,7 @@ ssize_t coro_send(int fd, const void *buf, size_t n, int flags)
 ssize_t coro_sendto(int fd, const void *buf, size_t n, int flags,
                     const struct sockaddr *to, socklen_t tolen)
 {
-    if (io_enter(fd) < 0)
+    if (coro__io_enter(fd) < 0)
         return -1;
     for (;;) {
         ssize_t r = sendto(fd, buf, n, flags | MSG_NOSIGNAL, to, tolen);
@@ -319,9 +319,9 @@ ssize_t coro_sendto(int fd, const void *buf, size_t n, int flags,
             return r;
         if (errno == EINTR)
             continue;
-        if (!io_again(errno))
+        if (!coro__io_again(errno))
             return -1;
-        if (sched_fd_wait(fd, SCHED_POLL_WRITE, "send fd") < 0)
+        if (coro__fd_wait(fd, SCHED_POLL_WRITE, "send fd") < 0)
             return -1;
     }
 }
@@ -334,7 +334,7 @@ ssize_t coro_writev(int fd, const struct iovec *iov, int cnt)
         errno = EINVAL;
         return -1;
     }
-    int fdflags = io_enter(fd);
+    int fdflags = coro__io_enter(fd);
     if (fdflags < 0)
         return -1;
     size_t total = 0;
@@ -374,9 +374,9 @@ ssize_t coro_writev(int fd, const struct iovec *iov, int cnt)
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            if (!io_again(errno))
+            if (!coro__io_again(errno))
                 return stopped(done);
-            if (sched_fd_wait(fd, SCHED_POLL_WRITE, "write fd") < 0)
+            if (coro__fd_wait(fd, SCHED_POLL_WRITE, "write fd") < 0)
                 return stopped(done);
             continue;
         }
@@ -404,7 +404,7 @@ int coro_fd_forget(int fd)
         errno = EBADF;
         return -1;
     }
-    sched_fd_close(fd);
+    coro__fd_close(fd);
     return 0;
 }
 
@@ -414,12 +414,12 @@ int coro_close(int fd)
         errno = EBADF;
         return -1;
     }
-    sched_fd_close(fd);
+    coro__fd_close(fd);
     int r = close(fd);
     /* Somebody may be backing off from EMFILE: a descriptor is free now. */
     if (thread_ready) {
         while (!coro_list_empty(&released_waiters))
-            sched_wake(coro_container_of(released_waiters.next, sched_waiter_t, node), 0);
+            coro__wake(coro_container_of(released_waiters.next, coro__waiter_t, node), 0);
     }
     return r;
 }

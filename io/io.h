@@ -38,6 +38,9 @@
 
 #include <signal.h>
 #include <stddef.h>
+/* sigset_t: <signal.h> declares it only when POSIX names are asked for,
+ * <sys/select.h> always (POSIX), so <coro.h> compiles as strict C11 too. */
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -45,6 +48,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+CORO_PUBLIC_BEGIN
 
 struct addrinfo;
 
@@ -223,6 +228,8 @@ int coro_getaddrinfo(const char *host, const char *port,
  * SIGKILL/SIGSTOP or a synchronous signal (SIGSEGV, SIGBUS, SIGFPE,
  * SIGILL); ECANCELED, ETIMEDOUT. */
 int coro_signal_wait(const sigset_t *set);
+
+CORO_PUBLIC_END
 
 #ifdef __cplusplus
 }

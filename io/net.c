@@ -7,7 +7,7 @@
  * truncates 70000 to 4464).
  *
  * Every socket is made SOCK_NONBLOCK|SOCK_CLOEXEC and announced with
- * io_new_socket at once, so the descriptor table forgets whatever it knew
+ * coro__io_new_socket at once, so the descriptor table forgets whatever it knew
  * of the number; every error path closes what it opened (with coro_close,
  * keeping errno).
  *
@@ -81,7 +81,7 @@ static int new_socket(int family, int socktype, int protocol)
 {
     int fd = socket(family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd >= 0)
-        io_new_socket(fd, socktype == SOCK_STREAM && family != AF_UNIX); /* see SCHED_FD_STREAM */
+        coro__io_new_socket(fd, socktype == SOCK_STREAM && family != AF_UNIX); /* see SCHED_FD_STREAM */
     return fd;
 }
 
@@ -161,7 +161,7 @@ static int bind_addr(const char *host, const char *port, int socktype, int flags
         errno = EINVAL;
         return -1;
     }
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     int any = !host || !*host;
     struct addrinfo *res;
@@ -201,7 +201,7 @@ int coro_tcp_dial(const char *host, const char *port)
 {
     if (check_port(port) < 0)
         return -1;
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     struct addrinfo *res;
     if (resolve(host && *host ? host : NULL, port, AF_UNSPEC, SOCK_STREAM, 0, &res) < 0)
@@ -211,7 +211,7 @@ int coro_tcp_dial(const char *host, const char *port)
     for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
         fd = dial_one(ai);
         /* Cancelled or past the deadline: stop here (errno says which). */
-        if (fd < 0 && sched_checkpoint() != 0)
+        if (fd < 0 && coro__checkpoint() != 0)
             break;
     }
     int e = errno;
@@ -248,7 +248,7 @@ int coro_unix_listen(const char *path)
 {
     struct sockaddr_un sa;
     socklen_t len;
-    if (unix_addr(path, &sa, &len) < 0 || sched_checkpoint() != 0)
+    if (unix_addr(path, &sa, &len) < 0 || coro__checkpoint() != 0)
         return -1;
     /* A socket file left behind by an earlier listener: bind would say
      * EADDRINUSE. Anything else at path is left alone (and bind fails). */
@@ -267,7 +267,7 @@ int coro_unix_dial(const char *path)
 {
     struct sockaddr_un sa;
     socklen_t len;
-    if (unix_addr(path, &sa, &len) < 0 || sched_checkpoint() != 0)
+    if (unix_addr(path, &sa, &len) < 0 || coro__checkpoint() != 0)
         return -1;
     int fd = new_socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0)

@@ -6,7 +6,7 @@
  * worker thread. The queue, and a job's move from queued to running, are
  * guarded by the pool's mutex; everything else about a job happens on the
  * scheduler's thread: the worker hands the finished job back with
- * sched_post (the scheduler's wake-up channel: an eventfd or EVFILT_USER),
+ * coro__post (the scheduler's wake-up channel: an eventfd or EVFILT_USER),
  * and the post wakes the caller.
  *
  * A caller that is cancelled (or whose deadline passes) stops waiting at
@@ -33,14 +33,14 @@
 enum { JOB_QUEUED, JOB_RUNNING };
 
 typedef struct job {
-    sched_post_t post;          /* first: the post is the job */
+    coro__post_t post;          /* first: the post is the job */
     struct job *next;           /* queue link (under the pool's lock) */
     int state;                  /* JOB_QUEUED / JOB_RUNNING (under the lock) */
     coro_fn fn;
     void *arg;
     int status;                 /* fn's result, written by the worker */
     /* Scheduler-thread side: */
-    sched_waiter_t *waiter;     /* the parked caller; NULL once it left */
+    coro__waiter_t *waiter;     /* the parked caller; NULL once it left */
     int completed;              /* the post has arrived */
     void (*discard)(void *arg); /* frees a result nobody will collect */
 } job_t;
@@ -67,7 +67,7 @@ static void job_free(job_t *j, int discard)
 /* ---- worker threads ------------------------------------------------------ */
 
 /* On the scheduler's thread: the job is done. */
-static void job_completed(sched_post_t *m)
+static void job_completed(coro__post_t *m)
 {
     job_t *j = (job_t *)m;
     j->completed = 1;
@@ -75,8 +75,8 @@ static void job_completed(sched_post_t *m)
         job_free(j, 1); /* its caller left: nobody wants the result */
         return;
     }
-    if (sched_can_wake(j->waiter))
-        sched_wake(j->waiter, 0);
+    if (coro__can_wake(j->waiter))
+        coro__wake(j->waiter, 0);
     /* else the caller was woken for another reason and frees the job when
      * it runs (it sees completed). */
 }
@@ -101,7 +101,7 @@ static void *worker(void *arg)
         j->state = JOB_RUNNING;
         pthread_mutex_unlock(&p->lock);
         j->status = j->fn(j->arg);
-        sched_post(p->sched, &j->post);
+        coro__post(p->sched, &j->post);
         pthread_mutex_lock(&p->lock);
     }
     pthread_mutex_unlock(&p->lock);
@@ -143,7 +143,7 @@ static void pool_stop(void *arg)
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->threads; i++)
         pthread_join(p->tids[i], NULL);
-    /* Their last posts run next (sched_destroy), freeing abandoned jobs. */
+    /* Their last posts run next (coro__destroy), freeing abandoned jobs. */
     pthread_cond_destroy(&p->work);
     pthread_mutex_destroy(&p->lock);
     free(p);
@@ -166,7 +166,7 @@ static pool_t *pool_get(void)
 {
     if (thread_pool)
         return thread_pool;
-    if (sched_post_prepare() != 0)
+    if (coro__post_prepare() != 0)
         return NULL;
     pool_t *p = coro_calloc(1, sizeof *p);
     if (!p)
@@ -174,8 +174,8 @@ static pool_t *pool_get(void)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
     p->max = pool_size();
-    p->sched = sched_self();
-    if (sched_at_exit(pool_stop, p) != 0) {
+    p->sched = coro__self();
+    if (coro__at_exit(pool_stop, p) != 0) {
         pthread_cond_destroy(&p->work);
         pthread_mutex_destroy(&p->lock);
         free(p);
@@ -206,7 +206,7 @@ static int pool_run(coro_fn fn, void *arg, void (*discard)(void *), int *status)
 {
     pool_t *p = NULL;
     job_t *j = NULL;
-    if (sched_checkpoint() != 0 || !(p = pool_get()) || !(j = coro_calloc(1, sizeof *j))) {
+    if (coro__checkpoint() != 0 || !(p = pool_get()) || !(j = coro_calloc(1, sizeof *j))) {
         discard_now(discard, arg);
         return -1;
     }
@@ -235,10 +235,10 @@ static int pool_run(coro_fn fn, void *arg, void (*discard)(void *), int *status)
     pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
 
-    sched_waiter_t w;
+    coro__waiter_t w;
     coro_list_init(&w.node);
     j->waiter = &w;
-    if (sched_park_external(&w, "blocking job", (const void *)fn, -1) == 0) {
+    if (coro__park_external(&w, "blocking job", (const void *)fn, -1) == 0) {
         if (status)
             *status = j->status;
         free(j);
@@ -375,7 +375,7 @@ int coro_getaddrinfo(const char *host, const char *port,
         errno = EINVAL;
         return -1;
     }
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     if (numeric_host(host) && numeric_port(port)) {
         /* Numbers only: getaddrinfo answers without any lookup, so it is

@@ -69,7 +69,7 @@ int coro_signal_wait(const sigset_t *set)
         errno = EINVAL;
         return -1;
     }
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     int e = pthread_sigmask(SIG_BLOCK, set, NULL);
     if (e) {
@@ -80,7 +80,7 @@ int coro_signal_wait(const sigset_t *set)
         int sig = take_pending(set);
         if (sig != 0)
             return sig; /* a signal, or -1 */
-        if (sched_signal_park(set) != 0)
+        if (coro__signal_park(set) != 0)
             return -1;
     }
 }

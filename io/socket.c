@@ -18,14 +18,14 @@ static int out_of_resources(int e)
 
 int coro_accept(int lfd, struct sockaddr *sa, socklen_t *len)
 {
-    int lflags = io_enter(lfd);
+    int lflags = coro__io_enter(lfd);
     if (lflags < 0)
         return -1;
     for (;;) {
         int fd = accept4(lfd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             /* Of the listener's type: SOCK_STREAM or SOCK_SEQPACKET. */
-            io_new_socket(fd, lflags & SCHED_FD_STREAM);
+            coro__io_new_socket(fd, lflags & SCHED_FD_STREAM);
             /* Request/response traffic must not wait for Nagle's delayed
              * ACK (Go does the same); a Unix socket just says no. */
             int one = 1;
@@ -41,14 +41,14 @@ int coro_accept(int lfd, struct sockaddr *sa, socklen_t *len)
             /* Report it, but only after a pause: the pending connection
              * stays in the backlog (edge-triggered: no new event would
              * come for it), so a caller retrying at once would spin. */
-            if (io_wait_release(ACCEPT_BACKOFF_NS) != 0)
+            if (coro__io_wait_release(ACCEPT_BACKOFF_NS) != 0)
                 return -1;
             errno = e;
             return -1;
         }
-        if (!io_again(e))
+        if (!coro__io_again(e))
             return -1;
-        if (sched_fd_wait(lfd, SCHED_POLL_READ, "accept fd") < 0)
+        if (coro__fd_wait(lfd, SCHED_POLL_READ, "accept fd") < 0)
             return -1;
     }
 }
@@ -56,7 +56,7 @@ int coro_accept(int lfd, struct sockaddr *sa, socklen_t *len)
 /* A non-blocking connect is under way: wait for it and fetch its result. */
 static int connect_finish(int fd)
 {
-    if (sched_fd_wait(fd, SCHED_POLL_WRITE, "connect fd") < 0)
+    if (coro__fd_wait(fd, SCHED_POLL_WRITE, "connect fd") < 0)
         return -1;
     int err = 0;
     socklen_t len = sizeof err;
@@ -71,7 +71,7 @@ static int connect_finish(int fd)
 
 int coro_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
-    if (io_enter(fd) < 0)
+    if (coro__io_enter(fd) < 0)
         return -1;
     int64_t backoff = CORO_MS;
     for (;;) {

@@ -133,7 +133,7 @@ ssize_t coro_stream_read(coro_stream_t *s, void *buf, size_t n)
 {
     if (!s || !buf)
         return invalid();
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     return n ? read_some(s, buf, n) : 0;
 }
@@ -142,7 +142,7 @@ ssize_t coro_stream_read_full(coro_stream_t *s, void *buf, size_t n)
 {
     if (!s || !buf || n > SSIZE_MAX)
         return invalid();
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     size_t got = 0;
     while (got < n) {
@@ -172,7 +172,7 @@ ssize_t coro_stream_readline(coro_stream_t *s, char *buf, size_t max)
 {
     if (!s || !buf || max < 2 || max - 1 > SSIZE_MAX)
         return invalid();
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     size_t got = 0;
     int eol = 0;
@@ -216,7 +216,7 @@ ssize_t coro_stream_write(coro_stream_t *s, const void *buf, size_t n)
 {
     if (!s || (!buf && n) || n > SSIZE_MAX)
         return invalid();
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     const char *p = buf;
     size_t done = 0;
@@ -239,7 +239,7 @@ int coro_stream_flush(coro_stream_t *s)
 {
     if (!s)
         return invalid();
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     return write_out(s);
 }

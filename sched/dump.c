@@ -37,7 +37,7 @@ static void fmt_duration(char *buf, size_t n, int64_t ns)
         snprintf(buf, n, "%lld ns", (long long)ns);
 }
 
-static void dump_one(int fd, const sched_t *s, const coro_t *c, int64_t now)
+static void dump_one(int fd, const coro__sched_t *s, const coro_t *c, int64_t now)
 {
     char wait[160] = "", since[32], left[32];
     if (c->state == CORO_PARKED) {
@@ -66,9 +66,9 @@ static void dump_one(int fd, const sched_t *s, const coro_t *c, int64_t now)
             c->cancelled ? " cancelled" : "", c == s->current ? " <- current" : "");
 }
 
-void sched_dump_to(sched_t *s, int fd, const char *headline)
+void coro__dump_to(coro__sched_t *s, int fd, const char *headline)
 {
-    int64_t now = sched_clock();
+    int64_t now = coro__clock();
     size_t n[4] = { 0, 0, 0, 0 };
     for (coro_list_t *l = s->all.next; l != &s->all; l = l->next)
         n[coro_container_of(l, coro_t, all_node)->state]++;
@@ -83,17 +83,17 @@ void sched_dump_to(sched_t *s, int fd, const char *headline)
 
 void coro_dump(int fd)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!s) {
         dprintf(fd, "coro: no scheduler runs on this thread\n");
         return;
     }
-    sched_dump_to(s, fd, NULL);
+    coro__dump_to(s, fd, NULL);
 }
 
 void coro_stats(coro_stats_t *out)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!out)
         return;
     memset(out, 0, sizeof *out);
@@ -124,7 +124,7 @@ static int64_t parse_duration(const char *v)
     return (int64_t)(x * unit);
 }
 
-void sched_debug_init(sched_t *s)
+void coro__debug_init(coro__sched_t *s)
 {
     const char *e = getenv("CORO_DEBUG");
     if (!e)
@@ -135,10 +135,10 @@ void sched_debug_init(sched_t *s)
     s->slow_ns = parse_duration(p + 5);
     if (!s->slow_ns)
         fprintf(stderr, "coro: CORO_DEBUG: cannot read \"%s\" (want slow:<n>[ns|us|ms|s])\n", p);
-    s->run_since = sched_clock();
+    s->run_since = coro__clock();
 }
 
-void sched_debug_slow(sched_t *s, coro_t *c, int64_t ran_ns)
+void coro__debug_slow(coro__sched_t *s, coro_t *c, int64_t ran_ns)
 {
     (void)s;
     char d[32];

@@ -29,13 +29,13 @@
 #define FD_ARMED 0x100
 #define FD_HUP 0x200
 
-struct sched_fd {
+struct coro__fd {
     uint32_t gen;
     uint32_t flags;
     coro_list_t readers, writers;
 };
 
-static sched_fd_t *entry(sched_t *s, int fd, int create)
+static coro__fd_t *entry(coro__sched_t *s, int fd, int create)
 {
     size_t ci = (size_t)fd >> FD_CHUNK_SHIFT;
     if (ci >= s->fd_chunks_len) {
@@ -44,14 +44,14 @@ static sched_fd_t *entry(sched_t *s, int fd, int create)
         size_t len = s->fd_chunks_len ? s->fd_chunks_len : 4;
         while (len <= ci)
             len *= 2;
-        sched_fd_t **grown = coro_realloc(s->fd_chunks, len * sizeof *grown);
+        coro__fd_t **grown = coro_realloc(s->fd_chunks, len * sizeof *grown);
         if (!grown)
             return NULL;
         memset(grown + s->fd_chunks_len, 0, (len - s->fd_chunks_len) * sizeof *grown);
         s->fd_chunks = grown;
         s->fd_chunks_len = len;
     }
-    sched_fd_t *chunk = s->fd_chunks[ci];
+    coro__fd_t *chunk = s->fd_chunks[ci];
     if (!chunk) {
         if (!create)
             return NULL;
@@ -68,7 +68,7 @@ static sched_fd_t *entry(sched_t *s, int fd, int create)
     return &chunk[(unsigned)fd & (FD_CHUNK - 1)];
 }
 
-static uint64_t token_of(const sched_fd_t *e, int fd)
+static uint64_t token_of(const coro__fd_t *e, int fd)
 {
     return (uint64_t)e->gen << 32 | (uint32_t)fd;
 }
@@ -77,35 +77,35 @@ static size_t wake_list(coro_list_t *list, int result, int events)
 {
     size_t n = 0;
     while (!coro_list_empty(list)) {
-        sched_waiter_t *w = coro_container_of(list->next, sched_waiter_t, node);
-        if (sched_can_wake(w)) {
+        coro__waiter_t *w = coro_container_of(list->next, coro__waiter_t, node);
+        if (coro__can_wake(w)) {
             w->primary->data = (void *)(intptr_t)events;
             /* It runs after the rest of the poll's batch is woken: have its
              * stack line in cache by then (it was cold: 1000 idle sockets). */
             coro_fiber_prefetch(&w->coro->fiber);
         }
-        n += (size_t)sched_wake(w, result);
+        n += (size_t)coro__wake(w, result);
     }
     return n;
 }
 
 /* Forget the entry: wake its waiters with EBADF, new generation. */
-static void forget(sched_t *s, sched_fd_t *e, int fd)
+static void forget(coro__sched_t *s, coro__fd_t *e, int fd)
 {
     wake_list(&e->readers, EBADF, 0);
     wake_list(&e->writers, EBADF, 0);
     if (e->flags & FD_ARMED)
-        (void)sched_poller_disarm(s->poller, fd); /* ENOENT/EBADF if closed already */
+        (void)coro__poller_disarm(s->poller, fd); /* ENOENT/EBADF if closed already */
     e->flags = 0;
     e->gen++;
     if (e->gen == 0)
         e->gen = 1;
 }
 
-void sched_fd_ready(sched_t *s, uint64_t token, int events)
+void coro__fd_ready(coro__sched_t *s, uint64_t token, int events)
 {
     int fd = (int)(uint32_t)token;
-    sched_fd_t *e = entry(s, fd, 0);
+    coro__fd_t *e = entry(s, fd, 0);
     if (!e || e->gen != (uint32_t)(token >> 32))
         return; /* a stale event of a forgotten descriptor */
     if (events & SCHED_POLL_HUP)
@@ -118,7 +118,7 @@ void sched_fd_ready(sched_t *s, uint64_t token, int events)
         wake_list(&e->writers, 0, events);
 }
 
-void sched_fd_free_all(sched_t *s)
+void coro__fd_free_all(coro__sched_t *s)
 {
     for (size_t i = 0; i < s->fd_chunks_len; i++)
         free(s->fd_chunks[i]);
@@ -127,18 +127,18 @@ void sched_fd_free_all(sched_t *s)
     s->fd_chunks_len = 0;
 }
 
-int sched_fd_flags(int fd)
+int coro__fd_flags(int fd)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!s || fd < 0)
         return 0;
-    sched_fd_t *e = entry(s, fd, 0);
+    coro__fd_t *e = entry(s, fd, 0);
     return e ? (int)(e->flags & 0xff) : 0;
 }
 
-int sched_fd_set_flags(int fd, int flags)
+int coro__fd_set_flags(int fd, int flags)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!s) {
         errno = EPERM;
         return -1;
@@ -147,7 +147,7 @@ int sched_fd_set_flags(int fd, int flags)
         errno = EBADF;
         return -1;
     }
-    sched_fd_t *e = entry(s, fd, 1);
+    coro__fd_t *e = entry(s, fd, 1);
     if (!e) {
         errno = ENOMEM;
         return -1;
@@ -156,9 +156,9 @@ int sched_fd_set_flags(int fd, int flags)
     return 0;
 }
 
-int sched_fd_wait(int fd, int events, const char *what)
+int coro__fd_wait(int fd, int events, const char *what)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!s || !s->current) {
         errno = EPERM;
         return -1;
@@ -171,23 +171,23 @@ int sched_fd_wait(int fd, int events, const char *what)
         errno = EINVAL;
         return -1;
     }
-    sched_fd_t *e = entry(s, fd, 1);
+    coro__fd_t *e = entry(s, fd, 1);
     if (!e) {
         errno = ENOMEM;
         return -1;
     }
     if (!(e->flags & FD_ARMED)) {
         /* Check the checkpoint first: a cancelled caller need not register. */
-        if (sched_checkpoint() != 0)
+        if (coro__checkpoint() != 0)
             return -1;
-        if (sched_poller_arm(s->poller, fd, token_of(e, fd)) != 0)
+        if (coro__poller_arm(s->poller, fd, token_of(e, fd)) != 0)
             return -1;
         e->flags |= FD_ARMED;
     }
     /* Waiting on both directions: the reader waiter is the primary, the
-     * writer one rides along (see sched_waiter_t). */
-    sched_waiter_t rw[2];
-    sched_waiter_t *primary = NULL;
+     * writer one rides along (see coro__waiter_t). */
+    coro__waiter_t rw[2];
+    coro__waiter_t *primary = NULL;
     coro_list_init(&rw[0].node);
     coro_list_init(&rw[1].node);
     if (events & SCHED_POLL_READ) {
@@ -206,8 +206,8 @@ int sched_fd_wait(int fd, int events, const char *what)
     primary->data = NULL;
     s->poll_waiters++;
     s->io_waits++;
-    sched_pass_clamp(s);
-    int r = sched_park(primary, CORO_NEVER, what, NULL, fd);
+    coro__pass_clamp(s);
+    int r = coro__park(primary, CORO_NEVER, what, NULL, fd);
     s->poll_waiters--;
     s->io_waits--;
     coro_list_remove(&rw[0].node);
@@ -220,30 +220,30 @@ int sched_fd_wait(int fd, int events, const char *what)
     return fired ? fired : events;
 }
 
-void sched_fd_drained(int fd)
+void coro__fd_drained(int fd)
 {
-    sched_t *s = sched_tls;
-    sched_fd_t *e = s ? entry(s, fd, 0) : NULL;
-    if (e && !(e->flags & FD_HUP) && sched_poller_sees_urgent)
+    coro__sched_t *s = coro__tls;
+    coro__fd_t *e = s ? entry(s, fd, 0) : NULL;
+    if (e && !(e->flags & FD_HUP) && coro__poller_sees_urgent)
         e->flags |= SCHED_FD_DRAINED;
 }
 
-void sched_fd_close(int fd)
+void coro__fd_close(int fd)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!s || fd < 0)
         return;
-    sched_fd_t *e = entry(s, fd, 0);
+    coro__fd_t *e = entry(s, fd, 0);
     if (e)
         forget(s, e, fd);
 }
 
-void sched_fd_new(int fd, int flags)
+void coro__fd_new(int fd, int flags)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!s || fd < 0)
         return;
-    sched_fd_t *e = entry(s, fd, flags != 0);
+    coro__fd_t *e = entry(s, fd, flags != 0);
     if (!e)
         return; /* out of memory: the flags are worked out again later */
     if (e->flags & FD_ARMED || !coro_list_empty(&e->readers) || !coro_list_empty(&e->writers))
@@ -266,11 +266,11 @@ static size_t list_len(const coro_list_t *l)
     return n;
 }
 
-int sched_fd_waiters(int fd)
+int coro__fd_waiters(int fd)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!s || fd < 0)
         return 0;
-    sched_fd_t *e = entry(s, fd, 0);
+    coro__fd_t *e = entry(s, fd, 0);
     return e ? (int)(list_len(&e->readers) + list_len(&e->writers)) : 0;
 }

@@ -25,7 +25,7 @@ struct coro_group {
     coro_list_t waiters;
     /* The child coro_group_next returned last: freed at the next call. */
     coro_t *handed_out;
-    sched_t *sched;
+    coro__sched_t *sched;
 };
 
 coro_group_t *coro_group_new(int flags)
@@ -41,13 +41,13 @@ coro_group_t *coro_group_new(int flags)
     coro_list_init(&g->children);
     coro_list_init(&g->done);
     coro_list_init(&g->waiters);
-    g->sched = sched_tls;
+    g->sched = coro__tls;
     return g;
 }
 
 coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg, const coro_opts_t *o)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!g) {
         errno = EINVAL;
         return NULL;
@@ -56,7 +56,7 @@ coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg, const coro
         errno = EPERM;
         return NULL;
     }
-    coro_t *c = sched_spawn(s, fn, arg, o);
+    coro_t *c = coro__spawn(s, fn, arg, o);
     if (!c)
         return NULL;
     c->group = g;
@@ -75,7 +75,7 @@ static void wake_all(coro_list_t *waiters)
 {
     coro_list_t *n;
     while ((n = coro_list_first(waiters)) != NULL)
-        sched_wake(coro_container_of(n, sched_waiter_t, node), 0);
+        coro__wake(coro_container_of(n, coro__waiter_t, node), 0);
 }
 
 void coro_group_cancel(coro_group_t *g)
@@ -86,7 +86,7 @@ void coro_group_cancel(coro_group_t *g)
         coro_cancel(coro_container_of(n, coro_t, group_node));
 }
 
-void sched_group_child_done(coro_t *c)
+void coro__group_child_done(coro_t *c)
 {
     coro_group_t *g = c->group;
     coro_list_remove(&c->group_node);
@@ -104,7 +104,7 @@ void sched_group_child_done(coro_t *c)
 static void free_handed_out(coro_group_t *g)
 {
     if (g->handed_out) {
-        sched_free_coro(g->sched, g->handed_out);
+        coro__free_coro(g->sched, g->handed_out);
         g->handed_out = NULL;
     }
 }
@@ -114,7 +114,7 @@ static void free_done(coro_group_t *g)
     free_handed_out(g);
     coro_list_t *n;
     while ((n = coro_list_first(&g->done)) != NULL)
-        sched_free_coro(g->sched, coro_container_of(n, coro_t, group_node));
+        coro__free_coro(g->sched, coro_container_of(n, coro_t, group_node));
 }
 
 /* Wait until no child runs, whatever happens to the waiter: its shield is
@@ -128,9 +128,9 @@ static void wait_all_ended(coro_group_t *g, coro_t *self)
     self->shielded = 1;
     self->deadline = CORO_NEVER;
     while (g->nlive > 0) {
-        sched_waiter_t w;
+        coro__waiter_t w;
         coro_list_push_back(&g->waiters, &w.node);
-        if (sched_park(&w, CORO_NEVER, "group drain", g, -1) != 0)
+        if (coro__park(&w, CORO_NEVER, "group drain", g, -1) != 0)
             coro_yield();
     }
     self->shielded = (uint8_t)shield;
@@ -139,7 +139,7 @@ static void wait_all_ended(coro_group_t *g, coro_t *self)
 
 int coro_group_wait(coro_group_t *g)
 {
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     if (!self) {
         errno = EPERM;
         return -1;
@@ -148,11 +148,11 @@ int coro_group_wait(coro_group_t *g)
         errno = EINVAL;
         return -1;
     }
-    int err = sched_checkpoint() != 0 ? errno : 0;
+    int err = coro__checkpoint() != 0 ? errno : 0;
     while (!err && g->nlive > 0) {
-        sched_waiter_t w;
+        coro__waiter_t w;
         coro_list_push_back(&g->waiters, &w.node);
-        if (sched_park(&w, CORO_NEVER, "group wait", g, -1) != 0)
+        if (coro__park(&w, CORO_NEVER, "group wait", g, -1) != 0)
             err = errno;
     }
     if (err) {
@@ -172,21 +172,21 @@ coro_t *coro_group_next(coro_group_t *g, int *status)
         errno = EINVAL;
         return NULL;
     }
-    if (!sched_current()) {
+    if (!coro__current()) {
         errno = EPERM;
         return NULL;
     }
     free_handed_out(g);
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return NULL;
     while (coro_list_empty(&g->done)) {
         if (g->nlive == 0) {
             errno = ENOENT;
             return NULL;
         }
-        sched_waiter_t w;
+        coro__waiter_t w;
         coro_list_push_back(&g->waiters, &w.node);
-        if (sched_park(&w, CORO_NEVER, "group next", g, -1) != 0)
+        if (coro__park(&w, CORO_NEVER, "group next", g, -1) != 0)
             return NULL;
     }
     coro_t *c = coro_container_of(g->done.next, coro_t, group_node);
@@ -202,7 +202,7 @@ void coro_group_free(coro_group_t *g)
     if (!g)
         return;
     if (g->nlive > 0) {
-        coro_t *self = sched_current();
+        coro_t *self = coro__current();
         if (!self) {
             fprintf(stderr, "coro: coro_group_free outside a coroutine with %zu children "
                             "running; the group is not freed\n", g->nlive);

@@ -41,76 +41,76 @@ enum {
  * or TCP urgent data, where a read stops at the mark) it is never set
  * again: a short read may then be followed by more to read, or EOF. Nor is
  * it set with a backend that cannot report urgent data
- * (sched_poller_sees_urgent). */
-void sched_fd_drained(int fd);
+ * (coro__poller_sees_urgent). */
+void coro__fd_drained(int fd);
 
 /* The io/ flags of fd (0 for a descriptor never seen), and setting them.
- * sched_fd_set_flags fails with EBADF for fd < 0 and ENOMEM. Both must be
+ * coro__fd_set_flags fails with EBADF for fd < 0 and ENOMEM. Both must be
  * called on a thread that runs a scheduler (EPERM otherwise). */
-int sched_fd_flags(int fd);
-int sched_fd_set_flags(int fd, int flags);
+int coro__fd_flags(int fd);
+int coro__fd_set_flags(int fd, int flags);
 
 /* Park the running coroutine until fd is ready for `events`
  * (SCHED_POLL_READ|SCHED_POLL_WRITE), registering it with the poller the
  * first time. Edge-triggered: call it only after the system call said
  * EAGAIN (or a zero-timeout poll said not ready). `what` names the wait in
  * coro_dump. Returns the events that fired, or -1 with errno: EBADF (fd
- * closed with sched_fd_close meanwhile), ECANCELED, ETIMEDOUT, EPERM (no
+ * closed with coro__fd_close meanwhile), ECANCELED, ETIMEDOUT, EPERM (no
  * coroutine, or a descriptor the poller cannot watch), ENOMEM. */
-int sched_fd_wait(int fd, int events, const char *what);
+int coro__fd_wait(int fd, int events, const char *what);
 
 /* fd is about to be closed: wake its waiters with EBADF, remove it from
  * the poller and forget the entry. */
-void sched_fd_close(int fd);
+void coro__fd_close(int fd);
 
 /* fd was just created (accept, socket): forget whatever the entry held for
- * this number (a descriptor closed without sched_fd_close: its waiters
+ * this number (a descriptor closed without coro__fd_close: its waiters
  * wake with EBADF) and start over with `flags`. */
-void sched_fd_new(int fd, int flags);
+void coro__fd_new(int fd, int flags);
 
 /* Waiters on fd, for tests: readers + writers parked now. */
-int sched_fd_waiters(int fd);
+int coro__fd_waiters(int fd);
 
 /* ---- Other threads ------------------------------------------------------ */
 
 /* A message posted to a scheduler from any thread; fn runs on the
  * scheduler's thread, in its own context (not a coroutine: it may wake
  * waiters, never park). */
-typedef struct sched_post {
-    struct sched_post *next;
-    void (*fn)(struct sched_post *m);
-} sched_post_t;
+typedef struct coro__post {
+    struct coro__post *next;
+    void (*fn)(struct coro__post *m);
+} coro__post_t;
 
 /* The scheduler of the calling thread, as a handle other threads may post
  * to (NULL outside coro_main). */
 struct sched;
-struct sched *sched_self(void);
+struct sched *coro__self(void);
 
 /* Queue m for s's thread and wake its poller if it sleeps. Thread-safe.
  * The scheduler must still be running: its users join their threads from
- * a sched_at_exit hook. Returns 0, or -1 with errno if the wake-up
+ * a coro__at_exit hook. Returns 0, or -1 with errno if the wake-up
  * channel could not be created. */
-int sched_post(struct sched *s, sched_post_t *m);
+int coro__post(struct sched *s, coro__post_t *m);
 
 /* Make sure posts can wake this thread's scheduler: call it on the
  * scheduler's thread before starting a thread that will post. 0 or -1. */
-int sched_post_prepare(void);
+int coro__post_prepare(void);
 
-/* Park like sched_park(w, CORO_NEVER, ...), but as a wait that another
+/* Park like coro__park(w, CORO_NEVER, ...), but as a wait that another
  * thread ends with a post: while it lasts the scheduler polls and does not
  * report a deadlock. */
-int sched_park_external(sched_waiter_t *w, const char *what, const void *obj, int64_t num);
+int coro__park_external(coro__waiter_t *w, const char *what, const void *obj, int64_t num);
 
 /* Run fn(arg) when coro_main is about to return, after every coroutine has
  * ended and before the scheduler is freed (in reverse order of
  * registration). 0 or -1 (ENOMEM, EPERM outside coro_main). */
-int sched_at_exit(void (*fn)(void *arg), void *arg);
+int coro__at_exit(void (*fn)(void *arg), void *arg);
 
 /* ---- Signals ---------------------------------------------------------------- */
 
 /* Park until one of the signals in set may have arrived (the caller has
  * blocked them and takes the pending one itself). 0, or -1 with errno
  * (ECANCELED, ETIMEDOUT, EPERM, or the poller's error). */
-int sched_signal_park(const sigset_t *set);
+int coro__signal_park(const sigset_t *set);
 
 #endif /* CORO_SCHED_IO_WAIT_H */

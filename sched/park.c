@@ -14,34 +14,34 @@ static inline int64_t add_sat(int64_t a, int64_t b)
     return a + b;
 }
 
-/* The slow half of sched_checkpoint_error (sched/sched_int.h): something
+/* The slow half of coro__checkpoint_error (sched/sched_int.h): something
  * is pending; decide what. */
-int sched_checkpoint_error_slow(const coro_t *c)
+int coro__checkpoint_error_slow(const coro_t *c)
 {
     if (c->killed || (c->cancelled && !c->shielded))
         return ECANCELED;
-    if (c->deadline != CORO_NEVER && sched_clock() >= c->deadline)
+    if (c->deadline != CORO_NEVER && coro__clock() >= c->deadline)
         return ETIMEDOUT;
     return 0;
 }
 
-int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
+int coro__park(coro__waiter_t *w, int64_t wake_at, const char *what,
                const void *obj, int64_t num)
 {
-    sched_waiter_t local;
+    coro__waiter_t local;
     if (!w) {
         w = &local;
         coro_list_init(&w->node);
     }
-    return sched_park_waiter(w, wake_at, what, obj, num);
+    return coro__park_waiter(w, wake_at, what, obj, num);
 }
 
-int sched_wake_next(sched_waiter_t *w, int result)
+int coro__wake_next(coro__waiter_t *w, int result)
 {
-    coro_t *c = sched_finish_wait(w, result);
+    coro_t *c = coro__finish_wait(w, result);
     if (!c)
         return 0;
-    sched_runq_push_front(c->sched, c);
+    coro__runq_push_front(c->sched, c);
     return 1;
 }
 
@@ -49,32 +49,32 @@ int sched_wake_next(sched_waiter_t *w, int result)
 
 int coro_sleep_until(int64_t when)
 {
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
-    if (when <= sched_clock()) {
+    if (when <= coro__clock()) {
         coro_yield(); /* a zero sleep still lets the others run */
         return 0;
     }
-    return sched_park(NULL, when, "sleep", NULL, -1);
+    return coro__park(NULL, when, "sleep", NULL, -1);
 }
 
 int coro_sleep(int64_t ns)
 {
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     if (ns <= 0) {
         coro_yield();
         return 0;
     }
-    return sched_park(NULL, add_sat(sched_clock(), ns), "sleep", NULL, -1);
+    return coro__park(NULL, add_sat(coro__clock(), ns), "sleep", NULL, -1);
 }
 
 /* ---- cancellation ------------------------------------------------------- */
 
 int coro_cancel(coro_t *c)
 {
-    sched_t *s = sched_tls;
-    if (!sched_valid(s, c)) {
+    coro__sched_t *s = coro__tls;
+    if (!coro__valid(s, c)) {
         errno = EINVAL;
         return -1;
     }
@@ -82,13 +82,13 @@ int coro_cancel(coro_t *c)
         return 0;
     c->cancelled = 1;
     if (c->state == CORO_PARKED && !c->shielded)
-        sched_wake(c->wait, ECANCELED);
+        coro__wake(c->wait, ECANCELED);
     return 0;
 }
 
 int coro_shield(int on)
 {
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     if (!self) {
         errno = EPERM;
         return -1;
@@ -100,7 +100,7 @@ int coro_shield(int on)
 
 int coro_cancelled(void)
 {
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     return self ? (self->cancelled || self->killed) : 0;
 }
 
@@ -108,13 +108,13 @@ int coro_cancelled(void)
 
 int64_t coro_timeout(int64_t ns)
 {
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     if (!self) {
         errno = EPERM;
         return CORO_NEVER;
     }
     int64_t old = self->deadline;
-    int64_t when = add_sat(sched_clock(), ns);
+    int64_t when = add_sat(coro__clock(), ns);
     if (when < old)
         self->deadline = when;
     return old;
@@ -122,7 +122,7 @@ int64_t coro_timeout(int64_t ns)
 
 int64_t coro_set_deadline(int64_t when)
 {
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     if (!self) {
         errno = EPERM;
         return CORO_NEVER;
@@ -134,7 +134,7 @@ int64_t coro_set_deadline(int64_t when)
 
 int64_t coro_deadline(void)
 {
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     if (!self) {
         errno = EPERM;
         return CORO_NEVER;

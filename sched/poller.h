@@ -18,11 +18,11 @@
 #include <signal.h>
 #include <stdint.h>
 
-typedef struct sched_poller sched_poller_t;
+typedef struct coro__poller coro__poller_t;
 
 /* 1 if the backend reports urgent (TCP out-of-band) data as SCHED_POLL_HUP;
  * without it a short read never counts as drained (SCHED_FD_DRAINED). */
-extern const int sched_poller_sees_urgent;
+extern const int coro__poller_sees_urgent;
 
 /* SCHED_POLL_HUP comes with READ when the peer has hung up (or closed its
  * writing side), an error is pending, or urgent (out-of-band) data has
@@ -31,40 +31,40 @@ extern const int sched_poller_sees_urgent;
 enum { SCHED_POLL_READ = 1, SCHED_POLL_WRITE = 2, SCHED_POLL_HUP = 4 };
 
 /* Called for each ready registration with the token given to arm. */
-typedef void (*sched_poller_ready_fn)(void *ctx, uint64_t token, int events);
+typedef void (*coro__poller_ready_fn)(void *ctx, uint64_t token, int events);
 
 /* A new poller; NULL with errno on failure. */
-sched_poller_t *sched_poller_new(void);
+coro__poller_t *coro__poller_new(void);
 
 /* Register fd once, edge-triggered, readable and writable, reporting
  * token. If fd is registered already (a descriptor closed behind our back
  * while a duplicate kept its registration alive) the token is replaced.
  * 0 or -1 with errno (EPERM: fd cannot be polled, such as a regular file). */
-int sched_poller_arm(sched_poller_t *p, int fd, uint64_t token);
+int coro__poller_arm(coro__poller_t *p, int fd, uint64_t token);
 
 /* Remove fd's registration (before closing it). 0 or -1 with errno. */
-int sched_poller_disarm(sched_poller_t *p, int fd);
+int coro__poller_disarm(coro__poller_t *p, int fd);
 
-/* Cross-thread wake-up: once armed, sched_poller_notify (callable from any
+/* Cross-thread wake-up: once armed, coro__poller_notify (callable from any
  * thread, async-signal-safe) makes the current or next wait report token
  * (several notifies may be reported as one). eventfd on Linux, EVFILT_USER
  * on kqueue. 0 or -1 with errno. */
-int sched_poller_notify_arm(sched_poller_t *p, uint64_t token);
-void sched_poller_notify(sched_poller_t *p);
+int coro__poller_notify_arm(coro__poller_t *p, uint64_t token);
+void coro__poller_notify(coro__poller_t *p);
 
 /* Report token whenever one of the signals in set arrives (added to any
  * signals watched before). The caller blocks them in every thread first,
  * and takes the pending signal itself (sigtimedwait): the poller only says
  * one may be pending. signalfd on Linux, EVFILT_SIGNAL on kqueue. */
-int sched_poller_signal_arm(sched_poller_t *p, const sigset_t *set, uint64_t token);
+int coro__poller_signal_arm(coro__poller_t *p, const sigset_t *set, uint64_t token);
 
 /* Wait up to timeout_ns (< 0: no limit; 0: just look) and report ready
  * registrations through ready(). Sub-millisecond timeouts are honoured.
  * Returns the number of events, or -1 with errno (EINTR is reported as 0
  * events). */
-int sched_poller_wait(sched_poller_t *p, int64_t timeout_ns,
-                      sched_poller_ready_fn ready, void *ctx);
+int coro__poller_wait(coro__poller_t *p, int64_t timeout_ns,
+                      coro__poller_ready_fn ready, void *ctx);
 
-void sched_poller_free(sched_poller_t *p);
+void coro__poller_free(coro__poller_t *p);
 
 #endif /* CORO_SCHED_POLLER_H */

@@ -32,9 +32,9 @@
 #define MARK_NOTIFY UINT64_MAX
 #define MARK_SIGNAL (UINT64_MAX - 1)
 
-const int sched_poller_sees_urgent = 1; /* EPOLLPRI */
+const int coro__poller_sees_urgent = 1; /* EPOLLPRI */
 
-struct sched_poller {
+struct coro__poller {
     int epfd;
     /* 1 once epoll_pwait2 answered ENOSYS. */
     int no_pwait2;
@@ -45,9 +45,9 @@ struct sched_poller {
     struct epoll_event events[MAX_EVENTS];
 };
 
-sched_poller_t *sched_poller_new(void)
+coro__poller_t *coro__poller_new(void)
 {
-    sched_poller_t *p = coro_malloc(sizeof *p);
+    coro__poller_t *p = coro_malloc(sizeof *p);
     if (!p)
         return NULL;
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -64,7 +64,7 @@ sched_poller_t *sched_poller_new(void)
     return p;
 }
 
-static int add(sched_poller_t *p, int fd, uint32_t events, uint64_t data)
+static int add(coro__poller_t *p, int fd, uint32_t events, uint64_t data)
 {
     struct epoll_event ev;
     ev.events = events | EPOLLET;
@@ -76,19 +76,19 @@ static int add(sched_poller_t *p, int fd, uint32_t events, uint64_t data)
     return epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev);
 }
 
-int sched_poller_arm(sched_poller_t *p, int fd, uint64_t token)
+int coro__poller_arm(coro__poller_t *p, int fd, uint64_t token)
 {
     /* The markers are never descriptor tokens (those carry fd < 2^31). */
     return add(p, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI, token);
 }
 
-int sched_poller_disarm(sched_poller_t *p, int fd)
+int coro__poller_disarm(coro__poller_t *p, int fd)
 {
     struct epoll_event ev = { 0 }; /* non-NULL for kernels before 2.6.9 */
     return epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, &ev);
 }
 
-int sched_poller_notify_arm(sched_poller_t *p, uint64_t token)
+int coro__poller_notify_arm(coro__poller_t *p, uint64_t token)
 {
     if (p->notify_fd < 0) {
         int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -108,7 +108,7 @@ int sched_poller_notify_arm(sched_poller_t *p, uint64_t token)
     return 0;
 }
 
-void sched_poller_notify(sched_poller_t *p)
+void coro__poller_notify(coro__poller_t *p)
 {
     uint64_t one = 1;
     /* EAGAIN means the counter is saturated: a wake-up is pending anyway. */
@@ -116,7 +116,7 @@ void sched_poller_notify(sched_poller_t *p)
         ;
 }
 
-int sched_poller_signal_arm(sched_poller_t *p, const sigset_t *set, uint64_t token)
+int coro__poller_signal_arm(coro__poller_t *p, const sigset_t *set, uint64_t token)
 {
     sigset_t all = p->signals;
     sigorset(&all, &all, set);
@@ -137,7 +137,7 @@ int sched_poller_signal_arm(sched_poller_t *p, const sigset_t *set, uint64_t tok
     return 0;
 }
 
-static int wait_events(sched_poller_t *p, int64_t timeout_ns)
+static int wait_events(coro__poller_t *p, int64_t timeout_ns)
 {
 #ifdef SYS_epoll_pwait2
     if (!p->no_pwait2) {
@@ -163,8 +163,8 @@ static int wait_events(sched_poller_t *p, int64_t timeout_ns)
     return epoll_wait(p->epfd, p->events, MAX_EVENTS, ms);
 }
 
-int sched_poller_wait(sched_poller_t *p, int64_t timeout_ns,
-                      sched_poller_ready_fn ready, void *ctx)
+int coro__poller_wait(coro__poller_t *p, int64_t timeout_ns,
+                      coro__poller_ready_fn ready, void *ctx)
 {
     int n = wait_events(p, timeout_ns);
     if (n < 0)
@@ -197,7 +197,7 @@ int sched_poller_wait(sched_poller_t *p, int64_t timeout_ns,
     return n;
 }
 
-void sched_poller_free(sched_poller_t *p)
+void coro__poller_free(coro__poller_t *p)
 {
     if (!p)
         return;

@@ -89,12 +89,12 @@ typedef struct synth {
 /* macOS (and the Linux stand-in) flag urgent data with EV_OOBAND; where
  * kqueue does not, the drained shortcut stays off. */
 #ifdef EV_OOBAND
-const int sched_poller_sees_urgent = 1;
+const int coro__poller_sees_urgent = 1;
 #else
-const int sched_poller_sees_urgent = 0;
+const int coro__poller_sees_urgent = 0;
 #endif
 
-struct sched_poller {
+struct coro__poller {
     int kq;
     int notify_armed;
     uint64_t notify_token, signal_token;
@@ -108,9 +108,9 @@ struct sched_poller {
 #define UDATA(token) ((void *)(uintptr_t)(token))
 #define TOKEN(kev) ((uint64_t)(uintptr_t)(kev)->udata)
 
-sched_poller_t *sched_poller_new(void)
+coro__poller_t *coro__poller_new(void)
 {
-    sched_poller_t *p = coro_malloc(sizeof *p);
+    coro__poller_t *p = coro_malloc(sizeof *p);
     if (!p)
         return NULL;
     p->kq = kqueue();
@@ -132,7 +132,7 @@ sched_poller_t *sched_poller_new(void)
 
 /* Apply n (<= 2) changes to fd's knotes, each on its own: err[i] is 0 or
  * that change's errno. -1 with errno if the call itself failed. */
-static int apply(sched_poller_t *p, struct kevent *ch, int n, int *err)
+static int apply(coro__poller_t *p, struct kevent *ch, int n, int *err)
 {
 #ifdef EV_RECEIPT
     struct kevent out[2];
@@ -155,7 +155,7 @@ static int apply(sched_poller_t *p, struct kevent *ch, int n, int *err)
     return 0;
 }
 
-static void synth_drop(sched_poller_t *p, int fd)
+static void synth_drop(coro__poller_t *p, int fd)
 {
     for (size_t i = 0; i < p->nsynth;)
         if (p->synth[i].fd == fd)
@@ -164,7 +164,7 @@ static void synth_drop(sched_poller_t *p, int fd)
             i++;
 }
 
-static int synth_add(sched_poller_t *p, int fd, uint64_t token)
+static int synth_add(coro__poller_t *p, int fd, uint64_t token)
 {
     synth_drop(p, fd);
     if (p->nsynth == p->synth_cap) {
@@ -185,7 +185,7 @@ static int unpollable(int e)
     return e == EINVAL || e == ENODEV || e == EOPNOTSUPP || e == EPERM;
 }
 
-int sched_poller_arm(sched_poller_t *p, int fd, uint64_t token)
+int coro__poller_arm(coro__poller_t *p, int fd, uint64_t token)
 {
     struct stat st;
     if (fstat(fd, &st) != 0)
@@ -223,7 +223,7 @@ int sched_poller_arm(sched_poller_t *p, int fd, uint64_t token)
     return 0;
 }
 
-int sched_poller_disarm(sched_poller_t *p, int fd)
+int coro__poller_disarm(coro__poller_t *p, int fd)
 {
     struct kevent ch[2];
     int err[2];
@@ -245,7 +245,7 @@ int sched_poller_disarm(sched_poller_t *p, int fd)
     return 0;
 }
 
-int sched_poller_notify_arm(sched_poller_t *p, uint64_t token)
+int coro__poller_notify_arm(coro__poller_t *p, uint64_t token)
 {
     if (!p->notify_armed) {
         struct kevent ch;
@@ -258,7 +258,7 @@ int sched_poller_notify_arm(sched_poller_t *p, uint64_t token)
     return 0;
 }
 
-void sched_poller_notify(sched_poller_t *p)
+void coro__poller_notify(coro__poller_t *p)
 {
     int saved = errno;
     struct kevent ch;
@@ -269,7 +269,7 @@ void sched_poller_notify(sched_poller_t *p)
     errno = saved;
 }
 
-int sched_poller_signal_arm(sched_poller_t *p, const sigset_t *set, uint64_t token)
+int coro__poller_signal_arm(coro__poller_t *p, const sigset_t *set, uint64_t token)
 {
     sigset_t added;
     sigemptyset(&added);
@@ -315,8 +315,8 @@ static int events_of(const struct kevent *kev)
     return (kev->fflags ? both : SCHED_POLL_READ) | SCHED_POLL_HUP;
 }
 
-int sched_poller_wait(sched_poller_t *p, int64_t timeout_ns,
-                      sched_poller_ready_fn ready, void *ctx)
+int coro__poller_wait(coro__poller_t *p, int64_t timeout_ns,
+                      coro__poller_ready_fn ready, void *ctx)
 {
     int owed = p->nsynth > 0 || p->signal_synth;
     struct timespec ts, *tsp = NULL;
@@ -360,7 +360,7 @@ int sched_poller_wait(sched_poller_t *p, int64_t timeout_ns,
     return n;
 }
 
-void sched_poller_free(sched_poller_t *p)
+void coro__poller_free(coro__poller_t *p)
 {
     if (!p)
         return;

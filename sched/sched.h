@@ -16,6 +16,8 @@
 extern "C" {
 #endif
 
+CORO_PUBLIC_BEGIN
+
 /* ---- Running ----------------------------------------------------------- */
 
 /* Start a scheduler on the calling thread, run fn(arg) as the first
@@ -145,6 +147,8 @@ typedef struct coro_stats {
 } coro_stats_t;
 /* Zeroes *out outside a scheduler. */
 void coro_stats(coro_stats_t *out);
+
+CORO_PUBLIC_END
 
 #ifdef __cplusplus
 }

@@ -34,16 +34,16 @@ enum coro_state { CORO_READY, CORO_RUNNING, CORO_PARKED, CORO_DONE };
 #define CORO_MAGIC_LIVE 0xC0A0F1BEu
 #define CORO_MAGIC_DEAD 0xDEADC0A0u
 
-typedef struct sched sched_t;
-typedef struct sched_fd sched_fd_t;
+typedef struct sched coro__sched_t;
+typedef struct coro__fd coro__fd_t;
 
 /* A timer-heap entry: its key (when it fires, arm order) beside the
  * coroutine it wakes. */
-typedef struct sched_timer {
+typedef struct coro__timer {
     int64_t when;
     uint64_t seq;
     coro_t *coro;
-} sched_timer_t;
+} coro__timer_t;
 
 struct coro {
     /* The ground floor's object (context, stack, id, name): first, so a
@@ -63,11 +63,11 @@ struct coro {
     coro_fn fn;
     void *arg;
     int status;
-    sched_t *sched;
+    coro__sched_t *sched;
     /* Run-queue link while READY. */
     coro_t *next_ready;
     /* While PARKED: the waiter, and what it waits on (for coro_dump). */
-    sched_waiter_t *wait;
+    coro__waiter_t *wait;
     const char *wait_what;
     const void *wait_obj;
     int64_t wait_num;
@@ -101,7 +101,7 @@ struct sched {
      * next pass, so a coroutine that keeps yielding cannot starve them.
      * With no timer armed and no poller waiter there is nothing to consult
      * and the pass is unbounded (SIZE_MAX); arming either clamps it to the
-     * coroutines ready now (sched_pass_clamp). */
+     * coroutines ready now (coro__pass_clamp). */
     size_t pass_left;
     /* A detached coroutine that just ended: freed by whoever runs next,
      * once nothing runs on its stack. */
@@ -109,12 +109,12 @@ struct sched {
     /* Timer heap: a binary min-heap of entries by (when, seq). Its
      * capacity is kept >= live coroutines, so arming a timer never
      * allocates. */
-    sched_timer_t *heap;
+    coro__timer_t *heap;
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
     /* The poller, and how many parked waits only it can end (fd waits,
      * blocking jobs, signals); 0 means polling can wake nobody. */
-    sched_poller_t *poller;
+    coro__poller_t *poller;
     size_t poll_waiters;
     size_t io_waits;
     /* Every coroutine not yet freed; counters. */
@@ -142,40 +142,40 @@ struct sched {
      * the fields of the switch path so those stay in as few cache lines
      * as before the I/O floor. */
     /* The descriptor table (sched/fd.c): chunks of entries indexed by fd. */
-    sched_fd_t **fd_chunks;
+    coro__fd_t **fd_chunks;
     size_t fd_chunks_len;
     /* Messages from other threads (sched/post.c): a mutex-protected stack,
      * reversed when drained; notify_armed once the poller's wake-up
      * channel exists. */
     pthread_mutex_t post_lock;
-    struct sched_post *posts;
+    struct coro__post *posts;
     int notify_armed;
-    /* Coroutines in sched_signal_park, and whether the poller watches
+    /* Coroutines in coro__signal_park, and whether the poller watches
      * signals yet. */
     coro_list_t signal_waiters;
-    /* sched_at_exit hooks, newest first. */
-    struct sched_exit_hook *exit_hooks;
+    /* coro__at_exit hooks, newest first. */
+    struct coro__exit_hook *exit_hooks;
 };
 
-extern __thread sched_t *sched_tls __attribute__((tls_model("initial-exec")));
+extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
 
-int64_t sched_clock(void);
+int64_t coro__clock(void);
 
 /* The inline halves of sched/wait.h (see there). */
-static inline coro_t *sched_current(void)
+static inline coro_t *coro__current(void)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     return s ? s->current : NULL;
 }
 
-static inline int sched_can_wake(const sched_waiter_t *w)
+static inline int coro__can_wake(const coro__waiter_t *w)
 {
     const coro_t *c = w->coro;
     return c && c->state == CORO_PARKED && c->wait == w->primary;
 }
 
 /* Run queue. */
-static inline void sched_runq_push(sched_t *s, coro_t *c)
+static inline void coro__runq_push(coro__sched_t *s, coro_t *c)
 {
     c->state = CORO_READY;
     c->next_ready = NULL;
@@ -188,7 +188,7 @@ static inline void sched_runq_push(sched_t *s, coro_t *c)
 }
 
 /* Ahead of everyone: runs next. */
-static inline void sched_runq_push_front(sched_t *s, coro_t *c)
+static inline void coro__runq_push_front(coro__sched_t *s, coro_t *c)
 {
     c->state = CORO_READY;
     c->next_ready = s->runq_head;
@@ -198,7 +198,7 @@ static inline void sched_runq_push_front(sched_t *s, coro_t *c)
     s->runq_len++;
 }
 
-static inline coro_t *sched_runq_pop(sched_t *s)
+static inline coro_t *coro__runq_pop(coro__sched_t *s)
 {
     coro_t *c = s->runq_head;
     if (c) {
@@ -212,7 +212,7 @@ static inline coro_t *sched_runq_pop(sched_t *s)
 
 /* Something the end of a pass must look at exists now (an armed timer, a
  * poller waiter): end the current pass after the coroutines ready now. */
-static inline void sched_pass_clamp(sched_t *s)
+static inline void coro__pass_clamp(coro__sched_t *s)
 {
     if (s->pass_left > s->runq_len)
         s->pass_left = s->runq_len;
@@ -224,40 +224,40 @@ static inline void sched_pass_clamp(sched_t *s)
  * timers, start the next pass, and return the next coroutine to run
  * inline, or NULL to enter the scheduler's context (to wait for events,
  * or to poll descriptors between passes). */
-coro_t *sched_pass_end(sched_t *s);
+coro_t *coro__pass_end(coro__sched_t *s);
 /* CORO_DEBUG=slow: account the run that is ending. */
-__attribute__((cold)) void sched_note_run_time(sched_t *s, coro_t *self);
+__attribute__((cold)) void coro__note_run_time(coro__sched_t *s, coro_t *self);
 /* Free the detached coroutine that just ended (s->reap). */
-__attribute__((cold)) void sched_reap(sched_t *s);
+__attribute__((cold)) void coro__reap(coro__sched_t *s);
 
-static inline coro_t *sched_next_to_run(sched_t *s)
+static inline coro_t *coro__next_to_run(coro__sched_t *s)
 {
     if (__builtin_expect(s->pass_left > 0, 1) && s->runq_head) {
         s->pass_left--;
-        return sched_runq_pop(s);
+        return coro__runq_pop(s);
     }
-    return sched_pass_end(s);
+    return coro__pass_end(s);
 }
 
 /* What every context does right after it is switched to. */
-static inline void sched_after_switch(sched_t *s)
+static inline void coro__after_switch(coro__sched_t *s)
 {
     if (__builtin_expect(s->reap != NULL, 0))
-        sched_reap(s);
+        coro__reap(s);
 }
 
 /* The current coroutine has been queued, parked or has ended: run the next
  * one (or the scheduler's context). Returns when the caller runs again. */
-static inline void sched_switch(sched_t *s)
+static inline void coro__switch(coro__sched_t *s)
 {
     coro_t *self = s->current;
-    coro_t *next = sched_next_to_run(s);
+    coro_t *next = coro__next_to_run(s);
     if (next == self) {
         self->state = CORO_RUNNING;
         return;
     }
     if (__builtin_expect(s->slow_ns != 0, 0))
-        sched_note_run_time(s, self);
+        coro__note_run_time(s, self);
     s->switches++;
     s->current = next;
     if (next) {
@@ -266,21 +266,21 @@ static inline void sched_switch(sched_t *s)
     } else {
         coro_fiber_switch(&self->fiber, &s->fiber);
     }
-    sched_after_switch(s);
+    coro__after_switch(s);
 }
 
 /* The current coroutine has ended: pick what runs next (the caller's last
  * switch goes there). */
-coro_fiber_t *sched_exit_next(sched_t *s);
+coro_fiber_t *coro__exit_next(coro__sched_t *s);
 
 /* Timer heap (sched/timer.c). */
-int sched_timer_reserve(sched_t *s, size_t n);
-void sched_timer_arm(sched_t *s, coro_t *c, int64_t when);
-void sched_timer_disarm(sched_t *s, coro_t *c);
+int coro__timer_reserve(coro__sched_t *s, size_t n);
+void coro__timer_arm(coro__sched_t *s, coro_t *c, int64_t when);
+void coro__timer_disarm(coro__sched_t *s, coro_t *c);
 /* Wake every coroutine whose timer is due at `now`. */
-void sched_timer_expire(sched_t *s, int64_t now);
+void coro__timer_expire(coro__sched_t *s, int64_t now);
 /* The earliest armed time, CORO_NEVER if none. */
-static inline int64_t sched_timer_next(const sched_t *s)
+static inline int64_t coro__timer_next(const coro__sched_t *s)
 {
     return s->heap_len ? s->heap[0].when : CORO_NEVER;
 }
@@ -290,23 +290,23 @@ static inline int64_t sched_timer_next(const sched_t *s)
 /* The errno a checkpoint of c fails with now (ECANCELED, ETIMEDOUT), or 0.
  * Nothing pending (no cancellation, no deadline) is decided inline; the
  * rest, which may read the clock, in sched/park.c. */
-int sched_checkpoint_error_slow(const coro_t *c);
+int coro__checkpoint_error_slow(const coro_t *c);
 
-static inline int sched_checkpoint_error(const coro_t *c)
+static inline int coro__checkpoint_error(const coro_t *c)
 {
     if (__builtin_expect(!(c->cancelled | c->killed) && c->deadline == CORO_NEVER, 1))
         return 0;
-    return sched_checkpoint_error_slow(c);
+    return coro__checkpoint_error_slow(c);
 }
 
-static inline int sched_checkpoint(void)
+static inline int coro__checkpoint(void)
 {
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     if (__builtin_expect(!self, 0)) {
         errno = EPERM;
         return -1;
     }
-    int e = sched_checkpoint_error(self);
+    int e = coro__checkpoint_error(self);
     if (__builtin_expect(e != 0, 0)) {
         errno = e;
         return -1;
@@ -316,7 +316,7 @@ static inline int sched_checkpoint(void)
 
 /* Make self parked on w (the first half of every park); wake_at is the
  * wait's own time limit (CORO_NEVER: none, only the deadline's). */
-static inline void sched_park_prepare(sched_t *s, coro_t *self, sched_waiter_t *w,
+static inline void coro__park_prepare(coro__sched_t *s, coro_t *self, coro__waiter_t *w,
                                       int64_t wake_at, const char *what,
                                       const void *obj, int64_t num)
 {
@@ -332,12 +332,12 @@ static inline void sched_park_prepare(sched_t *s, coro_t *self, sched_waiter_t *
     self->wake_at = wake_at;
     int64_t limit = wake_at < self->deadline ? wake_at : self->deadline;
     if (limit != CORO_NEVER)
-        sched_timer_arm(s, self, limit);
+        coro__timer_arm(s, self, limit);
     self->state = CORO_PARKED;
 }
 
 /* What a park returns, from its waiter, once the coroutine runs again. */
-static inline int sched_park_result(const sched_waiter_t *w)
+static inline int coro__park_result(const coro__waiter_t *w)
 {
     int e = w->result;
     if (__builtin_expect(e != 0, 0)) {
@@ -347,91 +347,91 @@ static inline int sched_park_result(const sched_waiter_t *w)
     return 0;
 }
 
-/* The whole of sched_park for a w that is not NULL: sched_park (out of
- * line, for everyone) and sched_park_inline (sync/'s blocking paths) are
+/* The whole of coro__park for a w that is not NULL: coro__park (out of
+ * line, for everyone) and coro__park_inline (sync/'s blocking paths) are
  * this. */
-static inline int sched_park_waiter(sched_waiter_t *w, int64_t wake_at, const char *what,
+static inline int coro__park_waiter(coro__waiter_t *w, int64_t wake_at, const char *what,
                                     const void *obj, int64_t num)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     coro_t *self = s ? s->current : NULL;
-    int e = self ? sched_checkpoint_error(self) : EPERM;
+    int e = self ? coro__checkpoint_error(self) : EPERM;
     if (__builtin_expect(e != 0, 0)) {
         coro_list_remove(&w->node);
         errno = e;
         return -1;
     }
-    sched_park_prepare(s, self, w, wake_at, what, obj, num);
-    sched_switch(s);
-    return sched_park_result(w);
+    coro__park_prepare(s, self, w, wake_at, what, obj, num);
+    coro__switch(s);
+    return coro__park_result(w);
 }
 
-static inline int sched_park_inline(sched_waiter_t *w, const char *what, const void *obj)
+static inline int coro__park_inline(coro__waiter_t *w, const char *what, const void *obj)
 {
-    return sched_park_waiter(w, CORO_NEVER, what, obj, -1);
+    return coro__park_waiter(w, CORO_NEVER, what, obj, -1);
 }
 
-/* End the wait of w's coroutine, which sched_can_wake(w) says is still
+/* End the wait of w's coroutine, which coro__can_wake(w) says is still
  * on: record the result and which waiter fired, disarm the timer. w must
  * already be unlinked. Returns the coroutine, to be made ready. */
-static inline coro_t *sched_end_wait(sched_waiter_t *w, int result)
+static inline coro_t *coro__end_wait(coro__waiter_t *w, int result)
 {
     coro_t *c = w->coro;
-    sched_waiter_t *p = w->primary;
+    coro__waiter_t *p = w->primary;
     c->wait = NULL;
     p->result = result;
     p->fired = w;
     if (__builtin_expect(c->timer_index != 0, 0))
-        sched_timer_disarm(c->sched, c);
+        coro__timer_disarm(c->sched, c);
     return c;
 }
 
 /* Unlink w and, if its coroutine still waits on w's primary, end that
  * wait. Returns the coroutine to make ready, or NULL. */
-static inline coro_t *sched_finish_wait(sched_waiter_t *w, int result)
+static inline coro_t *coro__finish_wait(coro__waiter_t *w, int result)
 {
     coro_list_remove(&w->node);
-    if (!sched_can_wake(w))
+    if (!coro__can_wake(w))
         return NULL;
-    return sched_end_wait(w, result);
+    return coro__end_wait(w, result);
 }
 
-static inline void sched_wake_live(sched_waiter_t *w, int result)
+static inline void coro__wake_live(coro__waiter_t *w, int result)
 {
     coro_list_remove(&w->node);
-    coro_t *c = sched_end_wait(w, result);
-    sched_runq_push(c->sched, c);
+    coro_t *c = coro__end_wait(w, result);
+    coro__runq_push(c->sched, c);
 }
 
-static inline int sched_wake(sched_waiter_t *w, int result)
+static inline int coro__wake(coro__waiter_t *w, int result)
 {
-    coro_t *c = sched_finish_wait(w, result);
+    coro_t *c = coro__finish_wait(w, result);
     if (!c)
         return 0;
-    sched_runq_push(c->sched, c);
+    coro__runq_push(c->sched, c);
     return 1;
 }
 
-static inline int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
+static inline int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t *w,
                                 const char *what, const void *obj, int64_t num)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     coro_t *self = s ? s->current : NULL;
     if (!self) {
         coro_list_remove(&w->node);
         errno = EPERM;
         return -1;
     }
-    coro_t *to = wake ? sched_finish_wait(wake, result) : NULL;
-    int e = sched_checkpoint_error(self);
+    coro_t *to = wake ? coro__finish_wait(wake, result) : NULL;
+    int e = coro__checkpoint_error(self);
     if (e) {
         if (to)
-            sched_runq_push(s, to);
+            coro__runq_push(s, to);
         coro_list_remove(&w->node);
         errno = e;
         return -1;
     }
-    sched_park_prepare(s, self, w, CORO_NEVER, what, obj, num);
+    coro__park_prepare(s, self, w, CORO_NEVER, what, obj, num);
     if (to && !s->runq_head && s->pass_left > 0) {
         /* Nobody else is ready and the pass has room: switch straight to
          * the partner. (pass_left is 0 in CORO_DEBUG=slow mode.) */
@@ -440,20 +440,20 @@ static inline int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t
         s->current = to;
         to->state = CORO_RUNNING;
         coro_fiber_switch(&self->fiber, &to->fiber);
-        sched_after_switch(s);
+        coro__after_switch(s);
     } else {
         /* Others are waiting their turn: the partner queues behind them. */
         if (to)
-            sched_runq_push(s, to);
-        sched_switch(s);
+            coro__runq_push(s, to);
+        coro__switch(s);
     }
-    return sched_park_result(w);
+    return coro__park_result(w);
 }
 
 /* Coroutine objects (sched/spawn.c). */
-coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts);
-void sched_free_coro(sched_t *s, coro_t *c);
-int sched_valid(const sched_t *s, const coro_t *c);
+coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts);
+void coro__free_coro(coro__sched_t *s, coro_t *c);
+int coro__valid(const coro__sched_t *s, const coro_t *c);
 
 /* Tokens the poller reports besides descriptors' (whose generation is
  * never 0). */
@@ -462,22 +462,22 @@ int sched_valid(const sched_t *s, const coro_t *c);
 
 /* Descriptor table (sched/fd.c): a poller event for a descriptor token;
  * freeing the table. */
-void sched_fd_ready(sched_t *s, uint64_t token, int events);
-void sched_fd_free_all(sched_t *s);
+void coro__fd_ready(coro__sched_t *s, uint64_t token, int events);
+void coro__fd_free_all(coro__sched_t *s);
 
 /* Posts, exit hooks, signals (sched/post.c): run the posts queued by other
  * threads; wake the signal waiters; run the exit hooks. */
-void sched_posts_run(sched_t *s);
-void sched_signals_ready(sched_t *s);
-void sched_run_exit_hooks(sched_t *s);
+void coro__posts_run(coro__sched_t *s);
+void coro__signals_ready(coro__sched_t *s);
+void coro__run_exit_hooks(coro__sched_t *s);
 
 /* Groups (sched/group.c): a child of g has ended. */
-void sched_group_child_done(coro_t *c);
+void coro__group_child_done(coro_t *c);
 
 /* Dump (sched/dump.c): write the dump with a headline. */
-void sched_dump_to(sched_t *s, int fd, const char *headline);
+void coro__dump_to(coro__sched_t *s, int fd, const char *headline);
 /* CORO_DEBUG parsing and the slow-coroutine report. */
-void sched_debug_init(sched_t *s);
-void sched_debug_slow(sched_t *s, coro_t *c, int64_t ran_ns);
+void coro__debug_init(coro__sched_t *s);
+void coro__debug_slow(coro__sched_t *s, coro_t *c, int64_t ran_ns);
 
 #endif /* CORO_SCHED_INT_H */

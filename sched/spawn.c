@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-int sched_valid(const sched_t *s, const coro_t *c)
+int coro__valid(const coro__sched_t *s, const coro_t *c)
 {
     return s && c && c->magic == CORO_MAGIC_LIVE && c->sched == s;
 }
@@ -15,32 +15,32 @@ int sched_valid(const sched_t *s, const coro_t *c)
  * whoever waits, and name the fiber to switch to. Nothing can "fall off"
  * the end of a coroutine's stack: the trampoline owns the exit, and the
  * entry routine makes the last switch. */
-static coro_fiber_t *coro_exit(sched_t *s, coro_t *self, int status)
+static coro_fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
 {
     self->status = status;
     self->state = CORO_DONE;
     s->live--;
     coro_list_t *j = coro_list_first(&self->joiners);
     if (j)
-        sched_wake(coro_container_of(j, sched_waiter_t, node), 0);
+        coro__wake(coro_container_of(j, coro__waiter_t, node), 0);
     if (self->group)
-        sched_group_child_done(self);
+        coro__group_child_done(self);
     if (self->is_main)
         s->main_status = status;
     if (self->detached || self->is_main)
         s->reap = self; /* freed once we are off its stack */
-    return sched_exit_next(s);
+    return coro__exit_next(s);
 }
 
 static coro_fiber_t *trampoline(coro_fiber_t *f)
 {
     coro_t *self = (coro_t *)f;
-    sched_t *s = self->sched;
-    sched_after_switch(s);
+    coro__sched_t *s = self->sched;
+    coro__after_switch(s);
     return coro_exit(s, self, self->fn(self->arg));
 }
 
-coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
+coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
 {
     if (!fn) {
         errno = EINVAL;
@@ -50,7 +50,7 @@ coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
     if (opts && opts->stack_size && !(size = coro_stack_size_for(opts->stack_size)))
         return NULL;
     /* One heap slot per live coroutine, so parking never allocates. */
-    if (s->live >= s->heap_cap && sched_timer_reserve(s, s->live + 1) != 0)
+    if (s->live >= s->heap_cap && coro__timer_reserve(s, s->live + 1) != 0)
         return NULL;
     char *name = NULL;
     if (opts && opts->name && !(name = coro_strdup(opts->name)))
@@ -86,11 +86,11 @@ coro_t *sched_spawn(sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
     coro_list_push_back(&s->all, &c->all_node);
     s->live++;
     s->spawned++;
-    sched_runq_push(s, c);
+    coro__runq_push(s, c);
     return c;
 }
 
-void sched_free_coro(sched_t *s, coro_t *c)
+void coro__free_coro(coro__sched_t *s, coro_t *c)
 {
     (void)s;
     coro_list_remove(&c->all_node);
@@ -101,12 +101,12 @@ void sched_free_coro(sched_t *s, coro_t *c)
 
 coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     if (!s) {
         errno = EPERM;
         return NULL;
     }
-    return sched_spawn(s, fn, arg, opts);
+    return coro__spawn(s, fn, arg, opts);
 }
 
 coro_t *coro_spawn(coro_fn fn, void *arg)
@@ -116,7 +116,7 @@ coro_t *coro_spawn(coro_fn fn, void *arg)
 
 int coro_join(coro_t *c, int *status)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     coro_t *self = s ? s->current : NULL;
     if (!self) {
         errno = EPERM;
@@ -126,35 +126,35 @@ int coro_join(coro_t *c, int *status)
         errno = EDEADLK;
         return -1;
     }
-    if (!sched_valid(s, c) || c->detached || c->group || c->is_main ||
+    if (!coro__valid(s, c) || c->detached || c->group || c->is_main ||
         coro_list_linked(&c->joiners)) {
         errno = EINVAL;
         return -1;
     }
     if (c->state == CORO_DONE) {
-        if (sched_checkpoint() != 0)
+        if (coro__checkpoint() != 0)
             return -1;
     } else {
-        sched_waiter_t w;
+        coro__waiter_t w;
         coro_list_push_back(&c->joiners, &w.node);
-        /* sched_park checks the caller's checkpoint first. */
-        if (sched_park(&w, CORO_NEVER, "join coroutine", c, (int64_t)c->fiber.id) != 0)
+        /* coro__park checks the caller's checkpoint first. */
+        if (coro__park(&w, CORO_NEVER, "join coroutine", c, (int64_t)c->fiber.id) != 0)
             return -1; /* c keeps running and stays joinable */
     }
     if (status)
         *status = c->status;
-    sched_free_coro(s, c);
+    coro__free_coro(s, c);
     return 0;
 }
 
 void coro_detach(coro_t *c)
 {
-    sched_t *s = sched_tls;
-    if (!sched_valid(s, c) || c->detached || c->group || c->is_main ||
+    coro__sched_t *s = coro__tls;
+    if (!coro__valid(s, c) || c->detached || c->group || c->is_main ||
         coro_list_linked(&c->joiners))
         return;
     if (c->state == CORO_DONE) {
-        sched_free_coro(s, c);
+        coro__free_coro(s, c);
         return;
     }
     c->detached = 1;
@@ -162,7 +162,7 @@ void coro_detach(coro_t *c)
 
 coro_t *coro_self(void)
 {
-    sched_t *s = sched_tls;
+    coro__sched_t *s = coro__tls;
     return s ? s->current : NULL;
 }
 

@@ -12,20 +12,20 @@
 
 #include <errno.h>
 
-static inline int before(const sched_timer_t *a, const sched_timer_t *b)
+static inline int before(const coro__timer_t *a, const coro__timer_t *b)
 {
     if (a->when != b->when)
         return a->when < b->when;
     return a->seq < b->seq;
 }
 
-static inline void place(sched_t *s, size_t i, sched_timer_t t)
+static inline void place(coro__sched_t *s, size_t i, coro__timer_t t)
 {
     s->heap[i] = t;
     t.coro->timer_index = i + 1;
 }
 
-static void sift_up(sched_t *s, size_t i, sched_timer_t t)
+static void sift_up(coro__sched_t *s, size_t i, coro__timer_t t)
 {
     while (i > 0) {
         size_t parent = (i - 1) / 2;
@@ -37,11 +37,11 @@ static void sift_up(sched_t *s, size_t i, sched_timer_t t)
     place(s, i, t);
 }
 
-static void sift_down(sched_t *s, size_t i, sched_timer_t t)
+static void sift_down(coro__sched_t *s, size_t i, coro__timer_t t)
 {
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        const sched_timer_t *best = &t;
+        const coro__timer_t *best = &t;
         if (l < s->heap_len && before(&s->heap[l], best)) {
             m = l;
             best = &s->heap[l];
@@ -56,14 +56,14 @@ static void sift_down(sched_t *s, size_t i, sched_timer_t t)
     place(s, i, t);
 }
 
-int sched_timer_reserve(sched_t *s, size_t n)
+int coro__timer_reserve(coro__sched_t *s, size_t n)
 {
     if (n <= s->heap_cap)
         return 0;
     size_t cap = s->heap_cap ? s->heap_cap : 64;
     while (cap < n)
         cap *= 2;
-    sched_timer_t *h = coro_realloc(s->heap, cap * sizeof *h);
+    coro__timer_t *h = coro_realloc(s->heap, cap * sizeof *h);
     if (!h)
         return -1;
     s->heap = h;
@@ -71,23 +71,23 @@ int sched_timer_reserve(sched_t *s, size_t n)
     return 0;
 }
 
-void sched_timer_arm(sched_t *s, coro_t *c, int64_t when)
+void coro__timer_arm(coro__sched_t *s, coro_t *c, int64_t when)
 {
-    sched_timer_t t = { when, s->timer_seq++, c };
+    coro__timer_t t = { when, s->timer_seq++, c };
     c->timer_when = when;
     /* Capacity is reserved at spawn: one slot per live coroutine. */
     sift_up(s, s->heap_len++, t);
-    sched_pass_clamp(s);
+    coro__pass_clamp(s);
 }
 
-void sched_timer_disarm(sched_t *s, coro_t *c)
+void coro__timer_disarm(coro__sched_t *s, coro_t *c)
 {
     size_t i = c->timer_index;
     if (!i)
         return;
     i--;
     c->timer_index = 0;
-    sched_timer_t last = s->heap[--s->heap_len];
+    coro__timer_t last = s->heap[--s->heap_len];
     if (i == s->heap_len)
         return;
     if (i > 0 && before(&last, &s->heap[(i - 1) / 2]))
@@ -96,7 +96,7 @@ void sched_timer_disarm(sched_t *s, coro_t *c)
         sift_down(s, i, last);
 }
 
-void sched_timer_expire(sched_t *s, int64_t now)
+void coro__timer_expire(coro__sched_t *s, int64_t now)
 {
     while (s->heap_len && s->heap[0].when <= now) {
         coro_t *c = s->heap[0].coro;
@@ -107,6 +107,6 @@ void sched_timer_expire(sched_t *s, int64_t now)
          * sleep's end: success) and the deadline (ETIMEDOUT); which one it
          * was does not depend on how late the loop got here (a stalled
          * process could find both passed). Ties go to the wait's own time. */
-        sched_wake(c->wait, c->wake_at <= c->deadline ? 0 : ETIMEDOUT);
+        coro__wake(c->wait, c->wake_at <= c->deadline ? 0 : ETIMEDOUT);
     }
 }

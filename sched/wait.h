@@ -3,12 +3,12 @@
  * here once, never in each primitive.
  *
  * A primitive that must block:
- *     sched_waiter_t w;
+ *     coro__waiter_t w;
  *     coro_list_push_back(&obj->waiters, &w.node);   // or leave unlinked
- *     if (sched_park(&w, CORO_NEVER, "mutex", obj, -1) != 0)
+ *     if (coro__park(&w, CORO_NEVER, "mutex", obj, -1) != 0)
  *         return -1;                                 // errno says why
  * and whoever completes the wait:
- *     sched_wake(w, 0);                              // unlinks w, readies its coroutine
+ *     coro__wake(w, 0);                              // unlinks w, readies its coroutine
  *
  * The waiter lives on the waiting coroutine's stack. A wake for a timeout
  * or a cancellation unlinks it from the object's list right away, so a
@@ -22,76 +22,76 @@
 #include "coro/coro.h"
 #include "coro/list.h"
 
-typedef struct sched_waiter {
+typedef struct coro__waiter {
     /* In the wait list of the object waited on (or unlinked). */
     coro_list_t node;
-    /* The parked coroutine; set by sched_park. */
+    /* The parked coroutine; set by coro__park. */
     coro_t *coro;
-    /* The waiter its coroutine parked on: itself (set by sched_park), or,
+    /* The waiter its coroutine parked on: itself (set by coro__park), or,
      * for a coroutine waiting on several lists at once (select), the one
-     * waiter it passed to sched_park. Set coro and primary yourself on such
+     * waiter it passed to coro__park. Set coro and primary yourself on such
      * extra waiters before linking them. */
-    struct sched_waiter *primary;
+    struct coro__waiter *primary;
     /* On the primary: which waiter's wake ended the wait (the primary
      * itself for a timeout or cancellation). */
-    struct sched_waiter *fired;
+    struct coro__waiter *fired;
     /* Why it woke (on the primary): 0, or an errno value (ETIMEDOUT,
      * ECANCELED, or the waker's own, e.g. EPIPE). */
     int result;
     /* Free for the primitive: a value handed over with the wake. */
     void *data;
-} sched_waiter_t;
+} coro__waiter_t;
 
 /* Fail with ECANCELED (cancelled and not shielded) or ETIMEDOUT (the
  * deadline has passed), or EPERM outside a coroutine: what every blocking
  * call checks before it completes, even without blocking. Returns 0 or -1.
- *     int sched_checkpoint(void);
+ *     int coro__checkpoint(void);
  * (inline, in sched/sched_int.h: nothing pending costs two loads) */
 
-/* Park the running coroutine until sched_wake(w), its deadline, a
+/* Park the running coroutine until coro__wake(w), its deadline, a
  * cancellation, or (if wake_at != CORO_NEVER) the time wake_at. Checks the
  * checkpoint first. `what`, `obj` and `num` (>= 0 to show a number such as
  * an fd or coroutine id, else -1) describe the wait for coro_dump. w may be
  * NULL for a wait that only a timer or cancellation ends.
  * Returns 0 when woken with 0 or when wake_at came; otherwise -1 with errno
  * set to the wake result. On any return w is unlinked. */
-int sched_park(sched_waiter_t *w, int64_t wake_at, const char *what,
+int coro__park(coro__waiter_t *w, int64_t wake_at, const char *what,
                const void *obj, int64_t num);
 
 /* Wake the coroutine parked on w with `result`: unlink w, record the
  * result, make the coroutine ready. Returns 1, or 0 if w's coroutine is no
  * longer parked on w (already woken for another reason); w is unlinked
  * either way. Never blocks; call it from a coroutine of the same thread.
- *     int sched_wake(sched_waiter_t *w, int result);
+ *     int coro__wake(coro__waiter_t *w, int result);
  * (inline, in sched/sched_int.h) */
 
-/* sched_wake(w, result) for a w that sched_can_wake(w) has just approved
+/* coro__wake(w, result) for a w that coro__can_wake(w) has just approved
  * (nothing has run in between that could have woken its coroutine): the
  * waker of sync/ finds its waiter with that test already, and this skips
  * repeating it.
- *     void sched_wake_live(sched_waiter_t *w, int result);
+ *     void coro__wake_live(coro__waiter_t *w, int result);
  * (inline, in sched/sched_int.h) */
 
-/* sched_park(w, CORO_NEVER, what, obj, -1) for a w that is not NULL,
+/* coro__park(w, CORO_NEVER, what, obj, -1) for a w that is not NULL,
  * inline: the blocking paths of sync/ (one copy per primitive, each a
  * hand-off's worth of calls and register saves shorter).
- *     int sched_park_inline(sched_waiter_t *w, const char *what,
+ *     int coro__park_inline(coro__waiter_t *w, const char *what,
  *                           const void *obj);
  * (in sched/sched_int.h) */
 
-/* Would sched_wake(w, ...) wake anyone? (Is w's coroutine still parked on
+/* Would coro__wake(w, ...) wake anyone? (Is w's coroutine still parked on
  * w's primary?) A waker checks this before it hands anything over, so a
  * value is never copied to a coroutine that has already been woken.
- *     int sched_can_wake(const sched_waiter_t *w);
+ *     int coro__can_wake(const coro__waiter_t *w);
  * (inline, in sched/sched_int.h) */
 
-/* sched_wake, but the woken coroutine runs next, before everyone already
+/* coro__wake, but the woken coroutine runs next, before everyone already
  * ready (a one-off hand-off, such as a producer's last word; a loop of
- * hand-offs should use sched_handoff, which stays fair). */
-int sched_wake_next(sched_waiter_t *w, int result);
+ * hand-offs should use coro__handoff, which stays fair). */
+int coro__wake_next(coro__waiter_t *w, int result);
 
 /* Wake `wake` (if not NULL and still waiting) with `result`, then park
- * the caller on w as sched_park(w, CORO_NEVER, ...) does: the two halves
+ * the caller on w as coro__park(w, CORO_NEVER, ...) does: the two halves
  * of a hand-off between two coroutines (generators: next <-> yield). When
  * no other coroutine is ready and the current pass over the run queue has
  * room, it switches straight to the woken coroutine without touching the
@@ -99,13 +99,13 @@ int sched_wake_next(sched_waiter_t *w, int result);
  * an endless hand-off loop cannot starve them, timers or I/O. The wake
  * happens even if the caller's own checkpoint then fails (-1 with errno,
  * not parked).
- *     int sched_handoff(sched_waiter_t *wake, int result, sched_waiter_t *w,
+ *     int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t *w,
  *                       const char *what, const void *obj, int64_t num);
  * (inline, in sched/sched_int.h: its one caller, sync/gen.c, keeps it in
  * one copy) */
 
 /* The running coroutine (NULL outside one).
- *     coro_t *sched_current(void);
+ *     coro_t *coro__current(void);
  * (inline, in sched/sched_int.h) */
 
 /* Those sit on every hand-off of sync/ and io/, so they are inline;

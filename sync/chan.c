@@ -20,7 +20,7 @@
  * is the caller's element buffer; a select case waiter (whose primary is
  * not itself) has `data` pointing at its coro_case_t. Lists can hold stale
  * waiters: a select woken through one case leaves its other case waiters
- * linked until it runs again. sched_can_wake() tells them apart and they
+ * linked until it runs again. coro__can_wake() tells them apart and they
  * are dropped as they are met.
  *
  * A freed channel's magic is overwritten, so a later call on the handle
@@ -126,7 +126,7 @@ static inline void ring_take(coro_chan_t *ch, void *elem)
 }
 
 /* The buffer a waiter sends from or receives into. */
-static inline void *waiter_elem(const sched_waiter_t *w)
+static inline void *waiter_elem(const coro__waiter_t *w)
 {
     if (w->primary == w)
         return w->data;
@@ -137,12 +137,12 @@ static inline void *waiter_elem(const sched_waiter_t *w)
  * met on the way are unlinked. The running coroutine's own waiters never
  * qualify (it is not parked), so a select with a send and a receive on
  * one channel cannot meet itself. */
-static inline sched_waiter_t *first_live(coro_list_t *q)
+static inline coro__waiter_t *first_live(coro_list_t *q)
 {
     coro_list_t *n;
     while ((n = q->next) != q) {
-        sched_waiter_t *w = coro_container_of(n, sched_waiter_t, node);
-        if (__builtin_expect(sched_can_wake(w), 1))
+        coro__waiter_t *w = coro_container_of(n, coro__waiter_t, node);
+        if (__builtin_expect(coro__can_wake(w), 1))
             return w;
         coro_list_remove(n);
     }
@@ -153,16 +153,16 @@ static inline sched_waiter_t *first_live(coro_list_t *q)
 static void wake_all(coro_list_t *q, int result)
 {
     while (q->next != q)
-        sched_wake(coro_container_of(q->next, sched_waiter_t, node), result);
+        coro__wake(coro_container_of(q->next, coro__waiter_t, node), result);
 }
 
 /* Send elem now: to the live receiver r if there is one, else into the
  * ring (which has room). */
-static inline void send_to(coro_chan_t *ch, const void *elem, sched_waiter_t *r)
+static inline void send_to(coro_chan_t *ch, const void *elem, coro__waiter_t *r)
 {
     if (r) {
         copy_elem(waiter_elem(r), elem, ch->elem_size);
-        sched_wake_live(r, 0);
+        coro__wake_live(r, 0);
     } else {
         ring_put(ch, elem);
     }
@@ -170,17 +170,17 @@ static inline void send_to(coro_chan_t *ch, const void *elem, sched_waiter_t *r)
 
 /* Receive into elem now, from the ring if it holds anything (refilling it
  * from the first live sender), else from the live sender s. */
-static inline void recv_from(coro_chan_t *ch, void *elem, sched_waiter_t *s)
+static inline void recv_from(coro_chan_t *ch, void *elem, coro__waiter_t *s)
 {
     if (ch->len) {
         ring_take(ch, elem);
         if ((s = first_live(&ch->sendq)) != NULL) {
             ring_put(ch, waiter_elem(s));
-            sched_wake_live(s, 0);
+            coro__wake_live(s, 0);
         }
     } else {
         copy_elem(elem, waiter_elem(s), ch->elem_size);
-        sched_wake_live(s, 0);
+        coro__wake_live(s, 0);
     }
 }
 
@@ -191,10 +191,10 @@ static inline void recv_from(coro_chan_t *ch, void *elem, sched_waiter_t *s)
 __attribute__((noinline))
 static int park_on(coro_list_t *q, void *elem, const char *what, const coro_chan_t *ch)
 {
-    sched_waiter_t me;
+    coro__waiter_t me;
     me.data = elem;
     coro_list_push_back(q, &me.node);
-    return sched_park_inline(&me, what, ch);
+    return coro__park_inline(&me, what, ch);
 }
 
 /* ---- channels ----------------------------------------------------------- */
@@ -230,14 +230,14 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
         return -1;
     }
     chan_check(ch, "coro_chan_send");
-    sched_waiter_t *r = NULL;
+    coro__waiter_t *r = NULL;
     if (!ch->closed) {
         r = first_live(&ch->recvq);
-        /* Nothing to complete with: park (sched_park is the checkpoint). */
+        /* Nothing to complete with: park (coro__park is the checkpoint). */
         if (!r && ch->len == ch->cap)
             return park_on(&ch->sendq, (void *)(uintptr_t)elem, "chan send", ch);
     }
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     if (ch->closed) {
         errno = EPIPE;
@@ -254,13 +254,13 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
         return -1;
     }
     chan_check(ch, "coro_chan_recv");
-    sched_waiter_t *s = NULL;
+    coro__waiter_t *s = NULL;
     if (!ch->len) {
         s = first_live(&ch->sendq);
         if (!s && !ch->closed)
             return park_on(&ch->recvq, elem, "chan recv", ch);
     }
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     if (!ch->len && !s) {
         errno = EPIPE; /* closed and drained */
@@ -281,7 +281,7 @@ int coro_chan_try_send(coro_chan_t *ch, const void *elem)
         errno = EPIPE;
         return -1;
     }
-    sched_waiter_t *r = first_live(&ch->recvq);
+    coro__waiter_t *r = first_live(&ch->recvq);
     if (!r && ch->len == ch->cap) {
         errno = EAGAIN;
         return -1;
@@ -297,7 +297,7 @@ int coro_chan_try_recv(coro_chan_t *ch, void *elem)
         return -1;
     }
     chan_check(ch, "coro_chan_try_recv");
-    sched_waiter_t *s = NULL;
+    coro__waiter_t *s = NULL;
     if (!ch->len && !(s = first_live(&ch->sendq))) {
         errno = ch->closed ? EPIPE : EAGAIN;
         return -1;
@@ -435,7 +435,7 @@ static void case_complete(coro_case_t *c)
         else
             send_to(ch, c->elem, first_live(&ch->recvq));
     } else {
-        sched_waiter_t *s = ch->len ? NULL : first_live(&ch->sendq);
+        coro__waiter_t *s = ch->len ? NULL : first_live(&ch->sendq);
         if (!ch->len && !s)
             c->err = EPIPE;
         else
@@ -449,20 +449,20 @@ static void case_complete(coro_case_t *c)
  * waiter, and p.fired names it. */
 static int select_wait(coro_case_t *cases, int n)
 {
-    sched_waiter_t local[SELECT_STACK_CASES], *ws = local;
-    coro_t *self = sched_current();
+    coro__waiter_t local[SELECT_STACK_CASES], *ws = local;
+    coro_t *self = coro__current();
     if (!self) {
         errno = EPERM;
         return -1;
     }
     if (n > SELECT_STACK_CASES) {
-        if (sched_checkpoint() != 0)
+        if (coro__checkpoint() != 0)
             return -1;
         ws = coro_malloc((size_t)n * sizeof *ws);
         if (!ws)
             return -1;
     }
-    sched_waiter_t p;
+    coro__waiter_t p;
     coro_list_init(&p.node);
     p.fired = NULL;
     int saved_errno = errno;
@@ -470,7 +470,7 @@ static int select_wait(coro_case_t *cases, int n)
         coro_case_t *c = &cases[i];
         if (!c->ch)
             continue;
-        sched_waiter_t *w = &ws[i];
+        coro__waiter_t *w = &ws[i];
         w->coro = self;
         w->primary = &p;
         w->fired = NULL;
@@ -478,14 +478,14 @@ static int select_wait(coro_case_t *cases, int n)
         w->data = c;
         coro_list_push_back(c->op == CORO_SEND ? &c->ch->sendq : &c->ch->recvq, &w->node);
     }
-    sched_park(&p, CORO_NEVER, "select", cases, -1);
+    coro__park(&p, CORO_NEVER, "select", cases, -1);
     int e = errno;
     /* Unlink the rest. A channel freed meanwhile has already unlinked
      * ours, so this touches no freed memory. */
     for (int i = 0; i < n; i++)
         if (cases[i].ch)
             coro_list_remove(&ws[i].node);
-    sched_waiter_t *f = p.fired;
+    coro__waiter_t *f = p.fired;
     int idx = (f && f != &p) ? (int)(f - ws) : -1;
     if (ws != local)
         free(ws);
@@ -514,7 +514,7 @@ static int select_impl(coro_case_t *cases, int n, int block)
             pick = i;
     }
     if (pick >= 0) {
-        if (block && sched_checkpoint() != 0)
+        if (block && coro__checkpoint() != 0)
             return -1;
         case_complete(&cases[pick]);
         return pick;

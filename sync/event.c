@@ -41,8 +41,8 @@ int coro_event_wait(coro_event_t *e)
         return -1;
     }
     if (e->set)
-        return sched_checkpoint();
-    sched_waiter_t w;
+        return coro__checkpoint();
+    coro__waiter_t w;
     return waitq_park(&e->waiters, &w, NULL, "event", e); /* checkpoints first */
 }
 
@@ -81,7 +81,7 @@ int coro_wg_wait(coro_wg_t *wg)
         return -1;
     }
     if (wg->count == 0)
-        return sched_checkpoint();
-    sched_waiter_t w;
+        return coro__checkpoint();
+    coro__waiter_t w;
     return waitq_park(&wg->waiters, &w, NULL, "waitgroup", wg); /* checkpoints first */
 }

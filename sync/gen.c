@@ -3,7 +3,7 @@
  * next coro_gen_yield or its return.
  *
  * The hand-off is direct: next wakes the producer and parks in one
- * sched_handoff; yield copies the value straight into the consumer's
+ * coro__handoff; yield copies the value straight into the consumer's
  * buffer and hands back the same way. With no other coroutine ready, one
  * value costs two switches and no run-queue traffic; with others ready,
  * the partner queues behind them, so a generator loop never starves them.
@@ -23,7 +23,7 @@
  *
  * Cancellation never loses a value: if the consumer stops waiting (cancel,
  * deadline) while the producer runs, the producer's yield finds nobody to
- * hand to (sched_can_wake is false, or cw is NULL), keeps the value in
+ * hand to (coro__can_wake is false, or cw is NULL), keeps the value in
  * g->pending and parks; the next coro_gen_next returns it without waking
  * the producer, and only the call after that resumes fn.
  *
@@ -50,8 +50,8 @@ struct coro_gen {
     void *arg;
     size_t elem_size;
     coro_t *producer;
-    sched_waiter_t *cw;   /* consumer inside next, not yet answered */
-    sched_waiter_t *pw;   /* producer parked waiting for a next */
+    coro__waiter_t *cw;   /* consumer inside next, not yet answered */
+    coro__waiter_t *pw;   /* producer parked waiting for a next */
     int status;           /* fn's return, once finished */
     unsigned char started;     /* a next has asked for a value */
     unsigned char finished;    /* fn has returned (or was never called) */
@@ -74,10 +74,10 @@ static inline void copy_elem(void *dst, const void *src, size_t n)
     }
 }
 
-static inline void waiter_init(sched_waiter_t *w, void *data)
+static inline void waiter_init(coro__waiter_t *w, void *data)
 {
     coro_list_init(&w->node);
-    w->coro = NULL; /* sched_can_wake is false until sched_park sets it */
+    w->coro = NULL; /* coro__can_wake is false until coro__park sets it */
     w->primary = w;
     w->fired = NULL;
     w->result = 0;
@@ -94,14 +94,14 @@ static inline void waiter_init(sched_waiter_t *w, void *data)
 /* Wake `wake` (if not NULL) to run next, then park the caller: as the
  * consumer (buf is where the value goes) or as the producer waiting for the
  * next coro_gen_next (buf NULL). Both sides park here, through the one
- * sched_park call below, and coro_gen_next and coro_gen_yield reach it by a
+ * coro__park call below, and coro_gen_next and coro_gen_yield reach it by a
  * tail call: a coroutine resumed by a hand-off then returns through the
  * same two frames the other side entered, so the CPU's return predictor
  * misses only the final return into user code (once per hand-off, as for
  * any two coroutine bodies switching to each other). */
-static GEN_ONE_COPY int gen_switch(coro_gen_t *g, sched_waiter_t *wake, void *buf)
+static GEN_ONE_COPY int gen_switch(coro_gen_t *g, coro__waiter_t *wake, void *buf)
 {
-    sched_waiter_t w;
+    coro__waiter_t w;
     waiter_init(&w, buf);
     if (buf) {
         g->cw = &w;
@@ -111,9 +111,9 @@ static GEN_ONE_COPY int gen_switch(coro_gen_t *g, sched_waiter_t *wake, void *bu
     }
     const char *what = buf ? "gen next" : "gen yield";
     /* Hide what the branches above learnt about buf, so the compiler keeps
-     * a single call of sched_handoff rather than one per path. */
+     * a single call of coro__handoff rather than one per path. */
     __asm__("" : "+r"(buf));
-    int r = sched_handoff(wake, 0, &w, what, g, -1);
+    int r = coro__handoff(wake, 0, &w, what, g, -1);
     if (!buf) {
         g->pw = NULL; /* the producer: g lives until it has ended */
         return r;
@@ -146,10 +146,10 @@ static int gen_body(void *arg)
 out:
     g->status = status;
     g->finished = 1;
-    sched_waiter_t *cw = g->cw;
-    if (cw && sched_can_wake(cw)) {
+    coro__waiter_t *cw = g->cw;
+    if (cw && coro__can_wake(cw)) {
         g->cw = NULL;
-        sched_wake_next(cw, ENOENT);
+        coro__wake_next(cw, ENOENT);
     }
     if (g->free_on_exit)
         free(g);
@@ -168,7 +168,7 @@ coro_gen_t *coro_gen_new_opts(coro_gen_fn fn, void *arg, size_t elem_size,
         errno = EINVAL;
         return NULL;
     }
-    if (!sched_current()) {
+    if (!coro__current()) {
         errno = EPERM;
         return NULL;
     }
@@ -204,7 +204,7 @@ int coro_gen_yield(coro_gen_t *g, const void *elem)
         errno = EINVAL;
         return -1;
     }
-    if (sched_current() != g->producer) {
+    if (coro__current() != g->producer) {
         errno = EPERM;
         return -1;
     }
@@ -212,7 +212,7 @@ int coro_gen_yield(coro_gen_t *g, const void *elem)
         errno = ECANCELED;
         return -1;
     }
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     /* A value is still kept from before (this fn's earlier yield failed
      * while waiting, its own deadline say, and it yields again): wait until
@@ -220,8 +220,8 @@ int coro_gen_yield(coro_gen_t *g, const void *elem)
     while (__builtin_expect(g->has_pending, 0))
         if (gen_switch(g, NULL, NULL) != 0)
             return -1;
-    sched_waiter_t *cw = g->cw;
-    if (cw && sched_can_wake(cw)) {
+    coro__waiter_t *cw = g->cw;
+    if (cw && coro__can_wake(cw)) {
         copy_elem(cw->data, elem, g->elem_size);
         g->cw = NULL;
         /* A failure of the wait that follows (fn's own deadline passed
@@ -242,15 +242,15 @@ int coro_gen_next(coro_gen_t *g, void *elem)
         return -1;
     }
     if (g->cw) { /* someone is inside next already */
-        coro_t *self = sched_current();
+        coro_t *self = coro__current();
         errno = !self ? EPERM : self == g->producer ? EDEADLK : EBUSY;
         return -1;
     }
-    if (sched_checkpoint() != 0) /* EPERM outside a coroutine */
+    if (coro__checkpoint() != 0) /* EPERM outside a coroutine */
         return -1;
     /* fn asking its own generator for a value (only possible while the
      * producer is not parked waiting for a next). */
-    if (!g->pw && sched_current() == g->producer) {
+    if (!g->pw && coro__current() == g->producer) {
         errno = EDEADLK;
         return -1;
     }
@@ -266,7 +266,7 @@ int coro_gen_next(coro_gen_t *g, void *elem)
     /* If the producer is not parked waiting for us, it is busy (in a sleep
      * of its own, say, after an earlier next gave up) or has not run yet:
      * its yield finds our waiter. */
-    sched_waiter_t *pw = g->pw;
+    coro__waiter_t *pw = g->pw;
     g->pw = NULL;
     return gen_switch(g, pw, elem);
 }
@@ -284,7 +284,7 @@ void coro_gen_free(coro_gen_t *g)
 {
     if (!g)
         return;
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     if (!self) {
         /* No scheduler runs here: coro_main has returned, every coroutine
          * (the producer too) has ended and been freed with it. */
@@ -297,11 +297,11 @@ void coro_gen_free(coro_gen_t *g)
      * One still parked there ends now with ENOENT (no value will come);
      * one already woken (cancel, deadline) but not yet run sees w.data
      * cleared and leaves g alone. */
-    sched_waiter_t *cw = g->cw;
+    coro__waiter_t *cw = g->cw;
     if (cw) {
         g->cw = NULL;
         cw->data = NULL;
-        sched_wake(cw, ENOENT);
+        coro__wake(cw, ENOENT);
     }
     if (self == g->producer) {
         /* fn frees its own generator: its later yields fail, and g goes
@@ -314,10 +314,10 @@ void coro_gen_free(coro_gen_t *g)
         /* Its pending or next yield fails with ECANCELED. A producer parked
          * waiting for a next is woken even if fn shielded itself. */
         coro_cancel(g->producer);
-        sched_waiter_t *pw = g->pw;
+        coro__waiter_t *pw = g->pw;
         if (pw) {
             g->pw = NULL;
-            sched_wake(pw, ECANCELED);
+            coro__wake(pw, ECANCELED);
         }
     }
     /* Wait for fn to return even if the caller is cancelled or past its

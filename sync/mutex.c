@@ -24,12 +24,12 @@ int coro_mutex_lock(coro_mutex_t *m)
         return -1;
     }
     if (!m->owner) {
-        if (sched_checkpoint() != 0)
+        if (coro__checkpoint() != 0)
             return -1;
         m->owner = self;
         return 0;
     }
-    sched_waiter_t w;
+    coro__waiter_t w;
     /* The park checks the checkpoint first. On success the unlocker has
      * already made us the owner. */
     return waitq_park(&m->waiters, &w, NULL, "mutex", m);
@@ -54,15 +54,15 @@ int coro_mutex_unlock(coro_mutex_t *m)
         errno = EINVAL;
         return -1;
     }
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     if (!self || m->owner != self) {
         errno = EPERM;
         return -1;
     }
-    sched_waiter_t *w = waitq_first(&m->waiters);
+    coro__waiter_t *w = waitq_first(&m->waiters);
     if (w) {
         m->owner = w->coro;
-        sched_wake_live(w, 0);
+        coro__wake_live(w, 0);
     } else {
         m->owner = NULL;
     }
@@ -82,7 +82,7 @@ static void relock(coro_mutex_t *m, coro_t *self)
             m->owner = self;
             break;
         }
-        sched_waiter_t w;
+        coro__waiter_t w;
         if (waitq_park(&m->waiters, &w, NULL, "mutex (cond relock)", m) != 0)
             coro_yield();
     }
@@ -101,20 +101,20 @@ int coro_cond_wait(coro_cond_t *c, coro_mutex_t *m)
         errno = EINVAL;
         return -1;
     }
-    coro_t *self = sched_current();
+    coro_t *self = coro__current();
     if (!self || m->owner != self) {
         errno = EPERM;
         return -1;
     }
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1; /* m is still held */
-    sched_waiter_t w;
+    coro__waiter_t w;
     coro_list_lazy_init(&c->waiters);
     coro_list_init(&w.node);
     w.data = NULL;
     coro_list_push_back(&c->waiters, &w.node);
     coro_mutex_unlock(m);
-    int rc = sched_park(&w, CORO_NEVER, "cond", c, -1);
+    int rc = coro__park(&w, CORO_NEVER, "cond", c, -1);
     int err = errno;
     relock(m, self);
     if (rc != 0) {
@@ -130,9 +130,9 @@ int coro_cond_signal(coro_cond_t *c)
         errno = EINVAL;
         return -1;
     }
-    sched_waiter_t *w = waitq_first(&c->waiters);
+    coro__waiter_t *w = waitq_first(&c->waiters);
     if (w)
-        sched_wake_live(w, 0);
+        coro__wake_live(w, 0);
     return 0;
 }
 

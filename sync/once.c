@@ -15,7 +15,7 @@ int coro_once(coro_once_t *o, coro_fn fn, void *arg)
         errno = EINVAL;
         return -1;
     }
-    if (sched_checkpoint() != 0)
+    if (coro__checkpoint() != 0)
         return -1;
     for (;;) {
         if (o->state == ONCE_DONE)
@@ -30,7 +30,7 @@ int coro_once(coro_once_t *o, coro_fn fn, void *arg)
             waitq_wake_all(&o->waiters, 0);
             return status;
         }
-        sched_waiter_t w;
+        coro__waiter_t w;
         if (waitq_park(&o->waiters, &w, NULL, "once", o) != 0)
             return -1;
     }

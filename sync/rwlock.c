@@ -24,17 +24,17 @@ void coro_rwlock_init(coro_rwlock_t *l)
 /* Grant the queue's head what it waits for, while it can be granted. */
 static void grant(coro_rwlock_t *l)
 {
-    sched_waiter_t *w;
+    coro__waiter_t *w;
     while (!l->writer && (w = waitq_first(&l->waiters)) != NULL) {
         if (w->data == &want_write) {
             if (l->readers == 0) {
                 l->writer = w->coro;
-                sched_wake_live(w, 0);
+                coro__wake_live(w, 0);
             }
             return;
         }
         l->readers++;
-        sched_wake_live(w, 0);
+        coro__wake_live(w, 0);
     }
 }
 
@@ -47,7 +47,7 @@ static int lock(coro_rwlock_t *l, int write, int try)
         errno = try ? EBUSY : EDEADLK;
         return -1;
     }
-    if (!try && sched_checkpoint() != 0)
+    if (!try && coro__checkpoint() != 0)
         return -1;
     int free_now = !l->writer && waitq_empty(&l->waiters) && (!write || l->readers == 0);
     if (free_now) {
@@ -61,7 +61,7 @@ static int lock(coro_rwlock_t *l, int write, int try)
         errno = EBUSY;
         return -1;
     }
-    sched_waiter_t w;
+    coro__waiter_t w;
     if (waitq_park(&l->waiters, &w, write ? &want_write : &want_read,
                    write ? "rwlock write" : "rwlock read", l) != 0) {
         /* Cancelled or timed out (and already out of the queue): those

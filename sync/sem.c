@@ -27,12 +27,12 @@ int coro_sem_acquire(coro_sem_t *s)
         return -1;
     }
     if (s->count > 0) {
-        if (sched_checkpoint() != 0)
+        if (coro__checkpoint() != 0)
             return -1;
         s->count--;
         return 0;
     }
-    sched_waiter_t w;
+    coro__waiter_t w;
     return waitq_park(&s->waiters, &w, NULL, "sem", s); /* checkpoints first */
 }
 
@@ -56,9 +56,9 @@ int coro_sem_release(coro_sem_t *s)
         errno = EINVAL;
         return -1;
     }
-    sched_waiter_t *w = waitq_first(&s->waiters);
+    coro__waiter_t *w = waitq_first(&s->waiters);
     if (w) {
-        sched_wake_live(w, 0);
+        coro__wake_live(w, 0);
         return 0;
     }
     if (s->count == LONG_MAX) {

@@ -27,6 +27,8 @@
 extern "C" {
 #endif
 
+CORO_PUBLIC_BEGIN
+
 /* ---- Mutex --------------------------------------------------------------- */
 
 typedef struct coro_mutex {
@@ -234,6 +236,8 @@ int coro_gen_status(const coro_gen_t *g);
  * never freed keeps its producer parked forever: coro_main then reports a
  * deadlock. */
 void coro_gen_free(coro_gen_t *g);
+
+CORO_PUBLIC_END
 
 #ifdef __cplusplus
 }

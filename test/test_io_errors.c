@@ -161,7 +161,7 @@ static int race_main(void *arg)
                 }
                 /* Nothing more, nothing twice. */
                 ASSERT_ERRNO(recv(sv[0], buf, sizeof buf, MSG_DONTWAIT), EAGAIN);
-                ASSERT_EQ(sched_fd_waiters(sv[0]), 0);
+                ASSERT_EQ(coro__fd_waiters(sv[0]), 0);
                 tio_close_pair(sv);
             }
         }
@@ -270,7 +270,7 @@ static int half_close_main(void *arg)
         ASSERT_NOT_NULL(c);
         coro_yield();
         ASSERT_EQ(h.done, 0);
-        ASSERT_EQ(sched_fd_waiters(b), 1);
+        ASSERT_EQ(coro__fd_waiters(b), 1);
         ASSERT_EQ(shutdown(a, SHUT_WR), 0);
         ASSERT_EQ(join_within(c, ts_bound(2 * CORO_SEC)), 0);
         ASSERT_EQ(h.total, 0);
@@ -393,7 +393,7 @@ static int reset_main(void *arg)
     tio_set_buffer(s, SO_SNDBUF, 4096);
     tio_set_buffer(c, SO_RCVBUF, 4096);
     k = start_parked(call_write, &r, s, 4 << 20);
-    ASSERT_EQ(sched_fd_waiters(s), 1);
+    ASSERT_EQ(coro__fd_waiters(s), 1);
     reset_close(c);
     ASSERT_EQ(join_within(k, ts_bound(2 * CORO_SEC)), 0);
     ASSERT_NE(r.ret, 0);
@@ -603,7 +603,7 @@ static int eof2_main(void *arg)
         coro_t *c = coro_spawn(eof2_reader, &r);
         ASSERT_NOT_NULL(c);
         coro_yield(); /* parked in its first read */
-        ASSERT_EQ(sched_fd_waiters(b), 1);
+        ASSERT_EQ(coro__fd_waiters(b), 1);
         ASSERT_EQ(write(a, "0123456789", 10), 10);
         ASSERT_EQ(coro_close(a), 0);
         ASSERT_EQ(coro_join(c, NULL), 0);

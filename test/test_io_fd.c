@@ -286,7 +286,7 @@ static coro_t *op_start_call(op_t *o, int may_stall)
     if (o->done)
         test_fail(__FILE__, __LINE__, "%s did not block: returned %ld (%s)",
                   op_names[o->kind], o->ret, strerror(o->err));
-    ASSERT_EQ(sched_fd_waiters(o->fd), 1);
+    ASSERT_EQ(coro__fd_waiters(o->fd), 1);
     return c;
 }
 
@@ -373,7 +373,7 @@ static int cancel_each_main(void *arg)
         ASSERT_EQ(o.done, 0);
         op_check_back_in_one_pass(&o, t0, "the cancel");
         op_check_failed(&o, ECANCELED, "ECANCELED");
-        ASSERT_EQ(sched_fd_waiters(o.fd), 0);
+        ASSERT_EQ(coro__fd_waiters(o.fd), 0);
         ASSERT_EQ(io_waits_now(), 0);
         ASSERT_EQ(coro_join(c, NULL), 0);
         ASSERT_EQ(o.later_err, ECANCELED);
@@ -429,7 +429,7 @@ static int partial_main(void *arg)
         if (variant == 0) {
             coro_yield(); /* it writes what fits, then parks */
             ASSERT_EQ(w.done, 0);
-            ASSERT_EQ(sched_fd_waiters(sv[0]), 1);
+            ASSERT_EQ(coro__fd_waiters(sv[0]), 1);
             ASSERT_EQ(coro_cancel(c), 0);
             coro_yield();
             ASSERT_EQ(w.done, 1);
@@ -438,7 +438,7 @@ static int partial_main(void *arg)
         ASSERT_EQ(w.err, variant ? ETIMEDOUT : ECANCELED);
         ASSERT_GT(w.ret, 0);
         ASSERT_LT(w.ret, (long)sizeof big);
-        ASSERT_EQ(sched_fd_waiters(sv[0]), 0);
+        ASSERT_EQ(coro__fd_waiters(sv[0]), 0);
         /* Exactly the bytes it reported, in order. */
         size_t have = 0;
         for (;;) {
@@ -493,7 +493,7 @@ static int deadline_each_main(void *arg)
         ASSERT_GE(took, o.timeout);
         ASSERT_LT(took, o.timeout + ts_bound(400 * CORO_MS));
         ASSERT_EQ(o.later_err, 0); /* the deadline was put back */
-        ASSERT_EQ(sched_fd_waiters(o.fd), 0);
+        ASSERT_EQ(coro__fd_waiters(o.fd), 0);
         ASSERT_EQ(io_waits_now(), 0);
         coro_stats_t st;
         coro_stats(&st);
@@ -587,7 +587,7 @@ static int checkpoint_each_main(void *arg)
                               o.ret, o.err, strerror(o.err), strerror(want));
                 check_untouched(&o);
             }
-            ASSERT_EQ(sched_fd_waiters(o.fd), 0);
+            ASSERT_EQ(coro__fd_waiters(o.fd), 0);
             op_teardown(&o);
         }
     }
@@ -611,7 +611,7 @@ static int close_each_main(void *arg)
         int64_t t0 = coro_now();
         ASSERT_EQ(coro_close(o.fd), 0);
         ASSERT_EQ(fd_open(o.fd), 0);
-        ASSERT_EQ(sched_fd_waiters(o.fd), 0); /* woken at once */
+        ASSERT_EQ(coro__fd_waiters(o.fd), 0); /* woken at once */
         op_check_back_in_one_pass(&o, t0, "coro_close");
         op_check_failed(&o, EBADF, "EBADF");
         ASSERT_EQ(o.later_err, 0); /* not cancelled: later checkpoints pass */
@@ -683,7 +683,7 @@ static int close_many_main(void *arg)
         ASSERT_NOT_NULL(c[i]);
     coro_yield();
     ASSERT_EQ(m.done, 0);
-    ASSERT_EQ(sched_fd_waiters(sv[0]), 4); /* the wait_fd is on both lists */
+    ASSERT_EQ(coro__fd_waiters(sv[0]), 4); /* the wait_fd is on both lists */
     ASSERT_EQ(io_waits_now(), 3);
     ASSERT_EQ(coro_close(sv[0]), 0);
     coro_yield();
@@ -881,7 +881,7 @@ static int reuse_by_accept_main(void *arg)
     rd_t old;
     coro_t *oc = spawn_rd(rd_read, &old, n, 0);
     ASSERT_EQ(old.done, 0);
-    ASSERT_EQ(sched_fd_waiters(n), 1);
+    ASSERT_EQ(coro__fd_waiters(n), 1);
     ASSERT_EQ(close(n), 0);
     int held[64];
     int nheld = make_lowest_free(n, held, 64);
@@ -891,7 +891,7 @@ static int reuse_by_accept_main(void *arg)
     for (int i = 0; i < nheld; i++)
         ASSERT_EQ(close(held[i]), 0);
     /* The old waiter was told, at once. */
-    ASSERT_EQ(sched_fd_waiters(n), 0);
+    ASSERT_EQ(coro__fd_waiters(n), 0);
     coro_yield();
     ASSERT_EQ(old.done, 1);
     ASSERT_EQ(old.ret, -1);
@@ -935,10 +935,10 @@ static int forget_main(void *arg)
     rd_t old;
     coro_t *oc = spawn_rd(rd_read, &old, n, 0);
     ASSERT_EQ(old.done, 0);
-    ASSERT_EQ(sched_fd_waiters(n), 1);
+    ASSERT_EQ(coro__fd_waiters(n), 1);
 
     ASSERT_EQ(coro_fd_forget(n), 0);
-    ASSERT_EQ(sched_fd_waiters(n), 0);
+    ASSERT_EQ(coro__fd_waiters(n), 0);
     coro_yield();
     ASSERT_EQ(old.done, 1);
     ASSERT_EQ(old.ret, -1);
@@ -1307,7 +1307,7 @@ static int queued_main(void *arg)
         coro_t *c = coro_spawn(sq_reader, &q);
         ASSERT_NOT_NULL(c);
         coro_yield(); /* parked: the descriptor is registered */
-        ASSERT_EQ(sched_fd_waiters(r), 1);
+        ASSERT_EQ(coro__fd_waiters(r), 1);
         /* Everything arrives at once, in one edge. */
         if (kind == 0) {
             ASSERT_EQ(write(w, "one", 3), 3);

@@ -70,13 +70,13 @@ static int count_of(const seen_t *s, uint64_t token)
 
 /* Wait up to timeout_ns for a first report, then take whatever else is
  * ready; s starts afresh. Returns the number of events. */
-static int collect(sched_poller_t *p, int64_t timeout_ns, seen_t *s)
+static int collect(coro__poller_t *p, int64_t timeout_ns, seen_t *s)
 {
     memset(s, 0, sizeof *s);
-    int total = sched_poller_wait(p, timeout_ns, record, s);
+    int total = coro__poller_wait(p, timeout_ns, record, s);
     ASSERT_GE(total, 0);
     for (int i = 0; i < 64; i++) {
-        int n = sched_poller_wait(p, 0, record, s);
+        int n = coro__poller_wait(p, 0, record, s);
         ASSERT_GE(n, 0);
         if (n == 0)
             break;
@@ -93,18 +93,18 @@ static seen_t *new_seen(void)
     return s;
 }
 
-static sched_poller_t *new_poller(void)
+static coro__poller_t *new_poller(void)
 {
-    sched_poller_t *p = sched_poller_new();
+    coro__poller_t *p = coro__poller_new();
     ASSERT_NOT_NULL(p);
     return p;
 }
 
 /* Free what new_poller and new_seen made. */
-static void free_poller(sched_poller_t *p, seen_t *s)
+static void free_poller(coro__poller_t *p, seen_t *s)
 {
     free(s);
-    sched_poller_free(p);
+    coro__poller_free(p);
 }
 
 /* A non-blocking pipe, as the scheduler's descriptors are. */
@@ -136,14 +136,14 @@ static sigset_t sigset_of(int sig)
 
 TEST(poller_reports_armed_fd_edge_triggered)
 {
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
     int fds[2];
     nb_pipe(fds);
-    ASSERT_EQ(sched_poller_arm(p, fds[0], TOK_R), 0);
-    ASSERT_EQ(sched_poller_arm(p, fds[1], TOK_W), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[0], TOK_R), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[1], TOK_W), 0);
     /* Arming again is no error (the token is replaced, here by itself). */
-    ASSERT_EQ(sched_poller_arm(p, fds[0], TOK_R), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[0], TOK_R), 0);
 
     /* The write end is writable at once; the read end is not readable. */
     ASSERT_GE(collect(p, 0, s), 1);
@@ -151,7 +151,7 @@ TEST(poller_reports_armed_fd_edge_triggered)
     ASSERT_EQ(count_of(s, TOK_R), 0);
 
     /* Edge-triggered: nothing new, nothing reported. */
-    ASSERT_EQ(sched_poller_wait(p, 0, record, s), 0);
+    ASSERT_EQ(coro__poller_wait(p, 0, record, s), 0);
 
     /* Data arrives: the read side fires, with its own token. */
     ASSERT_EQ(write(fds[1], "x", 1), 1);
@@ -171,11 +171,11 @@ TEST(poller_reports_armed_fd_edge_triggered)
 
 TEST(poller_hangup_wakes_both_directions)
 {
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
     int fds[2];
     nb_pipe(fds);
-    ASSERT_EQ(sched_poller_arm(p, fds[1], TOK_W), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[1], TOK_W), 0);
     collect(p, 0, s);
     ASSERT_EQ(mask_of(s, TOK_W), SCHED_POLL_WRITE); /* the writable edge */
     /* The reader goes away: the writer gets an error, reported as both
@@ -188,7 +188,7 @@ TEST(poller_hangup_wakes_both_directions)
     /* A socket whose peer closes: both directions too. */
     int sv[2];
     nb_socketpair(sv);
-    ASSERT_EQ(sched_poller_arm(p, sv[0], TOK_R), 0);
+    ASSERT_EQ(coro__poller_arm(p, sv[0], TOK_R), 0);
     collect(p, 0, s);
     close(sv[1]);
     collect(p, 100 * MS, s);
@@ -199,11 +199,11 @@ TEST(poller_hangup_wakes_both_directions)
 
 TEST(poller_half_close_wakes_the_reader)
 {
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
     int sv[2];
     nb_socketpair(sv);
-    ASSERT_EQ(sched_poller_arm(p, sv[0], TOK_R), 0);
+    ASSERT_EQ(coro__poller_arm(p, sv[0], TOK_R), 0);
     collect(p, 0, s);
     ASSERT_EQ(mask_of(s, TOK_R), SCHED_POLL_WRITE);
     /* The peer stops writing: the reader wakes to read EOF. */
@@ -221,23 +221,23 @@ TEST(poller_half_close_wakes_the_reader)
 TEST(poller_rearm_replaces_the_token)
 {
     const uint64_t a = 0x1111111100000003u, b = 0x2222222200000003u;
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
     int fds[2];
     nb_pipe(fds);
     /* Replaced before the first wait: only the new token is reported. */
-    ASSERT_EQ(sched_poller_arm(p, fds[1], a), 0);
-    ASSERT_EQ(sched_poller_arm(p, fds[1], b), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[1], a), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[1], b), 0);
     collect(p, 0, s);
     ASSERT_EQ(count_of(s, a), 0);
     ASSERT_EQ(mask_of(s, b), SCHED_POLL_WRITE);
 
     /* An event already pending goes out under the token of the day. */
-    ASSERT_EQ(sched_poller_arm(p, fds[0], a), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[0], a), 0);
     collect(p, 0, s);
     ASSERT_EQ(count_of(s, a), 0);
     ASSERT_EQ(write(fds[1], "x", 1), 1);
-    ASSERT_EQ(sched_poller_arm(p, fds[0], b), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[0], b), 0);
     collect(p, 100 * MS, s);
     ASSERT_EQ(count_of(s, a), 0);
     ASSERT_EQ(mask_of(s, b) & SCHED_POLL_READ, SCHED_POLL_READ);
@@ -248,15 +248,15 @@ TEST(poller_rearm_replaces_the_token)
 TEST(poller_stale_token_of_a_reused_descriptor_is_never_reported)
 {
     const uint64_t old_tok = ((uint64_t)7 << 32) | 5, new_tok = ((uint64_t)8 << 32) | 5;
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
     int p1[2], p2[2];
     nb_pipe(p1);
     int num = p1[0];
-    ASSERT_EQ(sched_poller_arm(p, num, old_tok), 0);
+    ASSERT_EQ(coro__poller_arm(p, num, old_tok), 0);
     /* An event is pending for the old registration when it is dropped. */
     ASSERT_EQ(write(p1[1], "x", 1), 1);
-    ASSERT_EQ(sched_poller_disarm(p, num), 0);
+    ASSERT_EQ(coro__poller_disarm(p, num), 0);
     close_both(p1);
     /* The number comes back for another pipe, armed with a new token. */
     nb_pipe(p2);
@@ -266,7 +266,7 @@ TEST(poller_stale_token_of_a_reused_descriptor_is_never_reported)
         close(p2[0]);
         p2[0] = num;
     }
-    ASSERT_EQ(sched_poller_arm(p, num, new_tok), 0);
+    ASSERT_EQ(coro__poller_arm(p, num, new_tok), 0);
     collect(p, 0, s);
     ASSERT_EQ(count_of(s, old_tok), 0);
     ASSERT_EQ(count_of(s, new_tok), 0); /* nothing to read yet */
@@ -280,47 +280,47 @@ TEST(poller_stale_token_of_a_reused_descriptor_is_never_reported)
 
 TEST(poller_disarm_stops_reports)
 {
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
     int fds[2];
     nb_pipe(fds);
-    ASSERT_EQ(sched_poller_arm(p, fds[0], TOK_R), 0);
-    ASSERT_EQ(sched_poller_arm(p, fds[1], TOK_W), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[0], TOK_R), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[1], TOK_W), 0);
     collect(p, 0, s);
-    ASSERT_EQ(sched_poller_disarm(p, fds[0]), 0);
-    ASSERT_EQ(sched_poller_disarm(p, fds[1]), 0);
+    ASSERT_EQ(coro__poller_disarm(p, fds[0]), 0);
+    ASSERT_EQ(coro__poller_disarm(p, fds[1]), 0);
     ASSERT_EQ(write(fds[1], "x", 1), 1);
     collect(p, 20 * MS, s);
     ASSERT_EQ(s->n, 0);
     /* Not registered any more. */
-    ASSERT_ERRNO(sched_poller_disarm(p, fds[0]), ENOENT);
+    ASSERT_ERRNO(coro__poller_disarm(p, fds[0]), ENOENT);
     /* Armed again: the data already there is reported at once. */
-    ASSERT_EQ(sched_poller_arm(p, fds[0], TOK_W), 0);
+    ASSERT_EQ(coro__poller_arm(p, fds[0], TOK_W), 0);
     collect(p, 100 * MS, s);
     ASSERT_EQ(mask_of(s, TOK_W) & SCHED_POLL_READ, SCHED_POLL_READ);
     ASSERT_EQ(count_of(s, TOK_R), 0);
     /* Disarming a closed descriptor: EBADF. */
     int closed = fds[0];
     close(fds[0]);
-    ASSERT_ERRNO(sched_poller_disarm(p, closed), EBADF);
+    ASSERT_ERRNO(coro__poller_disarm(p, closed), EBADF);
     close(fds[1]);
     free_poller(p, s);
 }
 
 TEST(poller_arm_refuses_files_and_bad_descriptors)
 {
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     /* A regular file cannot be polled: the caller does blocking I/O. */
     FILE *f = tmpfile();
     ASSERT_NOT_NULL(f);
-    ASSERT_ERRNO(sched_poller_arm(p, fileno(f), TOK_R), EPERM);
+    ASSERT_ERRNO(coro__poller_arm(p, fileno(f), TOK_R), EPERM);
     fclose(f);
-    ASSERT_ERRNO(sched_poller_arm(p, -1, TOK_R), EBADF);
+    ASSERT_ERRNO(coro__poller_arm(p, -1, TOK_R), EBADF);
     int fds[2];
     ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
     close_both(fds);
-    ASSERT_ERRNO(sched_poller_arm(p, fds[0], TOK_R), EBADF);
-    sched_poller_free(p);
+    ASSERT_ERRNO(coro__poller_arm(p, fds[0], TOK_R), EBADF);
+    coro__poller_free(p);
 }
 
 /* ---- notify ------------------------------------------------------------------ */
@@ -329,16 +329,16 @@ static void *notify_later(void *arg)
 {
     struct timespec d = { 0, 50 * 1000000 };
     nanosleep(&d, NULL);
-    sched_poller_notify(arg);
+    coro__poller_notify(arg);
     return NULL;
 }
 
 TEST(poller_notify_from_another_thread_wakes_a_wait)
 {
     const uint64_t tok = 0xabcdef0123456789u;
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
-    ASSERT_EQ(sched_poller_notify_arm(p, tok), 0);
+    ASSERT_EQ(coro__poller_notify_arm(p, tok), 0);
     /* Arming may itself wake once (epoll: the eventfd is registered for
      * writing too, and is writable); after that, silence. */
     collect(p, 0, s);
@@ -350,7 +350,7 @@ TEST(poller_notify_from_another_thread_wakes_a_wait)
     ASSERT_EQ(pthread_create(&t, NULL, notify_later, p), 0);
     int64_t t0 = test_now_ns();
     memset(s, 0, sizeof *s);
-    ASSERT_GE(sched_poller_wait(p, -1, record, s), 1);
+    ASSERT_GE(coro__poller_wait(p, -1, record, s), 1);
     ASSERT_LT(test_now_ns() - t0, (int64_t)test_timeout_seconds() * 1000 * MS / 2);
     ASSERT_EQ(mask_of(s, tok), SCHED_POLL_READ);
     ASSERT_EQ(pthread_join(t, NULL), 0);
@@ -361,17 +361,17 @@ TEST(poller_notify_from_another_thread_wakes_a_wait)
     ASSERT_EQ(count_of(s, tok), 0);
 
     /* Notifies made before the wait are kept for it (maybe as one). */
-    sched_poller_notify(p);
-    sched_poller_notify(p);
-    sched_poller_notify(p);
+    coro__poller_notify(p);
+    coro__poller_notify(p);
+    coro__poller_notify(p);
     collect(p, 0, s);
     ASSERT_GE(count_of(s, tok), 1);
     collect(p, 0, s);
     ASSERT_EQ(count_of(s, tok), 0);
 
     /* Armed again: the token is replaced, the channel kept. */
-    ASSERT_EQ(sched_poller_notify_arm(p, tok + 1), 0);
-    sched_poller_notify(p);
+    ASSERT_EQ(coro__poller_notify_arm(p, tok + 1), 0);
+    coro__poller_notify(p);
     collect(p, 100 * MS, s);
     ASSERT_EQ(count_of(s, tok), 0);
     ASSERT_EQ(mask_of(s, tok + 1), SCHED_POLL_READ);
@@ -393,9 +393,9 @@ TEST(poller_signal_arm_reports_the_token)
     sigset_t usr1 = sigset_of(SIGUSR1), usr2 = sigset_of(SIGUSR2), both = usr1, old;
     sigaddset(&both, SIGUSR2);
     ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &both, &old), 0);
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
-    ASSERT_EQ(sched_poller_signal_arm(p, &usr1, tok), 0);
+    ASSERT_EQ(coro__poller_signal_arm(p, &usr1, tok), 0);
     collect(p, 0, s);
     ASSERT_EQ(s->n, 0);
 
@@ -409,7 +409,7 @@ TEST(poller_signal_arm_reports_the_token)
     ASSERT_EQ(count_of(s, tok), 0);
 
     /* A second set adds to the first. */
-    ASSERT_EQ(sched_poller_signal_arm(p, &usr2, tok), 0);
+    ASSERT_EQ(coro__poller_signal_arm(p, &usr2, tok), 0);
     collect(p, 0, s);
     ASSERT_EQ(count_of(s, tok), 0);
     ASSERT_EQ(raise(SIGUSR1), 0);
@@ -433,9 +433,9 @@ TEST(poller_signal_pending_before_arm_is_reported)
     sigset_t usr1 = sigset_of(SIGUSR1), old;
     ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &usr1, &old), 0);
     ASSERT_EQ(raise(SIGUSR1), 0);
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
-    ASSERT_EQ(sched_poller_signal_arm(p, &usr1, tok), 0);
+    ASSERT_EQ(coro__poller_signal_arm(p, &usr1, tok), 0);
     collect(p, 100 * MS, s);
     ASSERT_EQ(mask_of(s, tok), SCHED_POLL_READ);
     ASSERT_EQ(take(SIGUSR1), SIGUSR1);
@@ -447,7 +447,7 @@ TEST(poller_signal_pending_before_arm_is_reported)
 
 TEST(poller_timeout_is_not_early_and_sub_millisecond)
 {
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
     /* 300 us: never early; natively under a millisecond's rounding. The
      * fastest of several tries is what tells: a backend rounding up to
@@ -456,7 +456,7 @@ TEST(poller_timeout_is_not_early_and_sub_millisecond)
     int64_t took[7];
     for (int i = 0; i < 7; i++) {
         int64_t t0 = test_now_ns();
-        ASSERT_EQ(sched_poller_wait(p, 300000, record, s), 0);
+        ASSERT_EQ(coro__poller_wait(p, 300000, record, s), 0);
         took[i] = test_now_ns() - t0;
         ASSERT_GE(took[i], 300000);
     }
@@ -499,14 +499,14 @@ TEST(poller_wait_interrupted_by_a_signal_reports_no_events)
     ASSERT_EQ(sigaction(SIGUSR2, &sa, NULL), 0);
     sigset_t usr2 = sigset_of(SIGUSR2);
     ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &usr2, NULL), 0);
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
     pthread_t self = pthread_self(), t;
     ASSERT_EQ(pthread_create(&t, NULL, interrupt_until_done, &self), 0);
     /* The signal may come before the wait blocks: the other thread keeps
      * sending until this one is back. */
     int64_t t0 = test_now_ns();
-    int r = sched_poller_wait(p, 20 * 1000 * MS, record, s);
+    int r = coro__poller_wait(p, 20 * 1000 * MS, record, s);
     atomic_store(&eintr_done, 1);
     ASSERT_EQ(pthread_join(t, NULL), 0);
     ASSERT_EQ(r, 0);
@@ -527,7 +527,7 @@ TEST(poller_reports_more_than_one_wait_returns)
         if (rl.rlim_cur < 3 * PAIRS)
             TEST_SKIP("needs %d descriptors, RLIMIT_NOFILE is %ld", 3 * PAIRS, (long)rl.rlim_cur);
     }
-    sched_poller_t *p = new_poller();
+    coro__poller_t *p = new_poller();
     seen_t *s = new_seen();
     int (*sv)[2] = calloc(PAIRS, sizeof *sv);
     int *mask = calloc(PAIRS, sizeof *mask);
@@ -538,12 +538,12 @@ TEST(poller_reports_more_than_one_wait_returns)
     for (int i = 0; i < PAIRS; i++) {
         nb_socketpair(sv[i]);
         ASSERT_EQ(write(sv[i][1], "x", 1), 1);
-        ASSERT_EQ(sched_poller_arm(p, sv[i][0], 1000 + (uint64_t)i), 0);
+        ASSERT_EQ(coro__poller_arm(p, sv[i][0], 1000 + (uint64_t)i), 0);
     }
     int waits = 0;
     for (;;) {
         memset(s, 0, sizeof *s);
-        int n = sched_poller_wait(p, 0, record, s);
+        int n = coro__poller_wait(p, 0, record, s);
         ASSERT_GE(n, 0);
         ASSERT_LE(n, 256);
         if (n == 0)
