@@ -4,7 +4,8 @@
 #   make test            the suite natively, then again under Valgrind Memcheck
 #   make bench           the benchmarks, as a table with ratios to the baselines
 #   make demo            a short tour of the examples
-#   make install PREFIX=/usr/local DESTDIR=
+#   make check-package   symbols and strict headers (test/check_package.sh)
+#   make install PREFIX=/usr/local DESTDIR=   (coro.pc and coro-static.pc too)
 #   make clean
 #
 # Switches:
@@ -102,7 +103,7 @@ BENCH  := $(BUILD)/bench/coro_bench
 
 # ---- targets ----------------------------------------------------------------
 .SECONDARY:
-.PHONY: all lib test test-native test-valgrind bench demo install uninstall clean
+.PHONY: all lib test test-native test-valgrind check-package bench demo install uninstall clean
 all: lib $(EXAMPLES) $(BENCH) $(RUNNER)
 lib: $(STATIC) $(SHARED)
 
@@ -161,6 +162,11 @@ else
 	@echo "Valgrind pass skipped in this configuration ($(CONFIG)$(if $(TEST_EXEC), via $(TEST_EXEC)))"
 endif
 
+# The library's symbols (coro_ prefix; libcoro.so exports only the public
+# API) and the public headers as strict C11/C17 and C++11/C++20.
+check-package: lib
+	sh test/check_package.sh . $(BUILD)
+
 bench: $(BENCH)
 	$(BENCH)
 
@@ -183,13 +189,15 @@ install: lib
 	cp $(STATIC) $(LIBDIR)/libcoro.a
 	cp $(SHARED) $(LIBDIR)/libcoro.so.0
 	ln -sf libcoro.so.0 $(LIBDIR)/libcoro.so
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS@|$(LIBS)|' coro.pc.in > $(LIBDIR)/pkgconfig/coro.pc
+	for pc in coro coro-static; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS@|$(LIBS)|' $$pc.pc.in > $(LIBDIR)/pkgconfig/$$pc.pc; \
+	done
 
 VERSION := $(shell sed -n 's/^\#define CORO_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)/\2/p' coro/coro.h | paste -sd.)
 
 uninstall:
 	rm -rf $(INCDIR)/coro $(INCDIR)/coro.h $(LIBDIR)/libcoro.a $(LIBDIR)/libcoro.so \
-	       $(LIBDIR)/libcoro.so.0 $(LIBDIR)/pkgconfig/coro.pc
+	       $(LIBDIR)/libcoro.so.0 $(LIBDIR)/pkgconfig/coro.pc $(LIBDIR)/pkgconfig/coro-static.pc
 
 clean:
 	rm -rf build
