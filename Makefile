@@ -2,6 +2,10 @@
 #
 #   make                 build/libcoro.a, build/libcoro.so, examples, benchmarks
 #   make test            the suite natively, then again under Valgrind Memcheck
+#                        (both halves always run; one closing summary line)
+#   make test-native     only the native half; make test-valgrind only the other
+#   make test-scale      the scale tests the default run skips (a million
+#                        coroutines: about 4 GiB of RAM and 20-60 s)
 #   make bench           the benchmarks, as a table with ratios to the baselines
 #   make demo            a short tour of the examples
 #   make check-package   symbols and strict headers (test/check_package.sh)
@@ -103,7 +107,7 @@ BENCH  := $(BUILD)/bench/coro_bench
 
 # ---- targets ----------------------------------------------------------------
 .SECONDARY:
-.PHONY: all lib test test-native test-valgrind check-package bench demo install uninstall clean
+.PHONY: all lib test test-native test-valgrind test-scale check-package bench demo install uninstall clean
 all: lib $(EXAMPLES) $(BENCH) $(RUNNER)
 lib: $(STATIC) $(SHARED)
 
@@ -140,18 +144,31 @@ $(BENCH): $(BENCH_OBJ) $(STATIC)
 	$(CC) $(ALL_LDFLAGS) $(BENCH_OBJ) $(STATIC) -o $@ $(LIBS)
 
 # The suite natively, then under Valgrind Memcheck when it is installed.
+# Both halves run whatever the first gave; each runner writes its counts to
+# a file (CORO_TEST_SUMMARY), and test/summary.sh ends with one line for
+# both halves and a last line `N passed, N failed, N skipped` summing them,
+# failing if either half failed. The halves run one after the other even
+# under -j (they would compete for the cores).
 # Each forked test writes its own Valgrind log (not -q: the "client
 # switching stacks?" warning is only printed without it); the runner reads
 # it into that test's output and fails the test on a Memcheck error, a leak
 # (exit 99) or that warning.
-test: test-native test-valgrind
+TEST_SUMMARY ?=
+RUN_TESTS = $(if $(TEST_SUMMARY),CORO_TEST_SUMMARY=$(TEST_SUMMARY) )
+test: $(RUNNER)
+	@native=0; valgrind=0; \
+	rm -f $(BUILD)/test/native.counts $(BUILD)/test/valgrind.counts; \
+	$(MAKE) --no-print-directory test-native TEST_SUMMARY=$(BUILD)/test/native.counts || native=$$?; \
+	$(MAKE) --no-print-directory test-valgrind TEST_SUMMARY=$(BUILD)/test/valgrind.counts || valgrind=$$?; \
+	sh test/summary.sh native $(BUILD)/test/native.counts $$native \
+	                   valgrind $(BUILD)/test/valgrind.counts $$valgrind
 test-native: $(RUNNER)
-	$(TEST_EXEC) $(RUNNER) $(TEST_ARGS)
+	$(RUN_TESTS)$(TEST_EXEC) $(RUNNER) $(TEST_ARGS)
 test-valgrind: $(RUNNER)
 ifneq ($(VALGRIND),)
 	@if command -v $(VALGRIND) >/dev/null 2>&1; then \
 	  echo "== again under Valgrind Memcheck =="; \
-	  CORO_TEST_VALGRIND_LOG=$(BUILD)/test/valgrind.%p.log \
+	  $(RUN_TESTS)CORO_TEST_VALGRIND_LOG=$(BUILD)/test/valgrind.%p.log \
 	  $(VALGRIND) --log-file=$(BUILD)/test/valgrind.%p.log \
 	    --error-exitcode=99 --leak-check=full \
 	    --errors-for-leak-kinds=definite,indirect,possible \
@@ -161,6 +178,9 @@ ifneq ($(VALGRIND),)
 else
 	@echo "Valgrind pass skipped in this configuration ($(CONFIG)$(if $(TEST_EXEC), via $(TEST_EXEC)))"
 endif
+# The scale tests (TEST_SCALE in test/), natively only.
+test-scale: $(RUNNER)
+	$(TEST_EXEC) $(RUNNER) --scale $(TEST_ARGS)
 
 # The library's symbols (coro_ prefix; libcoro.so exports only the public
 # API) and the public headers as strict C11/C17 and C++11/C++20.

@@ -1,21 +1,28 @@
 /* test/runner.c: runs the registered tests, each in its own forked process
  * with its output captured and a timeout.
  *
- *   runner [-l] [-h] [substring ...]
+ *   runner [-l] [-h] [--scale] [substring ...]
  *
  * With substrings, only tests whose name contains one of them run; -l lists
- * the names instead. One line per test:
+ * the names instead. Scale tests (TEST_SCALE: a million coroutines,
+ * gigabytes, tens of seconds) are skipped, each with a skip line, unless
+ * --scale is given, which runs the scale tests only (`make test-scale`).
+ * One line per test:
  *
- *   ok   <name> (<ms> ms)
+ *   ok   <name> (<ms> ms[, <n> MiB peak RSS])
  *   FAIL <name>: <exit code N | killed by signal N | timeout ...>
  *       <the test's output, indented>
  *   skip <name>: <reason>
  *
- * and last `N passed, N failed, N skipped`. The exit status is non-zero iff
- * a test failed or none ran.
+ * (the peak RSS, the test process's ru_maxrss from wait4, is shown when it
+ * is at least RSS_NOTE_MIB), then the largest peak RSS of the run, and last
+ * `N passed, N failed, N skipped`. The exit status is non-zero iff a test
+ * failed or none ran.
  *
  * Environment: CORO_TEST_TIMEOUT seconds per test (default 30; times 20
- * under Valgrind); CORO_TEST_VERBOSE=1 also shows passing tests' output.
+ * under Valgrind); CORO_TEST_VERBOSE=1 also shows passing tests' output;
+ * CORO_TEST_SUMMARY=FILE writes the three counts there too, as
+ * "<passed> <failed> <skipped>\n" (how `make test` adds up its two halves).
  *
  * Under Valgrind a test also fails if it exits with 99 (`make test` passes
  * --error-exitcode=99) or its output holds Valgrind's "client switching
@@ -39,18 +46,21 @@
 #define VALGRIND_ERROR_EXIT 99
 /* Keep at most this much of a test's output. */
 #define OUTPUT_LIMIT ((size_t)4 << 20)
+/* A test line shows the test's peak RSS from this size up. */
+#define RSS_NOTE_MIB 128
 
 typedef struct test_case {
     const char *name;
     test_fn fn;
     const char *file;
     int line;
+    int flags;
 } test_case_t;
 
 static test_case_t *tests;
 static size_t ntests, tests_cap;
 
-void test_register(const char *name, test_fn fn, const char *file, int line)
+void test_register(const char *name, test_fn fn, const char *file, int line, int flags)
 {
     if (ntests == tests_cap) {
         size_t ncap = tests_cap ? tests_cap * 2 : 64;
@@ -62,7 +72,7 @@ void test_register(const char *name, test_fn fn, const char *file, int line)
         tests = t;
         tests_cap = ncap;
     }
-    tests[ntests++] = (test_case_t){ name, fn, file, line };
+    tests[ntests++] = (test_case_t){ name, fn, file, line, flags };
 }
 
 static int by_name(const void *a, const void *b)
@@ -117,20 +127,34 @@ static const char *skip_reason(const char *out, char *buf, size_t size)
 
 static void usage(const char *argv0)
 {
-    printf("usage: %s [-l] [substring ...]\n"
+    printf("usage: %s [-l] [--scale] [substring ...]\n"
            "  runs the tests whose names contain a substring (all by default);\n"
-           "  -l lists them instead\n", argv0);
+           "  -l lists them instead; --scale runs the scale tests, which the\n"
+           "  default run skips\n", argv0);
+}
+
+/* CORO_TEST_SUMMARY=FILE: the counts, for `make test`'s closing line. */
+static void write_summary(unsigned passed, unsigned failed, unsigned skipped)
+{
+    const char *path = getenv("CORO_TEST_SUMMARY");
+    if (!path || !*path)
+        return;
+    FILE *f = fopen(path, "w");
+    if (!f || fprintf(f, "%u %u %u\n", passed, failed, skipped) < 0 || fclose(f) != 0)
+        printf("runner: cannot write the summary to %s: %s\n", path, strerror(errno));
 }
 
 int main(int argc, char **argv)
 {
-    int list = 0, nfilters = 0;
+    int list = 0, scale = 0, nfilters = 0;
     char **filters = calloc((size_t)argc + 1, sizeof *filters);
     if (!filters)
         return 2;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-l") == 0) {
             list = 1;
+        } else if (strcmp(argv[i], "--scale") == 0) {
+            scale = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(argv[0]);
             free(filters);
@@ -168,13 +192,24 @@ int main(int argc, char **argv)
     const int verbose = getenv("CORO_TEST_VERBOSE") && strcmp(getenv("CORO_TEST_VERBOSE"), "0");
     const double timeout = test_timeout_seconds();
     unsigned passed = 0, failed = 0, skipped = 0;
+    long peak_kib = 0;
+    const char *peak_name = NULL;
 
     for (size_t i = 0; i < ntests; i++) {
         test_case_t *t = &tests[i];
         if (!selected(t->name, nfilters, filters))
             continue;
+        const int is_scale = (t->flags & TEST_FLAG_SCALE) != 0;
+        if (scale && !is_scale)
+            continue;
+        if (is_scale && !scale) {
+            printf("skip %s: scale test (make test-scale, or runner --scale)\n", t->name);
+            skipped++;
+            fflush(stdout);
+            continue;
+        }
         test_capture_t cap = { .buf = NULL, .len = 0, .cap = 0,
-                               .limit = OUTPUT_LIMIT, .truncated = 0 };
+                               .limit = OUTPUT_LIMIT, .truncated = 0, .maxrss_kib = 0 };
         int status, timed_out;
         int64_t t0 = test_now_ns();
         if (test_capture_run(run_one, t, timeout, 1, &cap, &status, &timed_out) != 0) {
@@ -186,6 +221,13 @@ int main(int argc, char **argv)
         }
         long long ms = (long long)((test_now_ns() - t0) / 1000000);
         const char *out = cap.buf ? cap.buf : "";
+        if (cap.maxrss_kib > peak_kib) {
+            peak_kib = cap.maxrss_kib;
+            peak_name = t->name;
+        }
+        char rss[64] = "";
+        if (cap.maxrss_kib >= (long)RSS_NOTE_MIB * 1024)
+            snprintf(rss, sizeof rss, ", %ld MiB peak RSS", cap.maxrss_kib / 1024);
 
         char reason[256];
         reason[0] = '\0';
@@ -214,13 +256,16 @@ int main(int argc, char **argv)
             printf("skip %s: %s\n", t->name, skip_reason(out, why, sizeof why));
             skipped++;
         } else if (reason[0]) {
-            printf("FAIL %s: %s\n", t->name, reason);
+            if (rss[0])
+                printf("FAIL %s: %s (%s)\n", t->name, reason, rss + 2);
+            else
+                printf("FAIL %s: %s\n", t->name, reason);
             print_indented(out);
             if (cap.truncated)
                 printf("    [output truncated]\n");
             failed++;
         } else {
-            printf("ok   %s (%lld ms)\n", t->name, ms);
+            printf("ok   %s (%lld ms%s)\n", t->name, ms, rss);
             if (verbose)
                 print_indented(out);
             passed++;
@@ -233,8 +278,11 @@ int main(int argc, char **argv)
         printf("runner: no test matched\n");
         status_code = 1;
     }
+    if (peak_name)
+        printf("largest peak RSS: %ld MiB (%s)\n", (peak_kib + 1023) / 1024, peak_name);
     printf("%u passed, %u failed, %u skipped\n", passed, failed, skipped);
     fflush(stdout);
+    write_summary(passed, failed, skipped);
     free(filters);
     free(tests);
     return failed || passed + failed + skipped == 0 ? 1 : status_code;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -325,10 +326,12 @@ int test_capture_run(void (*fn)(void *), void *arg, double timeout_s, int new_gr
 
     int64_t deadline = test_now_ns() + (int64_t)(timeout_s * 1e9);
     int eof = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
     for (;;) {
         if (!eof)
             drain(fds[0], cap, &eof);
-        pid_t w = waitpid(pid, status, WNOHANG);
+        pid_t w = wait4(pid, status, WNOHANG, &ru);
         if (w == pid)
             break;
         if (w < 0 && errno != EINTR) {
@@ -341,7 +344,7 @@ int test_capture_run(void (*fn)(void *), void *arg, double timeout_s, int new_gr
             if (new_group)
                 kill(-pid, SIGKILL);
             kill(pid, SIGKILL);
-            while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+            while (wait4(pid, status, 0, &ru) < 0 && errno == EINTR)
                 ;
             *timed_out = 1;
             break;
@@ -363,6 +366,7 @@ int test_capture_run(void (*fn)(void *), void *arg, double timeout_s, int new_gr
         kill(-pid, SIGKILL); /* leftovers in its process group */
     close(fds[0]);
     take_valgrind_log(pid, cap);
+    cap->maxrss_kib = ru.ru_maxrss; /* kilobytes on Linux and the BSDs */
     return 0;
 }
 

@@ -2,6 +2,9 @@
  *
  *   TEST(name) { ... }      defines a test; a constructor registers it, so a
  *                           test file never edits a central list
+ *   TEST_SCALE(name) { ... } a scale test (a million coroutines, gigabytes,
+ *                           tens of seconds): skipped by the default run,
+ *                           run by `make test-scale` (runner --scale)
  *   ASSERT_EQ(a, b) ...     on failure print both sides with file:line and
  *                           exit(1); integers compare as long long
  *   TEST_SKIP("why %d", n)  end the test as skipped (exit code 77)
@@ -19,16 +22,22 @@
 
 typedef void (*test_fn)(void);
 
-/* Called by TEST()'s constructor; the runner owns the list. */
-void test_register(const char *name, test_fn fn, const char *file, int line);
+/* Flags of a registered test. */
+enum { TEST_FLAG_SCALE = 1 };
 
-#define TEST(name)                                                       \
+/* Called by TEST()'s constructor; the runner owns the list. */
+void test_register(const char *name, test_fn fn, const char *file, int line, int flags);
+
+#define TEST_DEFINE_(name, flags)                                        \
     static void test_##name(void);                                       \
     __attribute__((constructor)) static void test_register_##name(void)  \
     {                                                                    \
-        test_register(#name, test_##name, __FILE__, __LINE__);           \
+        test_register(#name, test_##name, __FILE__, __LINE__, flags);    \
     }                                                                    \
     static void test_##name(void)
+
+#define TEST(name) TEST_DEFINE_(name, 0)
+#define TEST_SCALE(name) TEST_DEFINE_(name, TEST_FLAG_SCALE)
 
 /* The exit code of a skipped test. */
 #define TEST_EXIT_SKIP 77
@@ -195,18 +204,21 @@ const char *test_describe_status(int status, char *buf, size_t size);
 /* ---- for the runner ---------------------------------------------------- */
 
 /* Output captured from a child: buf is NUL-terminated (NULL if nothing came)
- * and holds at most `limit` bytes; `truncated` says more was dropped. */
+ * and holds at most `limit` bytes; `truncated` says more was dropped.
+ * maxrss_kib is the child's peak resident set (wait4's ru_maxrss; that of
+ * its largest waited-for descendant if larger), 0 if unknown. */
 typedef struct test_capture {
     char *buf;
     size_t len, cap, limit;
     int truncated;
+    long maxrss_kib;
 } test_capture_t;
 
 /* Fork; the child sends stdout and stderr into a pipe, runs fn(arg) and
  * exit(0)s. The parent collects the output into *cap and waits for the
  * child for at most timeout_s seconds, then kills it with SIGKILL (its
  * whole process group when new_group) and sets *timed_out. *status is the
- * waitpid status. Returns 0, or -1 with errno if fork or pipe failed. */
+ * wait status and cap->maxrss_kib the child's peak RSS. Returns 0, or -1 with errno if fork or pipe failed. */
 int test_capture_run(void (*fn)(void *), void *arg, double timeout_s, int new_group,
                      test_capture_t *cap, int *status, int *timed_out);
 

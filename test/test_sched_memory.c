@@ -1,6 +1,7 @@
-/* test/test_sched_memory.c: memory under load. A million spawn/exit cycles
- * keep the mapping count and RSS flat; 100k coroutines parked at once, and
- * (natively) a million, cost at most a few KiB each; a failing malloc or
+/* test/test_sched_memory.c: memory under load. 100k spawn/exit cycles (a
+ * million in `make test-scale`) keep the mapping count and RSS flat; 100k
+ * coroutines parked at once, and (natively) 50k without timers (a million
+ * in `make test-scale`), cost at most a few KiB each; a failing malloc or
  * mmap (fault injection) or a real address-space limit gives ENOMEM from
  * coro_spawn / coro_main, without leaks, and the scheduler keeps working. */
 #include "test/test_sched.h"
@@ -97,19 +98,21 @@ static int churn_main(void *arg)
     return 0;
 }
 
-TEST(sched_churn_million_spawn_exit_flat_memory)
+/* `native` spawn/exit cycles natively (fewer under the tools): the mapping
+ * count and RSS after a warm-up stay where they were. */
+static void churn_check(long native)
 {
     churn_t ch = { 0 };
     /* ThreadSanitizer makes every fiber switch and creation costly. */
     ch.cycles = CORO_TSAN ? 2000 : test_under_valgrind() ? 7000
-              : test_under_sanitizer() ? 100000 : 1000000;
+              : test_under_sanitizer() ? 100000 : native;
     long maps0 = test_count_mappings();
     int64_t t0 = test_now_ns();
     ASSERT_EQ(coro_main(churn_main, &ch), 0);
     printf("%ld cycles in %lld ms; maps %ld -> %ld, RSS %ld -> %ld KiB (after warm-up -> end)\n",
            ch.cycles, (long long)ts_ms(test_now_ns() - t0), ch.maps_warm, ch.maps_end,
            ch.rss_warm, ch.rss_end);
-    ASSERT_GE(ch.cycles, 1000000 / (ts_slow() ? 1000 : 1));
+    ASSERT_GE(ch.cycles, ts_slow() ? 1000 : native);
     if (!ts_slow()) {
         ASSERT_GT(ch.maps_warm, 0);
         ASSERT_LE(ch.maps_end, ch.maps_warm + 8);
@@ -119,6 +122,19 @@ TEST(sched_churn_million_spawn_exit_flat_memory)
      * allocators map memory of their own). */
     if (!ts_slow())
         ASSERT_LE(test_count_mappings(), maps0 + 2);
+}
+
+TEST(sched_churn_spawn_exit_flat_memory)
+{
+    churn_check(100000);
+}
+
+TEST_SCALE(sched_churn_million_spawn_exit_flat_memory)
+{
+    if (ts_slow())
+        TEST_SKIP("a million cycles natively only (sched_churn_spawn_exit_flat_memory "
+                  "runs a smaller count under the tools)");
+    churn_check(1000000);
 }
 
 /* ---- many parked at once --------------------------------------------------- */
@@ -207,24 +223,38 @@ TEST(sched_many_parked_then_cancelled)
     }
 }
 
-TEST(sched_million_parked_default_settings)
+/* n coroutines parked at once without a timer, on the default settings:
+ * a few KiB each, and stacks share mappings (fewer than max_maps). */
+static void parked_without_timers(long n, long max_maps)
 {
     if (ts_slow())
-        TEST_SKIP("a million coroutines natively only");
+        TEST_SKIP("%ld coroutines natively only", n);
     if (guards_split_mappings())
         TEST_SKIP("mprotect guards (no MADV_GUARD_INSTALL here) allow about 32k stacks; "
                   "stack_mprotect_guards_run_out_with_enomem covers that limit");
     /* Parked without a timer (CORO_NEVER; main keeps running, so this is
      * no deadlock): the timer heap at scale is the 100k test's job, and
      * on a VM with slow page walks a million heap updates cost seconds. */
-    many_t m = { .n = 1000000, .sleep_ns = CORO_NEVER, .fast_teardown = 1 };
+    many_t m = { .n = n, .sleep_ns = CORO_NEVER, .fast_teardown = 1 };
     int64_t t0 = test_now_ns();
     ASSERT_EQ(coro_main(many_main, &m), 0);
     long per = (m.rss_parked - m.rss_before) * 1024 / m.n;
-    printf("1000000 parked: %lld ms, %ld bytes RSS per coroutine, %ld mappings\n",
+    printf("%ld parked: %lld ms, %ld bytes RSS per coroutine, %ld mappings\n", n,
            (long long)ts_ms(test_now_ns() - t0), per, m.maps_parked);
     ASSERT_LE(per, 8192);
-    ASSERT_LT(m.maps_parked, 60000);
+    ASSERT_LT(m.maps_parked, max_maps);
+}
+
+TEST(sched_50k_parked_default_settings)
+{
+    /* About 200 MiB. */
+    parked_without_timers(50000, 10000);
+}
+
+TEST_SCALE(sched_million_parked_default_settings)
+{
+    /* About 4 GiB, and 20-60 s on a 2-core VM. */
+    parked_without_timers(1000000, 60000);
 }
 
 /* ---- fault injection ------------------------------------------------------ */
