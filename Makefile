@@ -135,9 +135,12 @@ $(SHARED): $(LIB_PIC_OBJ)
 $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $< $(STATIC) -o $@ $(LIBS)
+# The runner interposes pthread_create (test/thread_hook.c): dlsym, which
+# glibc before 2.34 keeps in libdl.
+TEST_LIBS := $(LIBS) $(if $(filter Linux,$(shell uname -s)),-ldl)
 $(RUNNER): $(TEST_OBJ) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) $(TEST_OBJ) $(STATIC) -o $@ $(LIBS)
+	$(CC) $(ALL_LDFLAGS) $(TEST_OBJ) $(STATIC) -o $@ $(TEST_LIBS)
 $(BENCH_OBJ) $(TEST_OBJ): $(wildcard bench/*.h test/*.h)
 $(BENCH): $(BENCH_OBJ) $(STATIC)
 	@mkdir -p $(@D)

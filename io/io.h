@@ -187,9 +187,12 @@ void coro_stream_free(coro_stream_t *s);
 
 /* Run fn(arg) on a thread of this scheduler's blocking pool and wait for
  * it; *status (if not NULL) receives fn's return value. The pool starts on
- * first use, grows to CORO_POOL_THREADS (default 16, or the environment's
- * CORO_POOL_THREADS, 1..256) threads, and is joined when coro_main returns
- * (waiting for jobs still running). fn runs on another thread: it must not
+ * first use and grows, a thread whenever a job finds none idle, to its size
+ * (coro_main_opts' pool_threads; by default CORO_POOL_THREADS from the
+ * environment, 1..1024, else the number of online CPUs), and is joined
+ * when coro_main returns (waiting for jobs still running). Threads are
+ * started by a helper thread of the pool, never by the scheduler's: a
+ * submission never waits for one. fn runs on another thread: it must not
  * call coro functions. If the caller is cancelled or its deadline passes it
  * stops waiting at once (ECANCELED / ETIMEDOUT): a job not yet started is
  * dropped (fn never runs), a running one finishes and its result is
@@ -197,7 +200,8 @@ void coro_stream_free(coro_stream_t *s);
  * cannot tell a dropped job from a running one, fn must not be the only
  * owner of something arg holds: use coro_run_blocking_owned to hand arg
  * over with a release function instead. Errors: EINVAL fn NULL;
- * EAGAIN no thread could be started; ENOMEM. */
+ * EAGAIN no thread could be started (the pool has none, and creating one
+ * failed; a later call tries again); ENOMEM. */
 int coro_run_blocking(coro_fn fn, void *arg, int *status);
 /* coro_run_blocking for an arg the job owns when its caller stops waiting.
  * On success (0) arg is the caller's again and release is not called. On

@@ -12,10 +12,24 @@
  * A caller that is cancelled (or whose deadline passes) stops waiting at
  * once: a queued job is taken off the queue and freed, a running one is
  * marked abandoned and freed, with its late result (discard), when its post
- * arrives. The threads are started lazily, one more whenever a job finds
- * none idle, up to the pool's size, with every signal blocked (signals are
- * for the scheduler's thread: coro_signal_wait). They are joined when
- * coro_main returns, after finishing what they run. */
+ * arrives.
+ *
+ * Threads. The workers are started lazily, one more whenever a queued job
+ * finds no idle worker (and none already on its way), up to the pool's
+ * size: coro_main_opts' pool_threads, else CORO_POOL_THREADS, else the
+ * number of online CPUs. The scheduler's thread never starts them: it
+ * would stall every coroutine for a pthread_create each (milliseconds
+ * under ThreadSanitizer, which waits for the new thread to begin), and a
+ * submission would wait for it. Instead each pool has one more thread, the
+ * starter, made once when the pool is (the only thread the scheduler's
+ * thread creates); a submission that needs another worker only counts it
+ * in `wanted` and signals the starter, which creates it outside the lock.
+ * If no worker exists and none can be created, the queued jobs fail with
+ * the error (EAGAIN) instead of waiting forever. Every pool thread has
+ * every signal blocked (signals are for the scheduler's thread:
+ * coro_signal_wait): the starter is created so, and workers inherit its
+ * mask. All are joined when coro_main returns, after finishing what they
+ * run: the starter first, so the list of workers is final. */
 #include "io/io_int.h"
 #include "coro/fault.h"
 
@@ -26,19 +40,18 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define POOL_DEFAULT_THREADS 16
-#define POOL_MAX_THREADS 256
-
-enum { JOB_QUEUED, JOB_RUNNING };
+enum { JOB_QUEUED, JOB_RUNNING, JOB_FAILED };
 
 typedef struct job {
     coro__post_t post;          /* first: the post is the job */
     struct job *next;           /* queue link (under the pool's lock) */
-    int state;                  /* JOB_QUEUED / JOB_RUNNING (under the lock) */
+    int state;                  /* JOB_QUEUED / _RUNNING / _FAILED (under the lock) */
     coro_fn fn;
     void *arg;
     int status;                 /* fn's result, written by the worker */
+    int err;                    /* JOB_FAILED: why it never ran (errno) */
     /* Scheduler-thread side: */
     coro__waiter_t *waiter;     /* the parked caller; NULL once it left */
     int completed;              /* the post has arrived */
@@ -47,11 +60,19 @@ typedef struct job {
 
 typedef struct pool {
     pthread_mutex_t lock;
-    pthread_cond_t work;
+    /* Workers wait on `work` for a job; the starter waits on `grow` for a
+     * worker to start (or for stopping). */
+    pthread_cond_t work, grow;
+    /* The queue of jobs no worker has taken yet (queued of them). */
     job_t *head, *tail;
-    int threads, idle, max, stopping;
     int queued;
-    pthread_t tids[POOL_MAX_THREADS];
+    /* Workers started (their ids in tids[0..threads)), waiting for a job
+     * (idle), asked of the starter and not yet created (wanted), and the
+     * most there may be (max: the pool's size). */
+    int threads, idle, wanted, max;
+    int stopping;
+    pthread_t *tids;
+    pthread_t starter;
     struct sched *sched;
 } pool_t;
 
@@ -66,7 +87,7 @@ static void job_free(job_t *j, int discard)
 
 /* ---- worker threads ------------------------------------------------------ */
 
-/* On the scheduler's thread: the job is done. */
+/* On the scheduler's thread: the job is done (or failed before it ran). */
 static void job_completed(coro__post_t *m)
 {
     job_t *j = (job_t *)m;
@@ -108,24 +129,61 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* Start one more thread, with every signal blocked. Under the lock. */
-static int start_thread(pool_t *p)
+/* No worker exists and none could be created: every queued job fails with
+ * err (its caller wakes with it). Under the lock. */
+static void fail_queued(pool_t *p, int err)
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&p->tids[p->threads], NULL, worker, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (e) {
-        errno = e;
-        return -1;
+    while (p->head) {
+        job_t *j = p->head;
+        p->head = j->next;
+        p->queued--;
+        j->state = JOB_FAILED;
+        j->err = err;
+        coro__post(p->sched, &j->post);
     }
-    p->threads++;
-    return 0;
+    p->tail = NULL;
+}
+
+/* The starter: creates the workers that submissions ask for, outside the
+ * lock, so neither the scheduler's thread nor the lock waits on
+ * pthread_create. */
+static void *starter(void *arg)
+{
+    pool_t *p = arg;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->wanted && !p->stopping)
+            pthread_cond_wait(&p->grow, &p->lock);
+        if (p->stopping)
+            break;
+        pthread_mutex_unlock(&p->lock);
+        pthread_t tid;
+        int e = pthread_create(&tid, NULL, worker, p); /* inherits our mask */
+        pthread_mutex_lock(&p->lock);
+        p->wanted--;
+        if (e == 0)
+            p->tids[p->threads++] = tid;
+        else if (p->threads == 0)
+            fail_queued(p, e);
+        /* else the workers there are run the queue. */
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
 }
 
 /* ---- the pool's life ----------------------------------------------------- */
 
+static void pool_free(pool_t *p)
+{
+    pthread_cond_destroy(&p->grow);
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->lock);
+    free(p->tids);
+    free(p);
+}
+
+/* Stop the threads: the starter first (then no worker is on its way and
+ * tids is final), then the workers, which finish the job they run. */
 static void pool_stop(void *arg)
 {
     pool_t *p = arg;
@@ -139,27 +197,52 @@ static void pool_stop(void *arg)
         job_free(j, 0);
     }
     p->tail = NULL;
+    p->queued = 0;
     pthread_cond_broadcast(&p->work);
+    pthread_cond_signal(&p->grow);
     pthread_mutex_unlock(&p->lock);
+    pthread_join(p->starter, NULL);
     for (int i = 0; i < p->threads; i++)
         pthread_join(p->tids[i], NULL);
     /* Their last posts run next (coro__destroy), freeing abandoned jobs. */
-    pthread_cond_destroy(&p->work);
-    pthread_mutex_destroy(&p->lock);
-    free(p);
+    pool_free(p);
     thread_pool = NULL;
 }
 
+/* The pool's size: coro_main_opts' pool_threads, else CORO_POOL_THREADS
+ * (1..CORO__POOL_MAX_THREADS; other values are ignored), else the number
+ * of online CPUs (at least 1). */
 static int pool_size(void)
 {
+    int n = coro__pool_threads_requested();
+    if (n > 0)
+        return n;
     const char *env = getenv("CORO_POOL_THREADS");
     if (env && *env) {
         char *end;
-        long n = strtol(env, &end, 10);
-        if (*end == '\0' && n >= 1 && n <= POOL_MAX_THREADS)
-            return (int)n;
+        long v = strtol(env, &end, 10);
+        if (*end == '\0' && v >= 1 && v <= CORO__POOL_MAX_THREADS)
+            return (int)v;
     }
-    return POOL_DEFAULT_THREADS;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        return 1;
+    return cpus > CORO__POOL_MAX_THREADS ? CORO__POOL_MAX_THREADS : (int)cpus;
+}
+
+/* Start the starter, with every signal blocked. */
+static int start_starter(pool_t *p)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&p->starter, NULL, starter, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return 0;
 }
 
 static pool_t *pool_get(void)
@@ -171,14 +254,30 @@ static pool_t *pool_get(void)
     pool_t *p = coro_calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->work, NULL);
     p->max = pool_size();
     p->sched = coro__self();
-    if (coro__at_exit(pool_stop, p) != 0) {
-        pthread_cond_destroy(&p->work);
-        pthread_mutex_destroy(&p->lock);
+    if (!(p->tids = coro_calloc((size_t)p->max, sizeof *p->tids))) {
         free(p);
+        return NULL;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->grow, NULL);
+    if (start_starter(p) != 0) {
+        int e = errno;
+        pool_free(p);
+        errno = e;
+        return NULL;
+    }
+    if (coro__at_exit(pool_stop, p) != 0) {
+        int e = errno;
+        pthread_mutex_lock(&p->lock);
+        p->stopping = 1;
+        pthread_cond_signal(&p->grow);
+        pthread_mutex_unlock(&p->lock);
+        pthread_join(p->starter, NULL);
+        pool_free(p);
+        errno = e;
         return NULL;
     }
     thread_pool = p;
@@ -217,28 +316,34 @@ static int pool_run(coro_fn fn, void *arg, void (*discard)(void *), int *status)
     j->state = JOB_QUEUED;
 
     pthread_mutex_lock(&p->lock);
-    /* One more thread when the queue outgrows the idle ones. */
-    if (p->queued >= p->idle && p->threads < p->max && start_thread(p) != 0 &&
-        p->threads == 0) {
-        pthread_mutex_unlock(&p->lock);
-        free(j);
-        errno = EAGAIN;
-        discard_now(discard, arg);
-        return -1;
-    }
     if (p->tail)
         p->tail->next = j;
     else
         p->head = j;
     p->tail = j;
     p->queued++;
-    pthread_cond_signal(&p->work);
+    /* One more worker when the queue outgrows the idle ones and those on
+     * their way: the starter makes it; this thread only asks. */
+    if (p->queued > p->idle + p->wanted && p->threads + p->wanted < p->max) {
+        p->wanted++;
+        pthread_cond_signal(&p->grow);
+    }
+    if (p->idle)
+        pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
 
     coro__waiter_t w;
     coro_list_init(&w.node);
     j->waiter = &w;
     if (coro__park_external(&w, "blocking job", (const void *)fn, -1) == 0) {
+        if (j->state == JOB_FAILED) {
+            /* No worker could be started (read on this thread after the
+             * post: no lock needed). */
+            int e = j->err;
+            job_free(j, 1);
+            errno = e;
+            return -1;
+        }
         if (status)
             *status = j->status;
         free(j);

@@ -101,6 +101,12 @@ int coro__post_prepare(void);
  * report a deadlock. */
 int coro__park_external(coro__waiter_t *w, const char *what, const void *obj, int64_t num);
 
+/* The blocking pool's size asked of coro_main_opts (pool_threads), or 0
+ * when none was (then io/ picks its default). 0 outside a scheduler. */
+int coro__pool_threads_requested(void);
+/* The largest pool_threads coro_main_opts accepts (and CORO_POOL_THREADS). */
+#define CORO__POOL_MAX_THREADS 1024
+
 /* Run fn(arg) when coro_main is about to return, after every coroutine has
  * ended and before the scheduler is freed (in reverse order of
  * registration). 0 or -1 (ENOMEM, EPERM outside coro_main). */

@@ -98,6 +98,12 @@ int coro__post_prepare(void)
     return arm_notify(s);
 }
 
+int coro__pool_threads_requested(void)
+{
+    coro__sched_t *s = coro__tls;
+    return s ? s->pool_threads : 0;
+}
+
 int coro__at_exit(void (*fn)(void *arg), void *arg)
 {
     coro__sched_t *s = coro__tls;

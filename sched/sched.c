@@ -229,10 +229,32 @@ static void coro__destroy(coro__sched_t *s)
 
 int coro_main(coro_fn fn, void *arg)
 {
+    return coro_main_opts(fn, arg, NULL);
+}
+
+/* EINVAL for what can never be right, ENOTSUP for what a later release
+ * builds (a simulation, several scheduler threads). */
+static int check_main_opts(const coro_main_opts_t *o)
+{
+    if (o->threads < 0 || o->pool_threads < 0 || o->pool_threads > CORO__POOL_MAX_THREADS) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (o->sim || o->threads >= 2) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    return 0;
+}
+
+int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
+{
     if (!fn) {
         errno = EINVAL;
         return -1;
     }
+    if (o && check_main_opts(o) != 0)
+        return -1;
     if (coro__tls) {
         errno = EBUSY;
         return -1;
@@ -243,6 +265,7 @@ int coro_main(coro_fn fn, void *arg)
     coro_list_init(&s->all);
     coro_list_init(&s->signal_waiters);
     pthread_mutex_init(&s->post_lock, NULL);
+    s->pool_threads = o ? o->pool_threads : 0;
     s->default_stack = coro_stack_size_for(0);
     s->loop_now = coro__clock();
     if (!(s->poller = coro__poller_new()) || coro_overflow_thread_init() != 0) {

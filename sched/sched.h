@@ -31,13 +31,51 @@ CORO_PUBLIC_BEGIN
  * Coroutines left unjoined when it returns are freed; their handles die. */
 int coro_main(coro_fn fn, void *arg);
 
+/* A deterministic simulation (virtual clock, seeded order, simulated
+ * network): not yet built; a later release. coro_main_opts fails with
+ * ENOTSUP when given one. */
+typedef struct coro_sim {
+    uint64_t seed;          /* CORO_SIM_SEED in the environment overrides it */
+    double   fault_rate;    /* 0..1 */
+    int64_t  latency_min, latency_max;  /* simulated network delivery, ns */
+} coro_sim_t;
+
+/* Options of coro_main_opts; zero every field you do not set
+ * (`coro_main_opts_t o = { .pool_threads = 4 };`). */
+typedef struct coro_main_opts {
+    /* Non-NULL: run as a deterministic simulation. Not yet built; a later
+     * release: ENOTSUP. */
+    const coro_sim_t *sim;
+    /* >= 2: that many schedulers, one per thread (the caller's is index 0).
+     * Not yet built; a later release: ENOTSUP. 0 or 1: one scheduler, on
+     * the calling thread. */
+    int threads;
+    /* The blocking pool's size (coro_run_blocking, coro_getaddrinfo): at
+     * most that many jobs run at once, on threads started as needed. 0:
+     * the default, which is CORO_POOL_THREADS from the environment when it
+     * holds a number from 1 to 1024, else the number of online CPUs (at
+     * least 1). A value given here wins over CORO_POOL_THREADS. */
+    int pool_threads;
+} coro_main_opts_t;
+
+/* coro_main with options; opts NULL is coro_main(fn, arg). Returns as
+ * coro_main, with its errors, and: EINVAL threads or pool_threads negative,
+ * or pool_threads above 1024; ENOTSUP sim non-NULL or threads >= 2 (not
+ * yet built; a later release). */
+int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *opts);
+
 /* ---- Coroutines -------------------------------------------------------- */
 
 /* Create a coroutine running fn(arg), ready at once (it runs after the
  * caller next reaches a checkpoint or yields). Must be called from a
  * coroutine. Errors: EINVAL fn NULL or bad opts->stack_size; EPERM no
  * scheduler on this thread; ENOMEM out of memory, address space or
- * mappings. The handle must be joined or detached. */
+ * mappings. The handle must be joined or detached.
+ * The child inherits nothing of its spawner's scope: it starts with no
+ * deadline (CORO_NEVER) whatever coro_timeout the spawner is under, not
+ * cancelled even if the spawner is, and unshielded. To bound a child, set
+ * its deadline in the child (pass the time in arg), or cancel it or its
+ * group when the spawner's deadline passes. */
 coro_t *coro_spawn(coro_fn fn, void *arg);
 coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts);
 
@@ -106,7 +144,10 @@ enum {
 
 /* Errors: EINVAL unknown flags; ENOMEM. */
 coro_group_t *coro_group_new(int flags);
-/* As coro_spawn; the child belongs to the group (never join or detach it). */
+/* As coro_spawn; the child belongs to the group (never join or detach it).
+ * Like coro_spawn's, the child does not inherit its spawner's deadline,
+ * cancellation or shield; a coro_group_wait that times out or is cancelled
+ * cancels the children. */
 coro_t *coro_group_spawn(coro_group_t *g, coro_fn fn, void *arg);
 coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg,
                               const coro_opts_t *o);

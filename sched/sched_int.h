@@ -155,6 +155,8 @@ struct sched {
     coro_list_t signal_waiters;
     /* coro__at_exit hooks, newest first. */
     struct coro__exit_hook *exit_hooks;
+    /* coro_main_opts' pool_threads (0: io/'s default), for io/pool.c. */
+    int pool_threads;
 };
 
 extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));

@@ -179,6 +179,16 @@ int test_under_emulator(void);
 /* Monotonic time in nanoseconds. */
 int64_t test_now_ns(void);
 
+/* pthread_create, the library's calls included, goes through the runner
+ * (test/thread_hook.c): from now on each call first sleeps ns (0: not);
+ * the first ok_first calls from now succeed and every later one fails
+ * with err (ok_first -1: none fails); reset disarms both. calls counts
+ * every pthread_create of the process. */
+void test_thread_create_delay(int64_t ns);
+void test_thread_create_fail(int ok_first, int err);
+void test_thread_create_reset(void);
+int test_thread_create_calls(void);
+
 /* Mappings in /proc/self/maps, not counting malloc's [heap] (whose
  * growth shows up as a mapping of its own after a fork), or -1. */
 long test_count_mappings(void);

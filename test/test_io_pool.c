@@ -1,7 +1,8 @@
 /* test/test_io_pool.c: the blocking pool. coro_run_blocking delivers fn's
  * result from another thread; more jobs than threads all run, never more
- * at once than the pool's size; a caller cancelled (or past its deadline)
- * returns at once while its job still sleeps in the pool, a queued job is
+ * at once than the pool's size (by default the online CPUs); a caller
+ * cancelled (or past its deadline) returns at once while its job still
+ * sleeps in the pool, a queued job is
  * dropped unrun, a running one's late result is discarded without a leak,
  * and coro_main returns cleanly (after the abandoned job ends); jobs
  * racing cancellation in a loop keep every count straight (and TSan
@@ -15,6 +16,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -152,7 +154,7 @@ static int many_main(void *arg)
            load(&l.max_running), (long long)ts_ms(took));
     ASSERT_EQ(load(&l.ran), LOAD_JOBS);
     ASSERT_LE(load(&l.max_running), threads);
-    ASSERT_GE(load(&l.max_running), 2);
+    ASSERT_GE(load(&l.max_running), threads < 2 ? threads : 2);
     /* They cannot all have run at once. */
     ASSERT_GE(took, (LOAD_JOBS + threads - 1) / threads * l.nap);
     return 0;
@@ -164,7 +166,9 @@ TEST(io_pool_more_jobs_than_threads)
     ASSERT_EQ(setenv("CORO_POOL_THREADS", "4", 1), 0);
     ASSERT_EQ(coro_main(many_main, &threads), 0);
     ASSERT_EQ(unsetenv("CORO_POOL_THREADS"), 0);
-    threads = 16; /* the default */
+    /* The default: the online CPUs. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = cpus < 1 ? 1 : cpus > 1024 ? 1024 : (int)cpus;
     ASSERT_EQ(coro_main(many_main, &threads), 0);
 }
 

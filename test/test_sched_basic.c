@@ -330,6 +330,66 @@ TEST(sched_nested_main_ebusy)
     ASSERT_EQ(never_runs_flag, 0);
 }
 
+/* ---- coro_main_opts ------------------------------------------------------ */
+
+static int opts_nested(void *arg)
+{
+    const coro_main_opts_t *o = arg;
+    /* Bad options are refused before the nesting is noticed. */
+    coro_main_opts_t bad = { .pool_threads = -1 };
+    ASSERT_ERRNO(coro_main_opts(never_runs, NULL, &bad), EINVAL);
+    ASSERT_ERRNO(coro_main_opts(never_runs, NULL, o), EBUSY);
+    ASSERT_ERRNO(coro_main_opts(never_runs, NULL, NULL), EBUSY);
+    return 3;
+}
+
+TEST(sched_main_opts_einval_enotsup_and_null_opts)
+{
+    int v = 6;
+    never_runs_flag = 0;
+    /* NULL opts is coro_main; zeroed opts too; threads 1 is one scheduler. */
+    ASSERT_EQ(coro_main_opts(status_main, &v, NULL), 6);
+    coro_main_opts_t o = { .sim = NULL, .threads = 0, .pool_threads = 0 };
+    ASSERT_EQ(coro_main_opts(status_main, &v, &o), 6);
+    o.threads = 1;
+    o.pool_threads = 1024;
+    ASSERT_EQ(coro_main_opts(status_main, &v, &o), 6);
+    ASSERT_ERRNO(coro_main_opts(NULL, NULL, NULL), EINVAL);
+    ASSERT_ERRNO(coro_main_opts(NULL, NULL, &o), EINVAL);
+
+    /* Negative values, and a pool beyond 1024 threads: EINVAL. */
+    coro_main_opts_t bad[] = {
+        { .threads = -1 },
+        { .pool_threads = -1 },
+        { .pool_threads = 1025 },
+        { .threads = -2, .pool_threads = 4 },
+        /* Bad input wins over what is not built yet. */
+        { .sim = &(coro_sim_t){ .seed = 1 }, .pool_threads = -3 },
+        { .threads = 4, .pool_threads = -1 },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ASSERT_ERRNO(coro_main_opts(never_runs, NULL, &bad[i]), EINVAL);
+
+    /* Not yet built (a later release): a simulation, several schedulers. */
+    coro_sim_t sim = { .seed = 42, .fault_rate = 0.0, .latency_min = 0, .latency_max = 0 };
+    coro_main_opts_t later[] = {
+        { .sim = &sim },
+        { .threads = 2 },
+        { .threads = 8, .pool_threads = 2 },
+        { .sim = &sim, .threads = 2 },
+    };
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++)
+        ASSERT_ERRNO(coro_main_opts(never_runs, NULL, &later[i]), ENOTSUP);
+    ASSERT_EQ(never_runs_flag, 0);
+
+    /* Inside a scheduler: EBUSY for good options, EINVAL for bad ones. */
+    coro_main_opts_t good = { .pool_threads = 2 };
+    ASSERT_EQ(coro_main_opts(opts_nested, &good, &good), 3);
+    ASSERT_EQ(never_runs_flag, 0);
+    /* Nothing was left behind. */
+    ASSERT_EQ(coro_main(status_main, &v), 6);
+}
+
 /* ---- a scheduler per thread -------------------------------------------- */
 
 #define THR_N 4
