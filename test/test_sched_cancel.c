@@ -499,6 +499,76 @@ TEST(sched_deadline_api)
     ASSERT_EQ(coro_main(deadline_api_main, NULL), 0);
 }
 
+/* ---- a child inherits none of its spawner's scope -------------------------- */
+
+typedef struct inherit {
+    int64_t deadline;
+    int cancelled, shield_was;
+    int sleep_ret, sleep_err;
+} inherit_t;
+
+/* Outlives the spawner's deadline. */
+#define INHERIT_SLEEP (60 * CORO_MS)
+
+static int inherit_child(void *arg)
+{
+    inherit_t *x = arg;
+    x->deadline = coro_deadline();
+    x->cancelled = coro_cancelled();
+    x->shield_was = coro_shield(0);
+    errno = 0;
+    x->sleep_ret = coro_sleep(INHERIT_SLEEP);
+    x->sleep_err = errno;
+    return 0;
+}
+
+static int inherit_main(void *arg)
+{
+    inherit_t *x = arg; /* spawn, spawn_opts, group spawn, group spawn_opts */
+    /* The spawner: under a 10 ms deadline, cancelled, shielded. */
+    int64_t saved = coro_timeout(10 * CORO_MS);
+    ASSERT_EQ(coro_shield(1), 0);
+    ASSERT_EQ(coro_cancel(coro_self()), 0);
+    ASSERT_EQ(coro_cancelled(), 1);
+    coro_t *c[2];
+    c[0] = coro_spawn(inherit_child, &x[0]);
+    c[1] = coro_spawn_opts(inherit_child, &x[1], &(coro_opts_t){ .name = "opts" });
+    coro_group_t *g = coro_group_new(CORO_GROUP_COLLECT);
+    ASSERT_NOT_NULL(g);
+    ASSERT_NOT_NULL(coro_group_spawn(g, inherit_child, &x[2]));
+    ASSERT_NOT_NULL(coro_group_spawn_opts(g, inherit_child, &x[3], &(coro_opts_t){ .name = "g" }));
+    ASSERT_NOT_NULL(c[0]);
+    ASSERT_NOT_NULL(c[1]);
+    /* The spawner's own deadline is real: it passes while the children
+     * sleep on. */
+    ASSERT_ERRNO(coro_sleep(INHERIT_SLEEP), ETIMEDOUT);
+    coro_set_deadline(saved);
+    /* (Still shielded: the cancellation is held back while it waits.) */
+    for (int i = 0; i < 2; i++)
+        ASSERT_EQ(coro_join(c[i], NULL), 0);
+    ASSERT_EQ(coro_group_wait(g), 0);
+    coro_group_free(g);
+    coro_shield(0);
+    ASSERT_ERRNO(coro_sleep(0), ECANCELED);
+    return 0;
+}
+
+TEST(sched_spawned_child_inherits_no_deadline_cancel_or_shield)
+{
+    inherit_t x[4];
+    memset(x, 0, sizeof x);
+    ASSERT_EQ(coro_main(inherit_main, x), 0);
+    for (int i = 0; i < 4; i++) {
+        printf("child %d: deadline %lld, cancelled %d, shielded %d, sleep %d (errno %d)\n", i,
+               (long long)x[i].deadline, x[i].cancelled, x[i].shield_was, x[i].sleep_ret,
+               x[i].sleep_err);
+        ASSERT_EQ(x[i].deadline, CORO_NEVER);
+        ASSERT_EQ(x[i].cancelled, 0);
+        ASSERT_EQ(x[i].shield_was, 0);
+        ASSERT_EQ(x[i].sleep_ret, 0);
+    }
+}
+
 /* ---- one loop pass, two outcomes: exactly one is delivered --------------- */
 
 #define EQ_N 16
