@@ -181,7 +181,8 @@ ifneq ($(VALGRIND),)
 else
 	@echo "Valgrind pass skipped in this configuration ($(CONFIG)$(if $(TEST_EXEC), via $(TEST_EXEC)))"
 endif
-# The scale tests (TEST_SCALE in test/), natively only.
+# The scale tests (TEST_SCALE in test/), natively only, with 4 times the
+# usual timeout each.
 test-scale: $(RUNNER)
 	$(TEST_EXEC) $(RUNNER) --scale $(TEST_ARGS)
 

@@ -20,7 +20,7 @@
  * failed or none ran.
  *
  * Environment: CORO_TEST_TIMEOUT seconds per test (default 30; times 20
- * under Valgrind); CORO_TEST_VERBOSE=1 also shows passing tests' output;
+ * under Valgrind; times SCALE_TIMEOUT_FACTOR for a scale test); CORO_TEST_VERBOSE=1 also shows passing tests' output;
  * CORO_TEST_SUMMARY=FILE writes the three counts there too, as
  * "<passed> <failed> <skipped>\n" (how `make test` adds up its two halves).
  *
@@ -46,6 +46,9 @@
 #define VALGRIND_ERROR_EXIT 99
 /* Keep at most this much of a test's output. */
 #define OUTPUT_LIMIT ((size_t)4 << 20)
+/* A scale test may take this many times the suite's timeout (a million
+ * page faults take 20 s on an idle 2-core VM, 50 s on a busy one). */
+#define SCALE_TIMEOUT_FACTOR 4
 /* A test line shows the test's peak RSS from this size up. */
 #define RSS_NOTE_MIB 128
 
@@ -212,7 +215,8 @@ int main(int argc, char **argv)
                                .limit = OUTPUT_LIMIT, .truncated = 0, .maxrss_kib = 0 };
         int status, timed_out;
         int64_t t0 = test_now_ns();
-        if (test_capture_run(run_one, t, timeout, 1, &cap, &status, &timed_out) != 0) {
+        const double limit = is_scale ? timeout * SCALE_TIMEOUT_FACTOR : timeout;
+        if (test_capture_run(run_one, t, limit, 1, &cap, &status, &timed_out) != 0) {
             printf("FAIL %s: could not start: %s\n", t->name, strerror(errno));
             failed++;
             free(cap.buf);
@@ -233,7 +237,7 @@ int main(int argc, char **argv)
         reason[0] = '\0';
         int skip = 0;
         if (timed_out) {
-            snprintf(reason, sizeof reason, "timeout after %.0f s (killed)", timeout);
+            snprintf(reason, sizeof reason, "timeout after %g s (killed)", limit);
         } else if (WIFSIGNALED(status)) {
             test_describe_status(status, reason, sizeof reason);
         } else if (!WIFEXITED(status)) {
