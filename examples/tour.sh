@@ -5,12 +5,13 @@
 # It opens with I/O: an echo server under load from echo_client (50
 # connections for 3 s, every byte checked), stopped with SIGTERM, which it
 # must survive with exit status 0; then a two-request conversation with
-# http_server, and the port scanner. Then the other examples, each opening
-# with a comment explaining what it shows, from the first steps to the
-# machinery underneath, with a one-line banner each. Every example checks
-# its own output and exits non-zero if anything unexpected happens, so the
-# tour doubles as a smoke test: it stops at the first failure and exits
-# non-zero.
+# http_server and its framing checks (ambiguous Content-Length and
+# Transfer-Encoding get 400 and a close), and the port scanner. Then the
+# other examples, each opening with a comment explaining what it shows,
+# from the first steps to the machinery underneath, with a one-line banner
+# each. Every example checks its own output and exits non-zero if
+# anything unexpected happens, so the tour doubles as a smoke test: it
+# stops at the first failure and exits non-zero.
 #
 # Needs nothing but a POSIX shell and coreutils. The servers listen on
 # port 0 (a free port the system picks) and print it on their first line,
