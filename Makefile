@@ -9,6 +9,8 @@
 #   make bench           the benchmarks, as a table with ratios to the baselines
 #   make demo            a short tour of the examples
 #   make check-package   symbols and strict headers (test/check_package.sh)
+#   make churn           the example servers' memory over 20k-40k connections
+#                        (test/churn.sh; ~20 s, not part of make test)
 #   make install PREFIX=/usr/local DESTDIR=   (coro.pc and coro-static.pc too)
 #   make clean
 #
@@ -104,11 +106,12 @@ STATIC := $(BUILD)/libcoro.a
 SHARED := $(BUILD)/libcoro.so
 RUNNER := $(BUILD)/test/runner
 BENCH  := $(BUILD)/bench/coro_bench
+CHURN_CLIENT := $(BUILD)/test/churn_client
 
 # ---- targets ----------------------------------------------------------------
 .SECONDARY:
-.PHONY: all lib test test-native test-valgrind test-scale check-package bench demo install uninstall clean
-all: lib $(EXAMPLES) $(BENCH) $(RUNNER)
+.PHONY: all lib test test-native test-valgrind test-scale check-package churn bench demo install uninstall clean
+all: lib $(EXAMPLES) $(BENCH) $(RUNNER) $(CHURN_CLIENT)
 lib: $(STATIC) $(SHARED)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS) Makefile
@@ -190,6 +193,15 @@ test-scale: $(RUNNER)
 # API) and the public headers as strict C11/C17 and C++11/C++20.
 check-package: lib
 	sh test/check_package.sh . $(BUILD)
+
+# The example servers under connection churn: RSS flat over 20,000
+# sequential connections, 40,000 served with mprotect guards.
+# churn_client is plain POSIX: it does not link the library it checks.
+$(CHURN_CLIENT): test/churn/churn_client.c Makefile
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $< -o $@
+churn: $(BUILD)/examples/echo_server $(BUILD)/examples/http_server $(CHURN_CLIENT)
+	sh test/churn.sh $(BUILD)
 
 bench: $(BENCH)
 	$(BENCH)

@@ -34,6 +34,13 @@
  *   - Request bodies are not read: a request that announces one
  *     (Content-Length > 0, Transfer-Encoding) is answered, then the
  *     connection is closed, since its framing would be lost.
+ *   - Framing no two parsers could read differently (RFC 9112 6.3; the
+ *     disagreements request smuggling feeds on): Content-Length values
+ *     that differ (two fields, or a list such as "5, 6") get 400 and a
+ *     close, identical repeats count as one value; Transfer-Encoding
+ *     together with Content-Length gets 400 and a close (this server does
+ *     not decode chunked, so it cannot let the one override the other),
+ *     and so does a Transfer-Encoding whose last coding is not chunked.
  *   - Closing politely ("lingering close"): when we close first, we shut
  *     down our sending side and discard input for up to 1 s, so that
  *     unread pipelined bytes do not make the kernel reset the connection
@@ -42,6 +49,12 @@
  *     coroutine waits in coro_signal_wait(), the accept loop is cancelled,
  *     open connections get 2 s (replies now say "Connection: close"), then
  *     the rest are cancelled through their task group. Exit 0.
+ *   - Flat memory however many connections come and go: the task group
+ *     is CORO_GROUP_COLLECT | CORO_GROUP_REAP, which frees each
+ *     connection's coroutine as it ends (see echo_server.c). No memory
+ *     for a new connection's coroutine gets a 503, a line on stderr (at
+ *     most one a second, with a count of those held back), and the server
+ *     goes on.
  *
  * HOW TO RUN IT
  *   http_server PORT [--max-conns N] [--host ADDR]
@@ -68,6 +81,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +173,10 @@ struct request {
     int conn_close;   /* "Connection: close" */
     int conn_keep;    /* "Connection: keep-alive" */
     int hosts;        /* Host headers seen */
+    int has_length;   /* a Content-Length was given: its value is length */
+    uint64_t length;
+    int has_te;       /* a Transfer-Encoding was given */
+    int te_chunked;   /* ...and its last coding is chunked */
     int has_body;     /* Content-Length > 0 or Transfer-Encoding */
 };
 
@@ -247,26 +265,81 @@ static int parse_request_line(const char *s, size_t n, struct request *rq)
     return 0;
 }
 
+/* The next element of the comma-separated list [*v, end), spaces and tabs
+ * around it trimmed, into [*a, *b) (maybe empty: RFC 9110 5.6.1 allows
+ * empty elements); *v moves past it and its comma. 0 once the list is used
+ * up. */
+static int list_next(const char **v, const char *end, const char **a, const char **b)
+{
+    if (!*v)
+        return 0;
+    const char *comma = memchr(*v, ',', (size_t)(end - *v));
+    const char *e = comma ? comma : end;
+    const char *x = *v, *y = e;
+    while (x < y && (*x == ' ' || *x == '\t'))
+        x++;
+    while (y > x && (y[-1] == ' ' || y[-1] == '\t'))
+        y--;
+    *a = x;
+    *b = y;
+    *v = comma ? comma + 1 : NULL;   /* NULL: that was the last element */
+    return 1;
+}
+
 /* Does the comma-separated list v[0..n) hold the token w? */
 static int list_has(const char *v, size_t n, const char *w)
 {
-    const char *end = v + n;
-    while (v < end) {
-        const char *comma = memchr(v, ',', (size_t)(end - v));
-        const char *e = comma ? comma : end;
-        const char *a = v, *b = e;
-        while (a < b && (*a == ' ' || *a == '\t'))
-            a++;
-        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
-            b--;
+    const char *end = v + n, *a, *b;
+    while (list_next(&v, end, &a, &b))
         if (is_word(a, (size_t)(b - a), w, strlen(w)))
             return 1;
-        v = e + (comma != NULL);
+    return 0;
+}
+
+/* A Content-Length field's value: one decimal number or a list of them
+ * (RFC 9110 8.6: repeated fields may have been combined into one). Every
+ * number, in this field and any earlier one, must be the same: anything
+ * else is 400 (RFC 9112 6.3). */
+static int parse_content_length(const char *v, size_t n, struct request *rq)
+{
+    const char *end = v + n, *a, *b;
+    while (list_next(&v, end, &a, &b)) {
+        if (a == b || b - a > 18)           /* empty, or past what 64 bits hold */
+            return S400_BAD;
+        uint64_t x = 0;
+        for (const char *d = a; d < b; d++) {
+            if (*d < '0' || *d > '9')
+                return S400_BAD;
+            x = x * 10 + (uint64_t)(*d - '0');
+        }
+        if (rq->has_length && x != rq->length)
+            return S400_BAD;
+        rq->has_length = 1;
+        rq->length = x;
     }
     return 0;
 }
 
-/* "Name: value": 0 or S400_BAD. Only four headers matter here. */
+/* A Transfer-Encoding field's value: a list of codings (each maybe with
+ * parameters), applied in order, fields in order; what matters here is
+ * whether the very last coding is chunked (RFC 9112 6.3). A field with no
+ * coding at all is 400. */
+static int parse_transfer_encoding(const char *v, size_t n, struct request *rq)
+{
+    const char *end = v + n, *a, *b, *last = NULL, *last_end = NULL;
+    while (list_next(&v, end, &a, &b))
+        if (a < b) {
+            last = a;
+            last_end = b;
+        }
+    if (!last)
+        return S400_BAD;
+    rq->has_te = 1;
+    rq->te_chunked = IS(last, (size_t)(last_end - last), "chunked");
+    return 0;
+}
+
+/* "Name: value": 0 or S400_BAD. Only five headers matter here. */
 static int parse_header(const char *s, size_t n, struct request *rq)
 {
     const char *colon = memchr(s, ':', n);
@@ -285,16 +358,9 @@ static int parse_header(const char *s, size_t n, struct request *rq)
     if (IS(s, name_len, "host")) {
         rq->hosts++;
     } else if (IS(s, name_len, "content-length")) {
-        if (len == 0 || len > 18)
-            return S400_BAD;
-        for (size_t i = 0; i < len; i++) {
-            if (v[i] < '0' || v[i] > '9')
-                return S400_BAD;
-            if (v[i] != '0')
-                rq->has_body = 1;
-        }
+        return parse_content_length(v, len, rq);
     } else if (IS(s, name_len, "transfer-encoding")) {
-        rq->has_body = 1;
+        return parse_transfer_encoding(v, len, rq);
     } else if (IS(s, name_len, "connection")) {
         rq->conn_close |= list_has(v, len, "close");
         rq->conn_keep |= list_has(v, len, "keep-alive");
@@ -322,6 +388,13 @@ static int parse_request(const char *b, size_t n, struct request *rq)
     }
     if (rq->hosts > 1 || (rq->minor == 1 && rq->hosts == 0))
         return S400_BAD;                              /* RFC 9112 3.2 */
+    /* RFC 9112 6.3: with both, Transfer-Encoding would override
+     * Content-Length, which needs a chunked decoder this server does not
+     * have, and a peer that honours the length would see other requests
+     * in the same bytes; without chunked last the length is unknowable. */
+    if (rq->has_te && (rq->has_length || !rq->te_chunked))
+        return S400_BAD;
+    rq->has_body = rq->has_te || (rq->has_length && rq->length > 0);
     if (rq->method == M_OTHER)
         return S405_METHOD;
     return rq->root ? S200_OK : S404_NOT_FOUND;
@@ -341,6 +414,7 @@ static struct {
     coro_t *acceptor;
     int draining;            /* shutting down: close after each reply */
     long open, served, refused;
+    long turned_away;        /* 503s for want of memory for a coroutine */
     unsigned long long requests;
 } srv;
 
@@ -466,15 +540,53 @@ static int serve_conn(void *arg)
     return 0;
 }
 
-/* Over the cap: a 503 with a non-blocking send (a fresh socket's buffer
- * has room; if not, the client just sees the close), then close. */
+/* Trouble that may come in floods is reported at most once a second, with
+ * a count of the reports held back (see echo_server.c). */
+struct ratelimit {
+    int printed;
+    int64_t last;
+    long held;
+};
+
+static struct ratelimit accept_trouble, spawn_trouble;
+
+static __attribute__((format(printf, 2, 3))) void report(struct ratelimit *rl,
+                                                        const char *fmt, ...)
+{
+    int64_t now = coro_now();
+    if (rl->printed && now - rl->last < CORO_SEC) {
+        rl->held++;
+        return;
+    }
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (rl->held > 0)
+        fprintf(stderr, "http_server: %s (and %ld more since the last report)\n", msg, rl->held);
+    else
+        fprintf(stderr, "http_server: %s\n", msg);
+    rl->printed = 1;
+    rl->last = now;
+    rl->held = 0;
+}
+
+static void report_held(const struct ratelimit *rl, const char *what)
+{
+    if (rl->held > 0)
+        fprintf(stderr, "http_server: %ld more %s not reported\n", rl->held, what);
+}
+
+/* Turn a new connection away: a 503 with a non-blocking send (a fresh
+ * socket's buffer has room; if not, the client just sees the close), then
+ * close. */
 static void refuse(int fd)
 {
     char buf[REPLY_MAX];
     size_t n = format_reply(buf, S503_BUSY, 0, 0, 0);
     send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);   /* best effort */
     coro_close(fd);
-    srv.refused++;
 }
 
 /* Accept, and spawn a coroutine per connection into the group; the same
@@ -483,7 +595,6 @@ static int accept_loop(void *arg)
 {
     (void)arg;
     coro_opts_t opts = { .stack_size = CONN_STACK, .name = "http" };
-    int64_t last_report = 0;
     for (;;) {
         int fd = coro_accept(srv.lfd, NULL, NULL);
         if (fd < 0) {
@@ -495,19 +606,23 @@ static int accept_loop(void *arg)
                 return 1;
             }
             /* EMFILE, ENOBUFS...: coro_accept already waited; retry. */
-            if (coro_now() - last_report > CORO_SEC) {
-                fprintf(stderr, "http_server: accept: %s (retrying)\n", strerror(err));
-                last_report = coro_now();
-            }
+            report(&accept_trouble, "accept: %s (retrying)", strerror(err));
             continue;
         }
         if (srv.open >= srv.cfg->max_conns) {
+            srv.refused++;
             refuse(fd);
             continue;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        /* The handle is not kept: in a REAP group it dies with the
+         * connection. */
         if (!coro_group_spawn_opts(srv.conns, serve_conn, (void *)(intptr_t)fd, &opts)) {
+            /* Out of memory or mappings: say so, 503, go on. */
+            report(&spawn_trouble, "no coroutine for a new connection: %s; answered 503",
+                   strerror(errno));
+            srv.turned_away++;
             refuse(fd);
             continue;
         }
@@ -556,7 +671,7 @@ static int serve(void *arg)
                 strerror(errno));
         return 1;
     }
-    srv.conns = coro_group_new(CORO_GROUP_COLLECT);
+    srv.conns = coro_group_new(CORO_GROUP_COLLECT | CORO_GROUP_REAP);
     coro_opts_t aopts = { .name = "accept" }, sopts = { .name = "signals" };
     coro_t *watcher = NULL;
     if (!srv.conns || !(srv.acceptor = coro_spawn_opts(accept_loop, NULL, &aopts)) ||
@@ -576,6 +691,11 @@ static int serve(void *arg)
     coro_join(watcher, &watcher_status);
     coro_close(srv.lfd);
     drain();
+    report_held(&accept_trouble, "accept errors");
+    report_held(&spawn_trouble, "connections turned away for want of a coroutine");
+    if (srv.turned_away > 0)
+        printf("turned away %ld connection%s: no memory for a coroutine\n", srv.turned_away,
+               srv.turned_away == 1 ? "" : "s");
     printf("served %llu request%s on %ld connection%s (%ld refused); bye\n", srv.requests,
            srv.requests == 1 ? "" : "s", srv.served, srv.served == 1 ? "" : "s", srv.refused);
     return status || watcher_status;

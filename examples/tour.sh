@@ -5,12 +5,13 @@
 # It opens with I/O: an echo server under load from echo_client (50
 # connections for 3 s, every byte checked), stopped with SIGTERM, which it
 # must survive with exit status 0; then a two-request conversation with
-# http_server, and the port scanner. Then the other examples, each opening
-# with a comment explaining what it shows, from the first steps to the
-# machinery underneath, with a one-line banner each. Every example checks
-# its own output and exits non-zero if anything unexpected happens, so the
-# tour doubles as a smoke test: it stops at the first failure and exits
-# non-zero.
+# http_server and its framing checks (ambiguous Content-Length and
+# Transfer-Encoding get 400 and a close), and the port scanner. Then the
+# other examples, each opening with a comment explaining what it shows,
+# from the first steps to the machinery underneath, with a one-line banner
+# each. Every example checks its own output and exits non-zero if
+# anything unexpected happens, so the tour doubles as a smoke test: it
+# stops at the first failure and exits non-zero.
 #
 # Needs nothing but a POSIX shell and coreutils. The servers listen on
 # port 0 (a free port the system picks) and print it on their first line,
@@ -136,6 +137,32 @@ if command -v bash >/dev/null 2>&1; then
         echo "tour: http_server did not answer 200 then 404; stopping" >&2
         exit 1
     fi
+    # Framing two parsers could read differently (RFC 9112 6.3, what
+    # request smuggling feeds on): one reply, the wanted status, and the
+    # server closes the connection (else the timeout ends cat, non-zero).
+    # What follows each body is a second request that must not be answered.
+    expect_framing() { # STATUS REQUEST-HEADERS
+        want=$1
+        $limit bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+            printf "GET / HTTP/1.1\r\nHost: tour\r\n$2\r\nhelloGET /again HTTP/1.1\r\nHost: tour\r\n\r\n" >&3
+            cat <&3' bash "$server_port" "$2" >"$tmp/framing.txt"
+        closed=$?
+        replies=$(grep -c '^HTTP/1.1 ' "$tmp/framing.txt")
+        if [ "$closed" -ne 0 ] || [ "$replies" -ne 1 ] ||
+            ! grep -q "^HTTP/1.1 $want " "$tmp/framing.txt"; then
+            echo "tour: http_server: for \"$2\" wanted one $want reply and a close; got:" >&2
+            cat "$tmp/framing.txt" >&2
+            exit 1
+        fi
+    }
+    expect_framing 400 'Content-Length: 5\r\nContent-Length: 6\r\n'
+    expect_framing 400 'Content-Length: 5, 6\r\n'
+    expect_framing 400 'Transfer-Encoding: chunked\r\nContent-Length: 5\r\n'
+    expect_framing 400 'Transfer-Encoding: gzip\r\n'
+    expect_framing 200 'Content-Length: 5, 5\r\nContent-Length: 5\r\n'
+    echo "    > framing (RFC 9112 6.3): Content-Length 5 and 6, or \"5, 6\": 400;" \
+        "Transfer-Encoding with Content-Length, or not ending in chunked: 400;" \
+        "\"5, 5\" and 5: one length, 200; each connection closed after one reply"
     stop_server http_server
 else
     echo "    (skipped: bash is not installed, and plain sh has no /dev/tcp)"

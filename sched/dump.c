@@ -58,7 +58,8 @@ static void dump_one(int fd, const coro__sched_t *s, const coro_t *c, int64_t no
                      c->timer_when == c->deadline ? "deadline" : "wakes", left);
         }
     } else if (c->state == CORO_DONE) {
-        snprintf(wait, sizeof wait, ", status %d, not yet joined", c->status);
+        snprintf(wait, sizeof wait, ", status %d, %s", c->status,
+                 c->group_held ? "held by its group" : "not yet joined");
     }
     dprintf(fd, "coroutine %llu \"%s\" [%s%s]%s%s\n",
             (unsigned long long)c->fiber.id, c->fiber.name ? c->fiber.name : "",
@@ -105,6 +106,7 @@ void coro_stats(coro_stats_t *out)
     out->io_waits = s->io_waits;
     out->timers = s->heap_len;
     out->max_loop_lag_ns = s->max_lag;
+    out->group_held = s->group_held;
 }
 
 /* Parse "<number>[ns|us|ms|s]" (ms when no unit); 0 if malformed. */

@@ -2,7 +2,14 @@
  * children: they cannot be joined or detached one by one, and no child
  * outlives the group: coro_group_wait and coro_group_free return only
  * after every child has ended, also when the waiter itself is cancelled or
- * times out (then the children are cancelled first). */
+ * times out (then the children are cancelled first).
+ *
+ * An ended child is kept (its stack and all) on the group's done list until
+ * coro_group_next hands it out or coro_group_wait/free collect it, and is
+ * counted in s->group_held meanwhile. A CORO_GROUP_REAP group keeps
+ * nothing: its child is freed right after its last switch, as a detached
+ * coroutine is (s->reap), and only its status can still matter (the
+ * group's first failure). */
 #include "sched/sched_int.h"
 #include "coro/fault.h"
 
@@ -30,7 +37,7 @@ struct coro_group {
 
 coro_group_t *coro_group_new(int flags)
 {
-    if (flags != CORO_GROUP_FAILFAST && flags != CORO_GROUP_COLLECT) {
+    if (flags & ~(CORO_GROUP_COLLECT | CORO_GROUP_REAP)) {
         errno = EINVAL;
         return NULL;
     }
@@ -86,19 +93,25 @@ void coro_group_cancel(coro_group_t *g)
         coro_cancel(coro_container_of(n, coro_t, group_node));
 }
 
-void coro__group_child_done(coro_t *c)
+int coro__group_child_done(coro_t *c)
 {
     coro_group_t *g = c->group;
+    int reap = (g->flags & CORO_GROUP_REAP) != 0;
     coro_list_remove(&c->group_node);
-    coro_list_push_back(&g->done, &c->group_node);
+    if (!reap) {
+        coro_list_push_back(&g->done, &c->group_node);
+        c->group_held = 1;
+        c->sched->group_held++;
+    }
     g->nlive--;
     if (c->status != 0 && !g->has_err) {
         g->has_err = 1;
         g->first_err = c->status;
-        if (g->flags == CORO_GROUP_FAILFAST)
+        if (!(g->flags & CORO_GROUP_COLLECT))
             coro_group_cancel(g);
     }
     wake_all(&g->waiters);
+    return reap;
 }
 
 static void free_handed_out(coro_group_t *g)
@@ -168,7 +181,7 @@ int coro_group_wait(coro_group_t *g)
 
 coro_t *coro_group_next(coro_group_t *g, int *status)
 {
-    if (!g) {
+    if (!g || (g->flags & CORO_GROUP_REAP)) {
         errno = EINVAL;
         return NULL;
     }

@@ -137,17 +137,51 @@ int64_t coro_deadline(void);
 /* ---- Structured concurrency -------------------------------------------- */
 
 typedef struct coro_group coro_group_t;
+/* A group's flags: FAILFAST or COLLECT, optionally with REAP (|). */
 enum {
     CORO_GROUP_FAILFAST = 0, /* first non-zero status cancels the others */
-    CORO_GROUP_COLLECT = 1   /* let every child finish */
+    CORO_GROUP_COLLECT = 1,  /* let every child finish */
+    CORO_GROUP_REAP = 2      /* free each child as soon as it ends */
 };
+
+/* Without CORO_GROUP_REAP a group keeps every ended child (its status, its
+ * handle and its whole stack) until coro_group_next hands it out or
+ * coro_group_wait/coro_group_free collect it: a group that is waited on
+ * only at the end (a server's connections) grows with every child it ever
+ * had (coro_stats_t.group_held counts them).
+ *
+ * CORO_GROUP_REAP: an ended child is freed at once, right after its last
+ * switch (its stack goes back to the pool, as a detached coroutine's does);
+ * the group keeps only the count of children still running and its first
+ * non-zero status. Everything else holds as without it: coro_group_wait
+ * returns 0 or the first non-zero status in completion order, FAILFAST |
+ * REAP cancels the other children on the first failure (COLLECT | REAP
+ * does not), coro_group_cancel cancels every child still running, and
+ * coro_group_wait/coro_group_free return only once every child has ended.
+ * coro_group_next needs the ended children, so it fails with EINVAL on a
+ * REAP group.
+ * The handle coro_group_spawn returns for a REAP child is valid only while
+ * the child has not ended: from the moment its body returns the handle is
+ * dangling, as after free(); the same memory soon holds another coroutine.
+ * While the child runs, the handle may be given to coro_cancel (the child
+ * then ends through its ECANCELED paths and is freed; the group counts its
+ * status as any other), coro_id and coro_name; coro_join and coro_detach
+ * refuse it as they refuse any group child (EINVAL; ignored). Cancel a REAP
+ * child by its handle only from code that knows it still runs: the child
+ * itself, or code the child tells before it returns (it removes itself
+ * from the table its handle is kept in, say). A call with an ended child's
+ * handle is detected (EINVAL) only while its stack lies unused in the
+ * pool; once reused it would reach the coroutine that lives there now.
+ * To cancel every child, coro_group_cancel needs no handle and is always
+ * safe. */
 
 /* Errors: EINVAL unknown flags; ENOMEM. */
 coro_group_t *coro_group_new(int flags);
 /* As coro_spawn; the child belongs to the group (never join or detach it).
  * Like coro_spawn's, the child does not inherit its spawner's deadline,
  * cancellation or shield; a coro_group_wait that times out or is cancelled
- * cancels the children. */
+ * cancels the children. On a REAP group the handle is valid only until the
+ * child ends (above). */
 coro_t *coro_group_spawn(coro_group_t *g, coro_fn fn, void *arg);
 coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg,
                               const coro_opts_t *o);
@@ -158,7 +192,8 @@ coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg,
 int coro_group_wait(coro_group_t *g);
 /* The next child to end, in completion order; *status gets its status. The
  * handle stays valid until the next call on the group. NULL+ENOENT when
- * none is left; NULL+ECANCELED/ETIMEDOUT (children keep running). */
+ * none is left; NULL+ECANCELED/ETIMEDOUT (children keep running);
+ * NULL+EINVAL g is NULL or a REAP group (which keeps no ended child). */
 coro_t *coro_group_next(coro_group_t *g, int *status);
 /* Cancel every child still running. */
 void coro_group_cancel(coro_group_t *g);
@@ -185,6 +220,10 @@ typedef struct coro_stats {
     uint64_t io_waits;        /* coroutines parked on a descriptor now */
     uint64_t timers;          /* armed timers (sleeps and deadlines) now */
     int64_t max_loop_lag_ns;  /* worst lateness of a timer so far */
+    uint64_t group_held;      /* ended group children whose group still keeps
+                                 them (never a REAP group's): not yet
+                                 collected by coro_group_wait/free, or the
+                                 one coro_group_next handed out last */
 } coro_stats_t;
 /* Zeroes *out outside a scheduler. */
 void coro_stats(coro_stats_t *out);

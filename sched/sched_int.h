@@ -9,8 +9,8 @@
  *            into one object's wait list, and it is in the timer heap iff
  *            its wait has a time limit;
  *   DONE     its body returned; it waits to be joined, collected by its
- *            group, or (detached, or the main coroutine) reaped right after
- *            its last switch.
+ *            group, or (detached, a child of a CORO_GROUP_REAP group, or
+ *            the main coroutine) reaped right after its last switch.
  * Each is on s->all until freed. Transitions: spawn -> READY; dispatch
  * READY -> RUNNING; yield RUNNING -> READY; park RUNNING -> PARKED; wake
  * PARKED -> READY; return RUNNING -> DONE; join/reap DONE -> freed. */
@@ -59,6 +59,8 @@ struct coro {
     uint8_t detached;
     /* The first coroutine of coro_main: never joinable. */
     uint8_t is_main;
+    /* Ended, and kept by its (non-REAP) group: counted in s->group_held. */
+    uint8_t group_held;
     /* Body and result. */
     coro_fn fn;
     void *arg;
@@ -82,7 +84,8 @@ struct coro {
     size_t timer_index;
     /* A coroutine waiting in coro_join (at most one waiter). */
     coro_list_t joiners;
-    /* Task group membership: in g->children while running, g->done after. */
+    /* Task group membership: in g->children while running, g->done after
+     * (a REAP group's child is in no list once it has ended). */
     coro_group_t *group;
     coro_list_t group_node;
     /* On s->all. */
@@ -157,6 +160,8 @@ struct sched {
     struct coro__exit_hook *exit_hooks;
     /* coro_main_opts' pool_threads (0: io/'s default), for io/pool.c. */
     int pool_threads;
+    /* Ended children kept by their groups (coro.group_held): coro_stats. */
+    size_t group_held;
 };
 
 extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
@@ -473,8 +478,9 @@ void coro__posts_run(coro__sched_t *s);
 void coro__signals_ready(coro__sched_t *s);
 void coro__run_exit_hooks(coro__sched_t *s);
 
-/* Groups (sched/group.c): a child of g has ended. */
-void coro__group_child_done(coro_t *c);
+/* Groups (sched/group.c): a child of a group has ended. Returns 1 if it is
+ * to be freed at once (a CORO_GROUP_REAP group's), 0 if its group keeps it. */
+int coro__group_child_done(coro_t *c);
 
 /* Dump (sched/dump.c): write the dump with a headline. */
 void coro__dump_to(coro__sched_t *s, int fd, const char *headline);

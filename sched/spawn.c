@@ -23,11 +23,12 @@ static coro_fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
     coro_list_t *j = coro_list_first(&self->joiners);
     if (j)
         coro__wake(coro_container_of(j, coro__waiter_t, node), 0);
+    int reap = self->detached || self->is_main;
     if (self->group)
-        coro__group_child_done(self);
+        reap = coro__group_child_done(self);
     if (self->is_main)
         s->main_status = status;
-    if (self->detached || self->is_main)
+    if (reap)
         s->reap = self; /* freed once we are off its stack */
     return coro__exit_next(s);
 }
@@ -66,7 +67,7 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     f->name = name;
     /* Every field, explicitly: the header is not zeroed. */
     c->magic = CORO_MAGIC_LIVE;
-    c->cancelled = c->shielded = c->killed = c->detached = c->is_main = 0;
+    c->cancelled = c->shielded = c->killed = c->detached = c->is_main = c->group_held = 0;
     c->fn = fn;
     c->arg = arg;
     c->status = 0;
@@ -92,7 +93,8 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
 
 void coro__free_coro(coro__sched_t *s, coro_t *c)
 {
-    (void)s;
+    if (c->group_held)
+        s->group_held--;
     coro_list_remove(&c->all_node);
     coro_list_remove(&c->group_node);
     c->magic = CORO_MAGIC_DEAD;

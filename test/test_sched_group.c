@@ -387,7 +387,8 @@ static int ret6(void *arg)
 static int owner_main(void *arg)
 {
     (void)arg;
-    ASSERT_NULL_ERRNO(coro_group_new(2), EINVAL);
+    ASSERT_NULL_ERRNO(coro_group_new(4), EINVAL);
+    ASSERT_NULL_ERRNO(coro_group_new(CORO_GROUP_REAP | 8), EINVAL);
     ASSERT_NULL_ERRNO(coro_group_new(-1), EINVAL);
     ASSERT_NULL_ERRNO(coro_group_new(CORO_GROUP_COLLECT | 4), EINVAL);
 
