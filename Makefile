@@ -8,7 +8,7 @@
 #                        coroutines: about 4 GiB of RAM and 20-60 s)
 #   make bench           the benchmarks, as a table with ratios to the baselines
 #   make demo            a short tour of the examples
-#   make check-package   symbols and strict headers (test/check_package.sh)
+#   make check-package   symbols, strict headers, docs/API.md (test/check_package.sh)
 #   make churn           the example servers' memory over 20k-40k connections
 #                        (test/churn.sh; ~20 s, not part of make test)
 #   make install PREFIX=/usr/local DESTDIR=   (coro.pc and coro-static.pc too)
@@ -190,9 +190,10 @@ test-scale: $(RUNNER)
 	$(TEST_EXEC) $(RUNNER) --scale $(TEST_ARGS)
 
 # The library's symbols (coro_ prefix; libcoro.so exports only the public
-# API) and the public headers as strict C11/C17 and C++11/C++20.
+# API), the public headers as strict C11/C17 and C++11/C++20, and
+# docs/API.md naming every public function.
 check-package: lib
-	sh test/check_package.sh . $(BUILD)
+	sh test/check_package.sh . $(BUILD) docs/API.md
 
 # The example servers under connection churn: RSS flat over 20,000
 # sequential connections, 40,000 served with mprotect guards.

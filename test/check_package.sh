@@ -1,20 +1,24 @@
 #!/bin/sh
 # test/check_package.sh: what a user linking coro beside other code relies on.
 #
-#   sh test/check_package.sh INCLUDEDIR LIBDIR
+#   sh test/check_package.sh INCLUDEDIR LIBDIR [DOCFILE]
 #
 # INCLUDEDIR holds coro.h (the source tree's root, or an installed include
-# folder); LIBDIR holds libcoro.a and libcoro.so. Checks, each failing the run:
+# folder); LIBDIR holds libcoro.a and libcoro.so; DOCFILE, if given, is the
+# API reference (docs/API.md). Checks, each failing the run:
 #   1. every global symbol libcoro.a defines starts with coro_ (internals
 #      use coro__), so no application or libc name can clash with it;
 #   2. libcoro.so exports exactly the functions the public headers declare
 #      (the build uses -fvisibility=hidden: nothing internal leaks);
 #   3. <coro.h> compiles warning-free as strict C11 and C17 (-pedantic) with
-#      every C compiler found, and as C++11 and C++20 with every C++ one.
+#      every C compiler found, and as C++11 and C++20 with every C++ one;
+#   4. with DOCFILE: every public function the headers declare is named in
+#      it, as `name(` or in backticks, so the reference keeps up with them.
 # CC/CXX name extra compilers to try besides gcc, clang, g++ and clang++.
 set -eu
 inc=${1:?usage: check_package.sh INCLUDEDIR LIBDIR}
-lib=${2:?usage: check_package.sh INCLUDEDIR LIBDIR}
+lib=${2:?usage: check_package.sh INCLUDEDIR LIBDIR [DOCFILE]}
+doc=${3:-}
 NM=${NM:-nm}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/coro-pkg.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -86,4 +90,23 @@ for c in g++ clang++ ${CXX:-}; do
     done
 done
 [ "$checked" -gt 0 ] || fail "no compiler found to check the headers with"
+
+# 4. The reference names every public function: `name(` (not as the tail
+# of a longer name) or `name` in backticks.
+if [ -n "$doc" ]; then
+    if [ ! -r "$doc" ]; then
+        fail "cannot read the API reference $doc"
+    else
+        : >"$tmp/undocumented"
+        while read -r name; do
+            grep -Eq "(^|[^A-Za-z0-9_])$name\(|\`$name\`" "$doc" || echo "$name" >>"$tmp/undocumented"
+        done <"$tmp/declared"
+        if [ -s "$tmp/undocumented" ]; then
+            fail "public functions missing from $doc (document them there):"
+            sed 's/^/    /' "$tmp/undocumented"
+        else
+            echo "ok: $doc names all $(wc -l <"$tmp/declared") public functions"
+        fi
+    fi
+fi
 exit $failed
