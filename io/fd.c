@@ -6,14 +6,20 @@
  * pipes and other descriptors there is no such flag, so the first I/O
  * call of a thread blocks SIGPIPE in that thread (a write to a broken pipe
  * then fails with EPIPE and the signal stays pending, harmlessly); when
- * coro_main returns, a pending SIGPIPE is discarded and the thread's old
- * mask restored. This changes no process-wide disposition. */
+ * coro_main returns it gives the thread its old mask back and takes a
+ * pending SIGPIPE the caller neither blocks nor handles (sched/sigmask.c).
+ * This changes no process-wide disposition.
+ *
+ * In a child forked while a scheduler ran, the per-thread state here
+ * belongs to the dead scheduler: an atfork child handler forgets it, so a
+ * fresh coro_main starts over (see sched/fork.c). */
 #include "io/io_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,23 +34,27 @@
 /* ---- per-thread state ------------------------------------------------------- */
 
 static __thread int thread_ready;
-static __thread sigset_t thread_old_mask;
 /* Coroutines backing off from EMFILE in accept, woken by coro_close. */
 static __thread coro_list_t released_waiters;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void thread_fini(void *arg)
 {
     (void)arg;
-    if (!sigismember(&thread_old_mask, SIGPIPE)) {
-        sigset_t pipe_only;
-        sigemptyset(&pipe_only);
-        sigaddset(&pipe_only, SIGPIPE);
-        struct timespec zero = { 0, 0 };
-        while (sigtimedwait(&pipe_only, NULL, &zero) == SIGPIPE)
-            ;
-        pthread_sigmask(SIG_SETMASK, &thread_old_mask, NULL);
-    }
     thread_ready = 0;
+}
+
+/* In a forked child: the waiters belong to the dead scheduler. */
+static void forget_in_child(void)
+{
+    thread_ready = 0;
+}
+
+static void install_atfork(void)
+{
+    /* On failure the child keeps thread_ready; coro_close checks the
+     * scheduler too (see there). */
+    (void)pthread_atfork(NULL, NULL, forget_in_child);
 }
 
 static int thread_init(void)
@@ -52,9 +62,9 @@ static int thread_init(void)
     sigset_t pipe_only;
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
-    if (coro__at_exit(thread_fini, NULL) != 0)
+    pthread_once(&atfork_once, install_atfork);
+    if (coro__at_exit(thread_fini, NULL) != 0 || coro__block_signals(&pipe_only) != 0)
         return -1;
-    pthread_sigmask(SIG_BLOCK, &pipe_only, &thread_old_mask);
     coro_list_init(&released_waiters);
     thread_ready = 1;
     return 0;
@@ -417,7 +427,7 @@ int coro_close(int fd)
     coro__fd_close(fd);
     int r = close(fd);
     /* Somebody may be backing off from EMFILE: a descriptor is free now. */
-    if (thread_ready) {
+    if (thread_ready && coro__self()) {
         while (!coro_list_empty(&released_waiters))
             coro__wake(coro_container_of(released_waiters.next, coro__waiter_t, node), 0);
     }

@@ -199,9 +199,12 @@ void coro_stream_free(coro_stream_t *s);
  * discarded, so arg must stay valid until fn returns, and since the caller
  * cannot tell a dropped job from a running one, fn must not be the only
  * owner of something arg holds: use coro_run_blocking_owned to hand arg
- * over with a release function instead. Errors: EINVAL fn NULL;
- * EAGAIN no thread could be started (the pool has none, and creating one
- * failed; a later call tries again); ENOMEM. */
+ * over with a release function instead. An fn that forks should exec or
+ * _exit in the child; if it returns there, the child leaves at once with
+ * _exit(its status), having no scheduler to hand the result to.
+ * Errors: EINVAL fn NULL; EAGAIN no thread could be started (the pool has
+ * none, and creating one failed; a later call tries again); ENOMEM; EPERM
+ * outside a coroutine. */
 int coro_run_blocking(coro_fn fn, void *arg, int *status);
 /* coro_run_blocking for an arg the job owns when its caller stops waiting.
  * On success (0) arg is the caller's again and release is not called. On
@@ -222,15 +225,28 @@ int coro_getaddrinfo(const char *host, const char *port,
 /* ---- Signals ---------------------------------------------------------------- */
 
 /* Wait for one of the signals in set and return its number. The signals of
- * set are blocked in the calling thread from the first call on (so one
- * that arrives between two waits is kept for the next, not lost and not
- * fatal); block them in other threads yourself (before starting them) so
- * the process delivers them here. A signal that arrives before the first
- * call still has its default action (usually fatal): a server that wants
- * none lost blocks them in main() before coro_main. The blocking pool's
- * threads block every signal. Errors: EINVAL set NULL, empty, or with
- * SIGKILL/SIGSTOP or a synchronous signal (SIGSEGV, SIGBUS, SIGFPE,
- * SIGILL); ECANCELED, ETIMEDOUT. */
+ * set are blocked in the calling thread from the first call on, until
+ * coro_main returns (so one that arrives between two waits is kept for the
+ * next, not lost and not fatal); block them in other threads yourself
+ * (before starting them) so the process delivers them here. A signal that
+ * arrives before the first call still has its default action (usually
+ * fatal): a server that wants none lost blocks them in main() before
+ * coro_main. The blocking pool's threads block every signal.
+ *
+ * When coro_main returns, the thread's signal mask is exactly what it was
+ * when coro_main began. A signal of these sets (or a SIGPIPE, which the
+ * first I/O call blocks) that is still pending then, because it arrived
+ * after the last wait, is never made fatal by coro: if the caller's own
+ * mask blocks it, it stays pending; if the caller installed a handler, it
+ * is delivered to that handler as the mask is restored (before coro_main
+ * returns); if its disposition is the default or "ignore", the program had
+ * asked coro to take that signal, so coro takes it (sigtimedwait, zero
+ * timeout) and it is gone. One that arrives after that, even in the
+ * instant before the mask is restored, meets the caller's disposition.
+ * Masks are per thread: each coro_main restores its own thread's.
+ * Errors: EINVAL set NULL, empty, or with SIGKILL/SIGSTOP or a synchronous
+ * signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL); ECANCELED, ETIMEDOUT; EPERM
+ * outside a coroutine (also in a forked child, see coro_main). */
 int coro_signal_wait(const sigset_t *set);
 
 CORO_PUBLIC_END

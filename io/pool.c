@@ -29,7 +29,16 @@
  * every signal blocked (signals are for the scheduler's thread:
  * coro_signal_wait): the starter is created so, and workers inherit its
  * mask. All are joined when coro_main returns, after finishing what they
- * run: the starter first, so the list of workers is final. */
+ * run: the starter first, so the list of workers is final.
+ *
+ * fork(2): the child has none of the pool's threads (only the forking
+ * thread goes on), and the pool belongs to a dead scheduler there (see
+ * sched/fork.c). An atfork child handler forgets the forking thread's pool
+ * (abandoned, never touched: its lock may be held by a thread that does
+ * not exist in the child), so a fresh coro_main starts its own. A job
+ * whose function forks and returns in the child (it should exec or _exit)
+ * would hand its result to a scheduler that is not there: the worker
+ * notices the fork and the child leaves with _exit(status). */
 #include "io/io_int.h"
 #include "coro/fault.h"
 
@@ -77,6 +86,21 @@ typedef struct pool {
 } pool_t;
 
 static __thread pool_t *thread_pool;
+/* Forks into a child so far in this process's ancestry (the child handler
+ * counts them): a worker that sees it change after a job runs in a child. */
+static unsigned forks_seen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void forget_in_child(void)
+{
+    thread_pool = NULL;
+    __atomic_store_n(&forks_seen, forks_seen + 1, __ATOMIC_RELAXED);
+}
+
+static void install_atfork(void)
+{
+    (void)pthread_atfork(NULL, NULL, forget_in_child);
+}
 
 static void job_free(job_t *j, int discard)
 {
@@ -105,6 +129,7 @@ static void job_completed(coro__post_t *m)
 static void *worker(void *arg)
 {
     pool_t *p = arg;
+    unsigned forks = __atomic_load_n(&forks_seen, __ATOMIC_RELAXED);
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->head && !p->stopping) {
@@ -122,6 +147,8 @@ static void *worker(void *arg)
         j->state = JOB_RUNNING;
         pthread_mutex_unlock(&p->lock);
         j->status = j->fn(j->arg);
+        if (__builtin_expect(__atomic_load_n(&forks_seen, __ATOMIC_RELAXED) != forks, 0))
+            _exit(j->status); /* fn forked and returned in the child */
         coro__post(p->sched, &j->post);
         pthread_mutex_lock(&p->lock);
     }
@@ -249,6 +276,7 @@ static pool_t *pool_get(void)
 {
     if (thread_pool)
         return thread_pool;
+    pthread_once(&atfork_once, install_atfork);
     if (coro__post_prepare() != 0)
         return NULL;
     pool_t *p = coro_calloc(1, sizeof *p);

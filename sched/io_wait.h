@@ -114,6 +114,17 @@ int coro__at_exit(void (*fn)(void *arg), void *arg);
 
 /* ---- Signals ---------------------------------------------------------------- */
 
+/* Block the signals of set in the calling thread on the caller's behalf
+ * (coro_signal_wait's sets, SIGPIPE for I/O): coro_main gives the thread
+ * its old mask back when it ends, and takes those of them still pending
+ * that the caller neither blocks nor handles. 0, or -1 with errno (EPERM
+ * outside coro_main). */
+int coro__block_signals(const sigset_t *set);
+
+/* Take one pending signal of set (blocked in the calling thread): its
+ * number, 0 if none is pending, -1 with errno. Never waits. */
+int coro__signal_take(const sigset_t *set);
+
 /* Park until one of the signals in set may have arrived (the caller has
  * blocked them and takes the pending one itself). 0, or -1 with errno
  * (ECANCELED, ETIMEDOUT, EPERM, or the poller's error). */

@@ -251,6 +251,37 @@ int coro_kqueue_shim_close(int kq)
     return close(kq);
 }
 
+void coro_kqueue_shim_before_fork(void)
+{
+    pthread_mutex_lock(&all_lock);
+}
+
+/* A queue the child inherited: its number stops naming it (-2: not free
+ * either, never reused), its descriptors are closed; its memory stays
+ * on the list, abandoned. */
+static void forget_in_child(shimkq_t *k)
+{
+    if (atomic_load_explicit(&k->id, memory_order_relaxed) < 0)
+        return;
+    atomic_store_explicit(&k->id, -2, memory_order_relaxed);
+    for (usernote_t *u = atomic_load_explicit(&k->users, memory_order_relaxed); u; u = u->next)
+        close(u->efd);
+    for (int sig = 0; sig < SHIM_NSIG; sig++)
+        if (k->sigs[sig])
+            close(k->sigs[sig]->sfd);
+    close(k->dir[0]);
+    close(k->dir[1]);
+    close(k->ep);
+}
+
+void coro_kqueue_shim_after_fork(int in_child)
+{
+    if (in_child)
+        for (shimkq_t *k = atomic_load_explicit(&all_queues, memory_order_relaxed); k; k = k->next)
+            forget_in_child(k);
+    pthread_mutex_unlock(&all_lock);
+}
+
 /* ---- EVFILT_READ, EVFILT_WRITE ---------------------------------------------- */
 
 static uint64_t fd_data(uint32_t gen, int fd)

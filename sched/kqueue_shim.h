@@ -49,7 +49,9 @@
  *   - EVFILT_SIGNAL only sees signals that stay pending (blocked), sent
  *     to the process or to the waiting thread, and reports one already
  *     pending when it is added (the kernel records only later arrivals);
- *   - the queue survives fork(2), unlike a real kqueue.
+ *   - after fork(2) the child's queues are gone as with a real kqueue, but
+ *     only when the fork ran the poller's atfork hooks (a scheduler has
+ *     been started in the process).
  *
  * The names are the BSD ones for the code using them; the symbols are
  * prefixed (coro_kqueue_shim, coro_kevent_shim) so nothing clashes with a
@@ -102,5 +104,12 @@ int kqueue(void);
 int kevent(int kq, const struct kevent *changelist, int nchanges,
            struct kevent *eventlist, int nevents, const struct timespec *timeout);
 int coro_kqueue_shim_close(int kq);
+
+/* fork(2), called from the poller's atfork hooks: the queues' lock is
+ * held across the fork, and in the child every queue is gone, as a real
+ * kqueue is: its descriptors are closed (no epoll_ctl on the parent's
+ * instances) and its number is no longer a queue. */
+void coro_kqueue_shim_before_fork(void);
+void coro_kqueue_shim_after_fork(int in_child);
 
 #endif /* CORO_SCHED_KQUEUE_SHIM_H */

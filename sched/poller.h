@@ -67,4 +67,25 @@ int coro__poller_wait(coro__poller_t *p, int64_t timeout_ns,
 
 void coro__poller_free(coro__poller_t *p);
 
+/* fork(2). coro__poller_before_fork runs in the scheduler's
+ * pthread_atfork prepare handler, coro__poller_after_fork(in_child) in
+ * its parent and child handlers (a backend with locks of its own takes
+ * them across the fork). In the child, coro__poller_drop_inherited(p)
+ * closes the descriptors of p that the child inherited, without a single
+ * change to their registrations: an epoll descriptor duplicated by fork
+ * refers to the parent's epoll instance (epoll(7)), so EPOLL_CTL_DEL, ADD
+ * or MOD there would change the parent's interest list, and a wait there
+ * would take the parent's edge-triggered events; the eventfd is the
+ * parent's object (eventfd(2)); the signalfd would read the child's
+ * signals but never make the parent's epoll instance report them
+ * (signalfd(2)). Closing a duplicate leaves the parent's registrations as
+ * they are: they go only once every descriptor of the open file
+ * description is closed, and the parent keeps its own. A kqueue is not
+ * inherited at all (FreeBSD's fork(2) and kqueue(2)): its number may
+ * already name a descriptor of the child, so nothing is closed there.
+ * p is abandoned afterwards, never used nor freed. Async-signal-safe. */
+void coro__poller_before_fork(void);
+void coro__poller_after_fork(int in_child);
+void coro__poller_drop_inherited(coro__poller_t *p);
+
 #endif /* CORO_SCHED_POLLER_H */

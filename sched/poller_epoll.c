@@ -208,3 +208,24 @@ void coro__poller_free(coro__poller_t *p)
     close(p->epfd);
     free(p);
 }
+
+/* ---- fork (see sched/poller.h) ------------------------------------------- */
+
+void coro__poller_before_fork(void)
+{
+}
+
+void coro__poller_after_fork(int in_child)
+{
+    (void)in_child;
+}
+
+void coro__poller_drop_inherited(coro__poller_t *p)
+{
+    /* close() only: no epoll_ctl on the parent's instance. */
+    if (p->notify_fd >= 0)
+        close(p->notify_fd);
+    if (p->signal_fd >= 0)
+        close(p->signal_fd);
+    close(p->epfd);
+}

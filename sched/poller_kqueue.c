@@ -368,3 +368,29 @@ void coro__poller_free(coro__poller_t *p)
     free(p->synth);
     free(p);
 }
+
+/* ---- fork (see sched/poller.h) ------------------------------------------- */
+
+/* BSD and macOS close a kqueue in the child (it is not inherited);
+ * libkqueue does the same on Linux from an atfork handler of its own, and
+ * the stand-in (sched/kqueue_shim.c) imitates the kernel here. */
+void coro__poller_before_fork(void)
+{
+#ifdef CORO_KQUEUE_SHIM
+    coro_kqueue_shim_before_fork();
+#endif
+}
+
+void coro__poller_after_fork(int in_child)
+{
+#ifdef CORO_KQUEUE_SHIM
+    coro_kqueue_shim_after_fork(in_child);
+#else
+    (void)in_child;
+#endif
+}
+
+void coro__poller_drop_inherited(coro__poller_t *p)
+{
+    (void)p; /* nothing inherited: p->kq may name a descriptor of the child */
+}

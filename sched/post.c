@@ -62,7 +62,11 @@ static int arm_notify(coro__sched_t *s)
 {
     if (s->notify_armed)
         return 0;
-    if (coro__poller_notify_arm(s->poller, SCHED_TOKEN_NOTIFY) != 0)
+    /* Under the live lock: a fork meanwhile must see the new eventfd. */
+    coro__live_lock();
+    int r = coro__poller_notify_arm(s->poller, SCHED_TOKEN_NOTIFY);
+    coro__live_unlock();
+    if (r != 0)
         return -1;
     s->notify_armed = 1;
     return 0;
@@ -143,7 +147,10 @@ int coro__signal_park(const sigset_t *set)
     if (coro__checkpoint() != 0)
         return -1;
     /* Watch the set (the poller adds it to those watched before). */
-    if (coro__poller_signal_arm(s->poller, set, SCHED_TOKEN_SIGNAL) != 0)
+    coro__live_lock(); /* as in arm_notify: the signalfd */
+    int armed = coro__poller_signal_arm(s->poller, set, SCHED_TOKEN_SIGNAL);
+    coro__live_unlock();
+    if (armed != 0)
         return -1;
     coro__waiter_t w;
     coro_list_push_back(&s->signal_waiters, &w.node);

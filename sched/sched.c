@@ -218,7 +218,8 @@ static void coro__destroy(coro__sched_t *s)
     }
     free(s->heap);
     coro__fd_free_all(s);
-    coro__poller_free(s->poller);
+    coro__live_end(s); /* frees the poller: its signalfd is gone */
+    coro__mask_restore(s);
     pthread_mutex_destroy(&s->post_lock);
     coro_fiber_fini_thread(&s->fiber);
     coro_overflow_thread_fini();
@@ -264,13 +265,15 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
         return -1;
     coro_list_init(&s->all);
     coro_list_init(&s->signal_waiters);
+    coro_list_init(&s->live_node);
     pthread_mutex_init(&s->post_lock, NULL);
     s->pool_threads = o ? o->pool_threads : 0;
+    coro__mask_record(s);
     s->default_stack = coro_stack_size_for(0);
     s->loop_now = coro__clock();
-    if (!(s->poller = coro__poller_new()) || coro_overflow_thread_init() != 0) {
+    if (coro__live_start(s) != 0 || coro_overflow_thread_init() != 0) {
         int e = errno;
-        coro__poller_free(s->poller);
+        coro__live_end(s);
         pthread_mutex_destroy(&s->post_lock);
         free(s);
         errno = e;

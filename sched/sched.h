@@ -28,7 +28,27 @@ CORO_PUBLIC_BEGIN
  * coroutine is blocked and nothing (timer, fd, signal, blocking job) can ever
  * wake one: a dump goes to stderr, the blocked coroutines are cancelled
  * (shields overridden) so they unwind, and -1 is returned.
- * Coroutines left unjoined when it returns are freed; their handles die. */
+ * Coroutines left unjoined when it returns are freed; their handles die.
+ * The thread's signal mask is recorded when it starts and restored
+ * exactly when it returns, on every path (see coro_signal_wait for the
+ * signals coro blocked meanwhile).
+ *
+ * fork(): in the child, every scheduler of the parent is dead, the
+ * calling thread's too (also when fork was called from a coroutine): it
+ * never touches the parent's poller (its inherited descriptors are closed
+ * in the child, which changes none of the parent's registrations), every
+ * call that needs a scheduler fails with EPERM as outside coro_main, the
+ * thread's signal mask is the one from before that coro_main, and the
+ * blocking pool is gone. coro_main starts a fresh scheduler in the child,
+ * also from inside the inherited coroutine's stack (deep enough for it:
+ * the default 128 KiB is). The dead scheduler's memory is abandoned, not
+ * freed; objects it used (coroutine handles, channels, locks, groups) must
+ * not be used in the child. A child that does not exec should end with
+ * _exit(), not exit(): the parent's atexit handlers and stdio buffers are
+ * not the child's, and a leak checker at exit would count the dead
+ * coroutines' names as lost (Valgrind sees them as still reachable).
+ * A child made by _Fork() or a raw clone (no atfork handlers) is not
+ * covered. */
 int coro_main(coro_fn fn, void *arg);
 
 /* A deterministic simulation (virtual clock, seeded order, simulated

@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 
 enum coro_state { CORO_READY, CORO_RUNNING, CORO_PARKED, CORO_DONE };
@@ -162,6 +163,14 @@ struct sched {
     int pool_threads;
     /* Ended children kept by their groups (coro.group_held): coro_stats. */
     size_t group_held;
+    /* The thread's signal mask when coro_main began, given back exactly
+     * when it ends (sched/sigmask.c), and the signals coro has blocked
+     * since on the caller's behalf (coro__block_signals). */
+    sigset_t caller_mask;
+    sigset_t blocked_for_caller;
+    /* On the list of live schedulers, whose pollers a forked child
+     * closes (sched/fork.c). */
+    coro_list_t live_node;
 };
 
 extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
@@ -477,6 +486,23 @@ void coro__fd_free_all(coro__sched_t *s);
 void coro__posts_run(coro__sched_t *s);
 void coro__signals_ready(coro__sched_t *s);
 void coro__run_exit_hooks(coro__sched_t *s);
+
+/* Live schedulers and fork (sched/fork.c). coro__live_start makes s's
+ * poller and puts s on the list of live schedulers, so that a child forked
+ * by any thread closes its poller's descriptors; coro__live_end takes s
+ * off and frees the poller. coro__live_lock/unlock hold the list while a
+ * poller makes a descriptor (a fork meanwhile would miss it). */
+int coro__live_start(coro__sched_t *s);
+void coro__live_end(coro__sched_t *s);
+void coro__live_lock(void);
+void coro__live_unlock(void);
+
+/* The thread's signal mask across coro_main (sched/sigmask.c): record it
+ * as coro_main starts; give it back as it ends, after taking the pending
+ * signals that coro blocked for the caller and that the caller's
+ * disposition would not handle (see coro_signal_wait in io/io.h). */
+void coro__mask_record(coro__sched_t *s);
+void coro__mask_restore(coro__sched_t *s);
 
 /* Groups (sched/group.c): a child of a group has ended. Returns 1 if it is
  * to be freed at once (a CORO_GROUP_REAP group's), 0 if its group keeps it. */

@@ -285,6 +285,18 @@ static void take_valgrind_log(pid_t pid, test_capture_t *cap)
     unlink(path);
 }
 
+void test_child_valgrind_log(pid_t pid)
+{
+    test_capture_t cap = { .buf = NULL, .len = 0, .cap = 0,
+                           .limit = (size_t)1 << 20, .truncated = 0 };
+    take_valgrind_log(pid, &cap);
+    if (cap.buf) {
+        printf("---- Valgrind log of child %ld ----\n%s", (long)pid, cap.buf);
+        fflush(stdout);
+    }
+    free(cap.buf);
+}
+
 int test_capture_run(void (*fn)(void *), void *arg, double timeout_s, int new_group,
                      test_capture_t *cap, int *status, int *timed_out)
 {

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef void (*test_fn)(void);
 
@@ -202,6 +203,13 @@ int test_is_mapped(const void *addr);
  * Stores the waitpid(2) status in *status; returns 0, or -1 with errno if
  * the child could not be started. */
 int test_run_child(void (*fn)(void *), void *arg, char *out, size_t outsz, int *status);
+
+/* A child the test forked itself (not through test_run_child) has ended:
+ * under `make test`'s Valgrind pass its Valgrind log (a file of its own)
+ * is copied to stdout, where the runner looks for the stack-switch
+ * warning, and removed. Valgrind's errors in the child show in its exit
+ * status (99), which the test checks. No-op natively. */
+void test_child_valgrind_log(pid_t pid);
 
 /* The per-test timeout in seconds (CORO_TEST_TIMEOUT, default 30, times 20
  * under Valgrind). */
