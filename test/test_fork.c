@@ -383,7 +383,8 @@ static int forker(void *arg)
         sigset_t m;
         thread_mask(&m);
         assert_same_mask(&m, &mask_before_main);
-        /* Its poller's epoll instance, eventfd and signalfd are closed. */
+        /* Its poller's epoll instance, eventfd and signalfd are closed,
+         * and the other thread's epoll instance. */
         ASSERT_EQ(poller_fds(), 0);
         errno = 0;
         int r = coro_main(child_full_main, NULL);
@@ -400,11 +401,37 @@ static int forker(void *arg)
     return wait_child(pid);
 }
 
+/* Another thread's scheduler, parked on a pipe until the test ends: in
+ * the child it is dead too, and its poller's descriptors are closed. */
+typedef struct other {
+    int fd;
+    int ready;
+} other_t;
+
+static int other_body(void *arg)
+{
+    other_t *o = arg;
+    char c;
+    __atomic_store_n(&o->ready, 1, __ATOMIC_RELEASE);
+    return coro_read(o->fd, &c, 1) == 1 ? 0 : 1;
+}
+
+static void *other_thread(void *arg)
+{
+    return (void *)(intptr_t)coro_main(other_body, arg);
+}
+
 static int fresh_main(void *arg)
 {
     (void)arg;
-    int go[2];
+    int go[2], stop[2];
     ASSERT_EQ(pipe(go), 0);
+    ASSERT_EQ(pipe(stop), 0);
+    other_t o = { stop[0], 0 };
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, other_thread, &o), 0);
+    while (!__atomic_load_n(&o.ready, __ATOMIC_ACQUIRE))
+        ASSERT_EQ(coro_sleep(CORO_MS), 0);
     /* The parent's state at the fork: a pool thread busy with a job, a
      * signal wait (a signalfd), a descriptor written to, a sleeper. */
     coro_t *w = coro_spawn(usr2_waiter, NULL), *j = coro_spawn(job_runner, &go[0]);
@@ -417,7 +444,7 @@ static int fresh_main(void *arg)
     tio_stream_pair(sv);
     ASSERT_EQ(coro_write(sv[0], &c, 1), 1);
     ASSERT_EQ(coro_sleep(CORO_MS), 0);
-    ASSERT_GE(poller_fds(), 3); /* epoll, eventfd (the pool), signalfd */
+    ASSERT_GE(poller_fds(), 4); /* 2 epoll, eventfd (the pool), signalfd */
     coro_t *f = coro_spawn(forker, NULL);
     ASSERT_NOT_NULL(f);
     int st = -1;
@@ -436,6 +463,13 @@ static int fresh_main(void *arg)
     tio_close_pair(sv);
     ASSERT_EQ(close(go[0]), 0);
     ASSERT_EQ(close(go[1]), 0);
+    /* The other thread's scheduler goes on in the parent. */
+    ASSERT_EQ(write(stop[1], &c, 1), 1);
+    void *ret = NULL;
+    ASSERT_EQ(pthread_join(th, &ret), 0);
+    ASSERT_EQ((intptr_t)ret, 0);
+    ASSERT_EQ(close(stop[0]), 0);
+    ASSERT_EQ(close(stop[1]), 0);
     return 0;
 }
 
