@@ -89,12 +89,33 @@ coro_fiber_t *coro__exit_next(coro__sched_t *s)
     return &next->fiber;
 }
 
+void coro__wrong_stack(const coro_t *self, const char *call)
+{
+    /* Most likely inside a signal handler: only write(2) and abort(). */
+    char msg[320];
+    int n = snprintf(msg, sizeof msg,
+                     "coro: %s was called from a signal handler, or one that interrupted "
+                     "a switch of coroutine %llu (the stack pointer or the state is not that "
+                     "of the running coroutine): no coro call is async-signal-safe; wait for "
+                     "signals with coro_signal_wait\n",
+                     call, (unsigned long long)self->fiber.id);
+    if (n > 0) {
+        ssize_t w = write(STDERR_FILENO, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+        (void)w;
+    }
+    abort();
+}
+
 void coro_yield(void)
 {
     coro__sched_t *s = coro__tls;
     coro_t *self;
     if (!s || !(self = s->current))
         return;
+    coro__check_stack(self, "coro_yield");
+    /* A handler that interrupted the coroutine half-way into a park. */
+    if (__builtin_expect(self->state != CORO_RUNNING, 0))
+        coro__wrong_stack(self, "coro_yield");
     coro_t *next = s->runq_head;
     if (__builtin_expect(next && s->pass_left, 1)) { /* 0 in CORO_DEBUG=slow mode */
         /* The common case, done in place: the head leaves the queue and
@@ -220,6 +241,7 @@ static void coro__destroy(coro__sched_t *s)
     coro__fd_free_all(s);
     coro__poller_free(s->poller);
     pthread_mutex_destroy(&s->post_lock);
+    coro__sched_unregister(s);
     coro_fiber_fini_thread(&s->fiber);
     coro_overflow_thread_fini();
     coro_stack_pool_release();
@@ -278,6 +300,7 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
     }
     coro__debug_init(s);
     coro_fiber_init_thread(&s->fiber);
+    coro__sched_register(s);
     coro__tls = s;
 
     coro_opts_t opts = { .stack_size = 0, .name = "main" };

@@ -123,7 +123,6 @@ struct sched {
     /* Every coroutine not yet freed; counters. */
     coro_list_t all;
     size_t live;
-    uint64_t next_id;
     uint64_t spawned;
     uint64_t switches;
     int64_t max_lag;
@@ -162,6 +161,8 @@ struct sched {
     int pool_threads;
     /* Ended children kept by their groups (coro.group_held): coro_stats. */
     size_t group_held;
+    /* On the process-wide list of running schedulers (sched/home.c). */
+    coro_list_t live_node;
 };
 
 extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
@@ -253,11 +254,39 @@ static inline void coro__after_switch(coro__sched_t *s)
         coro__reap(s);
 }
 
+/* A switch out of self is about to save the running context as self's.
+ * That is right only if the code runs on self's own stack. It does not
+ * when a signal handler calls in on the alternate signal stack, or
+ * interrupts a switch after s->current already names the next coroutine
+ * but before the stack pointer moved: saving then overwrites another
+ * context, which is later resumed on the wrong stack (the "jump to 0").
+ * No coro call is async-signal-safe; this catches what one compare can
+ * and dies with a message (sched/sched.c) instead. */
+__attribute__((noreturn, cold)) void coro__wrong_stack(const coro_t *self, const char *call);
+
+static inline void coro__check_stack(const coro_t *self, const char *call)
+{
+    uintptr_t sp;
+#if defined(__x86_64__)
+    __asm__("movq %%rsp, %0" : "=r"(sp));
+#elif defined(__aarch64__)
+    __asm__("mov %0, sp" : "=r"(sp));
+#else
+    char probe;
+    __asm__("" : : "r"(&probe));
+    sp = (uintptr_t)&probe;
+#endif
+    uintptr_t lo = (uintptr_t)self->fiber.stack.lo;
+    if (__builtin_expect(sp - lo >= (uintptr_t)self - lo, 0))
+        coro__wrong_stack(self, call);
+}
+
 /* The current coroutine has been queued, parked or has ended: run the next
  * one (or the scheduler's context). Returns when the caller runs again. */
 static inline void coro__switch(coro__sched_t *s)
 {
     coro_t *self = s->current;
+    coro__check_stack(self, "a blocking call");
     coro_t *next = coro__next_to_run(s);
     if (next == self) {
         self->state = CORO_RUNNING;
@@ -319,6 +348,21 @@ static inline int coro__checkpoint(void)
         return -1;
     }
     return 0;
+}
+
+/* The thread boundary (see sched/wait.h; the slow half in sched/home.c). */
+int coro__home_slow(void **home, coro__sched_t *s);
+
+static inline int coro__home_in(void **home, coro__sched_t *s)
+{
+    if (__builtin_expect(__atomic_load_n(home, __ATOMIC_RELAXED) == (void *)s, 1))
+        return 0;
+    return coro__home_slow(home, s);
+}
+
+static inline int coro__home(void **home)
+{
+    return coro__home_in(home, coro__tls);
 }
 
 /* Make self parked on w (the first half of every park); wake_at is the
@@ -438,6 +482,7 @@ static inline int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t
         errno = e;
         return -1;
     }
+    coro__check_stack(self, "coro_gen_next/coro_gen_yield");
     coro__park_prepare(s, self, w, CORO_NEVER, what, obj, num);
     if (to && !s->runq_head && s->pass_left > 0) {
         /* Nobody else is ready and the pass has room: switch straight to
@@ -456,6 +501,16 @@ static inline int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t
     }
     return coro__park_result(w);
 }
+
+/* Running schedulers and coroutine ids (sched/home.c): coro_main puts its
+ * scheduler on the process-wide list of running ones and takes it off at
+ * the end; coro__sched_alive(p) says whether p is a running scheduler.
+ * coro__new_id hands out process-wide ids that are never reused (1, 2, ...
+ * in blocks per thread; 0 is "none"). */
+void coro__sched_register(coro__sched_t *s);
+void coro__sched_unregister(coro__sched_t *s);
+int coro__sched_alive(const void *p);
+uint64_t coro__new_id(void);
 
 /* Coroutine objects (sched/spawn.c). */
 coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts);

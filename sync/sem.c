@@ -17,15 +17,14 @@ int coro_sem_init(coro_sem_t *s, long n)
     }
     s->count = n;
     coro_list_init(&s->waiters);
+    s->home = NULL;
     return 0;
 }
 
 int coro_sem_acquire(coro_sem_t *s)
 {
-    if (!s) {
-        errno = EINVAL;
+    if (!sync_enter(SYNC_HOME(s)))
         return -1;
-    }
     if (s->count > 0) {
         if (coro__checkpoint() != 0)
             return -1;
@@ -38,10 +37,8 @@ int coro_sem_acquire(coro_sem_t *s)
 
 int coro_sem_try_acquire(coro_sem_t *s)
 {
-    if (!s) {
-        errno = EINVAL;
+    if (sync_home(SYNC_HOME(s)) != 0)
         return -1;
-    }
     if (s->count > 0) {
         s->count--;
         return 0;
@@ -52,10 +49,8 @@ int coro_sem_try_acquire(coro_sem_t *s)
 
 int coro_sem_release(coro_sem_t *s)
 {
-    if (!s) {
-        errno = EINVAL;
+    if (sync_home(SYNC_HOME(s)) != 0)
         return -1;
-    }
     coro__waiter_t *w = waitq_first(&s->waiters);
     if (w) {
         coro__wake_live(w, 0);
@@ -71,5 +66,7 @@ int coro_sem_release(coro_sem_t *s)
 
 long coro_sem_value(const coro_sem_t *s)
 {
-    return s ? s->count : 0;
+    if (!s)
+        return 0;
+    return sync_may_read(&s->home) == 0 ? s->count : -1;
 }
