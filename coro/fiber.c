@@ -98,13 +98,18 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
      * offset within its page (slots are whole pages apart), and the CPU's
      * 4 KiB store-to-load aliasing check stalls each switch on the other
      * stack's stores: a yield ping-pong measured 12.5 ns without the colour
-     * and 8.5 ns with it. Only the fiber's own fields are set here; the
-     * caller initialises the rest of its header (no memset: this is on
-     * every spawn's path). */
+     * and 8.5 ns with it. A reused stack moves its header on by one line
+     * from where the last fiber had it, so a handle to that fiber does not
+     * name the new one (sched/'s stale-handle check) until the stack has
+     * been reused 8 times; a fresh stack takes the thread's next colour.
+     * Only the fiber's own fields are set here; the caller initialises the
+     * rest of its header (no memset: this is on every spawn's path). */
     if (hdr_size < sizeof(coro_fiber_t))
         hdr_size = sizeof(coro_fiber_t);
     hdr_size = (hdr_size + 63) & ~(size_t)63;
-    size_t colour = (size_t)(tls_colour++ & 7) * 64;
+    unsigned c = st.colour == CORO_STACK_FRESH ? tls_colour++ : st.colour + 1u;
+    st.colour = (uint8_t)(c & 7);
+    size_t colour = (size_t)st.colour * 64;
     char *hdr = st.lo + st.size - hdr_size - colour;
     /* Memcheck marks stack below a popped frame as no-access; on a reused
      * stack the new header and first frame may lie there. */

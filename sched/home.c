@@ -19,8 +19,11 @@
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static coro_list_t live_scheds = { &live_scheds, &live_scheds };
 
+static uint64_t serials;
+
 void coro__sched_register(coro__sched_t *s)
 {
+    s->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&live_lock);
     coro_list_push_back(&live_scheds, &s->live_node);
     pthread_mutex_unlock(&live_lock);
@@ -39,6 +42,19 @@ int coro__sched_alive(const void *p)
     pthread_mutex_lock(&live_lock);
     for (coro_list_t *n = live_scheds.next; n != &live_scheds; n = n->next)
         if ((const void *)coro_container_of(n, coro__sched_t, live_node) == p) {
+            alive = 1;
+            break;
+        }
+    pthread_mutex_unlock(&live_lock);
+    return alive;
+}
+
+int coro__sched_serial_alive(uint64_t serial)
+{
+    int alive = 0;
+    pthread_mutex_lock(&live_lock);
+    for (coro_list_t *n = live_scheds.next; n != &live_scheds; n = n->next)
+        if (coro_container_of(n, coro__sched_t, live_node)->serial == serial) {
             alive = 1;
             break;
         }

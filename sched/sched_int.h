@@ -161,8 +161,11 @@ struct sched {
     int pool_threads;
     /* Ended children kept by their groups (coro.group_held): coro_stats. */
     size_t group_held;
-    /* On the process-wide list of running schedulers (sched/home.c). */
+    /* On the process-wide list of running schedulers (sched/home.c), and
+     * a serial number no other scheduler of the process ever has (an
+     * address can be reused by a later scheduler; this cannot). */
     coro_list_t live_node;
+    uint64_t serial;
 };
 
 extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
@@ -510,6 +513,14 @@ static inline int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t
 void coro__sched_register(coro__sched_t *s);
 void coro__sched_unregister(coro__sched_t *s);
 int coro__sched_alive(const void *p);
+/* Is the scheduler with this serial number still running? */
+int coro__sched_serial_alive(uint64_t serial);
+/* The calling thread's scheduler serial, 0 without one. */
+static inline uint64_t coro__serial(void)
+{
+    coro__sched_t *s = coro__tls;
+    return s ? s->serial : 0;
+}
 uint64_t coro__new_id(void);
 
 /* Coroutine objects (sched/spawn.c). */

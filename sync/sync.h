@@ -205,17 +205,25 @@ coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity);
 int coro_chan_send(coro_chan_t *ch, const void *elem);
 /* Blocks while empty. Errors: EPIPE closed and drained; as send. */
 int coro_chan_recv(coro_chan_t *ch, void *elem);
-/* Never block: EAGAIN instead (also outside a coroutine). */
+/* Never block: EAGAIN instead. They work outside a coroutine on a channel
+ * no scheduler uses yet; on another running scheduler's channel (from a
+ * plain thread too) they fail with EPERM and change nothing. */
 int coro_chan_try_send(coro_chan_t *ch, const void *elem);
 int coro_chan_try_recv(coro_chan_t *ch, void *elem);
 /* Wakes every waiter (senders and receivers get EPIPE); items already
- * buffered stay receivable. Errors: EPIPE already closed; EINVAL. */
+ * buffered stay receivable. Errors: EPIPE already closed; EPERM another
+ * running scheduler's channel; EINVAL. */
 int coro_chan_close(coro_chan_t *ch);
-size_t coro_chan_len(const coro_chan_t *ch);   /* items buffered now */
+/* Items buffered now (0 and EPERM for another running scheduler's
+ * channel). */
+size_t coro_chan_len(const coro_chan_t *ch);
+/* Never changes: works on any thread. */
 size_t coro_chan_cap(const coro_chan_t *ch);
 /* Closes the channel if needed, then frees it; waiters wake with EPIPE and
  * do not touch it again. Later use of the handle is detected while its
- * memory has not been reused: an abort with a message. */
+ * memory has not been reused: an abort with a message. On another running
+ * scheduler's channel it frees nothing, sets EPERM and says so on
+ * stderr. */
 void coro_chan_free(coro_chan_t *ch);
 
 enum { CORO_SEND = 1, CORO_RECV = 2 };
@@ -232,7 +240,8 @@ typedef struct coro_case {
  * several ready cases the choice is random (fair). A case whose channel is
  * closed (and, for a receive, drained) is ready: it is chosen like any
  * other and its err is EPIPE. Errors (-1): EINVAL cases NULL, n < 0, a bad
- * op, a NULL elem, or no case with a channel; ENOMEM more than 32 cases
+ * op, a NULL elem, or no case with a channel; EPERM a case's channel
+ * belongs to another running scheduler; ENOMEM more than 32 cases
  * and no memory for their waiters (up to 32 never allocate); ECANCELED,
  * ETIMEDOUT, EPERM. errno is left alone on success. */
 int coro_select(coro_case_t *cases, int n);
