@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 __thread coro_fiber_t *coro_fiber_running __attribute__((tls_model("initial-exec")));
 static __thread unsigned tls_colour __attribute__((tls_model("initial-exec")));
@@ -72,9 +73,28 @@ static coro_context_t *fiber_entry(void *arg)
     return &to->ctx;
 }
 
+void coro_fiber_report_signal_misuse(const coro_fiber_t *f, const char *what)
+{
+    /* Most likely inside a signal handler: snprintf of strings and an
+     * integer (no allocation), write(2), abort(). */
+    char msg[512];
+    int n = snprintf(msg, sizeof msg,
+                     "coro: %s, in coroutine %llu \"%s\": called from a signal handler (or one "
+                     "that interrupted a switch); no coro call is async-signal-safe: wait for "
+                     "signals with coro_signal_wait\n",
+                     what, (unsigned long long)f->id, f->name ? f->name : "");
+    if (n > 0) {
+        size_t len = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+        ssize_t w = write(STDERR_FILENO, msg, len);
+        (void)w;
+    }
+    abort();
+}
+
 void coro_fiber_init_thread(coro_fiber_t *f)
 {
     memset(f, 0, sizeof *f);
+    f->stack.size = SIZE_MAX; /* coro_fiber_check_stack: the thread's own stack */
 #if CORO_TSAN
     f->tsan_fiber = __tsan_get_current_fiber();
 #endif

@@ -89,21 +89,11 @@ coro_fiber_t *coro__exit_next(coro__sched_t *s)
     return &next->fiber;
 }
 
-void coro__wrong_stack(const coro_t *self, const char *call)
+void coro__yield_not_running(const coro_t *self)
 {
-    /* Most likely inside a signal handler: only write(2) and abort(). */
-    char msg[320];
-    int n = snprintf(msg, sizeof msg,
-                     "coro: %s was called from a signal handler, or one that interrupted "
-                     "a switch of coroutine %llu (the stack pointer or the state is not that "
-                     "of the running coroutine): no coro call is async-signal-safe; wait for "
-                     "signals with coro_signal_wait\n",
-                     call, (unsigned long long)self->fiber.id);
-    if (n > 0) {
-        ssize_t w = write(STDERR_FILENO, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
-        (void)w;
-    }
-    abort();
+    /* Inside a signal handler: only write(2) and abort(). */
+    coro_fiber_report_signal_misuse(&self->fiber, "coro_yield found its coroutine half-way "
+                                                  "into a park");
 }
 
 void coro_yield(void)
@@ -112,10 +102,11 @@ void coro_yield(void)
     coro_t *self;
     if (!s || !(self = s->current))
         return;
-    coro__check_stack(self, "coro_yield");
-    /* A handler that interrupted the coroutine half-way into a park. */
+    /* A signal handler that interrupted the coroutine half-way into a
+     * park (the stack itself is checked at every switch, in
+     * coro_fiber_switch). */
     if (__builtin_expect(self->state != CORO_RUNNING, 0))
-        coro__wrong_stack(self, "coro_yield");
+        coro__yield_not_running(self);
     coro_t *next = s->runq_head;
     if (__builtin_expect(next && s->pass_left, 1)) { /* 0 in CORO_DEBUG=slow mode */
         /* The common case, done in place: the head leaves the queue and

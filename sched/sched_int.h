@@ -236,6 +236,9 @@ static inline void coro__pass_clamp(coro__sched_t *s)
  * inline, or NULL to enter the scheduler's context (to wait for events,
  * or to poll descriptors between passes). */
 coro_t *coro__pass_end(coro__sched_t *s);
+/* coro_yield met a coroutine that is not running (sched/sched.c): a signal
+ * handler interrupted it half-way into a park. Aborts with a message. */
+__attribute__((noreturn, cold)) void coro__yield_not_running(const coro_t *self);
 /* CORO_DEBUG=slow: account the run that is ending. */
 __attribute__((cold)) void coro__note_run_time(coro__sched_t *s, coro_t *self);
 /* Free the detached coroutine that just ended (s->reap). */
@@ -257,39 +260,11 @@ static inline void coro__after_switch(coro__sched_t *s)
         coro__reap(s);
 }
 
-/* A switch out of self is about to save the running context as self's.
- * That is right only if the code runs on self's own stack. It does not
- * when a signal handler calls in on the alternate signal stack, or
- * interrupts a switch after s->current already names the next coroutine
- * but before the stack pointer moved: saving then overwrites another
- * context, which is later resumed on the wrong stack (the "jump to 0").
- * No coro call is async-signal-safe; this catches what one compare can
- * and dies with a message (sched/sched.c) instead. */
-__attribute__((noreturn, cold)) void coro__wrong_stack(const coro_t *self, const char *call);
-
-static inline void coro__check_stack(const coro_t *self, const char *call)
-{
-    uintptr_t sp;
-#if defined(__x86_64__)
-    __asm__("movq %%rsp, %0" : "=r"(sp));
-#elif defined(__aarch64__)
-    __asm__("mov %0, sp" : "=r"(sp));
-#else
-    char probe;
-    __asm__("" : : "r"(&probe));
-    sp = (uintptr_t)&probe;
-#endif
-    uintptr_t lo = (uintptr_t)self->fiber.stack.lo;
-    if (__builtin_expect(sp - lo >= (uintptr_t)self - lo, 0))
-        coro__wrong_stack(self, call);
-}
-
 /* The current coroutine has been queued, parked or has ended: run the next
  * one (or the scheduler's context). Returns when the caller runs again. */
 static inline void coro__switch(coro__sched_t *s)
 {
     coro_t *self = s->current;
-    coro__check_stack(self, "a blocking call");
     coro_t *next = coro__next_to_run(s);
     if (next == self) {
         self->state = CORO_RUNNING;
@@ -358,7 +333,12 @@ int coro__home_slow(void **home, coro__sched_t *s);
 
 static inline int coro__home_in(void **home, coro__sched_t *s)
 {
-    if (__builtin_expect(__atomic_load_n(home, __ATOMIC_RELAXED) == (void *)s, 1))
+    /* A plain load: an atomic one, even relaxed, makes the compiler reload
+     * the scheduler's state after it (five more instructions per mutex
+     * hand-off). A binding is published by a compare-and-swap in the slow
+     * path; a thread that reads the home without being ordered after it
+     * is in a data race with the owner anyway. */
+    if (__builtin_expect(*home == (void *)s, 1))
         return 0;
     return coro__home_slow(home, s);
 }
@@ -485,7 +465,6 @@ static inline int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t
         errno = e;
         return -1;
     }
-    coro__check_stack(self, "coro_gen_next/coro_gen_yield");
     coro__park_prepare(s, self, w, CORO_NEVER, what, obj, num);
     if (to && !s->runq_head && s->pass_left > 0) {
         /* Nobody else is ready and the pass has room: switch straight to

@@ -98,6 +98,23 @@ static inline int chan_enter(coro_chan_t *ch, const char *fn)
     return coro__home(&ch->home) < 0 ? -1 : 0;
 }
 
+/* The same for the blocking calls, with the mismatch settled out of line
+ * and the call run again (a tail call: the hot path keeps its frame). */
+#define CHAN_FOREIGN(ch) __builtin_expect((ch)->home != (void *)coro__tls, 0)
+
+int coro_chan_send(coro_chan_t *ch, const void *elem);
+int coro_chan_recv(coro_chan_t *ch, void *elem);
+
+__attribute__((noinline, cold)) static int send_foreign(coro_chan_t *ch, const void *elem)
+{
+    return coro__home(&ch->home) < 0 ? -1 : coro_chan_send(ch, elem);
+}
+
+__attribute__((noinline, cold)) static int recv_foreign(coro_chan_t *ch, void *elem)
+{
+    return coro__home(&ch->home) < 0 ? -1 : coro_chan_recv(ch, elem);
+}
+
 /* ---- items and waiters -------------------------------------------------- */
 
 /* memcpy of a run-time size is a call; the common small sizes inline. */
@@ -240,8 +257,9 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
         errno = EINVAL;
         return -1;
     }
-    if (chan_enter(ch, "coro_chan_send") != 0)
-        return -1;
+    chan_check(ch, "coro_chan_send");
+    if (CHAN_FOREIGN(ch))
+        return send_foreign(ch, elem);
     coro__waiter_t *r = NULL;
     if (!ch->closed) {
         r = first_live(&ch->recvq);
@@ -265,8 +283,9 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
         errno = EINVAL;
         return -1;
     }
-    if (chan_enter(ch, "coro_chan_recv") != 0)
-        return -1;
+    chan_check(ch, "coro_chan_recv");
+    if (CHAN_FOREIGN(ch))
+        return recv_foreign(ch, elem);
     coro__waiter_t *s = NULL;
     if (!ch->len) {
         s = first_live(&ch->sendq);

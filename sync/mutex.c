@@ -15,11 +15,25 @@ void coro_mutex_init(coro_mutex_t *m)
     m->home = NULL;
 }
 
+int coro_mutex_lock(coro_mutex_t *m);
+int coro_mutex_unlock(coro_mutex_t *m);
+SYNC_COLD_RETRY(lock_foreign, coro_mutex_t, coro_mutex_lock)
+SYNC_COLD_RETRY(unlock_foreign, coro_mutex_t, coro_mutex_unlock)
+
 int coro_mutex_lock(coro_mutex_t *m)
 {
-    coro_t *self = sync_enter(SYNC_HOME(m));
-    if (!self)
+    if (!m) {
+        errno = EINVAL;
         return -1;
+    }
+    coro__sched_t *s = coro__tls;
+    coro_t *self = s ? s->current : NULL;
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (SYNC_FOREIGN(m, s))
+        return lock_foreign(m, s);
     uint64_t me = self->fiber.id;
     if (m->owner == me) {
         errno = EDEADLK;
@@ -52,9 +66,18 @@ int coro_mutex_trylock(coro_mutex_t *m)
 
 int coro_mutex_unlock(coro_mutex_t *m)
 {
-    coro_t *self = sync_enter(SYNC_HOME(m));
-    if (!self)
+    if (!m) {
+        errno = EINVAL;
         return -1;
+    }
+    coro__sched_t *s = coro__tls;
+    coro_t *self = s ? s->current : NULL;
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (SYNC_FOREIGN(m, s))
+        return unlock_foreign(m, s);
     if (m->owner != self->fiber.id) {
         errno = EPERM;
         return -1;

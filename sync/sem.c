@@ -21,10 +21,20 @@ int coro_sem_init(coro_sem_t *s, long n)
     return 0;
 }
 
+int coro_sem_acquire(coro_sem_t *s);
+int coro_sem_release(coro_sem_t *s);
+SYNC_COLD_RETRY(acquire_foreign, coro_sem_t, coro_sem_acquire)
+SYNC_COLD_RETRY(release_foreign, coro_sem_t, coro_sem_release)
+
 int coro_sem_acquire(coro_sem_t *s)
 {
-    if (!sync_enter(SYNC_HOME(s)))
+    if (!s) {
+        errno = EINVAL;
         return -1;
+    }
+    coro__sched_t *sc = coro__tls;
+    if (SYNC_FOREIGN(s, sc))
+        return acquire_foreign(s, sc);
     if (s->count > 0) {
         if (coro__checkpoint() != 0)
             return -1;
@@ -49,8 +59,13 @@ int coro_sem_try_acquire(coro_sem_t *s)
 
 int coro_sem_release(coro_sem_t *s)
 {
-    if (sync_home(SYNC_HOME(s)) != 0)
+    if (!s) {
+        errno = EINVAL;
         return -1;
+    }
+    coro__sched_t *sc = coro__tls;
+    if (SYNC_FOREIGN(s, sc))
+        return release_foreign(s, sc);
     coro__waiter_t *w = waitq_first(&s->waiters);
     if (w) {
         coro__wake_live(w, 0);

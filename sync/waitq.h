@@ -34,6 +34,19 @@ static inline coro_t *sync_enter(void **home)
     return self;
 }
 
+/* The hot calls' form of the check, one compare inline:
+ *     if (SYNC_FOREIGN(m, s))
+ *         return lock_foreign(m, s);
+ * where lock_foreign, made by SYNC_COLD_RETRY, settles it out of line
+ * (EPERM, or binds m) and then runs the call again, now on the fast path.
+ * A tail call into a cold function: the hot path keeps its small frame. */
+#define SYNC_FOREIGN(obj, s) __builtin_expect((obj)->home != (void *)(s), 0)
+#define SYNC_COLD_RETRY(name, type, call)                                  \
+    __attribute__((noinline, cold)) static int name(type *obj, coro__sched_t *s) \
+    {                                                                      \
+        return coro__home_slow(&obj->home, s) < 0 ? -1 : call(obj);         \
+    }
+
 /* For the calls that need no coroutine (releases, signals, sets): 0, or
  * -1 with EINVAL (obj NULL) or EPERM (obj belongs to another running
  * scheduler, for a plain thread too). */
