@@ -559,8 +559,6 @@ static void signal_child(void *arg)
 
 TEST(boundary_yield_from_signal_handler_dies_with_message)
 {
-    if (test_under_valgrind())
-        TEST_SKIP("Valgrind runs signal handlers on its own stacks");
     char out[8192];
     int status;
     ASSERT_EQ(test_run_child(signal_child, NULL, out, sizeof out, &status), 0);
