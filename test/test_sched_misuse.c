@@ -1,9 +1,9 @@
 /* test/test_sched_misuse.c: calls made in the wrong place or with the wrong
  * arguments get the documented error, never a crash: blocking calls
  * outside a coroutine (EPERM; yield is a no-op), self-join (EDEADLK),
- * double join and competing joiners, joining detached, group-owned, main
- * coroutines (EINVAL) or another running scheduler's (EPERM), NULL functions and handles, stack sizes
- * out of range. */
+ * double join and competing joiners, joining detached, group-owned or
+ * main coroutines (EINVAL) or another running scheduler's (EPERM), NULL
+ * functions and handles, stack sizes out of range. */
 #include "test/test_sched.h"
 
 #include <pthread.h>
