@@ -188,7 +188,8 @@ typedef struct coro_once {
  * returned. If fn returns non-zero the once is not done, and a later (or
  * waiting) caller runs fn again. Returns fn's status to the caller that
  * ran it, 0 to the others. A checkpoint. Errors: ECANCELED, ETIMEDOUT,
- * EPERM, EINVAL. */
+ * EPERM (outside a coroutine, or another running scheduler's once),
+ * EINVAL. */
 int coro_once(coro_once_t *o, coro_fn fn, void *arg);
 
 /* ---- Channels ------------------------------------------------------------- */
@@ -267,7 +268,8 @@ coro_gen_t *coro_gen_new_opts(coro_gen_fn fn, void *arg, size_t elem_size,
 /* Inside fn: hand one value to the consumer and wait for the next
  * coro_gen_next. Errors: ECANCELED (the generator is being freed: return;
  * a value handed over before the failure stays delivered), ETIMEDOUT (a
- * deadline fn set itself), EPERM not called from g's own coroutine,
+ * deadline fn set itself), EPERM not called from g's own coroutine (so
+ * never from another thread),
  * EINVAL g or elem NULL. */
 int coro_gen_yield(coro_gen_t *g, const void *elem);
 /* Run fn until it yields a value into *elem (0) or returns (-1/ENOENT, and
@@ -277,14 +279,20 @@ int coro_gen_yield(coro_gen_t *g, const void *elem);
  * anyone). Errors: ENOENT fn has returned or g is being freed; EBUSY
  * another coroutine is in coro_gen_next on g; EDEADLK called from fn
  * itself; ECANCELED, ETIMEDOUT (the caller; a value produced meanwhile is
- * kept for the next call), EPERM, EINVAL. */
+ * kept for the next call), EPERM (outside a coroutine, or g was made on
+ * another thread's scheduler, running or ended: its producer lives
+ * there), EINVAL. */
 int coro_gen_next(coro_gen_t *g, void *elem);
-/* fn's return value once it has returned (ENOENT from next), else -1. */
+/* fn's return value once it has returned (ENOENT from next), else -1
+ * (also with EPERM while g's scheduler runs on another thread; readable
+ * anywhere once it has ended). */
 int coro_gen_status(const coro_gen_t *g);
 /* Cancels fn if it has not finished, waits for it to return, frees g. A
  * generator never started never calls fn. An unfinished generator that is
  * never freed keeps its producer parked forever: coro_main then reports a
- * deadlock. */
+ * deadlock. After g's scheduler has ended it only frees the memory (any
+ * thread); while that scheduler runs on another thread it frees nothing,
+ * sets EPERM and says so on stderr. */
 void coro_gen_free(coro_gen_t *g);
 
 CORO_PUBLIC_END
