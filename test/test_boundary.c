@@ -391,6 +391,12 @@ static int lock_and_end(void *arg)
     return 0; /* ends holding it */
 }
 
+static int ids_child_noop(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
 static int try_unlock(void *arg)
 {
     recycled_t *r = arg;
@@ -571,4 +577,53 @@ TEST(boundary_yield_from_signal_handler_dies_with_message)
     ASSERT_CONTAINS(out, "no coro call is async-signal-safe");
     ASSERT_CONTAINS(out, "coro_signal_wait");
     ASSERT_NOT_CONTAINS(out, "survived");
+}
+
+/* ---- stale handles ---------------------------------------------------------------- */
+
+static int stale_main(void *arg)
+{
+    (void)arg;
+    coro_t *old = coro_spawn(try_unlock, &(recycled_t){ .m = CORO_MUTEX_INIT });
+    ASSERT_NOT_NULL(old);
+    ASSERT_EQ(coro_join(old, NULL), 0);
+    /* Each spawn/join reuses that stack with its header one line further
+     * on: the freed handle names no coroutine for 7 reuses. */
+    for (int k = 1; k < 8; k++) {
+        coro_t *c = coro_spawn(ids_child_noop, NULL);
+        ASSERT_NOT_NULL(c);
+        ASSERT((uintptr_t)c != (uintptr_t)old);
+        ASSERT_ERRNO(coro_cancel(old), EINVAL);
+        ASSERT_ERRNO(coro_join(old, NULL), EINVAL);
+        ASSERT_EQ(coro_join(c, NULL), 0);
+    }
+    return 0;
+}
+
+TEST(boundary_stale_handle_detected_for_seven_reuses)
+{
+    ASSERT_EQ(coro_main(stale_main, NULL), 0);
+}
+
+/* A group whose scheduler ended while it held a handed-out child: that
+ * child was freed with the scheduler. Before: coro_group_free freed it a
+ * second time (on an unmapped stack). */
+static coro_group_t *orphan;
+
+static int orphan_main(void *arg)
+{
+    (void)arg;
+    orphan = coro_group_new(CORO_GROUP_COLLECT);
+    ASSERT_NOT_NULL(orphan);
+    ASSERT_NOT_NULL(coro_group_spawn(orphan, ids_child_noop, NULL));
+    int status = -1;
+    ASSERT_NOT_NULL(coro_group_next(orphan, &status));
+    ASSERT_EQ(status, 0);
+    return 0; /* the group is left for later */
+}
+
+TEST(boundary_group_outliving_its_scheduler_frees_cleanly)
+{
+    ASSERT_EQ(coro_main(orphan_main, NULL), 0);
+    coro_group_free(orphan);
 }
