@@ -602,6 +602,9 @@ static int stale_main(void *arg)
 
 TEST(boundary_stale_handle_detected_for_seven_reuses)
 {
+    if (test_under_valgrind())
+        TEST_SKIP("the check reads the freed header, which Memcheck marks undefined once "
+                  "a new coroutine's header is laid out near it");
     ASSERT_EQ(coro_main(stale_main, NULL), 0);
 }
 
