@@ -147,8 +147,7 @@ static void free_done(coro_group_t *g)
 {
     free_handed_out(g);
     coro_list_t *n;
-    while ((n = coro_list_first(&g->done)) != NULL)
-    {
+    while ((n = coro_list_first(&g->done)) != NULL) {
         coro_t *c = coro_container_of(n, coro_t, group_node);
         coro__free_coro(c->sched, c);
     }
