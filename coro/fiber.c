@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 __thread coro_fiber_t *coro_fiber_running __attribute__((tls_model("initial-exec")));
 static __thread unsigned tls_colour __attribute__((tls_model("initial-exec")));
@@ -72,9 +73,28 @@ static coro_context_t *fiber_entry(void *arg)
     return &to->ctx;
 }
 
+void coro_fiber_report_signal_misuse(const coro_fiber_t *f, const char *what)
+{
+    /* Most likely inside a signal handler: snprintf of strings and an
+     * integer (no allocation), write(2), abort(). */
+    char msg[512];
+    int n = snprintf(msg, sizeof msg,
+                     "coro: %s, in coroutine %llu \"%s\": called from a signal handler (or one "
+                     "that interrupted a switch); no coro call is async-signal-safe: wait for "
+                     "signals with coro_signal_wait\n",
+                     what, (unsigned long long)f->id, f->name ? f->name : "");
+    if (n > 0) {
+        size_t len = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+        ssize_t w = write(STDERR_FILENO, msg, len);
+        (void)w;
+    }
+    abort();
+}
+
 void coro_fiber_init_thread(coro_fiber_t *f)
 {
     memset(f, 0, sizeof *f);
+    f->stack.size = SIZE_MAX; /* coro_fiber_check_stack: the thread's own stack */
 #if CORO_TSAN
     f->tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -98,13 +118,18 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
      * offset within its page (slots are whole pages apart), and the CPU's
      * 4 KiB store-to-load aliasing check stalls each switch on the other
      * stack's stores: a yield ping-pong measured 12.5 ns without the colour
-     * and 8.5 ns with it. Only the fiber's own fields are set here; the
-     * caller initialises the rest of its header (no memset: this is on
-     * every spawn's path). */
+     * and 8.5 ns with it. A reused stack moves its header on by one line
+     * from where the last fiber had it, so a handle to that fiber does not
+     * name the new one (sched/'s stale-handle check) until the stack has
+     * been reused 8 times; a fresh stack takes the thread's next colour.
+     * Only the fiber's own fields are set here; the caller initialises the
+     * rest of its header (no memset: this is on every spawn's path). */
     if (hdr_size < sizeof(coro_fiber_t))
         hdr_size = sizeof(coro_fiber_t);
     hdr_size = (hdr_size + 63) & ~(size_t)63;
-    size_t colour = (size_t)(tls_colour++ & 7) * 64;
+    unsigned c = st.colour == CORO_STACK_FRESH ? tls_colour++ : st.colour + 1u;
+    st.colour = (uint8_t)(c & 7);
+    size_t colour = (size_t)st.colour * 64;
     char *hdr = st.lo + st.size - hdr_size - colour;
     /* Memcheck marks stack below a popped frame as no-access; on a reused
      * stack the new header and first frame may lie there. */

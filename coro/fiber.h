@@ -82,10 +82,44 @@ static inline void coro_fiber_prefetch(const coro_fiber_t *f)
 #endif
 }
 
+/* Print "coro: <what> in coroutine <id> "<name>" ...: no coro call is
+ * async-signal-safe ..." with write(2) and abort(): the report of a coro
+ * call made from a signal handler (coro/fiber.c). */
+__attribute__((noreturn, cold))
+void coro_fiber_report_signal_misuse(const coro_fiber_t *f, const char *what);
+
+/* A switch out of `from` saves the running context as from's: right only
+ * if the code runs on from's own stack, [stack.lo, from). It does not when
+ * a signal handler runs on the alternate signal stack and yields, or when
+ * a handler interrupts a switch after the scheduler already names the
+ * next coroutine as running but before the stack pointer has moved, and
+ * calls coro_yield or a blocking call: the context saved then overwrites
+ * another one, which is later resumed on the wrong stack and returns
+ * through a clobbered frame (the "jump to address 0"). One subtraction and
+ * one compare per switch catch both and abort with a message. The
+ * thread's own fiber has stack.size SIZE_MAX: never checked. */
+static inline void coro_fiber_check_stack(const coro_fiber_t *from)
+{
+    uintptr_t sp;
+#if defined(__x86_64__)
+    __asm__("movq %%rsp, %0" : "=r"(sp));
+#elif defined(__aarch64__)
+    __asm__("mov %0, sp" : "=r"(sp));
+#else
+    char probe;
+    __asm__("" : : "r"(&probe));
+    sp = (uintptr_t)&probe;
+#endif
+    /* Below from (the header tops the stack) by at most the stack's size. */
+    if (__builtin_expect((uintptr_t)from - sp > from->stack.size, 0))
+        coro_fiber_report_signal_misuse(from, "a switch away on a stack that is not its own");
+}
+
 /* Switch from the running fiber `from` to `to`; returns when switched back.
  * Inline: it is the heart of every yield, park and wake. */
 static inline void coro_fiber_switch(coro_fiber_t *from, coro_fiber_t *to)
 {
+    coro_fiber_check_stack(from);
     coro_fiber_running = to;
 #if CORO_ASAN || CORO_TSAN
     coro_fiber_before_switch(from, to);

@@ -284,6 +284,7 @@ static void fill(coro_stack_t *st, stack_slab_t *sl, uint32_t slot)
     st->slab = sl;
     st->slot = slot;
     st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
+    st->colour = CORO_STACK_FRESH;
 }
 
 int coro_stack_alloc(coro_stack_t *st, size_t size)

@@ -35,7 +35,12 @@ typedef struct coro_stack {
     /* Valgrind's id for this stack: registered while the slot is in use or
      * warm in the pool (not per coroutine: that would cost every spawn). */
     unsigned vg_id;
+    /* For coro/fiber.c: where the last fiber on this stack put its header
+     * (0-7), kept while the stack waits in the pool; CORO_STACK_FRESH for
+     * a stack that had none or whose pages went back to the system. */
+    uint8_t colour;
 } coro_stack_t;
+#define CORO_STACK_FRESH 0xff
 
 /* Bytes of guard below every stack (a whole number of pages). */
 size_t coro_stack_guard_size(void);

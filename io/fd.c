@@ -126,6 +126,10 @@ int coro__io_enter(int fd)
         errno = EBADF;
         return -1;
     }
+    if (__builtin_expect(coro__fd_foreign(fd), 0)) {
+        errno = EPERM; /* another running scheduler waits on fd */
+        return -1;
+    }
     int flags = coro__fd_flags(fd);
     if (__builtin_expect(flags & SCHED_FD_KNOWN, 1))
         return flags;
@@ -164,6 +168,10 @@ int coro_wait_fd(int fd, int events)
         return -1;
     if (fd < 0) {
         errno = EBADF;
+        return -1;
+    }
+    if (coro__fd_foreign(fd)) {
+        errno = EPERM;
         return -1;
     }
     if (!events || (events & ~(CORO_READ | CORO_WRITE))) {
@@ -414,8 +422,7 @@ int coro_fd_forget(int fd)
         errno = EBADF;
         return -1;
     }
-    coro__fd_close(fd);
-    return 0;
+    return coro__fd_close(fd);
 }
 
 int coro_close(int fd)
@@ -424,7 +431,10 @@ int coro_close(int fd)
         errno = EBADF;
         return -1;
     }
-    coro__fd_close(fd);
+    /* Another thread's scheduler waits on fd: closing it would leave its
+     * waiters parked forever. EPERM, and fd stays open. */
+    if (coro__fd_close(fd) != 0)
+        return -1;
     int r = close(fd);
     /* Somebody may be backing off from EMFILE: a descriptor is free now. */
     if (thread_ready && coro__self()) {

@@ -30,7 +30,23 @@
  * SIGPIPE never kills the process: socket writes pass MSG_NOSIGNAL, and the
  * first I/O call of a thread blocks SIGPIPE in that thread while its
  * scheduler runs (a broken pipe then fails with EPIPE; the pending signal
- * is discarded). */
+ * is discarded).
+ *
+ * THE THREAD BOUNDARY. A descriptor number belongs to the scheduler whose
+ * coroutine first waited on it (the library registered it with that
+ * scheduler's poller), until that thread closes or forgets it (coro_close,
+ * coro_fd_forget) or its coro_main returns; the record is process-wide.
+ * Meanwhile every call here on that number from another thread (another
+ * scheduler's, or a plain thread's coro_close / coro_fd_forget) fails
+ * with EPERM and does nothing: coro_close leaves the descriptor open, so
+ * the owner's waiters are not left parked on a closed number. To move a
+ * connection to another scheduler, coro_fd_forget it on the owning
+ * thread first. A stream belongs to the scheduler of its first call, as
+ * the objects of sync/sync.h do (EPERM elsewhere; coro_stream_free there
+ * frees nothing and says so on stderr).
+ *
+ * No call here is async-signal-safe: wait for signals with
+ * coro_signal_wait. */
 #ifndef CORO_IO_IO_H
 #define CORO_IO_IO_H
 
@@ -61,8 +77,9 @@ enum { CORO_READ = 1, CORO_WRITE = 2 };
  * a hang-up or error counts as both). Returns the events that are ready
  * (a non-empty subset of events). Errors: EINVAL events empty or unknown
  * bits; EBADF fd invalid, or closed with coro_close while waiting; EPERM
- * fd cannot be polled (a regular file is always ready, so never waits);
- * ECANCELED, ETIMEDOUT. */
+ * fd cannot be polled (a regular file is always ready, so never waits),
+ * or belongs to another thread's scheduler; ECANCELED, ETIMEDOUT. The
+ * calls below fail with EPERM in that case too. */
 int coro_wait_fd(int fd, int events);
 
 /* As read(2)/write(2). coro_write writes all n bytes: it returns n, or, if
@@ -97,7 +114,9 @@ int coro_connect(int fd, const struct sockaddr *sa, socklen_t len);
 /* Wake every coroutine waiting on fd with EBADF, remove fd from the
  * poller, then close it. Not a checkpoint: a cancelled coroutine can
  * always close. Returns close(2)'s result (EINTR is not retried: on Linux
- * the descriptor is closed then). Errors: EBADF. */
+ * the descriptor is closed then). Works on any thread for a descriptor
+ * no running scheduler owns. Errors: EBADF; EPERM fd belongs to another
+ * thread's scheduler (see above): nothing is done and fd stays open. */
 int coro_close(int fd);
 /* coro_close without the close: wake every coroutine waiting on fd with
  * EBADF, remove fd from the poller and forget what the library knew of it
@@ -105,7 +124,8 @@ int coro_close(int fd);
  * flag as it is. Call it before fd is closed by other means, or before
  * handing it to code that will close it. The next call here that uses fd
  * starts afresh. Not a checkpoint; outside a coroutine there is nothing to
- * forget (0). Errors: EBADF fd < 0. */
+ * forget (0). Errors: EBADF fd < 0; EPERM fd belongs to another thread's
+ * scheduler (nothing is done). */
 int coro_fd_forget(int fd);
 
 /* ---- Sockets ------------------------------------------------------------ */
@@ -178,7 +198,8 @@ ssize_t coro_stream_readline(coro_stream_t *s, char *buf, size_t max);
 ssize_t coro_stream_write(coro_stream_t *s, const void *buf, size_t n);
 /* Write out everything buffered. 0 or -1. */
 int coro_stream_flush(coro_stream_t *s);
-/* Bytes buffered for reading (readable without touching the descriptor). */
+/* Bytes buffered for reading (readable without touching the descriptor);
+ * 0 and EPERM for another running scheduler's stream. */
 size_t coro_stream_buffered(const coro_stream_t *s);
 /* Free the stream (unflushed output is discarded); does not close fd. */
 void coro_stream_free(coro_stream_t *s);

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,18 @@ struct coro_stream {
     size_t rpos, rlen;
     char *wbuf;        /* wbuf[0, wlen): not yet written */
     size_t wlen;
+    void *home;        /* the scheduler it belongs to (sched/wait.h) */
 };
+
+/* The entry check of every call that uses s: a checkpoint (EPERM outside
+ * a coroutine), then the thread boundary (EPERM for another running
+ * scheduler's stream; an unbound one is bound to the caller's). */
+static int stream_enter(coro_stream_t *s)
+{
+    if (coro__checkpoint() != 0)
+        return -1;
+    return coro__home(&s->home) < 0 ? -1 : 0;
+}
 
 static size_t min_size(size_t a, size_t b)
 {
@@ -73,17 +85,30 @@ coro_stream_t *coro_stream_new(int fd, size_t bufsize)
     s->rbuf = (char *)(s + 1);
     s->wbuf = s->rbuf + bufsize;
     s->rpos = s->rlen = s->wlen = 0;
+    s->home = NULL;
     return s;
 }
 
 void coro_stream_free(coro_stream_t *s)
 {
+    if (s && coro__home(&s->home) < 0) {
+        fprintf(stderr, "coro: coro_stream_free(%p): the stream belongs to a scheduler running "
+                        "on another thread; not freed\n", (void *)s);
+        return;
+    }
     free(s);
 }
 
 size_t coro_stream_buffered(const coro_stream_t *s)
 {
-    return s ? s->rlen - s->rpos : 0;
+    if (!s)
+        return 0;
+    void *h = __atomic_load_n(&s->home, __ATOMIC_RELAXED);
+    if (h && h != (void *)coro__tls && coro__sched_alive(h)) {
+        errno = EPERM;
+        return 0;
+    }
+    return s->rlen - s->rpos;
 }
 
 /* ---- reading ------------------------------------------------------------------ */
@@ -133,7 +158,7 @@ ssize_t coro_stream_read(coro_stream_t *s, void *buf, size_t n)
 {
     if (!s || !buf)
         return invalid();
-    if (coro__checkpoint() != 0)
+    if (stream_enter(s) != 0)
         return -1;
     return n ? read_some(s, buf, n) : 0;
 }
@@ -142,7 +167,7 @@ ssize_t coro_stream_read_full(coro_stream_t *s, void *buf, size_t n)
 {
     if (!s || !buf || n > SSIZE_MAX)
         return invalid();
-    if (coro__checkpoint() != 0)
+    if (stream_enter(s) != 0)
         return -1;
     size_t got = 0;
     while (got < n) {
@@ -172,7 +197,7 @@ ssize_t coro_stream_readline(coro_stream_t *s, char *buf, size_t max)
 {
     if (!s || !buf || max < 2 || max - 1 > SSIZE_MAX)
         return invalid();
-    if (coro__checkpoint() != 0)
+    if (stream_enter(s) != 0)
         return -1;
     size_t got = 0;
     int eol = 0;
@@ -216,7 +241,7 @@ ssize_t coro_stream_write(coro_stream_t *s, const void *buf, size_t n)
 {
     if (!s || (!buf && n) || n > SSIZE_MAX)
         return invalid();
-    if (coro__checkpoint() != 0)
+    if (stream_enter(s) != 0)
         return -1;
     const char *p = buf;
     size_t done = 0;
@@ -239,7 +264,7 @@ int coro_stream_flush(coro_stream_t *s)
 {
     if (!s)
         return invalid();
-    if (coro__checkpoint() != 0)
+    if (stream_enter(s) != 0)
         return -1;
     return write_out(s);
 }

@@ -94,8 +94,10 @@ static void forget(coro__sched_t *s, coro__fd_t *e, int fd)
 {
     wake_list(&e->readers, EBADF, 0);
     wake_list(&e->writers, EBADF, 0);
-    if (e->flags & FD_ARMED)
+    if (e->flags & FD_ARMED) {
         (void)coro__poller_disarm(s->poller, fd); /* ENOENT/EBADF if closed already */
+        coro__fd_unclaim(fd, s);
+    }
     e->flags = 0;
     e->gen++;
     if (e->gen == 0)
@@ -120,8 +122,13 @@ void coro__fd_ready(coro__sched_t *s, uint64_t token, int events)
 
 void coro__fd_free_all(coro__sched_t *s)
 {
-    for (size_t i = 0; i < s->fd_chunks_len; i++)
-        free(s->fd_chunks[i]);
+    for (size_t i = 0; i < s->fd_chunks_len; i++) {
+        coro__fd_t *chunk = s->fd_chunks[i];
+        for (unsigned j = 0; chunk && j < FD_CHUNK; j++)
+            if (chunk[j].flags & FD_ARMED)
+                coro__fd_unclaim((int)(i * FD_CHUNK + j), s);
+        free(chunk);
+    }
     free(s->fd_chunks);
     s->fd_chunks = NULL;
     s->fd_chunks_len = 0;
@@ -180,8 +187,15 @@ int coro__fd_wait(int fd, int events, const char *what)
         /* Check the checkpoint first: a cancelled caller need not register. */
         if (coro__checkpoint() != 0)
             return -1;
-        if (coro__poller_arm(s->poller, fd, token_of(e, fd)) != 0)
+        /* Another running scheduler waits on this number: EPERM. */
+        if (coro__fd_claim(fd, s) != 0)
             return -1;
+        if (coro__poller_arm(s->poller, fd, token_of(e, fd)) != 0) {
+            int err = errno;
+            coro__fd_unclaim(fd, s);
+            errno = err;
+            return -1;
+        }
         e->flags |= FD_ARMED;
     }
     /* Waiting on both directions: the reader waiter is the primary, the
@@ -228,19 +242,26 @@ void coro__fd_drained(int fd)
         e->flags |= SCHED_FD_DRAINED;
 }
 
-void coro__fd_close(int fd)
+int coro__fd_close(int fd)
 {
+    if (fd >= 0 && coro__fd_foreign(fd)) {
+        errno = EPERM;
+        return -1;
+    }
     coro__sched_t *s = coro__tls;
     if (!s || fd < 0)
-        return;
+        return 0;
     coro__fd_t *e = entry(s, fd, 0);
     if (e)
         forget(s, e, fd);
+    return 0;
 }
 
 void coro__fd_new(int fd, int flags)
 {
     coro__sched_t *s = coro__tls;
+    if (fd >= 0 && coro__fd_foreign(fd))
+        coro__fd_unclaim_stale(fd);
     if (!s || fd < 0)
         return;
     coro__fd_t *e = entry(s, fd, flags != 0);

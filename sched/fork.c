@@ -100,6 +100,8 @@ void coro__live_unlock(void)
     pthread_mutex_unlock(&live_lock);
 }
 
+static uint64_t serials;
+
 int coro__live_start(coro__sched_t *s)
 {
     pthread_once(&atfork_once, install);
@@ -107,6 +109,7 @@ int coro__live_start(coro__sched_t *s)
         errno = atfork_err;
         return -1;
     }
+    s->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
     pthread_mutex_lock(&live_lock);
     s->poller = coro__poller_new();
     if (s->poller)
@@ -123,4 +126,32 @@ void coro__live_end(coro__sched_t *s)
     coro__poller_free(s->poller);
     s->poller = NULL;
     pthread_mutex_unlock(&live_lock);
+}
+
+/* The thread boundary's questions (sched/home.c): is this scheduler, or
+ * the one with this serial, still running? Only a call that meets another
+ * scheduler's object asks, so a walk of the short list is fine. */
+static int live_find(const void *p, uint64_t serial)
+{
+    int alive = 0;
+    pthread_mutex_lock(&live_lock);
+    for (coro_list_t *n = live.next; n != &live; n = n->next) {
+        coro__sched_t *s = coro_container_of(n, coro__sched_t, live_node);
+        if (p ? (const void *)s == p : s->serial == serial) {
+            alive = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_lock);
+    return alive;
+}
+
+int coro__sched_alive(const void *p)
+{
+    return p && live_find(p, 0);
+}
+
+int coro__sched_serial_alive(uint64_t serial)
+{
+    return serial && live_find(NULL, serial);
 }

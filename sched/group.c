@@ -32,8 +32,28 @@ struct coro_group {
     coro_list_t waiters;
     /* The child coro_group_next returned last: freed at the next call. */
     coro_t *handed_out;
-    coro__sched_t *sched;
+    /* The serial of the scheduler its children run on (0: none yet). */
+    uint64_t home;
 };
+
+/* The thread boundary (sched/wait.h): 0 when g is the caller's (an unbound
+ * g is bound to the caller's scheduler; one whose scheduler has ended is
+ * taken over: its children ended and were freed with that scheduler), or
+ * -1/EPERM when g belongs to another running scheduler. */
+static int group_enter(coro_group_t *g)
+{
+    uint64_t me = coro__serial();
+    if (__builtin_expect(g->home == me, 1))
+        return 0;
+    if (g->home && coro__sched_serial_alive(g->home)) {
+        errno = EPERM;
+        return -1;
+    }
+    if (g->home)
+        g->handed_out = NULL; /* freed with its scheduler */
+    g->home = me;
+    return 0;
+}
 
 coro_group_t *coro_group_new(int flags)
 {
@@ -48,7 +68,7 @@ coro_group_t *coro_group_new(int flags)
     coro_list_init(&g->children);
     coro_list_init(&g->done);
     coro_list_init(&g->waiters);
-    g->sched = coro__tls;
+    g->home = coro__serial();
     return g;
 }
 
@@ -63,11 +83,12 @@ coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg, const coro
         errno = EPERM;
         return NULL;
     }
+    if (group_enter(g) != 0)
+        return NULL;
     coro_t *c = coro__spawn(s, fn, arg, o);
     if (!c)
         return NULL;
     c->group = g;
-    g->sched = s;
     coro_list_push_back(&g->children, &c->group_node);
     g->nlive++;
     return c;
@@ -87,7 +108,7 @@ static void wake_all(coro_list_t *waiters)
 
 void coro_group_cancel(coro_group_t *g)
 {
-    if (!g)
+    if (!g || group_enter(g) != 0)
         return;
     for (coro_list_t *n = g->children.next; n != &g->children; n = n->next)
         coro_cancel(coro_container_of(n, coro_t, group_node));
@@ -117,7 +138,7 @@ int coro__group_child_done(coro_t *c)
 static void free_handed_out(coro_group_t *g)
 {
     if (g->handed_out) {
-        coro__free_coro(g->sched, g->handed_out);
+        coro__free_coro(g->handed_out->sched, g->handed_out);
         g->handed_out = NULL;
     }
 }
@@ -126,8 +147,10 @@ static void free_done(coro_group_t *g)
 {
     free_handed_out(g);
     coro_list_t *n;
-    while ((n = coro_list_first(&g->done)) != NULL)
-        coro__free_coro(g->sched, coro_container_of(n, coro_t, group_node));
+    while ((n = coro_list_first(&g->done)) != NULL) {
+        coro_t *c = coro_container_of(n, coro_t, group_node);
+        coro__free_coro(c->sched, c);
+    }
 }
 
 /* Wait until no child runs, whatever happens to the waiter: its shield is
@@ -161,6 +184,8 @@ int coro_group_wait(coro_group_t *g)
         errno = EINVAL;
         return -1;
     }
+    if (group_enter(g) != 0)
+        return -1;
     int err = coro__checkpoint() != 0 ? errno : 0;
     while (!err && g->nlive > 0) {
         coro__waiter_t w;
@@ -185,7 +210,7 @@ coro_t *coro_group_next(coro_group_t *g, int *status)
         errno = EINVAL;
         return NULL;
     }
-    if (!coro__current()) {
+    if (!coro__current() || group_enter(g) != 0) {
         errno = EPERM;
         return NULL;
     }
@@ -214,6 +239,12 @@ void coro_group_free(coro_group_t *g)
 {
     if (!g)
         return;
+    if (group_enter(g) != 0) {
+        fprintf(stderr, "coro: coro_group_free(%p): the group belongs to a scheduler running "
+                        "on another thread; not freed\n", (void *)g);
+        errno = EPERM;
+        return;
+    }
     if (g->nlive > 0) {
         coro_t *self = coro__current();
         if (!self) {

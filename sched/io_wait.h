@@ -17,6 +17,8 @@
 #include <signal.h>
 #include <stdint.h>
 
+struct sched;
+
 /* ---- Descriptors -------------------------------------------------------- */
 
 /* Flags an entry keeps for io/. */
@@ -60,8 +62,24 @@ int coro__fd_set_flags(int fd, int flags);
 int coro__fd_wait(int fd, int events, const char *what);
 
 /* fd is about to be closed: wake its waiters with EBADF, remove it from
- * the poller and forget the entry. */
-void coro__fd_close(int fd);
+ * the poller and forget the entry. Returns 0, or -1/EPERM (nothing done)
+ * when another running scheduler owns fd (see below). */
+int coro__fd_close(int fd);
+
+/* THE THREAD BOUNDARY FOR DESCRIPTORS (sched/fd_owner.c). A descriptor
+ * number belongs to the scheduler that registered it with its poller (its
+ * first wait) until that scheduler forgets it (coro__fd_close, or a new
+ * descriptor with the number) or ends; the record is process-wide.
+ * coro__fd_wait claims the number and fails with EPERM when another
+ * running scheduler holds it. coro__fd_foreign(fd): does another thread's
+ * scheduler (or, for a plain thread, any scheduler) own fd now? One load,
+ * for io/'s entry checks. coro__fd_unclaim_stale(fd): fd was just made by
+ * the kernel, so whoever held the number had lost its descriptor (closed
+ * behind the library's back): forget the claim. */
+int coro__fd_claim(int fd, struct sched *s);
+void coro__fd_unclaim(int fd, struct sched *s);
+void coro__fd_unclaim_stale(int fd);
+int coro__fd_foreign(int fd);
 
 /* fd was just created (accept, socket): forget whatever the entry held for
  * this number (a descriptor closed without coro__fd_close: its waiters

@@ -75,7 +75,8 @@ int coro_cancel(coro_t *c)
 {
     coro__sched_t *s = coro__tls;
     if (!coro__valid(s, c)) {
-        errno = EINVAL;
+        /* A live coroutine of another running scheduler: EPERM. */
+        errno = c && c->magic == CORO_MAGIC_LIVE && c->sched != s ? EPERM : EINVAL;
         return -1;
     }
     if (c->state == CORO_DONE)

@@ -89,12 +89,24 @@ coro_fiber_t *coro__exit_next(coro__sched_t *s)
     return &next->fiber;
 }
 
+void coro__yield_not_running(const coro_t *self)
+{
+    /* Inside a signal handler: only write(2) and abort(). */
+    coro_fiber_report_signal_misuse(&self->fiber, "coro_yield found its coroutine half-way "
+                                                  "into a park");
+}
+
 void coro_yield(void)
 {
     coro__sched_t *s = coro__tls;
     coro_t *self;
     if (!s || !(self = s->current))
         return;
+    /* A signal handler that interrupted the coroutine half-way into a
+     * park (the stack itself is checked at every switch, in
+     * coro_fiber_switch). */
+    if (__builtin_expect(self->state != CORO_RUNNING, 0))
+        coro__yield_not_running(self);
     coro_t *next = s->runq_head;
     if (__builtin_expect(next && s->pass_left, 1)) { /* 0 in CORO_DEBUG=slow mode */
         /* The common case, done in place: the head leaves the queue and

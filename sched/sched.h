@@ -6,7 +6,24 @@
  * errno. Every blocking call is a checkpoint: it fails with ECANCELED once
  * the caller is cancelled (unless shielded) and with ETIMEDOUT once the
  * caller's deadline has passed, both before it would block and while it
- * waits. Blocking calls made outside a coroutine fail with EPERM. */
+ * waits. Blocking calls made outside a coroutine fail with EPERM.
+ *
+ * THE THREAD BOUNDARY. Each thread runs its own scheduler, and nothing here
+ * is shared between them by locks. A call on a handle (coroutine, group)
+ * of a scheduler that runs on another thread fails with EPERM and changes
+ * nothing (a void call does nothing: coro_detach, coro_group_cancel; and
+ * coro_group_free, which says so on stderr). Calls about the caller itself
+ * (coro_self, coro_yield, coro_sleep, deadlines, shields, coro_dump,
+ * coro_stats) act on the calling thread's own scheduler. Calls that read
+ * what never changes work on any thread: coro_now, and coro_id / coro_name
+ * of a live handle. The same rule holds in sync/sync.h and io/io.h.
+ *
+ * SIGNAL HANDLERS. No coro call is async-signal-safe. Wait for signals
+ * with coro_signal_wait (io/io.h) instead of calling coro from a handler.
+ * A yield or a blocking call made from a handler that runs on the
+ * alternate signal stack, or that interrupted a switch or a park, is
+ * caught and aborts with a message on stderr (it would resume a saved
+ * context on the wrong stack); other handler calls are not detected. */
 #ifndef CORO_SCHED_SCHED_H
 #define CORO_SCHED_SCHED_H
 
@@ -102,22 +119,32 @@ coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts);
 /* Wait for c to end, store its status (if status is not NULL), free it.
  * A checkpoint. Errors: EDEADLK c is the caller; EINVAL c is NULL,
  * detached, owned by a group, the main coroutine, already being joined,
- * belongs to another thread's scheduler, or was freed (a freed handle is
- * recognised while its memory waits in the stack pool; once the stack has
- * been reused or unmapped the handle is simply dangling, as after free());
- * EPERM outside a coroutine; ECANCELED/ETIMEDOUT the caller was cancelled
+ * or was freed (see STALE HANDLES below); EPERM outside a coroutine, or c
+ * belongs to a scheduler running on another thread; ECANCELED/ETIMEDOUT the caller was cancelled
  * or its deadline passed: c keeps running and stays joinable. */
 int coro_join(coro_t *c, int *status);
 
 /* Let c be freed when it ends; it can no longer be joined. Ignores NULL,
- * stale handles, group children and a coroutine already being joined. */
+ * stale handles, group children, a coroutine already being joined and
+ * another thread's coroutine.
+ *
+ * STALE HANDLES. A coroutine's struct lives at the top of its stack, and
+ * stacks are reused. A handle to a freed coroutine is recognised (EINVAL)
+ * until its stack is reused for a coroutine placed at the same address:
+ * each reuse of a stack moves the struct by one cache line, through 8
+ * positions, so that takes at least 8 reuses of that stack (often only 8
+ * spawns, in a spawn/join loop). After that, or once the stack has been
+ * unmapped, the handle is simply dangling, as after free(): a pointer
+ * cannot tell one coroutine from a later one at its address. Keep ids
+ * (coro_id), never addresses, to name a coroutine that may have ended. */
 void coro_detach(coro_t *c);
 
 /* Cancel c: its current checkpoint (if it is parked) and every later one
  * fail with ECANCELED, unless it has shielded itself. Sticky and
  * idempotent; cancelling a finished or never-started coroutine is harmless
  * (a never-started one still runs and meets ECANCELED at its first
- * checkpoint). Returns 0. Errors: EINVAL c is NULL or a stale handle. */
+ * checkpoint). Returns 0. Errors: EINVAL c is NULL or a stale handle;
+ * EPERM c belongs to a scheduler running on another thread. */
 int coro_cancel(coro_t *c);
 
 /* Go to the back of the ready queue; other ready coroutines, expired timers
@@ -134,8 +161,11 @@ int coro_sleep_until(int64_t when);
 coro_t *coro_self(void);
 /* Monotonic time in nanoseconds. */
 int64_t coro_now(void);
-/* A coroutine's id (1, 2, ... per scheduler; 0 for NULL) and name ("" if
- * none). */
+/* A coroutine's id and name ("" if none). Ids are unique in the process
+ * and never reused, across threads and coro_main runs (64-bit, handed out
+ * in blocks per thread, so they grow but are not consecutive); 0 for
+ * NULL. Both read only what never changes: any thread may ask, of a live
+ * handle. */
 uint64_t coro_id(const coro_t *c);
 const char *coro_name(const coro_t *c);
 
@@ -197,6 +227,9 @@ enum {
 
 /* Errors: EINVAL unknown flags; ENOMEM. */
 coro_group_t *coro_group_new(int flags);
+/* A group belongs to the scheduler of its first child: the calls below,
+ * on another running scheduler's group, fail with EPERM (cancel and free
+ * do nothing; free says so on stderr). */
 /* As coro_spawn; the child belongs to the group (never join or detach it).
  * Like coro_spawn's, the child does not inherit its spawner's deadline,
  * cancellation or shield; a coro_group_wait that times out or is cancelled
@@ -222,8 +255,9 @@ void coro_group_free(coro_group_t *g);
 
 /* ---- Observing --------------------------------------------------------- */
 
-/* Write every coroutine (id, name, state, what it waits on, for how long)
- * to fd. Outside a scheduler it writes a one-line note.
+/* Write every coroutine of the calling thread's scheduler (id, name,
+ * state, what it waits on, for how long) to fd. Outside a scheduler it
+ * writes a one-line note.
  *
  * CORO_DEBUG=slow:<n>[ns|us|ms|s] (ms without a unit) in the environment
  * when coro_main starts: whenever a coroutine switches out after running
@@ -245,7 +279,7 @@ typedef struct coro_stats {
                                  collected by coro_group_wait/free, or the
                                  one coro_group_next handed out last */
 } coro_stats_t;
-/* Zeroes *out outside a scheduler. */
+/* The calling thread's scheduler's counters; zeroes *out outside one. */
 void coro_stats(coro_stats_t *out);
 
 CORO_PUBLIC_END

@@ -124,7 +124,6 @@ struct sched {
     /* Every coroutine not yet freed; counters. */
     coro_list_t all;
     size_t live;
-    uint64_t next_id;
     uint64_t spawned;
     uint64_t switches;
     int64_t max_lag;
@@ -168,9 +167,13 @@ struct sched {
      * since on the caller's behalf (coro__block_signals). */
     sigset_t caller_mask;
     sigset_t blocked_for_caller;
-    /* On the list of live schedulers, whose pollers a forked child
-     * closes (sched/fork.c). */
+    /* On the process-wide list of running schedulers (sched/fork.c): a
+     * forked child closes their pollers, and the thread boundary asks
+     * whether an object's scheduler still runs (sched/home.c). serial is
+     * a number no other scheduler of the process ever has (an address
+     * can be reused by a later scheduler; this cannot). */
     coro_list_t live_node;
+    uint64_t serial;
 };
 
 extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
@@ -241,6 +244,9 @@ static inline void coro__pass_clamp(coro__sched_t *s)
  * inline, or NULL to enter the scheduler's context (to wait for events,
  * or to poll descriptors between passes). */
 coro_t *coro__pass_end(coro__sched_t *s);
+/* coro_yield met a coroutine that is not running (sched/sched.c): a signal
+ * handler interrupted it half-way into a park. Aborts with a message. */
+__attribute__((noreturn, cold)) void coro__yield_not_running(const coro_t *self);
 /* CORO_DEBUG=slow: account the run that is ending. */
 __attribute__((cold)) void coro__note_run_time(coro__sched_t *s, coro_t *self);
 /* Free the detached coroutine that just ended (s->reap). */
@@ -328,6 +334,26 @@ static inline int coro__checkpoint(void)
         return -1;
     }
     return 0;
+}
+
+/* The thread boundary (see sched/wait.h; the slow half in sched/home.c). */
+int coro__home_slow(void **home, coro__sched_t *s);
+
+static inline int coro__home_in(void **home, coro__sched_t *s)
+{
+    /* A plain load: an atomic one, even relaxed, makes the compiler reload
+     * the scheduler's state after it (five more instructions per mutex
+     * hand-off). A binding is published by a compare-and-swap in the slow
+     * path; a thread that reads the home without being ordered after it
+     * is in a data race with the owner anyway. */
+    if (__builtin_expect(*home == (void *)s, 1))
+        return 0;
+    return coro__home_slow(home, s);
+}
+
+static inline int coro__home(void **home)
+{
+    return coro__home_in(home, coro__tls);
 }
 
 /* Make self parked on w (the first half of every park); wake_at is the
@@ -466,6 +492,21 @@ static inline int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t
     return coro__park_result(w);
 }
 
+/* Running schedulers (sched/fork.c keeps the list, see coro__live_start):
+ * coro__sched_alive(p) says whether p is a running scheduler;
+ * coro__sched_serial_alive whether the one with that serial number is.
+ * Coroutine ids (sched/home.c): coro__new_id hands out process-wide ids
+ * that are never reused (1, 2, ... in blocks per thread; 0 is "none"). */
+int coro__sched_alive(const void *p);
+int coro__sched_serial_alive(uint64_t serial);
+/* The calling thread's scheduler serial, 0 without one. */
+static inline uint64_t coro__serial(void)
+{
+    coro__sched_t *s = coro__tls;
+    return s ? s->serial : 0;
+}
+uint64_t coro__new_id(void);
+
 /* Coroutine objects (sched/spawn.c). */
 coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts);
 void coro__free_coro(coro__sched_t *s, coro_t *c);
@@ -487,10 +528,11 @@ void coro__posts_run(coro__sched_t *s);
 void coro__signals_ready(coro__sched_t *s);
 void coro__run_exit_hooks(coro__sched_t *s);
 
-/* Live schedulers and fork (sched/fork.c). coro__live_start makes s's
- * poller and puts s on the list of live schedulers, so that a child forked
- * by any thread closes its poller's descriptors; coro__live_end takes s
- * off and frees the poller. coro__live_lock/unlock hold the list while a
+/* Live schedulers and fork (sched/fork.c). coro__live_start gives s its
+ * serial number, makes its poller and puts s on the list of live
+ * schedulers, so that a child forked by any thread closes its poller's
+ * descriptors and the thread boundary knows s runs; coro__live_end takes
+ * s off and frees the poller. coro__live_lock/unlock hold the list while a
  * poller makes a descriptor (a fork meanwhile would miss it). */
 int coro__live_start(coro__sched_t *s);
 void coro__live_end(coro__sched_t *s);

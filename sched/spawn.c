@@ -11,6 +11,16 @@ int coro__valid(const coro__sched_t *s, const coro_t *c)
     return s && c && c->magic == CORO_MAGIC_LIVE && c->sched == s;
 }
 
+/* Why c is not a valid handle for the caller's scheduler s: EPERM for a
+ * live coroutine of another scheduler (or any handle outside a
+ * scheduler), EINVAL otherwise. */
+static int invalid_errno(const coro__sched_t *s, const coro_t *c)
+{
+    if (!s)
+        return EPERM;
+    return c && c->magic == CORO_MAGIC_LIVE && c->sched != s ? EPERM : EINVAL;
+}
+
 /* The current coroutine's body has returned with `status`: record it, tell
  * whoever waits, and name the fiber to switch to. Nothing can "fall off"
  * the end of a coroutine's stack: the trampoline owns the exit, and the
@@ -63,7 +73,7 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
         return NULL;
     }
     coro_t *c = (coro_t *)f;
-    f->id = ++s->next_id;
+    f->id = coro__new_id();
     f->name = name;
     /* Every field, explicitly: the header is not zeroed. */
     c->magic = CORO_MAGIC_LIVE;
@@ -128,8 +138,11 @@ int coro_join(coro_t *c, int *status)
         errno = EDEADLK;
         return -1;
     }
-    if (!coro__valid(s, c) || c->detached || c->group || c->is_main ||
-        coro_list_linked(&c->joiners)) {
+    if (!coro__valid(s, c)) {
+        errno = invalid_errno(s, c);
+        return -1;
+    }
+    if (c->detached || c->group || c->is_main || coro_list_linked(&c->joiners)) {
         errno = EINVAL;
         return -1;
     }

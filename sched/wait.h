@@ -104,6 +104,29 @@ int coro__wake_next(coro__waiter_t *w, int result);
  * (inline, in sched/sched_int.h: its one caller, sync/gen.c, keeps it in
  * one copy) */
 
+/* THE THREAD BOUNDARY. A scheduler's state (its coroutines, their wait
+ * lists) is touched by its own thread only, without locks. An object that
+ * coroutines wait on (a mutex, a channel, a stream, ...) keeps a `home`
+ * pointer: NULL while no scheduler has used it, then the scheduler of the
+ * first coroutine that did. Every call on the object first checks
+ *     if (coro__home(&obj->home) < 0) return -1;     // errno EPERM
+ * which is one compare of the caller's scheduler with the home, inline.
+ * It passes (0) for the home scheduler's thread, and for a plain thread
+ * (no scheduler) on an object no scheduler has used yet; it binds an
+ * unbound object to the caller's scheduler; it fails with EPERM when the
+ * home scheduler is still running on another thread (for a plain thread
+ * too). When the home scheduler has ended, nothing of it waits on the
+ * object any more: the caller's scheduler takes the object over (or a
+ * plain thread unbinds it), and the check returns 1 so that a primitive
+ * can drop what the dead scheduler left (a group's handed-out child).
+ * The check is exact when the other thread's use happens-before this call
+ * (joined, or ordered by a lock or an atomic); truly simultaneous
+ * unsynchronised use from two threads remains a data race that it may
+ * miss.
+ *     int coro__home(void **home);
+ *     int coro__home_in(void **home, coro__sched_t *s);  // s: coro__tls
+ * (inline, in sched/sched_int.h) */
+
 /* The running coroutine (NULL outside one).
  *     coro_t *coro__current(void);
  * (inline, in sched/sched_int.h) */

@@ -54,6 +54,8 @@ struct coro_chan {
     uint32_t magic;
     /* Set by coro_chan_close: no send succeeds any more. */
     int closed;
+    /* The scheduler it belongs to (sched/wait.h's thread boundary). */
+    void *home;
     size_t elem_size;
     /* Ring capacity in items (0: unbuffered). */
     size_t cap;
@@ -86,6 +88,31 @@ static inline void chan_check(const coro_chan_t *ch, const char *fn)
     uint32_t m = ch->magic;
     if (__builtin_expect(m != CHAN_MAGIC_LIVE, 0))
         chan_bad(ch, fn, m == CHAN_MAGIC_DEAD);
+}
+
+/* A live channel that the caller may use: 0, or -1/EPERM (another running
+ * scheduler's channel). */
+static inline int chan_enter(coro_chan_t *ch, const char *fn)
+{
+    chan_check(ch, fn);
+    return coro__home(&ch->home) < 0 ? -1 : 0;
+}
+
+/* The same for the blocking calls, with the mismatch settled out of line
+ * and the call run again (a tail call: the hot path keeps its frame). */
+#define CHAN_FOREIGN(ch) __builtin_expect((ch)->home != (void *)coro__tls, 0)
+
+int coro_chan_send(coro_chan_t *ch, const void *elem);
+int coro_chan_recv(coro_chan_t *ch, void *elem);
+
+__attribute__((noinline, cold)) static int send_foreign(coro_chan_t *ch, const void *elem)
+{
+    return coro__home(&ch->home) < 0 ? -1 : coro_chan_send(ch, elem);
+}
+
+__attribute__((noinline, cold)) static int recv_foreign(coro_chan_t *ch, void *elem)
+{
+    return coro__home(&ch->home) < 0 ? -1 : coro_chan_recv(ch, elem);
 }
 
 /* ---- items and waiters -------------------------------------------------- */
@@ -214,6 +241,7 @@ coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity)
         return NULL;
     ch->magic = CHAN_MAGIC_LIVE;
     ch->closed = 0;
+    ch->home = NULL;
     ch->elem_size = elem_size;
     ch->cap = capacity;
     ch->head = 0;
@@ -230,6 +258,8 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
         return -1;
     }
     chan_check(ch, "coro_chan_send");
+    if (CHAN_FOREIGN(ch))
+        return send_foreign(ch, elem);
     coro__waiter_t *r = NULL;
     if (!ch->closed) {
         r = first_live(&ch->recvq);
@@ -254,6 +284,8 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
         return -1;
     }
     chan_check(ch, "coro_chan_recv");
+    if (CHAN_FOREIGN(ch))
+        return recv_foreign(ch, elem);
     coro__waiter_t *s = NULL;
     if (!ch->len) {
         s = first_live(&ch->sendq);
@@ -276,7 +308,8 @@ int coro_chan_try_send(coro_chan_t *ch, const void *elem)
         errno = EINVAL;
         return -1;
     }
-    chan_check(ch, "coro_chan_try_send");
+    if (chan_enter(ch, "coro_chan_try_send") != 0)
+        return -1;
     if (ch->closed) {
         errno = EPIPE;
         return -1;
@@ -296,7 +329,8 @@ int coro_chan_try_recv(coro_chan_t *ch, void *elem)
         errno = EINVAL;
         return -1;
     }
-    chan_check(ch, "coro_chan_try_recv");
+    if (chan_enter(ch, "coro_chan_try_recv") != 0)
+        return -1;
     coro__waiter_t *s = NULL;
     if (!ch->len && !(s = first_live(&ch->sendq))) {
         errno = ch->closed ? EPIPE : EAGAIN;
@@ -319,7 +353,8 @@ int coro_chan_close(coro_chan_t *ch)
         errno = EINVAL;
         return -1;
     }
-    chan_check(ch, "coro_chan_close");
+    if (chan_enter(ch, "coro_chan_close") != 0)
+        return -1;
     if (ch->closed) {
         errno = EPIPE;
         return -1;
@@ -335,6 +370,11 @@ size_t coro_chan_len(const coro_chan_t *ch)
         return 0;
     }
     chan_check(ch, "coro_chan_len");
+    void *h = __atomic_load_n(&ch->home, __ATOMIC_RELAXED);
+    if (h && h != (void *)coro__tls && coro__sched_alive(h)) {
+        errno = EPERM;
+        return 0;
+    }
     return ch->len;
 }
 
@@ -352,7 +392,11 @@ void coro_chan_free(coro_chan_t *ch)
 {
     if (!ch)
         return;
-    chan_check(ch, "coro_chan_free");
+    if (chan_enter(ch, "coro_chan_free") != 0) {
+        fprintf(stderr, "coro: coro_chan_free(%p): the channel belongs to a scheduler running "
+                        "on another thread; not freed\n", (void *)ch);
+        return;
+    }
     /* Every waiter is woken and unlinked here, stale ones too, so nobody
      * touches the memory again: a select woken with EPIPE through this
      * channel unlinks its other waiters from their own channels only. */
@@ -402,7 +446,8 @@ static int select_validate(coro_case_t *cases, int n)
         c->err = 0;
         if (!c->ch)
             continue;
-        chan_check(c->ch, "coro_select");
+        if (chan_enter(c->ch, "coro_select") != 0)
+            return -1;
         if ((c->op != CORO_SEND && c->op != CORO_RECV) || !c->elem) {
             errno = EINVAL;
             return -1;

@@ -11,14 +11,13 @@ void coro_event_init(coro_event_t *e)
 {
     e->set = 0;
     coro_list_init(&e->waiters);
+    e->home = NULL;
 }
 
 int coro_event_set(coro_event_t *e)
 {
-    if (!e) {
-        errno = EINVAL;
+    if (sync_home(SYNC_HOME(e)) != 0)
         return -1;
-    }
     e->set = 1;
     waitq_wake_all(&e->waiters, 0);
     return 0;
@@ -26,20 +25,16 @@ int coro_event_set(coro_event_t *e)
 
 int coro_event_clear(coro_event_t *e)
 {
-    if (!e) {
-        errno = EINVAL;
+    if (sync_home(SYNC_HOME(e)) != 0)
         return -1;
-    }
     e->set = 0;
     return 0;
 }
 
 int coro_event_wait(coro_event_t *e)
 {
-    if (!e) {
-        errno = EINVAL;
+    if (!sync_enter(SYNC_HOME(e)))
         return -1;
-    }
     if (e->set)
         return coro__checkpoint();
     coro__waiter_t w;
@@ -48,18 +43,23 @@ int coro_event_wait(coro_event_t *e)
 
 int coro_event_is_set(const coro_event_t *e)
 {
-    return e && e->set;
+    if (!e)
+        return 0;
+    return sync_may_read(&e->home) == 0 ? e->set != 0 : -1;
 }
 
 void coro_wg_init(coro_wg_t *wg)
 {
     wg->count = 0;
     coro_list_init(&wg->waiters);
+    wg->home = NULL;
 }
 
 int coro_wg_add(coro_wg_t *wg, int n)
 {
-    if (!wg || (n < 0 && wg->count < -(long)n) || (n > 0 && wg->count > LONG_MAX - n)) {
+    if (sync_home(SYNC_HOME(wg)) != 0)
+        return -1;
+    if ((n < 0 && wg->count < -(long)n) || (n > 0 && wg->count > LONG_MAX - n)) {
         errno = EINVAL;
         return -1;
     }
@@ -76,10 +76,8 @@ int coro_wg_done(coro_wg_t *wg)
 
 int coro_wg_wait(coro_wg_t *wg)
 {
-    if (!wg) {
-        errno = EINVAL;
+    if (!sync_enter(SYNC_HOME(wg)))
         return -1;
-    }
     if (wg->count == 0)
         return coro__checkpoint();
     coro__waiter_t w;

@@ -42,6 +42,7 @@
 #include "sched/wait.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,8 @@ struct coro_gen {
     void *arg;
     size_t elem_size;
     coro_t *producer;
+    uint64_t home;        /* the producer's scheduler's serial: an address
+                             could be a later scheduler's */
     coro__waiter_t *cw;   /* consumer inside next, not yet answered */
     coro__waiter_t *pw;   /* producer parked waiting for a next */
     int status;           /* fn's return, once finished */
@@ -177,6 +180,7 @@ coro_gen_t *coro_gen_new_opts(coro_gen_fn fn, void *arg, size_t elem_size,
         return NULL;
     g->fn = fn;
     g->arg = arg;
+    g->home = coro__serial();
     g->elem_size = elem_size;
     g->cw = NULL;
     g->pw = NULL;
@@ -241,6 +245,12 @@ int coro_gen_next(coro_gen_t *g, void *elem)
         errno = EINVAL;
         return -1;
     }
+    if (__builtin_expect(g->home != coro__serial(), 0)) {
+        /* Another thread's generator (its producer is there), or one whose
+         * scheduler has ended: never ours to run. */
+        errno = EPERM;
+        return -1;
+    }
     if (g->cw) { /* someone is inside next already */
         coro_t *self = coro__current();
         errno = !self ? EPERM : self == g->producer ? EDEADLK : EBUSY;
@@ -277,6 +287,10 @@ int coro_gen_status(const coro_gen_t *g)
         errno = EINVAL;
         return -1;
     }
+    if (g->home != coro__serial() && coro__sched_serial_alive(g->home)) {
+        errno = EPERM;
+        return -1;
+    }
     return g->finished ? g->status : -1;
 }
 
@@ -284,11 +298,22 @@ void coro_gen_free(coro_gen_t *g)
 {
     if (!g)
         return;
+    if (g->home != coro__serial()) {
+        if (coro__sched_serial_alive(g->home)) {
+            /* Its producer runs on another thread's scheduler. */
+            fprintf(stderr, "coro: coro_gen_free(%p): the generator belongs to a scheduler "
+                            "running on another thread; not freed\n", (void *)g);
+            errno = EPERM;
+            return;
+        }
+        /* Its scheduler has ended: every coroutine (the producer too) has
+         * ended and been freed with it. */
+        free(g);
+        return;
+    }
     coro_t *self = coro__current();
     if (!self) {
-        /* No scheduler runs here: coro_main has returned, every coroutine
-         * (the producer too) has ended and been freed with it. */
-        free(g);
+        free(g); /* cannot happen: g's scheduler runs on this thread */
         return;
     }
     g->freeing = 1;

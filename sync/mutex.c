@@ -10,23 +10,39 @@
 
 void coro_mutex_init(coro_mutex_t *m)
 {
-    m->owner = NULL;
+    m->owner = 0;
     coro_list_init(&m->waiters);
+    m->home = NULL;
 }
+
+int coro_mutex_lock(coro_mutex_t *m);
+int coro_mutex_unlock(coro_mutex_t *m);
+SYNC_COLD_RETRY(lock_foreign, coro_mutex_t, coro_mutex_lock)
+SYNC_COLD_RETRY(unlock_foreign, coro_mutex_t, coro_mutex_unlock)
 
 int coro_mutex_lock(coro_mutex_t *m)
 {
-    coro_t *self = sync_caller(m);
-    if (!self)
+    if (!m) {
+        errno = EINVAL;
         return -1;
-    if (m->owner == self) {
+    }
+    coro__sched_t *s = coro__tls;
+    coro_t *self = s ? s->current : NULL;
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (SYNC_FOREIGN(m, s))
+        return lock_foreign(m, s);
+    uint64_t me = self->fiber.id;
+    if (m->owner == me) {
         errno = EDEADLK;
         return -1;
     }
     if (!m->owner) {
         if (coro__checkpoint() != 0)
             return -1;
-        m->owner = self;
+        m->owner = me;
         return 0;
     }
     coro__waiter_t w;
@@ -37,14 +53,14 @@ int coro_mutex_lock(coro_mutex_t *m)
 
 int coro_mutex_trylock(coro_mutex_t *m)
 {
-    coro_t *self = sync_caller(m);
+    coro_t *self = sync_enter(SYNC_HOME(m));
     if (!self)
         return -1;
     if (m->owner) {
         errno = EBUSY;
         return -1;
     }
-    m->owner = self;
+    m->owner = self->fiber.id;
     return 0;
 }
 
@@ -54,17 +70,24 @@ int coro_mutex_unlock(coro_mutex_t *m)
         errno = EINVAL;
         return -1;
     }
-    coro_t *self = coro__current();
-    if (!self || m->owner != self) {
+    coro__sched_t *s = coro__tls;
+    coro_t *self = s ? s->current : NULL;
+    if (!self) {
+        errno = EPERM;
+        return -1;
+    }
+    if (SYNC_FOREIGN(m, s))
+        return unlock_foreign(m, s);
+    if (m->owner != self->fiber.id) {
         errno = EPERM;
         return -1;
     }
     coro__waiter_t *w = waitq_first(&m->waiters);
     if (w) {
-        m->owner = w->coro;
+        m->owner = w->coro->fiber.id;
         coro__wake_live(w, 0);
     } else {
-        m->owner = NULL;
+        m->owner = 0;
     }
     return 0;
 }
@@ -77,9 +100,9 @@ static void relock(coro_mutex_t *m, coro_t *self)
 {
     int shield = coro_shield(1);
     int64_t deadline = coro_set_deadline(CORO_NEVER);
-    while (m->owner != self) {
+    while (m->owner != self->fiber.id) {
         if (!m->owner) {
-            m->owner = self;
+            m->owner = self->fiber.id;
             break;
         }
         coro__waiter_t w;
@@ -93,6 +116,7 @@ static void relock(coro_mutex_t *m, coro_t *self)
 void coro_cond_init(coro_cond_t *c)
 {
     coro_list_init(&c->waiters);
+    c->home = NULL;
 }
 
 int coro_cond_wait(coro_cond_t *c, coro_mutex_t *m)
@@ -101,8 +125,10 @@ int coro_cond_wait(coro_cond_t *c, coro_mutex_t *m)
         errno = EINVAL;
         return -1;
     }
-    coro_t *self = coro__current();
-    if (!self || m->owner != self) {
+    coro_t *self = sync_enter(SYNC_HOME(c));
+    if (!self || !sync_enter(SYNC_HOME(m)))
+        return -1;
+    if (m->owner != self->fiber.id) {
         errno = EPERM;
         return -1;
     }
@@ -126,10 +152,8 @@ int coro_cond_wait(coro_cond_t *c, coro_mutex_t *m)
 
 int coro_cond_signal(coro_cond_t *c)
 {
-    if (!c) {
-        errno = EINVAL;
+    if (sync_home(SYNC_HOME(c)) != 0)
         return -1;
-    }
     coro__waiter_t *w = waitq_first(&c->waiters);
     if (w)
         coro__wake_live(w, 0);
@@ -138,10 +162,8 @@ int coro_cond_signal(coro_cond_t *c)
 
 int coro_cond_broadcast(coro_cond_t *c)
 {
-    if (!c) {
-        errno = EINVAL;
+    if (sync_home(SYNC_HOME(c)) != 0)
         return -1;
-    }
     waitq_wake_all(&c->waiters, 0);
     return 0;
 }

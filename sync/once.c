@@ -15,7 +15,7 @@ int coro_once(coro_once_t *o, coro_fn fn, void *arg)
         errno = EINVAL;
         return -1;
     }
-    if (coro__checkpoint() != 0)
+    if (!sync_enter(SYNC_HOME(o)) || coro__checkpoint() != 0)
         return -1;
     for (;;) {
         if (o->state == ONCE_DONE)

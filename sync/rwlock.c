@@ -17,8 +17,9 @@ static char want_read, want_write;
 void coro_rwlock_init(coro_rwlock_t *l)
 {
     l->readers = 0;
-    l->writer = NULL;
+    l->writer = 0;
     coro_list_init(&l->waiters);
+    l->home = NULL;
 }
 
 /* Grant the queue's head what it waits for, while it can be granted. */
@@ -28,7 +29,7 @@ static void grant(coro_rwlock_t *l)
     while (!l->writer && (w = waitq_first(&l->waiters)) != NULL) {
         if (w->data == &want_write) {
             if (l->readers == 0) {
-                l->writer = w->coro;
+                l->writer = w->coro->fiber.id;
                 coro__wake_live(w, 0);
             }
             return;
@@ -40,10 +41,10 @@ static void grant(coro_rwlock_t *l)
 
 static int lock(coro_rwlock_t *l, int write, int try)
 {
-    coro_t *self = sync_caller(l);
+    coro_t *self = sync_enter(SYNC_HOME(l));
     if (!self)
         return -1;
-    if (l->writer == self) {
+    if (l->writer == self->fiber.id) {
         errno = try ? EBUSY : EDEADLK;
         return -1;
     }
@@ -52,7 +53,7 @@ static int lock(coro_rwlock_t *l, int write, int try)
     int free_now = !l->writer && waitq_empty(&l->waiters) && (!write || l->readers == 0);
     if (free_now) {
         if (write)
-            l->writer = self;
+            l->writer = self->fiber.id;
         else
             l->readers++;
         return 0;
@@ -82,15 +83,15 @@ int coro_rwlock_trywrlock(coro_rwlock_t *l) { return lock(l, 1, 1); }
 
 int coro_rwlock_unlock(coro_rwlock_t *l)
 {
-    coro_t *self = sync_caller(l);
+    coro_t *self = sync_enter(SYNC_HOME(l));
     if (!self)
         return -1;
     if (l->writer) {
-        if (l->writer != self) {
+        if (l->writer != self->fiber.id) {
             errno = EPERM;
             return -1;
         }
-        l->writer = NULL;
+        l->writer = 0;
     } else if (l->readers > 0) {
         l->readers--;
     } else {

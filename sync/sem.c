@@ -17,8 +17,14 @@ int coro_sem_init(coro_sem_t *s, long n)
     }
     s->count = n;
     coro_list_init(&s->waiters);
+    s->home = NULL;
     return 0;
 }
+
+int coro_sem_acquire(coro_sem_t *s);
+int coro_sem_release(coro_sem_t *s);
+SYNC_COLD_RETRY(acquire_foreign, coro_sem_t, coro_sem_acquire)
+SYNC_COLD_RETRY(release_foreign, coro_sem_t, coro_sem_release)
 
 int coro_sem_acquire(coro_sem_t *s)
 {
@@ -26,6 +32,9 @@ int coro_sem_acquire(coro_sem_t *s)
         errno = EINVAL;
         return -1;
     }
+    coro__sched_t *sc = coro__tls;
+    if (SYNC_FOREIGN(s, sc))
+        return acquire_foreign(s, sc);
     if (s->count > 0) {
         if (coro__checkpoint() != 0)
             return -1;
@@ -38,10 +47,8 @@ int coro_sem_acquire(coro_sem_t *s)
 
 int coro_sem_try_acquire(coro_sem_t *s)
 {
-    if (!s) {
-        errno = EINVAL;
+    if (sync_home(SYNC_HOME(s)) != 0)
         return -1;
-    }
     if (s->count > 0) {
         s->count--;
         return 0;
@@ -56,6 +63,9 @@ int coro_sem_release(coro_sem_t *s)
         errno = EINVAL;
         return -1;
     }
+    coro__sched_t *sc = coro__tls;
+    if (SYNC_FOREIGN(s, sc))
+        return release_foreign(s, sc);
     coro__waiter_t *w = waitq_first(&s->waiters);
     if (w) {
         coro__wake_live(w, 0);
@@ -71,5 +81,7 @@ int coro_sem_release(coro_sem_t *s)
 
 long coro_sem_value(const coro_sem_t *s)
 {
-    return s ? s->count : 0;
+    if (!s)
+        return 0;
+    return sync_may_read(&s->home) == 0 ? s->count : -1;
 }

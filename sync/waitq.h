@@ -9,18 +9,65 @@
 
 #include <errno.h>
 
+/* An object's home pointer, or NULL for a NULL object (which the helpers
+ * below answer with EINVAL). */
+#define SYNC_HOME(obj) ((obj) ? &(obj)->home : (void **)NULL)
+
 /* The calling coroutine, for an operation on obj that needs one: NULL with
- * EINVAL when obj is NULL, NULL with EPERM outside a coroutine. */
-static inline coro_t *sync_caller(const void *obj)
+ * EINVAL when obj is NULL, NULL with EPERM outside a coroutine or when obj
+ * belongs to another running scheduler (`home` is obj's home pointer, see
+ * sched/wait.h; an unbound obj is bound to the caller's scheduler). */
+static inline coro_t *sync_enter(void **home)
 {
-    if (!obj) {
+    if (!home) {
         errno = EINVAL;
         return NULL;
     }
-    coro_t *self = coro__current();
-    if (!self)
+    coro__sched_t *s = coro__tls;
+    coro_t *self = s ? s->current : NULL;
+    if (__builtin_expect(!self, 0)) {
         errno = EPERM;
+        return NULL;
+    }
+    if (__builtin_expect(coro__home_in(home, s) < 0, 0))
+        return NULL;
     return self;
+}
+
+/* The hot calls' form of the check, one compare inline:
+ *     if (SYNC_FOREIGN(m, s))
+ *         return lock_foreign(m, s);
+ * where lock_foreign, made by SYNC_COLD_RETRY, settles it out of line
+ * (EPERM, or binds m) and then runs the call again, now on the fast path.
+ * A tail call into a cold function: the hot path keeps its small frame. */
+#define SYNC_FOREIGN(obj, s) __builtin_expect((obj)->home != (void *)(s), 0)
+#define SYNC_COLD_RETRY(name, type, call)                                  \
+    __attribute__((noinline, cold)) static int name(type *obj, coro__sched_t *s) \
+    {                                                                      \
+        return coro__home_slow(&obj->home, s) < 0 ? -1 : call(obj);         \
+    }
+
+/* For the calls that need no coroutine (releases, signals, sets): 0, or
+ * -1 with EINVAL (obj NULL) or EPERM (obj belongs to another running
+ * scheduler, for a plain thread too). */
+static inline int sync_home(void **home)
+{
+    if (!home) {
+        errno = EINVAL;
+        return -1;
+    }
+    return coro__home(home) < 0 ? -1 : 0;
+}
+
+/* For the calls that only read obj (coro_sem_value, ...): 0, or -1/EPERM
+ * when obj belongs to another running scheduler. Binds nothing. */
+static inline int sync_may_read(void *const *home)
+{
+    void *h = __atomic_load_n(home, __ATOMIC_RELAXED);
+    if (__builtin_expect(h == (void *)coro__tls || !h, 1) || !coro__sched_alive(h))
+        return 0;
+    errno = EPERM;
+    return -1;
 }
 
 /* Queue the calling coroutine's waiter w at the back of q and park until a

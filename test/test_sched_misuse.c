@@ -1,9 +1,9 @@
 /* test/test_sched_misuse.c: calls made in the wrong place or with the wrong
  * arguments get the documented error, never a crash: blocking calls
  * outside a coroutine (EPERM; yield is a no-op), self-join (EDEADLK),
- * double join and competing joiners, joining detached, group-owned, main
- * or foreign coroutines (EINVAL), NULL functions and handles, stack sizes
- * out of range. */
+ * double join and competing joiners, joining detached, group-owned or
+ * main coroutines (EINVAL) or another running scheduler's (EPERM), NULL
+ * functions and handles, stack sizes out of range. */
 #include "test/test_sched.h"
 
 #include <pthread.h>
@@ -328,8 +328,9 @@ static int foreign_user_main(void *arg)
     while (atomic_load(&foreign_step) < 1)
         ASSERT_EQ(coro_sleep(100 * CORO_US), 0);
     coro_t *c = atomic_load(&foreign_handle);
-    ASSERT_ERRNO(coro_join(c, NULL), EINVAL);
-    ASSERT_ERRNO(coro_cancel(c), EINVAL);
+    /* The thread boundary: a live coroutine of another running scheduler. */
+    ASSERT_ERRNO(coro_join(c, NULL), EPERM);
+    ASSERT_ERRNO(coro_cancel(c), EPERM);
     coro_detach(c); /* ignored */
     atomic_store(&foreign_step, 2);
     return 0;

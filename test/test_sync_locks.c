@@ -56,7 +56,7 @@ static int mx_worker(void *arg)
     mx_t *x = arg;
     for (long i = 0; i < x->iters; i++) {
         ASSERT_EQ(coro_mutex_lock(&x->m), 0);
-        ASSERT_PTR_EQ(x->m.owner, coro_self());
+        ASSERT_EQ(x->m.owner, coro_id(coro_self()));
         x->inside++;
         if (x->inside > x->max_inside)
             x->max_inside = x->inside;
@@ -95,7 +95,7 @@ TEST(sync_mutex_exclusion_counter_exact)
     ASSERT_EQ(coro_main(mx_main, &x), 0);
     ASSERT_EQ(x.counter, MX_N * x.iters);
     ASSERT_EQ(x.max_inside, 1);
-    ASSERT_NULL(x.m.owner);
+    ASSERT_EQ(x.m.owner, 0);
 }
 
 /* ---- FIFO hand-off -------------------------------------------------------- */
@@ -105,9 +105,10 @@ enum { FF_N = 5 };
 typedef struct ff {
     coro_mutex_t m;
     coro_t *c[FF_N], *main;
+    uint64_t cid[FF_N], main_id; /* the ids, which outlive the handles */
     int idx[FF_N];
     int order[FF_N + 1], n;
-    coro_t *next_owner[FF_N];
+    uint64_t next_owner[FF_N];
     int newcomer_ran;
 } ff_t;
 
@@ -117,10 +118,10 @@ static int ff_waiter(void *arg)
 {
     int i = *(const int *)arg;
     ASSERT_EQ(coro_mutex_lock(&ff->m), 0);
-    ASSERT_PTR_EQ(ff->m.owner, coro_self());
+    ASSERT_EQ(ff->m.owner, coro_id(coro_self()));
     ff->order[ff->n++] = i;
     settle(2); /* the others stay queued meanwhile */
-    ASSERT_PTR_EQ(ff->m.owner, coro_self());
+    ASSERT_EQ(ff->m.owner, coro_id(coro_self()));
     ASSERT_EQ(coro_mutex_unlock(&ff->m), 0);
     /* Straight to the next in line, before it even runs. */
     ff->next_owner[i] = ff->m.owner;
@@ -140,27 +141,29 @@ static int ff_main(void *arg)
 {
     (void)arg;
     ff->main = coro_self();
+    ff->main_id = coro_id(ff->main);
     ASSERT_EQ(coro_mutex_lock(&ff->m), 0);
     for (int i = 0; i < FF_N; i++) {
         ff->idx[i] = i;
         ff->c[i] = spawn_named(ff_waiter, &ff->idx[i], "waiter");
+        ff->cid[i] = coro_id(ff->c[i]);
     }
     settle(1); /* each queues, in spawn order */
     ASSERT_EQ(ff->n, 0);
-    ASSERT_PTR_EQ(ff->m.owner, coro_self());
+    ASSERT_EQ(ff->m.owner, coro_id(coro_self()));
     ASSERT_EQ(coro_mutex_unlock(&ff->m), 0);
     /* The mutex went straight to the first waiter: it is not free for a
      * newcomer, main included. */
-    ASSERT_PTR_EQ(ff->m.owner, ff->c[0]);
+    ASSERT_EQ(ff->m.owner, coro_id(ff->c[0]));
     ASSERT_ERRNO(coro_mutex_trylock(&ff->m), EBUSY);
     coro_t *nc = spawn_named(ff_newcomer, NULL, "newcomer");
     /* main queues behind the five. */
     ASSERT_EQ(coro_mutex_lock(&ff->m), 0);
-    ASSERT_PTR_EQ(ff->m.owner, coro_self());
+    ASSERT_EQ(ff->m.owner, coro_id(coro_self()));
     ASSERT_EQ(ff->n, FF_N);
     ff->order[ff->n++] = -1;
     ASSERT_EQ(coro_mutex_unlock(&ff->m), 0);
-    ASSERT_NULL(ff->m.owner);
+    ASSERT_EQ(ff->m.owner, 0);
     for (int i = 0; i < FF_N; i++)
         ASSERT_EQ(coro_join(ff->c[i], NULL), 0);
     ASSERT_EQ(coro_join(nc, NULL), 0);
@@ -178,8 +181,8 @@ TEST(sync_mutex_fifo_handoff)
         ASSERT_EQ(f.order[i], i);
     ASSERT_EQ(f.order[FF_N], -1);
     for (int i = 0; i + 1 < FF_N; i++)
-        ASSERT_PTR_EQ(f.next_owner[i], f.c[i + 1]);
-    ASSERT_PTR_EQ(f.next_owner[FF_N - 1], f.main);
+        ASSERT_EQ(f.next_owner[i], f.cid[i + 1]);
+    ASSERT_EQ(f.next_owner[FF_N - 1], f.main_id);
     ASSERT_EQ(f.newcomer_ran, 1);
 }
 
@@ -188,11 +191,11 @@ TEST(sync_mutex_fifo_handoff)
 static int me_other(void *arg)
 {
     coro_mutex_t *m = arg;
-    coro_t *owner = m->owner;
-    ASSERT_NOT_NULL(owner);
+    uint64_t owner = m->owner;
+    ASSERT_NE(owner, 0);
     ASSERT_ERRNO(coro_mutex_unlock(m), EPERM);
     ASSERT_ERRNO(coro_mutex_trylock(m), EBUSY);
-    ASSERT_PTR_EQ(m->owner, owner); /* untouched */
+    ASSERT_EQ(m->owner, owner); /* untouched */
     return 0;
 }
 
@@ -201,20 +204,20 @@ static int me_main(void *arg)
     (void)arg;
     coro_mutex_t m = CORO_MUTEX_INIT;
     ASSERT_ERRNO(coro_mutex_unlock(&m), EPERM); /* not locked at all */
-    ASSERT_NULL(m.owner);
+    ASSERT_EQ(m.owner, 0);
     ASSERT_EQ(coro_mutex_lock(&m), 0);
-    ASSERT_PTR_EQ(m.owner, coro_self());
+    ASSERT_EQ(m.owner, coro_id(coro_self()));
     ASSERT_ERRNO(coro_mutex_lock(&m), EDEADLK);
     ASSERT_ERRNO(coro_mutex_trylock(&m), EBUSY); /* the caller included */
-    ASSERT_PTR_EQ(m.owner, coro_self());
+    ASSERT_EQ(m.owner, coro_id(coro_self()));
     coro_t *o = spawn_named(me_other, &m, "other");
     ASSERT_EQ(coro_join(o, NULL), 0);
-    ASSERT_PTR_EQ(m.owner, coro_self());
+    ASSERT_EQ(m.owner, coro_id(coro_self()));
     ASSERT_EQ(coro_mutex_unlock(&m), 0);
-    ASSERT_NULL(m.owner);
+    ASSERT_EQ(m.owner, 0);
     ASSERT_ERRNO(coro_mutex_unlock(&m), EPERM); /* twice */
     ASSERT_EQ(coro_mutex_trylock(&m), 0);
-    ASSERT_PTR_EQ(m.owner, coro_self());
+    ASSERT_EQ(m.owner, coro_id(coro_self()));
     ASSERT_EQ(coro_mutex_unlock(&m), 0);
 
     ASSERT_ERRNO(coro_mutex_lock(NULL), EINVAL);
@@ -250,7 +253,7 @@ TEST(sync_outside_coroutine_eperm)
     ASSERT_ERRNO(coro_mutex_lock(&m), EPERM);
     ASSERT_ERRNO(coro_mutex_trylock(&m), EPERM);
     ASSERT_ERRNO(coro_mutex_unlock(&m), EPERM);
-    ASSERT_NULL(m.owner);
+    ASSERT_EQ(m.owner, 0);
     coro_cond_t c = CORO_COND_INIT;
     ASSERT_ERRNO(coro_cond_wait(&c, &m), EPERM);
     coro_sem_t s = CORO_SEM_INIT(1);
@@ -278,10 +281,11 @@ TEST(sync_outside_coroutine_eperm)
 typedef struct mc {
     coro_mutex_t m;
     coro_t *c[3];
+    uint64_t cid[3];
     int idx[3];
     int ret[3], err[3];
     int order[3], n;
-    coro_t *next_owner[3];
+    uint64_t next_owner[3];
 } mc_t;
 
 static mc_t *mc;
@@ -294,13 +298,13 @@ static int mc_waiter(void *arg)
     mc->ret[i] = r;
     mc->err[i] = errno;
     if (r == 0) {
-        ASSERT_PTR_EQ(mc->m.owner, coro_self());
+        ASSERT_EQ(mc->m.owner, coro_id(coro_self()));
         mc->order[mc->n++] = i;
         coro_yield();
         ASSERT_EQ(coro_mutex_unlock(&mc->m), 0);
         mc->next_owner[i] = mc->m.owner;
     } else {
-        ASSERT(mc->m.owner != coro_self());
+        ASSERT(mc->m.owner != coro_id(coro_self()));
         ASSERT_ERRNO(coro_mutex_unlock(&mc->m), EPERM);
         ASSERT_ERRNO(coro_mutex_lock(&mc->m), ECANCELED); /* sticky */
     }
@@ -315,6 +319,7 @@ static int mc_main(void *arg)
         mc->idx[i] = i;
         mc->ret[i] = UNSET;
         mc->c[i] = spawn_named(mc_waiter, &mc->idx[i], "waiter");
+        mc->cid[i] = coro_id(mc->c[i]);
     }
     settle(1); /* all three queue */
     ASSERT_EQ(coro_cancel(mc->c[1]), 0);
@@ -323,12 +328,12 @@ static int mc_main(void *arg)
     ASSERT_EQ(mc->err[1], ECANCELED);
     ASSERT_EQ(mc->ret[0], UNSET);
     ASSERT_EQ(mc->ret[2], UNSET);
-    ASSERT_PTR_EQ(mc->m.owner, coro_self());
+    ASSERT_EQ(mc->m.owner, coro_id(coro_self()));
     /* Free its stack (its waiter lived there) before anyone walks the
      * queue: a stale entry would be a use after free. */
     ASSERT_EQ(coro_join(mc->c[1], NULL), 0);
     ASSERT_EQ(coro_mutex_unlock(&mc->m), 0);
-    ASSERT_PTR_EQ(mc->m.owner, mc->c[0]);
+    ASSERT_EQ(mc->m.owner, coro_id(mc->c[0]));
     ASSERT_EQ(coro_join(mc->c[0], NULL), 0);
     ASSERT_EQ(coro_join(mc->c[2], NULL), 0);
     return 0;
@@ -346,9 +351,9 @@ TEST(sync_mutex_cancel_queued_waiter)
     ASSERT_EQ(s.n, 2);
     ASSERT_EQ(s.order[0], 0);
     ASSERT_EQ(s.order[1], 2);
-    ASSERT_PTR_EQ(s.next_owner[0], s.c[2]); /* the cancelled one was skipped */
-    ASSERT_NULL(s.next_owner[2]);
-    ASSERT_NULL(s.m.owner);
+    ASSERT_EQ(s.next_owner[0], s.cid[2]); /* the cancelled one was skipped */
+    ASSERT_EQ(s.next_owner[2], 0);
+    ASSERT_EQ(s.m.owner, 0);
 }
 
 /* ---- hand-off, then the waiter is cancelled or its deadline passes ------- */
@@ -359,9 +364,10 @@ typedef struct hc {
     int variant;
     coro_mutex_t m, other;
     coro_t *w, *x;
+    uint64_t x_id;
     int64_t w_deadline;
     int w_ret, w_err, w_owned, next_ret, next_err, other_ret, other_err;
-    coro_t *after_w_unlock;
+    uint64_t after_w_unlock;
     int x_ret;
 } hc_t;
 
@@ -378,7 +384,7 @@ static int hc_w(void *arg)
     errno = 0;
     hc->w_ret = coro_mutex_lock(&hc->m);
     hc->w_err = errno;
-    hc->w_owned = hc->m.owner == coro_self();
+    hc->w_owned = hc->m.owner == coro_id(coro_self());
     /* The cancellation or the deadline shows at the next checkpoint. */
     errno = 0;
     hc->next_ret = coro_sleep(0);
@@ -386,7 +392,7 @@ static int hc_w(void *arg)
     errno = 0;
     hc->other_ret = coro_mutex_lock(&hc->other); /* free, still fails */
     hc->other_err = errno;
-    ASSERT_NULL(hc->other.owner);
+    ASSERT_EQ(hc->other.owner, 0);
     if (hc->w_owned) {
         ASSERT_EQ(coro_mutex_unlock(&hc->m), 0);
         hc->after_w_unlock = hc->m.owner;
@@ -400,7 +406,7 @@ static int hc_x(void *arg)
     (void)arg;
     hc->x_ret = coro_mutex_lock(&hc->m);
     ASSERT_EQ(hc->x_ret, 0);
-    ASSERT_PTR_EQ(hc->m.owner, coro_self());
+    ASSERT_EQ(hc->m.owner, coro_id(coro_self()));
     ASSERT_EQ(coro_mutex_unlock(&hc->m), 0);
     return 0;
 }
@@ -411,12 +417,13 @@ static int hc_main(void *arg)
     ASSERT_EQ(coro_mutex_lock(&hc->m), 0);
     hc->w = spawn_named(hc_w, NULL, "w");
     hc->x = spawn_named(hc_x, NULL, "x");
+    hc->x_id = coro_id(hc->x);
     settle(1); /* w, then x, queue */
-    ASSERT_PTR_EQ(hc->m.owner, coro_self());
+    ASSERT_EQ(hc->m.owner, coro_id(coro_self()));
     switch (hc->variant) {
     case HC_CANCEL:
         ASSERT_EQ(coro_mutex_unlock(&hc->m), 0);
-        ASSERT_PTR_EQ(hc->m.owner, hc->w);
+        ASSERT_EQ(hc->m.owner, coro_id(hc->w));
         ASSERT_EQ(coro_cancel(hc->w), 0); /* before w runs */
         break;
     case HC_DEADLINE_BEFORE_UNLOCK:
@@ -424,20 +431,20 @@ static int hc_main(void *arg)
          * unlock still picks w, and that is final. */
         spin_until(hc->w_deadline);
         ASSERT_EQ(coro_mutex_unlock(&hc->m), 0);
-        ASSERT_PTR_EQ(hc->m.owner, hc->w);
+        ASSERT_EQ(hc->m.owner, coro_id(hc->w));
         break;
     case HC_DEADLINE_AFTER_UNLOCK:
         ASSERT_EQ(coro_mutex_unlock(&hc->m), 0);
-        ASSERT_PTR_EQ(hc->m.owner, hc->w);
+        ASSERT_EQ(hc->m.owner, coro_id(hc->w));
         spin_until(hc->w_deadline);
         break;
     }
     /* Nobody else can have it meanwhile. */
     ASSERT_ERRNO(coro_mutex_trylock(&hc->m), EBUSY);
-    ASSERT_PTR_EQ(hc->m.owner, hc->w);
+    ASSERT_EQ(hc->m.owner, coro_id(hc->w));
     ASSERT_EQ(coro_join(hc->w, NULL), 0);
     ASSERT_EQ(coro_join(hc->x, NULL), 0);
-    ASSERT_NULL(hc->m.owner);
+    ASSERT_EQ(hc->m.owner, 0);
     return 0;
 }
 
@@ -457,7 +464,7 @@ static void hc_run(int variant, int want_err)
     ASSERT_EQ(s.next_err, want_err);
     ASSERT_EQ(s.other_ret, -1);
     ASSERT_EQ(s.other_err, want_err);
-    ASSERT_PTR_EQ(s.after_w_unlock, s.x); /* passed on, not lost */
+    ASSERT_EQ(s.after_w_unlock, s.x_id); /* passed on, not lost */
     ASSERT_EQ(s.x_ret, 0);
 }
 
@@ -491,7 +498,7 @@ static int mt_timed(void *arg)
     s->t_err = errno;
     s->waited = coro_now() - t0;
     coro_set_deadline(saved);
-    ASSERT(s->m.owner != coro_self());
+    ASSERT(s->m.owner != coro_id(coro_self()));
     return 0;
 }
 
@@ -514,7 +521,7 @@ static int mt_main(void *arg)
     ASSERT_EQ(s->t_ret, -1);
     ASSERT_EQ(s->t_err, ETIMEDOUT);
     ASSERT_EQ(coro_mutex_unlock(&s->m), 0);
-    ASSERT_PTR_EQ(s->m.owner, y);
+    ASSERT_EQ(s->m.owner, coro_id(y));
     ASSERT_EQ(coro_join(y, NULL), 0);
     return 0;
 }
@@ -545,13 +552,13 @@ static void checkpoint_first(int want)
 {
     coro_mutex_t m = CORO_MUTEX_INIT;
     ASSERT_ERRNO(coro_mutex_lock(&m), want);
-    ASSERT_NULL(m.owner);
+    ASSERT_EQ(m.owner, 0);
     ASSERT_EQ(coro_mutex_trylock(&m), 0);
     coro_cond_t c = CORO_COND_INIT;
     ASSERT_ERRNO(coro_cond_wait(&c, &m), want);
-    ASSERT_PTR_EQ(m.owner, coro_self()); /* still held */
+    ASSERT_EQ(m.owner, coro_id(coro_self())); /* still held */
     ASSERT_EQ(coro_mutex_unlock(&m), 0);
-    ASSERT_NULL(m.owner);
+    ASSERT_EQ(m.owner, 0);
 
     coro_sem_t s = CORO_SEM_INIT(2);
     ASSERT_ERRNO(coro_sem_acquire(&s), want);
@@ -574,7 +581,7 @@ static void checkpoint_first(int want)
     ASSERT_ERRNO(coro_rwlock_rdlock(&l), want);
     ASSERT_ERRNO(coro_rwlock_wrlock(&l), want);
     ASSERT_EQ(l.readers, 0);
-    ASSERT_NULL(l.writer);
+    ASSERT_EQ(l.writer, 0);
     ASSERT_EQ(coro_rwlock_tryrdlock(&l), 0);
     ASSERT_EQ(coro_rwlock_unlock(&l), 0);
     ASSERT_EQ(coro_rwlock_trywrlock(&l), 0);
@@ -633,7 +640,7 @@ static int dlk_locker(void *arg)
     ASSERT_EQ(coro_mutex_lock(x), 0);
     coro_yield(); /* the other one takes its first mutex */
     ASSERT_ERRNO(coro_mutex_lock(y), ECANCELED);
-    ASSERT(y->owner != coro_self());
+    ASSERT(y->owner != coro_id(coro_self()));
     ASSERT_EQ(coro_mutex_unlock(x), 0);
     dlk->unwound++;
     return 0;
@@ -670,8 +677,8 @@ TEST(sync_mutex_deadlock_detected_and_named)
     ASSERT_EQ(d.main_ret, -1);
     ASSERT_EQ(d.main_err, ECANCELED);
     ASSERT_EQ(d.unwound, 2);
-    ASSERT_NULL(d.a.owner);
-    ASSERT_NULL(d.b.owner);
+    ASSERT_EQ(d.a.owner, 0);
+    ASSERT_EQ(d.b.owner, 0);
     ASSERT_CONTAINS(out, "deadlock");
     ASSERT_EQ(ts_count_lines_with(out, "\"locker-ab\" [parked, mutex"), 1);
     ASSERT_EQ(ts_count_lines_with(out, "\"locker-ba\" [parked, mutex"), 1);
@@ -701,7 +708,7 @@ static int cv_waiter(void *arg)
     while (cv->tokens == 0) {
         cv->waiting++;
         ASSERT_EQ(coro_cond_wait(&cv->c, &cv->m), 0);
-        ASSERT_PTR_EQ(cv->m.owner, coro_self());
+        ASSERT_EQ(cv->m.owner, coro_id(coro_self()));
         cv->waiting--;
         cv->wakes++;
     }
@@ -721,7 +728,7 @@ static int cv_main(void *arg)
     }
     settle(1);
     ASSERT_EQ(cv->waiting, CV_N);
-    ASSERT_NULL(cv->m.owner); /* each wait released it */
+    ASSERT_EQ(cv->m.owner, 0); /* each wait released it */
 
     /* signal: exactly one (the first) wakes, and only once main lets go
      * of the mutex. */
@@ -730,7 +737,7 @@ static int cv_main(void *arg)
     ASSERT_EQ(coro_cond_signal(&cv->c), 0);
     settle(3);
     ASSERT_EQ(cv->n, 0);
-    ASSERT_PTR_EQ(cv->m.owner, coro_self());
+    ASSERT_EQ(cv->m.owner, coro_id(coro_self()));
     ASSERT_EQ(coro_mutex_unlock(&cv->m), 0);
     settle(3);
     ASSERT_EQ(cv->wakes, 1);
@@ -758,7 +765,7 @@ static int cv_main(void *arg)
     ASSERT_ERRNO(coro_cond_wait(&cv->c, &cv->m), ETIMEDOUT);
     coro_set_deadline(saved);
     ASSERT_GE(coro_now() - t0, 2 * CORO_MS);
-    ASSERT_PTR_EQ(cv->m.owner, coro_self()); /* held again, also on error */
+    ASSERT_EQ(cv->m.owner, coro_id(coro_self())); /* held again, also on error */
     ASSERT_EQ(coro_mutex_unlock(&cv->m), 0);
     return 0;
 }
@@ -790,14 +797,14 @@ static int ce_main(void *arg)
     coro_mutex_t m = CORO_MUTEX_INIT;
     coro_cond_t c = CORO_COND_INIT;
     ASSERT_ERRNO(coro_cond_wait(&c, &m), EPERM); /* m free */
-    ASSERT_NULL(m.owner);
+    ASSERT_EQ(m.owner, 0);
     coro_t *h = spawn_named(ce_holder, &m, "holder");
     coro_yield();
-    ASSERT_PTR_EQ(m.owner, h);
+    ASSERT_EQ(m.owner, coro_id(h));
     ASSERT_ERRNO(coro_cond_wait(&c, &m), EPERM); /* m held by another */
-    ASSERT_PTR_EQ(m.owner, h);
+    ASSERT_EQ(m.owner, coro_id(h));
     ASSERT_EQ(coro_join(h, NULL), 0);
-    ASSERT_NULL(m.owner);
+    ASSERT_EQ(m.owner, 0);
     return 0;
 }
 
@@ -829,7 +836,7 @@ static int cc_waiter(void *arg)
     s->err = errno;
     s->waited = coro_now() - t0;
     coro_set_deadline(saved);
-    s->owned = s->m.owner == coro_self();
+    s->owned = s->m.owner == coro_id(coro_self());
     s->returned = 1;
     /* It could not return before main let go of m. */
     ASSERT_EQ(s->main_released, 1);
@@ -843,7 +850,7 @@ static int cc_main(void *arg)
     cc_t *s = arg;
     coro_t *w = spawn_named(cc_waiter, s, "waiter");
     settle(1); /* w waits; m is free */
-    ASSERT_NULL(s->m.owner);
+    ASSERT_EQ(s->m.owner, 0);
     ASSERT_EQ(coro_mutex_lock(&s->m), 0);
     if (s->deadline) /* w's deadline passes meanwhile */
         ASSERT_EQ(coro_sleep_until(s->w_deadline + CORO_MS), 0);
@@ -851,12 +858,12 @@ static int cc_main(void *arg)
         ASSERT_EQ(coro_cancel(w), 0);
     settle(3);
     ASSERT_EQ(s->returned, 0); /* woken, but it needs m back first */
-    ASSERT_PTR_EQ(s->m.owner, coro_self());
+    ASSERT_EQ(s->m.owner, coro_id(coro_self()));
     s->main_released = 1;
     ASSERT_EQ(coro_mutex_unlock(&s->m), 0);
-    ASSERT_PTR_EQ(s->m.owner, w); /* handed to its relock */
+    ASSERT_EQ(s->m.owner, coro_id(w)); /* handed to its relock */
     ASSERT_EQ(coro_join(w, NULL), 0);
-    ASSERT_NULL(s->m.owner);
+    ASSERT_EQ(s->m.owner, 0);
     return 0;
 }
 
@@ -905,7 +912,7 @@ static int cs_w(void *arg)
     errno = 0;
     s->w_ret = coro_cond_wait(&s->c, &s->m);
     s->w_err = errno;
-    s->w_owned = s->m.owner == coro_self();
+    s->w_owned = s->m.owner == coro_id(coro_self());
     errno = 0;
     ASSERT_EQ(coro_sleep(0), -1);
     s->w_next_err = errno;
@@ -919,7 +926,7 @@ static int cs_x(void *arg)
     ASSERT_EQ(coro_mutex_lock(&s->m), 0);
     s->x_ret = coro_cond_wait(&s->c, &s->m);
     s->x_returned = 1;
-    ASSERT_PTR_EQ(s->m.owner, coro_self());
+    ASSERT_EQ(s->m.owner, coro_id(coro_self()));
     ASSERT_EQ(coro_mutex_unlock(&s->m), 0);
     return 0;
 }
@@ -1434,7 +1441,7 @@ static int rwx_reader(void *arg)
     for (long i = 0; i < s->iters; i++) {
         ASSERT_EQ(coro_rwlock_rdlock(&s->l), 0);
         ASSERT_EQ(s->writers_in, 0);
-        ASSERT_NULL(s->l.writer);
+        ASSERT_EQ(s->l.writer, 0);
         s->readers_in++;
         if (s->readers_in > s->max_readers)
             s->max_readers = s->readers_in;
@@ -1454,7 +1461,7 @@ static int rwx_writer(void *arg)
     rwx_t *s = arg;
     for (long i = 0; i < s->iters; i++) {
         ASSERT_EQ(coro_rwlock_wrlock(&s->l), 0);
-        ASSERT_PTR_EQ(s->l.writer, coro_self());
+        ASSERT_EQ(s->l.writer, coro_id(coro_self()));
         ASSERT_EQ(s->l.readers, 0);
         ASSERT_EQ(s->readers_in, 0);
         s->writers_in++;
@@ -1508,7 +1515,7 @@ TEST(sync_rwlock_readers_share_writer_excludes)
     ASSERT_EQ(s.max_writers, 1);
     ASSERT_GE(s.max_readers, 2);
     ASSERT_EQ(s.l.readers, 0);
-    ASSERT_NULL(s.l.writer);
+    ASSERT_EQ(s.l.writer, 0);
 }
 
 /* ---- writer-preferring ------------------------------------------------------- */
@@ -1534,7 +1541,7 @@ static int wp_writer(void *arg)
 {
     wp_t *s = arg;
     ASSERT_EQ(coro_rwlock_wrlock(&s->l), 0);
-    ASSERT_PTR_EQ(s->l.writer, coro_self());
+    ASSERT_EQ(s->l.writer, coro_id(coro_self()));
     ASSERT_EQ(s->l.readers, 0);
     s->order[s->n++] = 'W';
     settle(2); /* the queued reader stays out meanwhile */
@@ -1546,7 +1553,7 @@ static int wp_reader(void *arg)
 {
     wp_t *s = arg;
     ASSERT_EQ(coro_rwlock_rdlock(&s->l), 0);
-    ASSERT_NULL(s->l.writer);
+    ASSERT_EQ(s->l.writer, 0);
     s->order[s->n++] = 'R';
     ASSERT_EQ(coro_rwlock_unlock(&s->l), 0);
     return 0;
@@ -1561,7 +1568,7 @@ static int wp_main(void *arg)
     ASSERT_EQ(s->l.readers, 2);
     s->w = spawn_named(wp_writer, s, "writer");
     settle(1);
-    ASSERT_NULL(s->l.writer); /* queued */
+    ASSERT_EQ(s->l.writer, 0); /* queued */
     ASSERT_EQ(s->l.readers, 2);
     /* A writer waits: a new reader may not join the two holders. */
     ASSERT_ERRNO(coro_rwlock_tryrdlock(&s->l), EBUSY);
@@ -1577,7 +1584,7 @@ static int wp_main(void *arg)
     ASSERT_EQ(coro_join(s->w, NULL), 0);
     ASSERT_EQ(coro_join(r, NULL), 0);
     ASSERT_EQ(s->l.readers, 0);
-    ASSERT_NULL(s->l.writer);
+    ASSERT_EQ(s->l.writer, 0);
     return 0;
 }
 
@@ -1614,9 +1621,9 @@ static int rf_waiter(void *arg)
     ASSERT_EQ(write ? coro_rwlock_wrlock(&rf->l) : coro_rwlock_rdlock(&rf->l), 0);
     rf->readers_at_entry[i] = rf->l.readers;
     if (write)
-        ASSERT_PTR_EQ(rf->l.writer, coro_self());
+        ASSERT_EQ(rf->l.writer, coro_id(coro_self()));
     else
-        ASSERT_NULL(rf->l.writer);
+        ASSERT_EQ(rf->l.writer, 0);
     rf->order[rf->n++] = i;
     settle(2);
     ASSERT_EQ(coro_rwlock_unlock(&rf->l), 0);
@@ -1637,7 +1644,7 @@ static int rf_main(void *arg)
     ASSERT_EQ(coro_rwlock_unlock(&rf->l), 0);
     /* Granted to the head only: one reader, up to the queued writer. */
     ASSERT_EQ(rf->l.readers, 1);
-    ASSERT_NULL(rf->l.writer);
+    ASSERT_EQ(rf->l.writer, 0);
     for (int i = 0; i < RF_N; i++)
         ASSERT_EQ(coro_join(c[i], NULL), 0);
     return 0;
@@ -1670,10 +1677,10 @@ TEST(sync_rwlock_fifo_no_starvation)
 static int rwe_other(void *arg)
 {
     coro_rwlock_t *l = arg;
-    coro_t *w = l->writer;
-    ASSERT_NOT_NULL(w);
+    uint64_t w = l->writer;
+    ASSERT_NE(w, 0);
     ASSERT_ERRNO(coro_rwlock_unlock(l), EPERM); /* someone else's write lock */
-    ASSERT_PTR_EQ(l->writer, w);
+    ASSERT_EQ(l->writer, w);
     ASSERT_ERRNO(coro_rwlock_tryrdlock(l), EBUSY);
     ASSERT_ERRNO(coro_rwlock_trywrlock(l), EBUSY);
     return 0;
@@ -1689,12 +1696,12 @@ static int rwe_main(void *arg)
     ASSERT_ERRNO(coro_rwlock_rdlock(&l), EDEADLK);
     ASSERT_ERRNO(coro_rwlock_trywrlock(&l), EBUSY);
     ASSERT_ERRNO(coro_rwlock_tryrdlock(&l), EBUSY);
-    ASSERT_PTR_EQ(l.writer, coro_self());
+    ASSERT_EQ(l.writer, coro_id(coro_self()));
     ASSERT_EQ(l.readers, 0);
     coro_t *o = spawn_named(rwe_other, &l, "other");
     ASSERT_EQ(coro_join(o, NULL), 0);
     ASSERT_EQ(coro_rwlock_unlock(&l), 0);
-    ASSERT_NULL(l.writer);
+    ASSERT_EQ(l.writer, 0);
     ASSERT_ERRNO(coro_rwlock_unlock(&l), EPERM);
 
     ASSERT_EQ(coro_rwlock_tryrdlock(&l), 0);
@@ -1738,7 +1745,7 @@ static int rc_writer(void *arg)
     errno = 0;
     rc->w_ret = coro_rwlock_wrlock(&rc->l);
     rc->w_err = errno;
-    ASSERT(rc->l.writer != coro_self());
+    ASSERT(rc->l.writer != coro_id(coro_self()));
     return 0;
 }
 
@@ -1771,11 +1778,11 @@ static int rc_main(void *arg)
     ASSERT_EQ(coro_join(w, NULL), 0);
     ASSERT_EQ(rc->w_ret, -1);
     ASSERT_EQ(rc->w_err, ECANCELED);
-    ASSERT_NULL(rc->l.writer);
+    ASSERT_EQ(rc->l.writer, 0);
     /* Once main lets go (if not before), both readers are in together. */
     ASSERT_EQ(coro_rwlock_unlock(&rc->l), 0);
     ASSERT_EQ(rc->l.readers, 2);
-    ASSERT_NULL(rc->l.writer);
+    ASSERT_EQ(rc->l.writer, 0);
     for (int i = 0; i < 2; i++)
         ASSERT_EQ(coro_join(r[i], NULL), 0);
     ASSERT_EQ(rc->readers_in, 2);
@@ -1879,7 +1886,7 @@ typedef struct rh {
     int64_t g_deadline;
     int g_ret, g_err, g_held, g_next_err;
     long readers_after_g;
-    coro_t *writer_after_g;
+    uint64_t writer_after_g;
     int x_ret;
 } rh_t;
 
@@ -1894,7 +1901,7 @@ static int rh_grantee(void *arg)
     errno = 0;
     s->g_ret = s->write ? coro_rwlock_wrlock(&s->l) : coro_rwlock_rdlock(&s->l);
     s->g_err = errno;
-    s->g_held = s->write ? s->l.writer == coro_self() : (s->l.readers == 1 && !s->l.writer);
+    s->g_held = s->write ? s->l.writer == coro_id(coro_self()) : (s->l.readers == 1 && !s->l.writer);
     errno = 0;
     ASSERT_EQ(coro_sleep(0), -1);
     s->g_next_err = errno;
@@ -1930,10 +1937,10 @@ static int rh_main(void *arg)
     ASSERT_EQ(coro_rwlock_unlock(&s->l), 0);
     /* Granted there and then. */
     if (s->write) {
-        ASSERT_PTR_EQ(s->l.writer, g);
+        ASSERT_EQ(s->l.writer, coro_id(g));
         ASSERT_EQ(s->l.readers, 0);
     } else {
-        ASSERT_NULL(s->l.writer);
+        ASSERT_EQ(s->l.writer, 0);
         ASSERT_EQ(s->l.readers, 1);
     }
     if (!s->deadline)
@@ -1942,7 +1949,7 @@ static int rh_main(void *arg)
     ASSERT_EQ(coro_join(g, NULL), 0);
     ASSERT_EQ(coro_join(x, NULL), 0);
     ASSERT_EQ(s->l.readers, 0);
-    ASSERT_NULL(s->l.writer);
+    ASSERT_EQ(s->l.writer, 0);
     return 0;
 }
 
@@ -1961,10 +1968,10 @@ static void rh_run(int write, int deadline)
     /* Its unlock granted the next one in line. */
     if (write) {
         ASSERT_EQ(s.readers_after_g, 1);
-        ASSERT_NULL(s.writer_after_g);
+        ASSERT_EQ(s.writer_after_g, 0);
     } else {
         ASSERT_EQ(s.readers_after_g, 0);
-        ASSERT_NOT_NULL(s.writer_after_g);
+        ASSERT_NE(s.writer_after_g, 0);
     }
     ASSERT_EQ(s.x_ret, 0);
 }
