@@ -201,6 +201,8 @@ int coro_group_wait(coro_group_t *g)
         return -1;
     }
     free_done(g);
+    /* errno 0 tells a child's own -1 from a failure of this call. */
+    errno = 0;
     return g->has_err ? g->first_err : 0;
 }
 

@@ -41,7 +41,8 @@ CORO_PUBLIC_BEGIN
  * coroutine (named "main") and return when every coroutine has finished.
  * Returns fn's status.
  * Errors: EINVAL fn is NULL; EBUSY this thread already runs a scheduler;
- * ENOMEM no memory for the scheduler or the first coroutine; EDEADLK every
+ * ENOMEM no memory for the scheduler or the first coroutine; EMFILE/ENFILE
+ * no descriptor for the poller (epoll/kqueue instance); EDEADLK every
  * coroutine is blocked and nothing (timer, fd, signal, blocking job) can ever
  * wake one: a dump goes to stderr, the blocked coroutines are cancelled
  * (shields overridden) so they unwind, and -1 is returned.
@@ -103,8 +104,10 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *opts);
 
 /* ---- Coroutines -------------------------------------------------------- */
 
-/* Create a coroutine running fn(arg), ready at once (it runs after the
- * caller next reaches a checkpoint or yields). Must be called from a
+/* Create a coroutine running fn(arg), ready at once: it runs when the
+ * caller next switches out (coro_yield, or a call that has to wait; a
+ * checkpoint that need not wait, such as an uncontended lock, does not
+ * switch). Must be called from a
  * coroutine. Errors: EINVAL fn NULL or bad opts->stack_size; EPERM no
  * scheduler on this thread; ENOMEM out of memory, address space or
  * mappings. The handle must be joined or detached.
@@ -239,9 +242,12 @@ coro_t *coro_group_spawn(coro_group_t *g, coro_fn fn, void *arg);
 coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg,
                               const coro_opts_t *o);
 /* Wait until every child has ended; returns 0 or the first non-zero status
- * (in completion order). If the waiter is cancelled or its deadline passes,
- * the children are cancelled and waited for before it returns -1 with
- * ECANCELED/ETIMEDOUT: no child outlives its group. EINVAL g NULL; EPERM. */
+ * (in completion order), with errno set to 0 so that a child's own -1 can
+ * be told from a failure of the call (errno non-zero). If the waiter is
+ * cancelled or its deadline passes, the children are cancelled and waited
+ * for before it returns -1 with ECANCELED/ETIMEDOUT: no child outlives its
+ * group. EINVAL g NULL; EPERM outside a coroutine or another running
+ * scheduler's group. */
 int coro_group_wait(coro_group_t *g);
 /* The next child to end, in completion order; *status gets its status. The
  * handle stays valid until the next call on the group. NULL+ENOENT when
@@ -250,7 +256,9 @@ int coro_group_wait(coro_group_t *g);
 coro_t *coro_group_next(coro_group_t *g, int *status);
 /* Cancel every child still running. */
 void coro_group_cancel(coro_group_t *g);
-/* Cancel and wait for any children left, then free the group. */
+/* Cancel and wait for any children left, then free the group. Waiting
+ * needs a coroutine: called outside one while children still run, it
+ * says so on stderr and frees nothing (the group stays usable). */
 void coro_group_free(coro_group_t *g);
 
 /* ---- Observing --------------------------------------------------------- */

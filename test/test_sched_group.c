@@ -423,3 +423,39 @@ TEST(sched_group_children_not_joinable_bad_args)
 {
     ASSERT_EQ(coro_main(owner_main, NULL), 0);
 }
+
+/* A child's own -1 and a failure of coro_group_wait both return -1: errno
+ * tells them apart (0 for the child's status). */
+static int returns_minus_one(void *arg)
+{
+    (void)arg;
+    errno = EIO; /* whatever the child leaves in errno must not leak out */
+    return -1;
+}
+
+static int minus_one_main(void *arg)
+{
+    (void)arg;
+    coro_group_t *g = coro_group_new(CORO_GROUP_COLLECT);
+    ASSERT_NOT_NULL(g);
+    ASSERT_NOT_NULL(coro_group_spawn(g, returns_minus_one, NULL));
+    errno = EBADF;
+    ASSERT_EQ(coro_group_wait(g), -1);
+    ASSERT_EQ(errno, 0);
+    coro_group_free(g);
+
+    /* The call's own failure keeps its errno. */
+    g = coro_group_new(CORO_GROUP_COLLECT);
+    ASSERT_NOT_NULL(g);
+    ASSERT_NOT_NULL(coro_group_spawn(g, returns_minus_one, NULL));
+    coro_cancel(coro_self());
+    ASSERT_EQ(coro_group_wait(g), -1);
+    ASSERT_EQ(errno, ECANCELED);
+    coro_group_free(g);
+    return 0;
+}
+
+TEST(sched_group_wait_child_minus_one_has_errno_zero)
+{
+    ASSERT_EQ(coro_main(minus_one_main, NULL), 0);
+}
