@@ -302,7 +302,17 @@ typedef struct coro_process_opts {
     int stdio[3];
     /* With CORO_STDIO_FD: the descriptor to give as stdio i. */
     int fd[3];
+    /* CORO_PROCESS_* flags. */
+    int flags;
 } coro_process_opts_t;
+
+/* coro_process_opts_t.flags */
+enum {
+    /* The child leads a new process group (setpgid(0, 0)), so that
+     * coro_process_kill_group reaches it and everything it starts, and
+     * the terminal's Ctrl-C (sent to the foreground group) does not. */
+    CORO_PROCESS_PGROUP = 1,
+};
 
 /* Start argv[0] with the arguments argv (NULL-terminated). argv[0] is
  * looked up in this process's PATH as execvp does when it holds no '/'
@@ -366,6 +376,15 @@ int coro_process_wait(coro_process_t *p, int *status);
  * collected. Not a checkpoint; works outside a coroutine. Errors: EINVAL
  * p NULL or sig invalid; ESRCH; EPERM. */
 int coro_process_kill(coro_process_t *p, int sig);
+
+/* Send sig to the child's process group (spawned with
+ * CORO_PROCESS_PGROUP): the child and whatever it started that is still
+ * in the group (a shell's commands). Until the child is collected; the
+ * group's id is the child's pid, which no new process can take while the
+ * child is unreaped. Not a checkpoint. Errors: EINVAL p NULL, no
+ * CORO_PROCESS_PGROUP, or sig invalid; ESRCH the child was collected;
+ * EPERM. */
+int coro_process_kill_group(coro_process_t *p, int sig);
 
 /* Close the pipe ends and free p. A child that has ended is reaped here.
  * One still running is killed (SIGKILL: a handle dropped means the work

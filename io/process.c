@@ -80,6 +80,8 @@ struct coro_process {
     int fds[3];
     /* Waits through SIGCHLD (no pidfd). */
     uint8_t sigchld;
+    /* Leads its own process group (CORO_PROCESS_PGROUP). */
+    uint8_t pgroup;
     /* The child is reaped: status holds its waitpid status, unless lost
      * (somebody else reaped it: ECHILD). */
     uint8_t reaped, lost;
@@ -445,7 +447,7 @@ coro_process_t *coro_process_spawn(const char *const *argv, const coro_process_o
     static const coro_process_opts_t defaults;
     if (!opts)
         opts = &defaults;
-    if (!argv || !argv[0]) {
+    if (!argv || !argv[0] || (opts->flags & ~CORO_PROCESS_PGROUP)) {
         errno = EINVAL;
         return NULL;
     }
@@ -478,6 +480,7 @@ coro_process_t *coro_process_spawn(const char *const *argv, const coro_process_o
         .envp = opts->env ? opts->env : (const char *const *)environ,
         .dir = opts->dir,
         .stdio = { -1, -1, -1 },
+        .pgroup = (opts->flags & CORO_PROCESS_PGROUP) != 0,
     };
     /* The child's descriptors made here ([3]: /dev/null), closed once
      * the child has its copies. */
@@ -519,6 +522,7 @@ coro_process_t *coro_process_spawn(const char *const *argv, const coro_process_o
         goto fail;
 
     p->sched = coro__self();
+    p->pgroup = (uint8_t)x.pgroup;
     /* Their numbers may have been used before: start afresh. */
     for (int i = 0; i < 3; i++)
         if (p->fds[i] >= 0)
@@ -632,6 +636,31 @@ int coro_process_kill(coro_process_t *p, int sig)
 #endif
     /* Not reaped: the pid is still the child's (a zombie keeps it). */
     return kill(p->pid, sig);
+}
+
+int coro_process_kill_group(coro_process_t *p, int sig)
+{
+    if (!p) {
+        errno = EINVAL;
+        return -1;
+    }
+    check(p, "coro_process_kill_group");
+    if (!p->pgroup) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (p->sched && p->sched != coro__self()) {
+        errno = EPERM;
+        return -1;
+    }
+    if (p->reaped) {
+        errno = ESRCH;
+        return -1;
+    }
+    if (kill(-p->pid, sig) == 0)
+        return 0;
+    /* The leader has ended (unreaped) and so has the rest of the group. */
+    return errno == ESRCH ? 0 : -1;
 }
 
 void coro_process_free(coro_process_t *p)

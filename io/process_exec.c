@@ -20,7 +20,9 @@
  *     inherited by the program), installs its stdio, closes every other
  *     descriptor (close_range, else /proc/self/fd, else a loop), changes
  *     directory, empties its signal mask and tries the exec for each PATH
- *     candidate, as execvp does;
+ *     candidate, as execvp does (first, if asked, it makes itself the
+ *     leader of a new process group: done before the parent resumes, so
+ *     a signal to the group can never miss it);
  *   - a failure is written (its errno) to a close-on-exec pipe, which a
  *     successful exec closes: the parent reads 4 bytes (the error) or end
  *     of file (the program runs). That works under Valgrind's fork too.
@@ -92,6 +94,10 @@ static CHILD inline long c_close(int fd)
 static CHILD inline long c_chdir(const char *dir)
 {
     return syscall(SYS_chdir, dir);
+}
+static CHILD inline long c_setpgid(void)
+{
+    return syscall(SYS_setpgid, 0, 0);
 }
 static CHILD inline long c_execve(const char *path, const char *const *argv,
                                   const char *const *envp)
@@ -175,6 +181,10 @@ static CHILD void c_close_others(int keep, int maxfd)
 #define c_close close
 #define c_chdir chdir
 #define c_write write
+static CHILD inline int c_setpgid(void)
+{
+    return setpgid(0, 0);
+}
 static CHILD inline int c_execve(const char *path, const char *const *argv,
                                  const char *const *envp)
 {
@@ -233,6 +243,8 @@ static CHILD __attribute__((noinline, noreturn)) void child_run(const child_t *c
     /* Handlers first: the mask the parent set blocks everything until the
      * dispositions are the program's. */
     c_default_signals();
+    if (x->pgroup && c_setpgid() < 0)
+        child_fail(c, errno);
     for (int i = 0; i < 3; i++)
         if (x->stdio[i] >= 0 && c_dup2(x->stdio[i], i) < 0)
             child_fail(c, errno);

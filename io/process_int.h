@@ -17,6 +17,8 @@ typedef struct coro__exec {
      * one never overwrites the source of another), or -1 to leave what is
      * there alone. */
     int stdio[3];
+    /* Make the child the leader of a new process group. */
+    int pgroup;
 } coro__exec_t;
 
 /* Start x's program in a new child process and return its pid. Every

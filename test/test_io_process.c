@@ -810,3 +810,48 @@ TEST(io_process_sigchld_taken_by_another_thread)
     atomic_store(&swallower_stop, 1);
     ASSERT_EQ(pthread_join(t, NULL), 0);
 }
+
+/* ---- process groups ------------------------------------------------------------------------------- */
+
+static int pgroup_body(void *arg)
+{
+    (void)arg;
+    const char *ok[] = { "true", NULL };
+    coro_process_opts_t bad = { .flags = 2 };
+    ASSERT_NULL_ERRNO(coro_process_spawn(ok, &bad), EINVAL);
+    coro_process_t *plain = coro_process_spawn(ok, NULL);
+    ASSERT_NOT_NULL(plain);
+    ASSERT_ERRNO(coro_process_kill_group(plain, SIGTERM), EINVAL);
+    ASSERT_EQ(coro_process_wait(plain, NULL), 0);
+    coro_process_free(plain);
+
+    /* A shell whose background command holds stdout open: only a signal
+     * to the whole group ends both, and with them the pipe. */
+    const char *argv[] = { "sh", "-c", "sleep 10 & echo started; sleep 10; wait", NULL };
+    coro_process_opts_t o = pipes_out;
+    o.flags = CORO_PROCESS_PGROUP;
+    coro_process_t *p = coro_process_spawn(argv, &o);
+    ASSERT_NOT_NULL(p);
+    ASSERT_EQ(getpgid(coro_process_pid(p)), coro_process_pid(p));
+    char line[64];
+    ssize_t n = coro_read(coro_process_fd(p, 1), line, sizeof line - 1);
+    ASSERT_EQ(n, 8);
+    int64_t t0 = coro_now();
+    ASSERT_EQ(coro_process_kill_group(p, SIGTERM), 0);
+    char *rest = read_to_eof(coro_process_fd(p, 1), NULL); /* end of file: nobody holds it */
+    ASSERT_STR_EQ(rest, "");
+    free(rest);
+    int status;
+    ASSERT_EQ(coro_process_wait(p, &status), 0);
+    assert_signalled(status, SIGTERM);
+    ASSERT_LT(coro_now() - t0, ts_bound(3 * CORO_SEC));
+    ASSERT_ERRNO(coro_process_kill_group(p, SIGTERM), ESRCH);
+    coro_process_free(p);
+    assert_no_children();
+    return 0;
+}
+
+TEST(io_process_group_kill)
+{
+    tio_run(pgroup_body, NULL);
+}
