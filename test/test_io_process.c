@@ -11,6 +11,7 @@
  * that swallows SIGCHLD. The children are ordinary programs (cat, sh,
  * sleep, env, pwd, ls, grep): under Valgrind they run natively. */
 #include "test/test_io.h"
+#include "coro/fault.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -854,4 +855,116 @@ static int pgroup_body(void *arg)
 TEST(io_process_group_kill)
 {
     tio_run(pgroup_body, NULL);
+}
+
+/* ---- dumps, misuse, faults -------------------------------------------------------------------------- */
+
+static int dump_body(void *arg)
+{
+    (void)arg;
+    const char *argv[] = { "sleep", "10", NULL };
+    waiter_t w = { coro_process_spawn(argv, NULL), 0, 0, -1 };
+    ASSERT_NOT_NULL(w.p);
+    coro_t *c = coro_spawn(wait_in_coro, &w);
+    ASSERT_NOT_NULL(c);
+    coro_yield();
+    char *dump = ts_dump_text();
+    ASSERT_CONTAINS(dump, "process"); /* what the waiter waits for */
+    free(dump);
+    ASSERT_EQ(coro_process_kill(w.p, SIGKILL), 0);
+    ASSERT_EQ(coro_join(c, NULL), 0);
+    ASSERT_EQ(w.ret, 0);
+    coro_process_free(w.p);
+    return 0;
+}
+
+TEST(io_process_wait_shows_in_dump)
+{
+    tio_run(dump_body, NULL);
+}
+
+static int cancelled_spawn_body(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(coro_cancel(coro_self()), 0);
+    const char *argv[] = { "true", NULL };
+    ASSERT_NULL_ERRNO(coro_process_spawn(argv, NULL), ECANCELED); /* starts nothing */
+    assert_no_children();
+    return 0;
+}
+
+TEST(io_process_spawn_is_a_checkpoint)
+{
+    ASSERT_EQ(coro_main(cancelled_spawn_body, NULL), 0);
+}
+
+static int free_under_waiter_body(void *arg)
+{
+    (void)arg;
+    /* cat ends by itself when this process dies (its stdin closes). */
+    const char *argv[] = { "cat", NULL };
+    coro_process_opts_t o = { .stdio = { CORO_STDIO_PIPE, CORO_STDIO_NULL, CORO_STDIO_NULL } };
+    waiter_t w = { coro_process_spawn(argv, &o), 0, 0, -1 };
+    ASSERT_NOT_NULL(w.p);
+    coro_t *c = coro_spawn(wait_in_coro, &w);
+    ASSERT_NOT_NULL(c);
+    coro_yield();
+    coro_process_free(w.p); /* aborts */
+    printf("freed without a complaint\n");
+    return 0;
+}
+
+static void free_under_waiter_child(void *arg)
+{
+    (void)arg;
+    coro_main(free_under_waiter_body, NULL);
+}
+
+TEST(io_process_free_under_a_waiter_aborts)
+{
+    char out[16384];
+    int status;
+    ASSERT_EQ(test_run_child(free_under_waiter_child, NULL, out, sizeof out, &status), 0);
+    char how[128];
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
+        test_fail(__FILE__, __LINE__, "the child should die of SIGABRT; it ended with %s, "
+                  "output:\n%s", test_describe_status(status, how, sizeof how), out);
+    ASSERT_CONTAINS(out, "a coroutine is still waiting for the process");
+    ASSERT_NOT_CONTAINS(out, "without a complaint");
+}
+
+static int fault_body(void *arg)
+{
+    (void)arg;
+    const char *argv[] = { "cat", NULL };
+    coro_process_opts_t o = { .stdio = { CORO_STDIO_PIPE, CORO_STDIO_PIPE, CORO_STDIO_NULL } };
+    int fds = tio_count_fds(), failures = 0;
+    /* The n-th allocation of a spawn fails, for every n until one passes. */
+    for (int n = 1; n < 20; n++) {
+        coro_fault_arm(CORO_FAULT_MALLOC, n);
+        errno = 0;
+        coro_process_t *p = coro_process_spawn(argv, &o);
+        int e = errno;
+        coro_fault_arm(CORO_FAULT_MALLOC, 0);
+        if (!p) {
+            ASSERT_EQ(e, ENOMEM);
+            ASSERT_EQ(tio_count_fds(), fds);
+            assert_no_children();
+            failures++;
+            continue;
+        }
+        ASSERT_EQ(coro_process_close_fd(p, 0), 0);
+        int status;
+        ASSERT_EQ(coro_process_wait(p, &status), 0);
+        assert_exit(status, 0);
+        coro_process_free(p);
+        break;
+    }
+    ASSERT_GT(failures, 0);
+    return 0;
+}
+
+TEST(io_process_spawn_out_of_memory)
+{
+    tio_run(fault_body, NULL);
 }
