@@ -968,3 +968,45 @@ TEST(io_process_spawn_out_of_memory)
 {
     tio_run(fault_body, NULL);
 }
+
+/* On the SIGCHLD path, a wait that takes the signal and finds another
+ * waiter's child ended wakes that waiter at once: the signal it took was
+ * the only news of that child, and the other waiter's next re-check may
+ * be far away. */
+static int sweep_body(void *arg)
+{
+    (void)arg;
+    const char *argv[] = { "sleep", "10", NULL };
+    waiter_t b = { coro_process_spawn(argv, NULL), 0, 0, -1 };
+    coro_process_t *c = coro_process_spawn(argv, NULL);
+    ASSERT_NOT_NULL(b.p);
+    ASSERT_NOT_NULL(c);
+    coro_t *wb = coro_spawn(wait_in_coro, &b);
+    ASSERT_NOT_NULL(wb);
+    /* Long enough for b's waiter to back off to re-checks 160 ms apart. */
+    ASSERT_EQ(coro_sleep(200 * CORO_MS), 0);
+    /* b's child ends while nobody in this thread runs: SIGCHLD pends. */
+    ASSERT_EQ(coro_process_kill(b.p, SIGKILL), 0);
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    ASSERT_EQ(waitid(P_PID, (id_t)coro_process_pid(b.p), &si, WEXITED | WNOWAIT), 0);
+    /* This wait takes the signal and sweeps: b is reaped here. */
+    int64_t saved = coro_timeout(ts_bound(5 * CORO_MS));
+    ASSERT_ERRNO(coro_process_wait(c, NULL), ETIMEDOUT);
+    coro_set_deadline(saved);
+    coro_yield();
+    assert_signalled(b.status, SIGKILL); /* b's waiter has returned already */
+    ASSERT_EQ(coro_join(wb, NULL), 0);
+    ASSERT_EQ(b.ret, 0);
+    ASSERT_EQ(coro_process_kill(c, SIGKILL), 0);
+    ASSERT_EQ(coro_process_wait(c, NULL), 0);
+    coro_process_free(b.p);
+    coro_process_free(c);
+    return 0;
+}
+
+TEST(io_process_sigchld_sweep_wakes_other_waiters)
+{
+    force_sigchld();
+    tio_run(sweep_body, NULL);
+}
