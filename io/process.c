@@ -99,6 +99,9 @@ struct coro_process {
 
 typedef struct proc_thread {
     int ready;
+    /* The scheduler this state belongs to (a fork's child that starts a
+     * coro_main of its own inherits a copy of its parent's: dropped). */
+    struct sched *sched;
     /* Every handle of this scheduler not yet freed (swept on the SIGCHLD
      * path, detached from the scheduler when coro_main returns). */
     coro_list_t all;
@@ -146,10 +149,13 @@ static void thread_fini(void *arg)
 static proc_thread_t *thread_get(void)
 {
     proc_thread_t *t = &thread_state;
-    if (t->ready)
+    struct sched *s = coro__self();
+    if (t->ready && t->sched == s)
         return t;
+    memset(t, 0, sizeof *t);
     if (coro__at_exit(thread_fini, t) != 0)
         return NULL;
+    t->sched = s;
     coro_list_init(&t->all);
     coro_list_init(&t->orphans);
     t->reaper = NULL;
