@@ -324,7 +324,10 @@ enum {
  * disposition at its default (SIG_IGN included), whatever this thread
  * blocks or this process ignores. The parent's pipe ends are
  * non-blocking and close-on-exec: use them with coro_read, coro_write,
- * coro_stream_*; coro_process_free closes them.
+ * coro_stream_*; coro_process_free closes them. (The child's ends are
+ * blocking; but a descriptor given with CORO_STDIO_INHERIT or
+ * CORO_STDIO_FD that this process uses with coro I/O is non-blocking,
+ * and that flag belongs to the open file, which the child shares.)
  *
  * The child is made with clone(CLONE_VM | CLONE_VFORK) on a stack of its
  * own (Linux; fork elsewhere): this thread waits the moment the child
@@ -332,7 +335,8 @@ enum {
  * not executable, a bad directory) is this call's error, never a child
  * that exits with 127. A checkpoint (it starts nothing when the caller
  * is cancelled or past its deadline). Errors: EINVAL argv NULL or
- * empty, a stdio value out of range, or fd[i] < 0 with CORO_STDIO_FD;
+ * empty, a stdio value out of range, fd[i] < 0 with CORO_STDIO_FD, or
+ * unknown flags;
  * EBADF fd[i] not open; ENOENT, ENOTDIR, EACCES, ENOEXEC, E2BIG,
  * ETXTBSY, ELOOP, ENAMETOOLONG: from exec or from changing to dir;
  * EAGAIN, ENOMEM: no process could be made; EMFILE, ENFILE; ECANCELED,
@@ -348,8 +352,8 @@ pid_t coro_process_pid(const coro_process_t *p);
  * or 2). Owned by p: do not close it with coro_close. */
 int coro_process_fd(const coro_process_t *p, int i);
 /* Close pipe end i now (stdin: the child reads end of file), waking any
- * coroutine waiting on it (EBADF). Errors: EINVAL i not 0, 1 or 2; EBADF
- * no pipe there, or closed already. Not a checkpoint. */
+ * coroutine waiting on it (EBADF). Errors: EINVAL p NULL, i not 0, 1 or
+ * 2; EBADF no pipe there, or closed already. Not a checkpoint. */
 int coro_process_close_fd(coro_process_t *p, int i);
 
 /* Wait for the child to end and store its waitpid(2) status in *status
@@ -361,7 +365,8 @@ int coro_process_close_fd(coro_process_t *p, int i);
  * SIGCHLD, which this thread then keeps blocked while its scheduler runs
  * and takes (do not wait for SIGCHLD with coro_signal_wait meanwhile),
  * and through a re-check now and then in case another thread took the
- * signal (see io/process.c). Only this child is ever reaped (never
+ * signal (see io/process.c; CORO_PROCESS_WAIT=sigchld in the environment,
+ * read once, forces that path). Only this child is ever reaped (never
  * waitpid(-1)). Errors: EINVAL p NULL; EPERM outside a coroutine, or
  * not the thread (or the coro_main run) that spawned p; ECHILD the child
  * was reaped behind the library's back (SIGCHLD set to SIG_IGN, or a

@@ -431,7 +431,7 @@ static void close_quietly(int *fds, int n)
 static int make_pipe(int i, int *parent)
 {
     int pp[2];
-    if (pipe2(pp, O_CLOEXEC) != 0)
+    if (coro__pipe_cloexec(pp) != 0)
         return -1;
     int mine = i == 0 ? pp[1] : pp[0];
     int theirs = coro__fd_above_stdio(i == 0 ? pp[0] : pp[1]);
