@@ -1010,3 +1010,44 @@ TEST(io_process_sigchld_sweep_wakes_other_waiters)
     force_sigchld();
     tio_run(sweep_body, NULL);
 }
+
+/* The child never runs on the spawning coroutine's stack: spawn from a
+ * small one, with a pattern in its frame that must survive. */
+static int small_stack_spawner(void *arg)
+{
+    (void)arg;
+    unsigned char canary[2048];
+    tio_fill_pattern(canary, sizeof canary, 11, 0);
+    const char *argv[] = { "cat", NULL };
+    coro_process_opts_t o = { .stdio = { CORO_STDIO_PIPE, CORO_STDIO_PIPE, CORO_STDIO_NULL } };
+    for (int i = 0; i < 5; i++) {
+        coro_process_t *p = coro_process_spawn(argv, &o);
+        ASSERT_NOT_NULL(p);
+        ASSERT_EQ(coro_write(coro_process_fd(p, 0), "ok\n", 3), 3);
+        ASSERT_EQ(coro_process_close_fd(p, 0), 0);
+        char *out = read_to_eof(coro_process_fd(p, 1), NULL);
+        ASSERT_STR_EQ(out, "ok\n");
+        free(out);
+        ASSERT_EQ(coro_process_wait(p, NULL), 0);
+        coro_process_free(p);
+    }
+    ASSERT_EQ(tio_check_pattern(canary, sizeof canary, 11, 0), sizeof canary);
+    return 0;
+}
+
+static int small_stack_body(void *arg)
+{
+    (void)arg;
+    coro_opts_t o = { .stack_size = 32 * 1024, .name = "small" };
+    coro_t *c = coro_spawn_opts(small_stack_spawner, NULL, &o);
+    ASSERT_NOT_NULL(c);
+    int status = -1;
+    ASSERT_EQ(coro_join(c, &status), 0);
+    ASSERT_EQ(status, 0);
+    return 0;
+}
+
+TEST(io_process_spawn_from_a_small_stack)
+{
+    tio_run(small_stack_body, NULL);
+}
