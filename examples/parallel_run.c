@@ -20,8 +20,10 @@
  *      second more, then SIGKILL. That cleanup runs under coro_shield so
  *      that Ctrl-C cannot cut it short.
  *   4. Graceful interruption: a coroutine waits for SIGINT or SIGTERM
- *      (coro_signal_wait) and cancels the task group of runners; each one
- *      stops its command the same way and reports "interrupted". (The
+ *      (coro_signal_wait) and cancels the main coroutine, whose wait for
+ *      its task group of runners then cancels them (no child outlives its
+ *      group); each one stops its command the same way and reports
+ *      "interrupted". (The
  *      commands lead their own process groups, so the terminal's Ctrl-C
  *      reaches only this program, which decides.)
  *   5. The exit statuses, decoded from the waitpid status with
@@ -168,10 +170,13 @@ static int run_job(void *arg)
     return j->state == EXITED && WIFEXITED(j->status) && WEXITSTATUS(j->status) == 0 ? 0 : 1;
 }
 
-/* SIGINT/SIGTERM: stop everything, once. */
+/* SIGINT/SIGTERM: stop everything, once, by cancelling the main
+ * coroutine (arg): its read of the next command or its wait for a permit
+ * fails, and its coro_group_wait, cancelled, cancels the runners and
+ * waits for them to stop their commands. */
 static int watch_signals(void *arg)
 {
-    (void)arg;
+    coro_t *main_coro = arg;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -181,8 +186,7 @@ static int watch_signals(void *arg)
         return 0; /* cancelled: every command is done */
     fprintf(stderr, "parallel_run: %s, stopping the commands\n", strsignal(sig));
     stopping = 1;
-    if (runners) /* NULL: they had all ended already */
-        coro_group_cancel(runners);
+    coro_cancel(main_coro);
     return 0;
 }
 
@@ -312,7 +316,7 @@ static int body(void *arg)
         perror("parallel_run: coro_group_new");
         return 2;
     }
-    coro_t *watcher = coro_spawn(watch_signals, NULL);
+    coro_t *watcher = coro_spawn(watch_signals, coro_self());
 
     int64_t t0 = coro_now();
     if (a->argc > 0) {
@@ -324,9 +328,9 @@ static int body(void *arg)
     } else if (read_commands() != 0) {
         stopping = 1;
     }
-    coro_group_wait(runners);
+    coro_group_wait(runners); /* interrupted: stops the runners first */
+    coro_shield(1);           /* what is left must not be cut short */
     coro_group_free(runners);
-    runners = NULL;
     if (watcher) {
         coro_cancel(watcher);
         coro_join(watcher, NULL);
