@@ -18,7 +18,8 @@
  * sigchld in the environment, read once, which forces this path for
  * tests) a wait goes through SIGCHLD and the scheduler's signal wait
  * (signalfd, EVFILT_SIGNAL): SIGCHLD is blocked in the thread from the
- * first such wait until coro_main returns. A waiter takes a pending
+ * first such wait until coro_main returns (coro__block_signals: the
+ * thread's mask is given back then). A waiter takes a pending
  * SIGCHLD, then tries waitpid(pid, WNOHANG) on every child of this
  * thread that waits this way (a sweep: one SIGCHLD may stand for several
  * children, as standard signals do not queue), then parks until the next
@@ -108,9 +109,9 @@ typedef struct proc_thread {
     /* Killed children whose handles were freed, for the reaper. */
     coro_list_t orphans;
     coro_t *reaper;
-    /* SIGCHLD blocked for the SIGCHLD path; unblock it again at the end
-     * (it was not blocked before). */
-    int chld_blocked, chld_unblock;
+    /* SIGCHLD blocked for the SIGCHLD path (coro_main gives the thread
+     * its old mask back as it ends). */
+    int chld_blocked;
 } proc_thread_t;
 
 static __thread proc_thread_t thread_state;
@@ -137,12 +138,6 @@ static void thread_fini(void *arg)
         coro_list_remove(n);
         p->sched = NULL;
     }
-    if (t->chld_unblock) {
-        sigset_t chld;
-        sigemptyset(&chld);
-        sigaddset(&chld, SIGCHLD);
-        pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
-    }
     memset(t, 0, sizeof *t);
 }
 
@@ -159,7 +154,7 @@ static proc_thread_t *thread_get(void)
     coro_list_init(&t->all);
     coro_list_init(&t->orphans);
     t->reaper = NULL;
-    t->chld_blocked = t->chld_unblock = 0;
+    t->chld_blocked = 0;
     t->ready = 1;
     return t;
 }
@@ -260,15 +255,11 @@ static int block_sigchld(proc_thread_t *t)
 {
     if (t->chld_blocked)
         return 0;
-    sigset_t chld, old;
+    sigset_t chld;
     chld_set(&chld);
-    int e = pthread_sigmask(SIG_BLOCK, &chld, &old);
-    if (e) {
-        errno = e;
+    if (coro__block_signals(&chld) != 0)
         return -1;
-    }
     t->chld_blocked = 1;
-    t->chld_unblock = sigismember(&old, SIGCHLD) != 1;
     return 0;
 }
 
@@ -278,16 +269,8 @@ static void take_sigchld(void)
 {
     sigset_t chld;
     chld_set(&chld);
-#ifdef __APPLE__
-    sigset_t pending;
-    int got;
-    if (sigpending(&pending) == 0 && sigismember(&pending, SIGCHLD) == 1)
-        (void)sigwait(&chld, &got);
-#else
-    const struct timespec zero = { 0, 0 };
-    while (sigtimedwait(&chld, NULL, &zero) == SIGCHLD)
+    while (coro__signal_take(&chld) == SIGCHLD)
         ;
-#endif
 }
 
 static void sweep(proc_thread_t *t, const coro_process_t *self)
