@@ -158,7 +158,9 @@ $(BENCH): $(BENCH_OBJ) $(STATIC)
 # Each forked test writes its own Valgrind log (not -q: the "client
 # switching stacks?" warning is only printed without it); the runner reads
 # it into that test's output and fails the test on a Memcheck error, a leak
-# (exit 99) or that warning.
+# (exit 99) or that warning. The logs left after the run (the runner's own,
+# and those of the children coro_process_spawn makes, which are forks under
+# Valgrind until their exec) are removed.
 TEST_SUMMARY ?=
 RUN_TESTS = $(if $(TEST_SUMMARY),CORO_TEST_SUMMARY=$(TEST_SUMMARY) )
 test: $(RUNNER)
@@ -180,6 +182,7 @@ ifneq ($(VALGRIND),)
 	    --errors-for-leak-kinds=definite,indirect,possible \
 	    --show-leak-kinds=definite,indirect,possible \
 	    $(RUNNER) $(TEST_ARGS); \
+	  status=$$?; rm -f $(BUILD)/test/valgrind.*.log; exit $$status; \
 	else echo "valgrind not installed: skipping the Memcheck pass"; fi
 else
 	@echo "Valgrind pass skipped in this configuration ($(CONFIG)$(if $(TEST_EXEC), via $(TEST_EXEC)))"

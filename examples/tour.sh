@@ -6,12 +6,14 @@
 # connections for 3 s, every byte checked), stopped with SIGTERM, which it
 # must survive with exit status 0; then a two-request conversation with
 # http_server and its framing checks (ambiguous Content-Length and
-# Transfer-Encoding get 400 and a close), and the port scanner. Then the
-# other examples, each opening with a comment explaining what it shows,
-# from the first steps to the machinery underneath, with a one-line banner
-# each. Every example checks its own output and exits non-zero if
-# anything unexpected happens, so the tour doubles as a smoke test: it
-# stops at the first failure and exits non-zero.
+# Transfer-Encoding get 400 and a close), the port scanner, and
+# parallel_run (subprocesses, whose exit status 1 is expected: two of its
+# commands fail). Then the other examples, each opening with a comment
+# explaining what it shows, from the first steps to the machinery
+# underneath, with a one-line banner each. Every example checks its own
+# output and exits non-zero if anything unexpected happens, so the tour
+# doubles as a smoke test: it stops at the first failure and exits
+# non-zero.
 #
 # Needs nothing but a POSIX shell and coreutils. The servers listen on
 # port 0 (a free port the system picks) and print it on their first line,
@@ -169,6 +171,24 @@ else
 fi
 
 run port_scanner "listeners on free ports, found by a scan with at most 8 connects at once and 200 ms each"
+
+printf '\n=== parallel_run: %s\n' \
+    "xargs -P 2: four shell commands, output captured through pipes, 500 ms each (the sleeper is killed), exit 1"
+need parallel_run
+printf '%s\n' 'echo hello from one' 'sleep 0.2; echo two, 200 ms later' \
+    'echo three fails >&2; exit 3' 'sleep 10' |
+    "$dir/parallel_run" -j 2 -t 0.5 >"$tmp/parallel.txt" 2>&1
+status=$?
+sed 's/^/    /' "$tmp/parallel.txt"
+# Exit 1 (two failed); each command's end, in input order, in the summary.
+if [ "$status" -ne 1 ] || ! grep -q '^\[1\]: hello from one$' "$tmp/parallel.txt" ||
+    ! grep -q '^\[3\]! three fails$' "$tmp/parallel.txt" ||
+    ! grep -q '^\[2\] exit 0 ' "$tmp/parallel.txt" || ! grep -q '^\[3\] exit 3 ' "$tmp/parallel.txt" ||
+    ! grep -q '^\[4\] timed out after 0.5 s' "$tmp/parallel.txt" ||
+    ! grep -q '^--- 2 ok, 2 failed$' "$tmp/parallel.txt"; then
+    echo "tour: parallel_run did not report 2 ok, 2 failed (exit status $status); stopping" >&2
+    exit 1
+fi
 
 # ---- the rest of the tour --------------------------------------------------------
 

@@ -270,6 +270,139 @@ int coro_getaddrinfo(const char *host, const char *port,
  * outside a coroutine (also in a forked child, see coro_main). */
 int coro_signal_wait(const sigset_t *set);
 
+/* ---- Subprocesses ----------------------------------------------------------- */
+
+/* A child process started by coro_process_spawn (asyncio's
+ * create_subprocess_exec, tokio::process, Go's os/exec). The handle
+ * belongs to the scheduler (thread) that spawned it. */
+typedef struct coro_process coro_process_t;
+
+/* What the child gets as its stdin, stdout or stderr (opts.stdio[i]). */
+enum {
+    CORO_STDIO_INHERIT = 0, /* whatever this process has there (a descriptor
+                             * 0, 1 or 2 marked close-on-exec stays closed) */
+    CORO_STDIO_NULL = 1,    /* /dev/null */
+    CORO_STDIO_PIPE = 2,    /* a pipe; this process's end is coro_process_fd(p, i) */
+    CORO_STDIO_FD = 3,      /* a copy of this process's descriptor opts.fd[i]
+                             * (which stays open here: close it yourself) */
+};
+
+/* Options of coro_process_spawn; a zeroed struct (or NULL) means: this
+ * process's environment and working directory, and all three stdio
+ * descriptors inherited. */
+typedef struct coro_process_opts {
+    /* The child's environment, "NAME=value" strings ending with NULL;
+     * NULL: this process's (environ, read at the spawn). */
+    const char *const *env;
+    /* The child's working directory; NULL: this process's. A relative
+     * program path (one with a '/') and relative PATH entries are taken
+     * from there, as with Python's cwd= and posix_spawn's addchdir. */
+    const char *dir;
+    /* stdin, stdout, stderr: CORO_STDIO_*. */
+    int stdio[3];
+    /* With CORO_STDIO_FD: the descriptor to give as stdio i. */
+    int fd[3];
+    /* CORO_PROCESS_* flags. */
+    int flags;
+} coro_process_opts_t;
+
+/* coro_process_opts_t.flags */
+enum {
+    /* The child leads a new process group (setpgid(0, 0)), so that
+     * coro_process_kill_group reaches it and everything it starts, and
+     * the terminal's Ctrl-C (sent to the foreground group) does not. */
+    CORO_PROCESS_PGROUP = 1,
+};
+
+/* Start argv[0] with the arguments argv (NULL-terminated). argv[0] is
+ * looked up in this process's PATH as execvp does when it holds no '/'
+ * (PATH unset: /bin:/usr/bin; an entry that fails with EACCES is
+ * remembered and the search goes on; no /bin/sh fallback for files
+ * without a #! line: ENOEXEC). The child gets exactly descriptors 0, 1
+ * and 2 as opts says, every other descriptor closed (not only the
+ * close-on-exec ones), an empty signal mask and every signal's
+ * disposition at its default (SIG_IGN included), whatever this thread
+ * blocks or this process ignores. The parent's pipe ends are
+ * non-blocking and close-on-exec: use them with coro_read, coro_write,
+ * coro_stream_*; coro_process_free closes them. (The child's ends are
+ * blocking; but a descriptor given with CORO_STDIO_INHERIT or
+ * CORO_STDIO_FD that this process uses with coro I/O is non-blocking,
+ * and that flag belongs to the open file, which the child shares.)
+ *
+ * The child is made with clone(CLONE_VM | CLONE_VFORK) on a stack of its
+ * own (Linux; fork elsewhere): this thread waits the moment the child
+ * takes to exec, and a failure before the new program runs (not found,
+ * not executable, a bad directory) is this call's error, never a child
+ * that exits with 127. A checkpoint (it starts nothing when the caller
+ * is cancelled or past its deadline). Errors: EINVAL argv NULL or
+ * empty, a stdio value out of range, fd[i] < 0 with CORO_STDIO_FD, or
+ * unknown flags;
+ * EBADF fd[i] not open; ENOENT, ENOTDIR, EACCES, ENOEXEC, E2BIG,
+ * ETXTBSY, ELOOP, ENAMETOOLONG: from exec or from changing to dir;
+ * EAGAIN, ENOMEM: no process could be made; EMFILE, ENFILE; ECANCELED,
+ * ETIMEDOUT; EPERM outside a coroutine. */
+coro_process_t *coro_process_spawn(const char *const *argv, const coro_process_opts_t *opts);
+
+/* The child's process id. */
+pid_t coro_process_pid(const coro_process_t *p);
+
+/* This process's end of the child's stdio pipe i (0 stdin: write to it;
+ * 1 stdout, 2 stderr: read from them), or -1 with EBADF when stdio i is
+ * not a pipe or was closed with coro_process_close_fd (EINVAL: i not 0, 1
+ * or 2). Owned by p: do not close it with coro_close. */
+int coro_process_fd(const coro_process_t *p, int i);
+/* Close pipe end i now (stdin: the child reads end of file), waking any
+ * coroutine waiting on it (EBADF). Errors: EINVAL p NULL, i not 0, 1 or
+ * 2; EBADF no pipe there, or closed already. Not a checkpoint. */
+int coro_process_close_fd(coro_process_t *p, int i);
+
+/* Wait for the child to end and store its waitpid(2) status in *status
+ * (if not NULL): decode it with WIFEXITED / WEXITSTATUS, WIFSIGNALED /
+ * WTERMSIG. Once collected, the status stays: later calls return it at
+ * once. A checkpoint: ECANCELED and ETIMEDOUT leave the child running and
+ * p waitable. Several coroutines may wait at once. The child is watched
+ * through a pidfd in the poller (Linux 5.3 and later), else through
+ * SIGCHLD, which this thread then keeps blocked while its scheduler runs
+ * and takes (do not wait for SIGCHLD with coro_signal_wait meanwhile),
+ * and through a re-check now and then in case another thread took the
+ * signal (see io/process.c; CORO_PROCESS_WAIT=sigchld in the environment,
+ * read once, forces that path). Only this child is ever reaped (never
+ * waitpid(-1)). Errors: EINVAL p NULL; EPERM outside a coroutine, or
+ * not the thread (or the coro_main run) that spawned p; ECHILD the child
+ * was reaped behind the library's back (SIGCHLD set to SIG_IGN, or a
+ * waitpid(-1) elsewhere): its status is lost; ECANCELED, ETIMEDOUT. */
+int coro_process_wait(coro_process_t *p, int *status);
+
+/* Send signal sig to the child. Safe at any time: once the child has
+ * ended but before it is collected it returns 0 and the signal goes
+ * nowhere; once coro_process_wait has collected it, ESRCH (its pid may
+ * belong to another process by then, and is never signalled; with a pidfd
+ * the kernel checks too). sig 0 tests that the child has not been
+ * collected. Not a checkpoint; works outside a coroutine. Errors: EINVAL
+ * p NULL or sig invalid; ESRCH; EPERM. */
+int coro_process_kill(coro_process_t *p, int sig);
+
+/* Send sig to the child's process group (spawned with
+ * CORO_PROCESS_PGROUP): the child and whatever it started that is still
+ * in the group (a shell's commands). Until the child is collected; the
+ * group's id is the child's pid, which no new process can take while the
+ * child is unreaped. Not a checkpoint. Errors: EINVAL p NULL, no
+ * CORO_PROCESS_PGROUP, or sig invalid; ESRCH the child was collected;
+ * EPERM. */
+int coro_process_kill_group(coro_process_t *p, int sig);
+
+/* Close the pipe ends and free p. A child that has ended is reaped here.
+ * One still running is killed (SIGKILL: a handle dropped means the work
+ * is abandoned, as asyncio's transport close and tokio's kill_on_drop do;
+ * wait for it first to let it finish) and reaped in the background by a
+ * detached coroutine of this scheduler ("process reaper"), so coro_main
+ * returns only once it is gone and no zombie is left; outside a coroutine
+ * it is reaped here, blocking for the moment its death takes. Call it on
+ * the thread that spawned p (or after its coro_main returned), with no
+ * coroutine waiting on p: a free under a waiter aborts with a message.
+ * Not a checkpoint. NULL is ignored. */
+void coro_process_free(coro_process_t *p);
+
 CORO_PUBLIC_END
 
 #ifdef __cplusplus

@@ -148,4 +148,15 @@ int coro__signal_take(const sigset_t *set);
  * (ECANCELED, ETIMEDOUT, EPERM, or the poller's error). */
 int coro__signal_park(const sigset_t *set);
 
+/* coro__signal_park that also ends, with 0, at the time wake_at
+ * (CORO_NEVER: no limit), and names the wait `what` (with `num` if >= 0)
+ * in coro_dump. */
+int coro__signal_park_until(const sigset_t *set, int64_t wake_at, const char *what, int64_t num);
+
+/* Wake every coroutine of this thread's scheduler parked in
+ * coro__signal_park, as an arriving signal would (each looks again for
+ * what it waits for). For a caller that took a signal another waiter
+ * may have needed. */
+void coro__signal_wake_all(void);
+
 #endif /* CORO_SCHED_IO_WAIT_H */

@@ -139,6 +139,11 @@ void coro__run_exit_hooks(coro__sched_t *s)
 
 int coro__signal_park(const sigset_t *set)
 {
+    return coro__signal_park_until(set, CORO_NEVER, "signal", -1);
+}
+
+int coro__signal_park_until(const sigset_t *set, int64_t wake_at, const char *what, int64_t num)
+{
     coro__sched_t *s = coro__tls;
     if (!s || !s->current) {
         errno = EPERM;
@@ -156,9 +161,16 @@ int coro__signal_park(const sigset_t *set)
     coro_list_push_back(&s->signal_waiters, &w.node);
     s->poll_waiters++;
     coro__pass_clamp(s);
-    int r = coro__park(&w, CORO_NEVER, "signal", NULL, -1);
+    int r = coro__park(&w, wake_at, what, NULL, num);
     s->poll_waiters--;
     return r;
+}
+
+void coro__signal_wake_all(void)
+{
+    coro__sched_t *s = coro__tls;
+    if (s)
+        coro__signals_ready(s);
 }
 
 void coro__signals_ready(coro__sched_t *s)
