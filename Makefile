@@ -20,6 +20,12 @@
 #                                         kqueue elsewhere; kqueue on Linux needs
 #                                         libkqueue, see sched/poller_kqueue.c)
 #   SANITIZE=address|undefined|thread     any comma-separated mix the compiler allows
+#   COMPAT=native|fallback                fallback: the portable path everywhere the
+#                                         library has two (no accept4, pipe2,
+#                                         SOCK_NONBLOCK/CLOEXEC, MSG_NOSIGNAL,
+#                                         sigtimedwait, eventfd, epoll_pwait2,
+#                                         guard regions), as on macOS; see
+#                                         coro/compat.h (default native)
 #   VALGRIND=                             empty skips the Valgrind pass of `make test`
 #   TEST_EXEC="qemu-aarch64 -L /usr/aarch64-linux-gnu"   run test binaries through this
 #   CC, CFLAGS, LDFLAGS, PREFIX, DESTDIR  as usual
@@ -36,6 +42,7 @@ else
 POLLER   ?= kqueue
 endif
 SANITIZE ?=
+COMPAT   ?= native
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 VALGRIND ?= valgrind
@@ -45,7 +52,7 @@ TEST_ARGS ?=
 # A non-default configuration builds in its own folder, so switching back
 # and forth never mixes objects.
 comma := ,
-CONFIG := $(CONTEXT)$(if $(SANITIZE),-$(subst $(comma),+,$(SANITIZE)))$(if $(filter-out epoll,$(POLLER)),-$(POLLER))
+CONFIG := $(CONTEXT)$(if $(SANITIZE),-$(subst $(comma),+,$(SANITIZE)))$(if $(filter-out epoll,$(POLLER)),-$(POLLER))$(if $(filter-out native,$(COMPAT)),-$(COMPAT))
 ifeq ($(CONFIG),asm)
 BUILD ?= build
 else
@@ -62,6 +69,11 @@ ifeq ($(CONTEXT),ucontext)
 BASE_CFLAGS += -DCORO_CONTEXT_UCONTEXT
 else ifneq ($(CONTEXT),asm)
 $(error CONTEXT must be asm or ucontext)
+endif
+ifeq ($(COMPAT),fallback)
+BASE_CFLAGS += -DCORO_FORCE_FALLBACKS
+else ifneq ($(COMPAT),native)
+$(error COMPAT must be native or fallback)
 endif
 ifneq ($(SANITIZE),)
 BASE_CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all

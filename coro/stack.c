@@ -12,19 +12,24 @@
  *     cold or untouched is unmapped.
  * Freeing past the hot list's high-water mark makes the stack cold. */
 #include "coro/stack.h"
+#include "coro/compat.h"
 #include "coro/coro.h"
 #include "coro/fault.h"
 #include "coro/sanitize.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#ifndef MADV_GUARD_INSTALL
+#if CORO_HAVE_GUARD_REGION && !defined(MADV_GUARD_INSTALL)
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13+, include/uapi/asm-generic/mman-common.h */
+#endif
+/* FreeBSD removed the flag (it was never implemented there); macOS
+ * ignores it. Their anonymous mappings commit pages on first touch anyway. */
+#ifndef MAP_NORESERVE
+#define MAP_NORESERVE 0
 #endif
 
 /* Guard bytes below each stack. One page catches a plain overflow; more
@@ -140,10 +145,11 @@ const char *coro_stack_guard_kind(void)
 /* Does the kernel refuse to read [g, g+1)? write(2) from a guard must
  * fail with EFAULT. This catches an emulator (qemu-user 7.2) that answers
  * MADV_GUARD_INSTALL with 0 but ignores it. */
+#if CORO_HAVE_GUARD_REGION
 static int really_guarded(const char *g)
 {
     int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
+    if (coro__pipe(fds, 0) != 0)
         return 1; /* cannot tell: trust the kernel's answer */
     ssize_t n = write(fds[1], g, 1);
     int e = errno;
@@ -151,12 +157,14 @@ static int really_guarded(const char *g)
     close(fds[1]);
     return n < 0 && e == EFAULT;
 }
+#endif
 
 /* Make slot i's guard inaccessible. The first guard ever installed decides
  * how, for the whole process: MADV_GUARD_INSTALL if the kernel has it (not
  * EINVAL) and it really guards, else mprotect. CORO_STACK_GUARD=mprotect
  * forces the fallback, so the suite can cover it on a kernel with guard
- * regions. */
+ * regions; so does a system without guard regions (!CORO_HAVE_GUARD_REGION:
+ * macOS, the BSDs, COMPAT=fallback). */
 static int install_guard(stack_slab_t *sl, uint32_t i)
 {
     char *g = sl->base + (size_t)i * sl->cls->slot_bytes;
@@ -167,22 +175,24 @@ static int install_guard(stack_slab_t *sl, uint32_t i)
     }
     int mode = get_guard_mode();
     if (mode == GUARD_UNKNOWN) {
+        mode = GUARD_MPROTECT;
+#if CORO_HAVE_GUARD_REGION
         const char *e = getenv("CORO_STACK_GUARD");
-        if (e && strcmp(e, "mprotect") == 0) {
-            mode = GUARD_MPROTECT;
-        } else if (madvise(g, gb, MADV_GUARD_INSTALL) == 0 && really_guarded(g)) {
+        if (!(e && strcmp(e, "mprotect") == 0) &&
+            madvise(g, gb, MADV_GUARD_INSTALL) == 0 && really_guarded(g)) {
             set_guard_mode(GUARD_REGION);
             return 0;
-        } else {
-            mode = GUARD_MPROTECT;
         }
+#endif
         set_guard_mode(mode);
     }
+#if CORO_HAVE_GUARD_REGION
     if (mode == GUARD_REGION) {
         if (madvise(g, gb, MADV_GUARD_INSTALL) == 0)
             return 0;
         return -1;
     }
+#endif
     return mprotect(g, gb, PROT_NONE);
 }
 

@@ -8,12 +8,16 @@
  * then fails with EPIPE and the signal stays pending, harmlessly); when
  * coro_main returns it gives the thread its old mask back and takes a
  * pending SIGPIPE the caller neither blocks nor handles (sched/sigmask.c).
- * This changes no process-wide disposition.
+ * This changes no process-wide disposition. Where MSG_NOSIGNAL is missing
+ * (older macOS; COMPAT=fallback) sockets get SO_NOSIGPIPE where it
+ * exists, and the thread's blocked SIGPIPE covers socket writes too
+ * (coro/compat.h).
  *
  * In a child forked while a scheduler ran, the per-thread state here
  * belongs to the dead scheduler: an atfork child handler forgets it, so a
  * fresh coro_main starts over (see sched/fork.c). */
 #include "io/io_int.h"
+#include "coro/compat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,10 +30,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on each socket instead */
-#endif
 
 /* ---- per-thread state ------------------------------------------------------- */
 
@@ -283,11 +283,12 @@ static ssize_t stopped(size_t done)
     return done ? (ssize_t)done : -1;
 }
 
-/* One write attempt: send with MSG_NOSIGNAL on sockets, write otherwise. */
+/* One write attempt: send (with MSG_NOSIGNAL where the system has it) on
+ * sockets, write otherwise. */
 static ssize_t write_once(int fd, int fdflags, const void *buf, size_t n, int flags)
 {
     if (fdflags & SCHED_FD_SOCKET)
-        return send(fd, buf, n, flags | MSG_NOSIGNAL);
+        return send(fd, buf, n, flags | CORO_MSG_NOSIGNAL);
     return write(fd, buf, n);
 }
 
@@ -332,7 +333,7 @@ ssize_t coro_sendto(int fd, const void *buf, size_t n, int flags,
     if (coro__io_enter(fd) < 0)
         return -1;
     for (;;) {
-        ssize_t r = sendto(fd, buf, n, flags | MSG_NOSIGNAL, to, tolen);
+        ssize_t r = sendto(fd, buf, n, flags | CORO_MSG_NOSIGNAL, to, tolen);
         if (r >= 0)
             return r;
         if (errno == EINTR)
@@ -385,7 +386,7 @@ ssize_t coro_writev(int fd, const struct iovec *iov, int cnt)
             memset(&msg, 0, sizeof msg);
             msg.msg_iov = cur + first;
             msg.msg_iovlen = (size_t)(ncur - first);
-            r = sendmsg(fd, &msg, MSG_NOSIGNAL);
+            r = sendmsg(fd, &msg, CORO_MSG_NOSIGNAL);
         } else {
             r = writev(fd, cur + first, ncur - first);
         }

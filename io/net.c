@@ -6,7 +6,8 @@
  * pool. A numeric port is checked here to be 0..65535 (glibc silently
  * truncates 70000 to 4464).
  *
- * Every socket is made SOCK_NONBLOCK|SOCK_CLOEXEC and announced with
+ * Every socket is made non-blocking and close-on-exec (coro__socket:
+ * SOCK_NONBLOCK|SOCK_CLOEXEC, or fcntl where they are missing) and announced with
  * coro__io_new_socket at once, so the descriptor table forgets whatever it knew
  * of the number; every error path closes what it opened (with coro_close,
  * keeping errno).
@@ -19,6 +20,7 @@
  * wildcard is the fallback when the system has no IPv6 (or, after
  * CORO_IPV6ONLY, never). */
 #include "io/io_int.h"
+#include "coro/compat.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -79,7 +81,7 @@ static int resolve(const char *host, const char *port, int family, int socktype,
 /* A new socket, non-blocking and close-on-exec, in the fd table. */
 static int new_socket(int family, int socktype, int protocol)
 {
-    int fd = socket(family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    int fd = coro__socket(family, socktype, protocol);
     if (fd >= 0)
         coro__io_new_socket(fd, socktype == SOCK_STREAM && family != AF_UNIX); /* see SCHED_FD_STREAM */
     return fd;

@@ -6,7 +6,9 @@
  * arrived, and the signal itself is taken with sigtimedwait and a zero
  * timeout, which takes exactly one pending signal of the set, directed at
  * the thread or at the process. A signal that arrives while nobody waits
- * stays pending (blocked), so the next wait returns it. */
+ * stays pending (blocked), so the next wait returns it. Without
+ * sigtimedwait (macOS) it is sigpending + sigwait: see coro__signal_take
+ * in sched/sigmask.c for what that costs. */
 #include "io/io_int.h"
 
 #include <errno.h>

@@ -1,5 +1,6 @@
 /* io/socket.c: accepting and connecting (see io/io.h). */
 #include "io/io_int.h"
+#include "coro/compat.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,7 +23,7 @@ int coro_accept(int lfd, struct sockaddr *sa, socklen_t *len)
     if (lflags < 0)
         return -1;
     for (;;) {
-        int fd = accept4(lfd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = coro__accept(lfd, sa, len); /* accept4, or accept + fcntl */
         if (fd >= 0) {
             /* Of the listener's type: SOCK_STREAM or SOCK_SEQPACKET. */
             coro__io_new_socket(fd, lflags & SCHED_FD_STREAM);

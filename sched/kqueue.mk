@@ -3,6 +3,8 @@
 # from libkqueue (Debian: libkqueue-dev) when installed; otherwise
 # sched/kqueue_shim.c, a small epoll-based emulation of the kqueue subset
 # the backend uses, stands in so the backend still builds and is tested.
+# CORO_POLLER_KQUEUE tells tests which backend they run on.
+ALL_CFLAGS += -DCORO_POLLER_KQUEUE
 ifeq ($(shell uname -s),Linux)
 ifneq ($(wildcard /usr/include/kqueue/sys/event.h),)
 ALL_CFLAGS += -I/usr/include/kqueue

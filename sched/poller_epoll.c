@@ -10,8 +10,14 @@
  *
  * Cross-thread wake-ups come through an eventfd, signals through one
  * signalfd whose mask grows with each set watched; both are registered
- * edge-triggered like any descriptor and are created on first use. */
+ * edge-triggered like any descriptor and are created on first use.
+ * Without CORO_HAVE_EVENTFD (only COMPAT=fallback: every Linux that has
+ * epoll has eventfd) the wake-up is a non-blocking self-pipe: notify writes
+ * a byte (a full pipe already holds a wake-up), the wait drains it. The
+ * signalfd has no such second path: this backend is Linux's only; other
+ * systems run sched/poller_kqueue.c. */
 #include "sched/poller.h"
+#include "coro/compat.h"
 #include "coro/fault.h"
 #include "coro/sanitize.h"
 
@@ -19,7 +25,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#if CORO_HAVE_EVENTFD
 #include <sys/eventfd.h>
+#endif
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -38,8 +46,10 @@ struct coro__poller {
     int epfd;
     /* 1 once epoll_pwait2 answered ENOSYS. */
     int no_pwait2;
-    /* eventfd for notify, signalfd for signals: -1 until armed. */
-    int notify_fd, signal_fd;
+    /* eventfd (or a pipe's read end) for notify, signalfd for signals: -1
+     * until armed. notify_wfd is where notify writes: the eventfd itself,
+     * or the pipe's write end. */
+    int notify_fd, notify_wfd, signal_fd;
     uint64_t notify_token, signal_token;
     sigset_t signals;
     struct epoll_event events[MAX_EVENTS];
@@ -58,8 +68,8 @@ coro__poller_t *coro__poller_new(void)
         return NULL;
     }
     /* Valgrind 3.19 does not know epoll_pwait2 and would warn on each try. */
-    p->no_pwait2 = RUNNING_ON_VALGRIND ? 1 : 0;
-    p->notify_fd = p->signal_fd = -1;
+    p->no_pwait2 = RUNNING_ON_VALGRIND || !CORO_HAVE_EPOLL_PWAIT2 ? 1 : 0;
+    p->notify_fd = p->notify_wfd = p->signal_fd = -1;
     sigemptyset(&p->signals);
     return p;
 }
@@ -91,18 +101,29 @@ int coro__poller_disarm(coro__poller_t *p, int fd)
 int coro__poller_notify_arm(coro__poller_t *p, uint64_t token)
 {
     if (p->notify_fd < 0) {
+#if CORO_HAVE_EVENTFD
         int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (fd < 0)
             return -1;
+        int wfd = fd;
+#else
+        int fds[2];
+        if (coro__pipe(fds, 1) != 0)
+            return -1;
+        int fd = fds[0], wfd = fds[1];
+#endif
         /* EPOLLIN only: an eventfd is always writable, and EPOLLOUT would
          * report a spurious edge at every write. */
         if (add(p, fd, EPOLLIN, MARK_NOTIFY) != 0) {
             int e = errno;
             close(fd);
+            if (wfd != fd)
+                close(wfd);
             errno = e;
             return -1;
         }
         p->notify_fd = fd;
+        p->notify_wfd = wfd;
     }
     p->notify_token = token;
     return 0;
@@ -110,10 +131,13 @@ int coro__poller_notify_arm(coro__poller_t *p, uint64_t token)
 
 void coro__poller_notify(coro__poller_t *p)
 {
+    int saved = errno;
     uint64_t one = 1;
-    /* EAGAIN means the counter is saturated: a wake-up is pending anyway. */
-    while (write(p->notify_fd, &one, sizeof one) < 0 && errno == EINTR)
+    /* EAGAIN means the counter is saturated (the pipe is full): a wake-up
+     * is pending anyway. A pipe takes the first byte of `one`. */
+    while (write(p->notify_wfd, &one, CORO_HAVE_EVENTFD ? sizeof one : 1) < 0 && errno == EINTR)
         ;
+    errno = saved;
 }
 
 int coro__poller_signal_arm(coro__poller_t *p, const sigset_t *set, uint64_t token)
@@ -172,10 +196,19 @@ int coro__poller_wait(coro__poller_t *p, int64_t timeout_ns,
     for (int i = 0; i < n; i++) {
         uint64_t data = p->events[i].data.u64;
         if (data == MARK_NOTIFY) {
+            /* Reset the counter (drain the pipe); the token is reported
+             * once per wait. */
+#if CORO_HAVE_EVENTFD
             uint64_t count;
-            /* Reset the counter; the token is reported once per wait. */
             while (read(p->notify_fd, &count, sizeof count) < 0 && errno == EINTR)
                 ;
+#else
+            char drain[64];
+            ssize_t r;
+            while ((r = read(p->notify_fd, drain, sizeof drain)) > 0 ||
+                   (r < 0 && errno == EINTR))
+                ;
+#endif
             ready(ctx, p->notify_token, SCHED_POLL_READ);
             continue;
         }
@@ -203,6 +236,8 @@ void coro__poller_free(coro__poller_t *p)
         return;
     if (p->notify_fd >= 0)
         close(p->notify_fd);
+    if (p->notify_wfd >= 0 && p->notify_wfd != p->notify_fd)
+        close(p->notify_wfd);
     if (p->signal_fd >= 0)
         close(p->signal_fd);
     close(p->epfd);
@@ -225,6 +260,8 @@ void coro__poller_drop_inherited(coro__poller_t *p)
     /* close() only: no epoll_ctl on the parent's instance. */
     if (p->notify_fd >= 0)
         close(p->notify_fd);
+    if (p->notify_wfd >= 0 && p->notify_wfd != p->notify_fd)
+        close(p->notify_wfd);
     if (p->signal_fd >= 0)
         close(p->signal_fd);
     close(p->epfd);

@@ -26,6 +26,7 @@
  * mask into the resumed context (coro/context_ucontext.c), and the restore
  * runs after the last switch, on the thread's own stack. */
 #include "sched/sched_int.h"
+#include "coro/compat.h"
 #include "sched/io_wait.h"
 
 #include <errno.h>
@@ -61,10 +62,17 @@ int coro__block_signals(const sigset_t *set)
     return 0;
 }
 
+/* Without sigtimedwait (macOS, OpenBSD; forced by COMPAT=fallback):
+ * sigpending shows which signals of the set are pending, and sigwait takes
+ * one of them, which returns at once because it is pending. The cost is a
+ * window between the two calls: if another thread takes that signal first
+ * (it waits for it too, with its own coro_signal_wait or sigwait, or has
+ * it unblocked, which io/io.h asks users not to do), sigwait blocks this
+ * scheduler's thread until the signal comes again. A program in which one
+ * thread waits for a given signal never meets it. */
 int coro__signal_take(const sigset_t *set)
 {
-#ifdef __APPLE__
-    /* No sigtimedwait: sigwait on a signal sigpending shows. */
+#if !CORO_HAVE_SIGTIMEDWAIT
     sigset_t pending;
     if (sigpending(&pending) != 0)
         return -1;
@@ -73,8 +81,14 @@ int coro__signal_take(const sigset_t *set)
             sigset_t one;
             sigemptyset(&one);
             sigaddset(&one, sig);
-            int got;
-            return sigwait(&one, &got) == 0 ? got : -1;
+            int got, e;
+            while ((e = sigwait(&one, &got)) == EINTR)
+                ;
+            if (e) {
+                errno = e;
+                return -1;
+            }
+            return got;
         }
     return 0;
 #else

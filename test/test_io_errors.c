@@ -10,6 +10,7 @@
  * 1 ms SIGALRM (no SA_RESTART) is retried: big transfers arrive intact. */
 #include "test/test_io.h"
 #include "sched/io_wait.h"
+#include "coro/compat.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -552,18 +553,28 @@ TEST(io_err_sigpipe_never_kills)
         ASSERT(sa.sa_handler == SIG_DFL);
     }
     /* A thread that blocked SIGPIPE itself keeps it blocked (and what
-     * is pending stays visible: socket writes left nothing). */
+     * is pending stays visible: socket writes left nothing, with
+     * MSG_NOSIGNAL or SO_NOSIGPIPE). */
     sigset_t pipe_only;
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
+    struct timespec zero = { 0, 0 };
     ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &pipe_only, NULL), 0);
     ASSERT_EQ(coro_main(sockets_only_main, NULL), 0);
     ASSERT_EQ(sigpipe_blocked(), 1);
+#if CORO_HAVE_MSG_NOSIGNAL || defined(SO_NOSIGPIPE)
     ASSERT_EQ(sigpipe_pending(), 0);
+#else
+    /* Neither (COMPAT=fallback on Linux): the socket writes raised SIGPIPE
+     * and only the blocked mask kept it from killing the process; what is
+     * pending is the thread's own, as for pipes. */
+    ASSERT_EQ(sigpipe_pending(), 1);
+    while (sigtimedwait(&pipe_only, NULL, &zero) == SIGPIPE)
+        ;
+#endif
     ASSERT_EQ(coro_main(sigpipe_main, NULL), 0);
     ASSERT_EQ(sigpipe_blocked(), 1);
     /* (Its pending SIGPIPEs are its own business: take them.) */
-    struct timespec zero = { 0, 0 };
     while (sigtimedwait(&pipe_only, NULL, &zero) == SIGPIPE)
         ;
     ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &pipe_only, NULL), 0);
