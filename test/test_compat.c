@@ -15,11 +15,14 @@
 #include "coro/compat.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_SCAN 1024
@@ -185,6 +188,48 @@ TEST(compat_descriptors_are_cloexec_and_nonblocking)
      * or the fallback's pipe (both ends). */
     ASSERT_EQ(r.eventfds, CORO_HAVE_EVENTFD ? 1 : 0);
     ASSERT_EQ(r.pipes, CORO_HAVE_EVENTFD ? 0 : 2);
+#endif
+}
+
+/* ---- the fork lock ------------------------------------------------------------------ */
+
+static void *make_socket(void *arg)
+{
+    atomic_int *done = arg;
+    int fd = coro__socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT(is_cloexec(fd));
+    ASSERT(is_nonblock(fd));
+    close(fd);
+    atomic_store(done, 1);
+    return NULL;
+}
+
+/* A fork by the library (coro__fork_lock held) never copies a descriptor
+ * made by the fallback before it is close-on-exec: the fallback waits for
+ * the lock. The atomic flags need no lock and never wait. */
+TEST(compat_fallback_socket_waits_for_the_fork_lock)
+{
+    atomic_int done = 0;
+    pthread_t t;
+    coro__fork_lock();
+    ASSERT_EQ(pthread_create(&t, NULL, make_socket, &done), 0);
+#if CORO_HAVE_SOCK_FLAGS
+    ASSERT_EQ(pthread_join(t, NULL), 0); /* finished under the lock */
+    int done_under_lock = atomic_load(&done);
+    ASSERT_EQ(done_under_lock, 1);
+    coro__fork_unlock();
+#else
+    /* Still waiting a while later (a loaded machine can only make this
+     * pass for a bad reason, never fail for a good one). */
+    struct timespec nap = { 0, 20 * 1000 * 1000 };
+    nanosleep(&nap, NULL);
+    int done_under_lock = atomic_load(&done);
+    ASSERT_EQ(done_under_lock, 0);
+    coro__fork_unlock();
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    int done_after = atomic_load(&done);
+    ASSERT_EQ(done_after, 1);
 #endif
 }
 
