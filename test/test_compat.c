@@ -26,6 +26,13 @@
 #include <unistd.h>
 
 #define MAX_SCAN 1024
+/* libkqueue's descriptors stand in for a kernel's kqueue: they are not the
+ * library's, so a build over it checks only what the library returns. */
+#if defined(CORO_POLLER_KQUEUE) && !defined(CORO_KQUEUE_SHIM)
+#define SCAN_ALL_FDS 0
+#else
+#define SCAN_ALL_FDS 1
+#endif
 
 /* ---- descriptor flags -------------------------------------------------------------- */
 
@@ -169,9 +176,8 @@ static int flags_main(void *arg)
     /* Everything is still open here: look at all of it (but for
      * libkqueue's own descriptors, which stand in for a kernel's kqueue
      * and are not the library's). */
-#if !defined(CORO_POLLER_KQUEUE) || defined(CORO_KQUEUE_SHIM)
-    check_new_fds(r);
-#endif
+    if (SCAN_ALL_FDS)
+        check_new_fds(r);
     ASSERT_EQ(coro_close(u), 0);
     ASSERT_EQ(coro_close(ul), 0);
     ASSERT_EQ(coro_close(l), 0);
@@ -185,10 +191,9 @@ TEST(compat_descriptors_are_cloexec_and_nonblocking)
     memset(&r, 0, sizeof r);
     open_fds(r.before);
     ASSERT_EQ(coro_main(flags_main, &r), 0);
-#if !defined(CORO_POLLER_KQUEUE) || defined(CORO_KQUEUE_SHIM)
     /* 3 listeners, the poller's descriptors: the scan saw them. */
-    ASSERT_GE(r.checked, 5);
-#endif
+    if (SCAN_ALL_FDS)
+        ASSERT_GE(r.checked, 5);
 #if !defined(CORO_POLLER_KQUEUE)
     /* The epoll backend's wake-up tells which path made it: an eventfd,
      * or the fallback's pipe (both ends). */
