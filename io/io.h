@@ -252,7 +252,10 @@ int coro_getaddrinfo(const char *host, const char *port,
  * (before starting them) so the process delivers them here. A signal that
  * arrives before the first call still has its default action (usually
  * fatal): a server that wants none lost blocks them in main() before
- * coro_main. The blocking pool's threads block every signal.
+ * coro_main. The blocking pool's threads block every signal. Where
+ * sigtimedwait is missing (macOS), let one thread only wait for a given
+ * signal: a second one can stall its scheduler's thread until the signal
+ * comes again (sched/sigmask.c).
  *
  * When coro_main returns, the thread's signal mask is exactly what it was
  * when coro_main began. A signal of these sets (or a SIGPIPE, which the
