@@ -9,14 +9,23 @@
  * connection or a listening port open (the peer sees no EOF when this
  * process closes it, a restart finds the port busy) until it exits. The
  * atomic flags exist to close exactly this window; macOS has none of them.
- * Within the library the window is closed as Go closes it: every fallback
- * holds a process-wide lock for reading while it makes and flags a
- * descriptor, and code of the library that forks (coro__fork_lock) holds
- * it for writing around fork(). A fork made by the application itself,
- * from another thread, does not take the lock and can still catch a
- * descriptor in the window; the only cure there is to fork from a thread
- * that makes no descriptors at that time, or posix_spawn with a file
- * actions list that closes what the child must not keep. */
+ *
+ * Here it is closed as Go closes it: every fallback counts itself as
+ * running while it makes and flags a descriptor, and fork waits until none
+ * is. A pthread_atfork prepare handler (coro__fork_lock) takes the lock and
+ * waits; the parent's and the child's handlers release it; so every
+ * fork(3), the application's too, from any thread, happens between two
+ * fallbacks, never inside one. It is registered by a constructor, before
+ * sched/fork.c registers its own handlers at the first coro_main: prepare
+ * handlers run in reverse order, so a fork takes sched/fork.c's live lock
+ * first and this one second, the order in which sched/post.c, which makes
+ * the wake-up pipe under the live lock, takes them (registered the other
+ * way round, a fork and a first wake-up deadlocked). Children made without
+ * the atfork handlers are not covered: posix_spawn and vfork (glibc's
+ * posix_spawn clones without them), _Fork, a raw clone; library code that
+ * makes children that way holds coro__fork_lock around it. A fork from a
+ * signal handler that interrupted a fallback would wait for itself (fork
+ * is not async-signal-safe anyway). */
 #include "coro/compat.h"
 
 #include <errno.h>
@@ -24,19 +33,29 @@
 #include <pthread.h>
 #include <unistd.h>
 
-/* Held for reading while a fallback makes and flags a descriptor, for
- * writing around a fork by the library. Never taken where every call has
+/* The fork lock: a count of fallbacks in progress under a mutex. A
+ * fallback counts itself in and out (never waiting but for the mutex); a
+ * fork takes the mutex, waits for the count to reach 0, and keeps the
+ * mutex across the fork, so no fallback can start until it is released
+ * in the parent and in the child. A plain mutex rather than a rwlock: a
+ * rwlock's write lock taken by the parent's thread cannot be released in
+ * the child, whose thread has another id (glibc takes that unlock for a
+ * reader's), while a normal mutex can. Never used where every call has
  * its atomic flag. */
-static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_mutex_t fork_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fork_idle = PTHREAD_COND_INITIALIZER;
+static unsigned fallbacks_running;
 
 void coro__fork_lock(void)
 {
-    pthread_rwlock_wrlock(&fork_lock);
+    pthread_mutex_lock(&fork_mutex);
+    while (fallbacks_running)
+        pthread_cond_wait(&fork_idle, &fork_mutex);
 }
 
 void coro__fork_unlock(void)
 {
-    pthread_rwlock_unlock(&fork_lock);
+    pthread_mutex_unlock(&fork_mutex);
 }
 
 int coro__fd_cloexec_nonblock(int fd, int nonblock)
@@ -51,6 +70,41 @@ int coro__fd_cloexec_nonblock(int fd, int nonblock)
         return -1;
     return 0;
 }
+
+#if !CORO_HAVE_SOCK_FLAGS || !CORO_HAVE_PIPE2
+/* The child's only thread releases the mutex its parent's thread took
+ * (a normal mutex has no owner check); the condition variable may have
+ * been in use by threads the child does not have: a fresh one. */
+static void atfork_child(void)
+{
+    pthread_cond_init(&fork_idle, NULL);
+    pthread_mutex_unlock(&fork_mutex);
+}
+
+__attribute__((constructor)) static void atfork_install(void)
+{
+    /* Without it (ENOMEM) only the library's own forks wait. */
+    (void)pthread_atfork(coro__fork_lock, coro__fork_unlock, atfork_child);
+}
+
+/* Around making and flagging a descriptor: a fork waits for the end. */
+static void fallback_begin(void)
+{
+    pthread_mutex_lock(&fork_mutex);
+    fallbacks_running++;
+    pthread_mutex_unlock(&fork_mutex);
+}
+
+static void fallback_end(void)
+{
+    int e = errno;
+    pthread_mutex_lock(&fork_mutex);
+    if (--fallbacks_running == 0)
+        pthread_cond_broadcast(&fork_idle);
+    pthread_mutex_unlock(&fork_mutex);
+    errno = e;
+}
+#endif
 
 #if !CORO_HAVE_SOCK_FLAGS
 /* Flag a descriptor just made by a fallback; close it on failure. */
@@ -70,11 +124,9 @@ int coro__socket(int domain, int type, int protocol)
 #if CORO_HAVE_SOCK_FLAGS
     return socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
 #else
-    pthread_rwlock_rdlock(&fork_lock);
+    fallback_begin();
     int fd = flag_new(socket(domain, type, protocol));
-    int e = errno;
-    pthread_rwlock_unlock(&fork_lock);
-    errno = e;
+    fallback_end();
     return fd;
 #endif
 }
@@ -86,11 +138,9 @@ int coro__accept(int lfd, struct sockaddr *sa, socklen_t *len)
 #else
     /* On Linux an accepted socket never inherits the listener's
      * O_NONBLOCK; on BSD and macOS it does. Set it either way. */
-    pthread_rwlock_rdlock(&fork_lock);
+    fallback_begin();
     int fd = flag_new(accept(lfd, sa, len));
-    int e = errno;
-    pthread_rwlock_unlock(&fork_lock);
-    errno = e;
+    fallback_end();
     return fd;
 #endif
 }
@@ -100,7 +150,7 @@ int coro__pipe(int fds[2], int nonblock)
 #if CORO_HAVE_PIPE2
     return pipe2(fds, O_CLOEXEC | (nonblock ? O_NONBLOCK : 0));
 #else
-    pthread_rwlock_rdlock(&fork_lock);
+    fallback_begin();
     int r = pipe(fds);
     if (r == 0 && (coro__fd_cloexec_nonblock(fds[0], nonblock) != 0 ||
                    coro__fd_cloexec_nonblock(fds[1], nonblock) != 0)) {
@@ -110,9 +160,7 @@ int coro__pipe(int fds[2], int nonblock)
         errno = e;
         r = -1;
     }
-    int e = errno;
-    pthread_rwlock_unlock(&fork_lock);
-    errno = e;
+    fallback_end();
     return r;
 #endif
 }

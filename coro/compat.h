@@ -109,8 +109,12 @@ int coro__pipe(int fds[2], int nonblock);
 /* Set FD_CLOEXEC, and O_NONBLOCK if nonblock, on fd. 0 or -1 with errno. */
 int coro__fd_cloexec_nonblock(int fd, int nonblock);
 
-/* Library code that forks holds this around fork(): no fallback above is
- * then between making a descriptor and flagging it (coro/compat.c). */
+/* fork(3) waits for the fallbacks by itself (an atfork handler takes this
+ * lock). Library code that makes a child without the atfork handlers
+ * (posix_spawn, vfork, clone) holds it around that call, in the parent
+ * only: then no fallback above is between making a descriptor and flagging
+ * it (coro/compat.c). Take it before sched/fork.c's live lock, never
+ * after. */
 void coro__fork_lock(void);
 void coro__fork_unlock(void);
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -233,6 +234,45 @@ TEST(compat_fallback_socket_waits_for_the_fork_lock)
 #else
     /* Still waiting a while later (a loaded machine can only make this
      * pass for a bad reason, never fail for a good one). */
+    struct timespec nap = { 0, 20 * 1000 * 1000 };
+    nanosleep(&nap, NULL);
+    int done_under_lock = atomic_load(&done);
+    ASSERT_EQ(done_under_lock, 0);
+    coro__fork_unlock();
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    int done_after = atomic_load(&done);
+    ASSERT_EQ(done_after, 1);
+#endif
+}
+
+static void *fork_and_reap(void *arg)
+{
+    atomic_int *done = arg;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    ASSERT_GT(pid, 0);
+    int st;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    atomic_store(done, 1);
+    return NULL;
+}
+
+/* Any fork(), the application's too, waits for a fallback in progress (an
+ * atfork handler takes the fork lock): with the lock held it cannot start.
+ * Without fallbacks there is no handler, and fork never waits. */
+TEST(compat_fallback_fork_waits_for_the_fork_lock)
+{
+    atomic_int done = 0;
+    pthread_t t;
+    coro__fork_lock();
+    ASSERT_EQ(pthread_create(&t, NULL, fork_and_reap, &done), 0);
+#if CORO_HAVE_SOCK_FLAGS && CORO_HAVE_PIPE2
+    ASSERT_EQ(pthread_join(t, NULL), 0); /* forked under the lock */
+    int done_under_lock = atomic_load(&done);
+    ASSERT_EQ(done_under_lock, 1);
+    coro__fork_unlock();
+#else
     struct timespec nap = { 0, 20 * 1000 * 1000 };
     nanosleep(&nap, NULL);
     int done_under_lock = atomic_load(&done);
