@@ -41,6 +41,7 @@
  * gone. Outside a coroutine the child is reaped at once, blocking. */
 #include "io/io_int.h"
 #include "io/process_int.h"
+#include "coro/compat.h"
 #include "coro/fault.h"
 #include "coro/list.h"
 #include "coro/sanitize.h"
@@ -414,7 +415,7 @@ static void close_quietly(int *fds, int n)
 static int make_pipe(int i, int *parent)
 {
     int pp[2];
-    if (coro__pipe_cloexec(pp) != 0)
+    if (coro__pipe(pp, 0) != 0) /* close-on-exec */
         return -1;
     int mine = i == 0 ? pp[1] : pp[0];
     int theirs = coro__fd_above_stdio(i == 0 ? pp[0] : pp[1]);

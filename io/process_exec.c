@@ -37,6 +37,7 @@
  * Elsewhere than Linux (BSD, macOS: untested here) the same child code
  * runs after fork(), through the libc calls, which are async-signal-safe. */
 #include "io/process_int.h"
+#include "coro/compat.h"
 #include "coro/fault.h"
 #include "coro/sanitize.h"
 
@@ -327,24 +328,6 @@ static const char **candidates(const char *file, size_t *n)
     return out;
 }
 
-int coro__pipe_cloexec(int fds[2])
-{
-#ifdef __APPLE__
-    if (pipe(fds) != 0)
-        return -1;
-    if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
-        int e = errno;
-        close(fds[0]);
-        close(fds[1]);
-        errno = e;
-        return -1;
-    }
-    return 0;
-#else
-    return pipe2(fds, O_CLOEXEC);
-#endif
-}
-
 int coro__fd_above_stdio(int fd)
 {
     if (fd >= 3)
@@ -457,7 +440,7 @@ pid_t coro__exec(const coro__exec_t *x)
         return -1;
     c.paths = paths;
     int ep[2];
-    if (coro__pipe_cloexec(ep) != 0) {
+    if (coro__pipe(ep, 0) != 0) { /* close-on-exec */
         free(paths);
         return -1;
     }

@@ -37,8 +37,4 @@ pid_t coro__exec(const coro__exec_t *x);
  * install). -1 with errno (fd is closed then too). */
 int coro__fd_above_stdio(int fd);
 
-/* pipe2(fds, O_CLOEXEC), or pipe and FD_CLOEXEC where there is no pipe2
- * (macOS). 0 or -1 with errno. */
-int coro__pipe_cloexec(int fds[2]);
-
 #endif /* CORO_IO_PROCESS_INT_H */

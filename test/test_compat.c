@@ -452,7 +452,7 @@ static int macos_dial(void *arg)
     } while (0)
 
 /* What an application does: listen, dial, accept, write to a peer that is
- * gone, a blocking job, two signal waits. */
+ * gone, a blocking job, two signal waits, a subprocess. */
 static int macos_main(void *arg)
 {
     macos_run_t *r = arg;
@@ -493,6 +493,12 @@ static int macos_main(void *arg)
     int u = coro_udp_bind("127.0.0.1", "0");
     STEP(13, u >= 0);
     coro_close(u);
+    /* A subprocess: its error pipe and the wait. */
+    const char *const argv[] = { "true", NULL };
+    coro_process_t *p = coro_process_spawn(argv, NULL);
+    STEP(14, p != NULL);
+    STEP(15, coro_process_wait(p, &status) == 0 && status == 0);
+    coro_process_free(p);
     return 0;
 }
 
