@@ -74,7 +74,7 @@ static int idle_main(void *arg)
     r->value = (double)(rss1 - rss0) / (double)r->n;
     snprintf(r->note, sizeof r->note,
              "VmPTE %.0f B/coroutine, guards %s; spawn+park %.0f ns, cancel+wait %.0f ns per coroutine",
-             (double)(pte1 - pte0) / (double)r->n, coro_stack_guard_kind(),
+             (double)(pte1 - pte0) / (double)r->n, coro__stack_guard_kind(),
              (double)(t1 - t0) / (double)r->n, (double)(t2 - t1) / (double)r->n);
     return 0;
 }
@@ -86,7 +86,7 @@ int bench_idle(bench_run_t *r)
 
 int bench_idle_baseline(bench_run_t *r)
 {
-    size_t stride = coro_stack_guard_size() + coro_stack_size_for(0);
+    size_t stride = coro__stack_guard_size() + coro__stack_size_for(0);
     size_t bytes = stride * (size_t)r->n;
     char *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

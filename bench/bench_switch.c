@@ -1,7 +1,7 @@
 /* bench/bench_switch.c: the cost of one switch.
  *
  *   BenchmarkSwitchRaw  two bare contexts (coro/context.h) ping-ponging with
- *                       coro_context_switch_inline, the switch the scheduler
+ *                       coro__context_switch_inline, the switch the scheduler
  *                       uses: the floor, and the baseline of the scheduler
  *                       benchmarks.
  *   BenchmarkYield      two coroutines ping-ponging through coro_yield()
@@ -42,29 +42,29 @@
 #define RAW_STACK ((size_t)64 * 1024)
 
 typedef struct raw {
-    coro_context_t main_ctx, ping_ctx, pong_ctx;
+    coro__context_t main_ctx, ping_ctx, pong_ctx;
     int64_t rounds;
     bench_clock_t clock;
     bench_run_t *r;
 } raw_t;
 
 /* Each round is two switches: ping -> pong -> ping. */
-static coro_context_t *raw_ping(void *arg)
+static coro__context_t *raw_ping(void *arg)
 {
     raw_t *p = arg;
     bench_start(&p->clock);
     for (int64_t i = p->rounds; i > 0; i--)
-        coro_context_switch_inline(&p->ping_ctx, &p->pong_ctx);
+        coro__context_switch_inline(&p->ping_ctx, &p->pong_ctx);
     bench_stop(&p->clock, p->r, 2 * p->rounds);
     return &p->main_ctx;
 }
 
 /* Never returns: abandoned, suspended, after ping's last round. */
-static coro_context_t *raw_pong(void *arg)
+static coro__context_t *raw_pong(void *arg)
 {
     raw_t *p = arg;
     for (;;)
-        coro_context_switch_inline(&p->pong_ctx, &p->ping_ctx);
+        coro__context_switch_inline(&p->pong_ctx, &p->ping_ctx);
     return NULL;
 }
 
@@ -98,9 +98,9 @@ int bench_switch_raw(bench_run_t *r)
         return -1;
     p.rounds = r->n / 2;
     p.r = r;
-    coro_context_make(&p.ping_ctx, ping_stack, RAW_STACK, raw_ping, &p);
-    coro_context_make(&p.pong_ctx, pong_stack, pong_size, raw_pong, &p);
-    coro_context_switch_inline(&p.main_ctx, &p.ping_ctx);
+    coro__context_make(&p.ping_ctx, ping_stack, RAW_STACK, raw_ping, &p);
+    coro__context_make(&p.pong_ctx, pong_stack, pong_size, raw_pong, &p);
+    coro__context_switch_inline(&p.main_ctx, &p.ping_ctx);
     free(ping_stack);
     free(pong_stack);
     return 0;
@@ -116,21 +116,21 @@ __attribute__((noinline))
 #else
 __attribute__((noinline, noipa))
 #endif
-static void switch_call(coro_context_t *from, coro_context_t *to)
+static void switch_call(coro__context_t *from, coro__context_t *to)
 {
-    coro_context_switch_inline(from, to);
+    coro__context_switch_inline(from, to);
     __asm__ volatile("" ::: "memory");
 }
 
 typedef struct call_side {
     raw_t *p;
-    coro_context_t *self, *other;
+    coro__context_t *self, *other;
     int timed; /* the side that starts first, times, and ends the run */
 } call_side_t;
 
 /* The one body of BenchmarkSwitchCall: both sides call switch_call from
  * here. The untimed side is abandoned, suspended, after the last round. */
-static coro_context_t *call_one_site(void *arg)
+static coro__context_t *call_one_site(void *arg)
 {
     call_side_t *sd = arg;
     raw_t *p = sd->p;
@@ -145,7 +145,7 @@ static coro_context_t *call_one_site(void *arg)
 
 /* BenchmarkSwitchCallTwoSites: the timed side is call_one_site, the other
  * this second body (a call site of its own). */
-static coro_context_t *call_other_site(void *arg)
+static coro__context_t *call_other_site(void *arg)
 {
     call_side_t *sd = arg;
     for (;;) {
@@ -155,7 +155,7 @@ static coro_context_t *call_other_site(void *arg)
     return NULL;
 }
 
-static int switch_call_run(bench_run_t *r, coro_context_fn second, const char *who)
+static int switch_call_run(bench_run_t *r, coro__context_fn second, const char *who)
 {
     static raw_t p;
     char *a_stack, *b_stack;
@@ -166,9 +166,9 @@ static int switch_call_run(bench_run_t *r, coro_context_fn second, const char *w
     p.r = r;
     call_side_t a = { &p, &p.ping_ctx, &p.pong_ctx, 1 };
     call_side_t b = { &p, &p.pong_ctx, &p.ping_ctx, 0 };
-    coro_context_make(&p.ping_ctx, a_stack, RAW_STACK, call_one_site, &a);
-    coro_context_make(&p.pong_ctx, b_stack, b_size, second, &b);
-    coro_context_switch_inline(&p.main_ctx, &p.ping_ctx);
+    coro__context_make(&p.ping_ctx, a_stack, RAW_STACK, call_one_site, &a);
+    coro__context_make(&p.pong_ctx, b_stack, b_size, second, &b);
+    coro__context_switch_inline(&p.main_ctx, &p.ping_ctx);
     free(a_stack);
     free(b_stack);
     return 0;

@@ -21,21 +21,21 @@
 #error "no assembly context switch for this CPU: build with CONTEXT=ucontext"
 #endif
 
-typedef struct coro_context {
+typedef struct coro__context {
 #if defined(CORO_CONTEXT_UCONTEXT)
     ucontext_t uc;
 #else
     /* The suspended side's stack pointer; its registers are on that stack. */
     void *sp;
 #endif
-} coro_context_t;
+} coro__context_t;
 
 /* The entry point of a new context. When it returns, the context is over:
  * the entry routine switches to the context fn returned and never comes back.
  * Leaving by return (rather than switching away from deep inside fn)
  * leaves no outstanding calls, so the return-stack buffer stays balanced
  * for the context that runs next. */
-typedef struct coro_context *(*coro_context_fn)(void *arg);
+typedef struct coro__context *(*coro__context_fn)(void *arg);
 
 /* Prepare ctx so that the first switch to it calls fn(arg) on the stack
  * [stack_lo, stack_lo + size), then switches to the context fn returns
@@ -43,21 +43,21 @@ typedef struct coro_context *(*coro_context_fn)(void *arg);
  * is aligned down to 16 bytes. Inline for the assembly backend: it is on
  * every spawn's path. */
 #if defined(CORO_CONTEXT_UCONTEXT)
-void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t size,
-                       coro_context_fn fn, void *arg);
+void coro__context_make(coro__context_t *ctx, void *stack_lo, size_t size,
+                       coro__context_fn fn, void *arg);
 #else
 #include "coro/context_frame.h"
 #include <stdint.h>
 
-void coro_context_entry(void);
+void coro__context_entry(void);
 
 _Static_assert(CORO_FRAME_SIZE % 16 == 0, "the frame keeps 16-byte alignment");
-_Static_assert(offsetof(coro_context_t, sp) == 0, "the assembly reads ctx->sp at offset 0");
+_Static_assert(offsetof(coro__context_t, sp) == 0, "the assembly reads ctx->sp at offset 0");
 
 /* Builds the first frame so that the first switch "returns" into
- * coro_context_entry (coro/switch_<arch>.S), which calls fn(arg). */
-static inline void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t size,
-                                     coro_context_fn fn, void *arg)
+ * coro__context_entry (coro/switch_<arch>.S), which calls fn(arg). */
+static inline void coro__context_make(coro__context_t *ctx, void *stack_lo, size_t size,
+                                     coro__context_fn fn, void *arg)
 {
     uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
     /* 16 spare bytes above the frame: after the last pop the entry runs
@@ -71,7 +71,7 @@ static inline void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t
      * nearest (MXCSR); x87 in double-extended precision. */
     words[CORO_FRAME_FPU / 8] = (uintptr_t)0x037F << 32 | 0x1F80;
 #endif
-    words[CORO_FRAME_RESUME / sizeof(uintptr_t)] = (uintptr_t)coro_context_entry;
+    words[CORO_FRAME_RESUME / sizeof(uintptr_t)] = (uintptr_t)coro__context_entry;
     words[CORO_FRAME_ARG / sizeof(uintptr_t)] = (uintptr_t)arg;
     words[CORO_FRAME_FN / sizeof(uintptr_t)] = (uintptr_t)fn;
     words[CORO_FRAME_SELF / sizeof(uintptr_t)] = (uintptr_t)ctx;
@@ -81,7 +81,7 @@ static inline void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t
 
 /* Save the running context into *from and resume *to. Returns when someone
  * switches back to *from. */
-void coro_context_switch(coro_context_t *from, coro_context_t *to);
+void coro__context_switch(coro__context_t *from, coro__context_t *to);
 
 /* The same switch, entered without a `call`: it pushes the resume address
  * and jumps. The assembly leaves with `pop` + indirect `jmp`, so with no
@@ -91,7 +91,7 @@ void coro_context_switch(coro_context_t *from, coro_context_t *to);
  * ret mispredicts (a scheduler yield measured 26 ns that way, 9 ns with a
  * plain `ret` ending, and less with this). Used by coro/fiber.c. */
 #if defined(CORO_CONTEXT_UCONTEXT)
-#define coro_context_switch_inline coro_context_switch
+#define coro__context_switch_inline coro__context_switch
 #elif defined(__x86_64__)
 #if defined(__AVX512F__)
 #define CORO_CLOBBER_ZMM_HI , "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", \
@@ -101,16 +101,16 @@ void coro_context_switch(coro_context_t *from, coro_context_t *to);
 #define CORO_CLOBBER_ZMM_HI
 #endif
 static inline __attribute__((always_inline)) void
-coro_context_switch_inline(coro_context_t *from, coro_context_t *to)
+coro__context_switch_inline(coro__context_t *from, coro__context_t *to)
 {
-    register coro_context_t *rdi __asm__("rdi") = from;
-    register coro_context_t *rsi __asm__("rsi") = to;
+    register coro__context_t *rdi __asm__("rdi") = from;
+    register coro__context_t *rsi __asm__("rsi") = to;
     /* Step over the red zone: the compiler may keep data in the 128 bytes
      * below rsp, which the pushes would overwrite. */
     __asm__ volatile("leaq -128(%%rsp), %%rsp\n\t"
                      "leaq 1f(%%rip), %%rax\n\t"
                      "pushq %%rax\n\t"
-                     "jmp coro_context_switch\n"
+                     "jmp coro__context_switch\n"
                      "1:\n\t"
                      "leaq 128(%%rsp), %%rsp"
                      : "+r"(rdi), "+r"(rsi)
@@ -132,14 +132,14 @@ coro_context_switch_inline(coro_context_t *from, coro_context_t *to)
 #define CORO_CLOBBER_SVE
 #endif
 static inline __attribute__((always_inline)) void
-coro_context_switch_inline(coro_context_t *from, coro_context_t *to)
+coro__context_switch_inline(coro__context_t *from, coro__context_t *to)
 {
-    register coro_context_t *x0 __asm__("x0") = from;
-    register coro_context_t *x1 __asm__("x1") = to;
+    register coro__context_t *x0 __asm__("x0") = from;
+    register coro__context_t *x1 __asm__("x1") = to;
     /* x30 carries the resume address, set without `bl` so the
      * return-address stack is left alone. */
     __asm__ volatile("adr x30, 1f\n\t"
-                     "b coro_context_switch\n"
+                     "b coro__context_switch\n"
                      "1:"
                      : "+r"(x0), "+r"(x1)
                      :

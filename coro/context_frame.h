@@ -22,7 +22,7 @@
 #define CORO_FRAME_RBP    48
 #define CORO_FRAME_RESUME 56
 #define CORO_FRAME_SIZE   64
-/* A new context starts in coro_context_entry with r12 = arg, r13 = fn,
+/* A new context starts in coro__context_entry with r12 = arg, r13 = fn,
  * r14 = its own context (for the final switch). */
 #define CORO_FRAME_ARG    CORO_FRAME_R12
 #define CORO_FRAME_FN     CORO_FRAME_R13
@@ -33,7 +33,7 @@
  *   sp+64  x27 x28   sp+80  x29 (frame pointer) x30 (resume address)
  *   sp+96  q8 q9     sp+128 q10 q11   sp+160 q12 q13   sp+192 q14 q15
  *          (all 128 bits: AAPCS64 makes only their low halves d8-d15
- *          callee-saved, but coro_context_switch_inline's clobber list
+ *          callee-saved, but coro__context_switch_inline's clobber list
  *          promises the compiler the whole of v8-v15)
  *   sp+224 FPCR (rounding and trap modes)   sp+232 unused (keeps 16-byte
  *   alignment)   sp+240 the stack pointer after the switch              */
@@ -44,7 +44,7 @@
 #define CORO_FRAME_Q8     96
 #define CORO_FRAME_FPCR   224
 #define CORO_FRAME_SIZE   240
-/* A new context starts in coro_context_entry with x19 = arg, x20 = fn,
+/* A new context starts in coro__context_entry with x19 = arg, x20 = fn,
  * x21 = its own context (for the final switch). */
 #define CORO_FRAME_X21    16
 #define CORO_FRAME_ARG    CORO_FRAME_X19

@@ -19,28 +19,28 @@
 #include <stdlib.h>
 
 /* Make `to` resume with the thread's signal mask as it is now. */
-static void carry_mask(coro_context_t *to)
+static void carry_mask(coro__context_t *to)
 {
     pthread_sigmask(SIG_SETMASK, NULL, &to->uc.uc_sigmask);
 }
 
-/* The context being started, handed from coro_context_make's caller to
+/* The context being started, handed from coro__context_make's caller to
  * entry(): makecontext() passes only int arguments, so pointers travel as
  * 32-bit halves. */
 static void entry(unsigned fn_hi, unsigned fn_lo, unsigned arg_hi, unsigned arg_lo,
                   unsigned self_hi, unsigned self_lo)
 {
-    coro_context_fn fn = (coro_context_fn)(((uintptr_t)fn_hi << 32) | fn_lo);
+    coro__context_fn fn = (coro__context_fn)(((uintptr_t)fn_hi << 32) | fn_lo);
     void *arg = (void *)(((uintptr_t)arg_hi << 32) | arg_lo);
-    coro_context_t *self = (coro_context_t *)(((uintptr_t)self_hi << 32) | self_lo);
-    coro_context_t *to = fn(arg);
+    coro__context_t *self = (coro__context_t *)(((uintptr_t)self_hi << 32) | self_lo);
+    coro__context_t *to = fn(arg);
     carry_mask(to);
     swapcontext(&self->uc, &to->uc);
     abort(); /* never resumed */
 }
 
-void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t size,
-                       coro_context_fn fn, void *arg)
+void coro__context_make(coro__context_t *ctx, void *stack_lo, size_t size,
+                       coro__context_fn fn, void *arg)
 {
     uintptr_t f = (uintptr_t)fn, a = (uintptr_t)arg, c = (uintptr_t)ctx;
     getcontext(&ctx->uc);
@@ -51,7 +51,7 @@ void coro_context_make(coro_context_t *ctx, void *stack_lo, size_t size,
                 (unsigned)(a >> 32), (unsigned)a, (unsigned)(c >> 32), (unsigned)c);
 }
 
-void coro_context_switch(coro_context_t *from, coro_context_t *to)
+void coro__context_switch(coro__context_t *from, coro__context_t *to)
 {
     carry_mask(to);
     swapcontext(&from->uc, &to->uc);

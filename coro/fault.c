@@ -6,51 +6,51 @@
 #include <stdlib.h>
 #include <string.h>
 
-int coro_fault_countdown[CORO_FAULT_NPOINTS];
+int coro__fault_countdown[CORO_FAULT_NPOINTS];
 
-int coro_fault_fire(enum coro_fault_point p)
+int coro__fault_fire(enum coro__fault_point p)
 {
-    if (--coro_fault_countdown[p] == 0)
+    if (--coro__fault_countdown[p] == 0)
         return 1;
     return 0;
 }
 
-void coro_fault_arm(enum coro_fault_point p, int n)
+void coro__fault_arm(enum coro__fault_point p, int n)
 {
-    coro_fault_countdown[p] = n < 0 ? 0 : n;
+    coro__fault_countdown[p] = n < 0 ? 0 : n;
 }
 
-void *coro_malloc(size_t n)
+void *coro__malloc(size_t n)
 {
-    if (coro_fault(CORO_FAULT_MALLOC)) {
+    if (coro__fault(CORO_FAULT_MALLOC)) {
         errno = ENOMEM;
         return NULL;
     }
     return malloc(n);
 }
 
-void *coro_calloc(size_t count, size_t n)
+void *coro__calloc(size_t count, size_t n)
 {
-    if (coro_fault(CORO_FAULT_MALLOC)) {
+    if (coro__fault(CORO_FAULT_MALLOC)) {
         errno = ENOMEM;
         return NULL;
     }
     return calloc(count, n);
 }
 
-void *coro_realloc(void *p, size_t n)
+void *coro__realloc(void *p, size_t n)
 {
-    if (coro_fault(CORO_FAULT_MALLOC)) {
+    if (coro__fault(CORO_FAULT_MALLOC)) {
         errno = ENOMEM;
         return NULL;
     }
     return realloc(p, n);
 }
 
-char *coro_strdup(const char *s)
+char *coro__strdup(const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *d = coro_malloc(n);
+    char *d = coro__malloc(n);
     if (d)
         memcpy(d, s, n);
     return d;

@@ -10,13 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 
-__thread coro_fiber_t *coro_fiber_running __attribute__((tls_model("initial-exec")));
+__thread coro__fiber_t *coro__fiber_running __attribute__((tls_model("initial-exec")));
 static __thread unsigned tls_colour __attribute__((tls_model("initial-exec")));
 
 #if CORO_ASAN
 /* The fiber we switched away from, so the side that lands can tell ASan's
  * answer about the old stack to the right fiber. */
-static __thread coro_fiber_t *tls_switched_from __attribute__((tls_model("initial-exec")));
+static __thread coro__fiber_t *tls_switched_from __attribute__((tls_model("initial-exec")));
 
 /* Finish an ASan switch on the landing side. `fake` is the landing fiber's
  * saved fake stack (NULL on first entry). */
@@ -25,7 +25,7 @@ static void asan_landed(void *fake)
     const void *bottom;
     size_t size;
     __sanitizer_finish_switch_fiber(fake, &bottom, &size);
-    coro_fiber_t *prev = tls_switched_from;
+    coro__fiber_t *prev = tls_switched_from;
     if (prev && !prev->stack.lo && !prev->asan_bottom) {
         /* The thread's own stack: ASan just told us its bounds. */
         prev->asan_bottom = bottom;
@@ -47,21 +47,21 @@ static int under_valgrind(void)
     return v;
 }
 
-size_t coro_fiber_stack_bytes(const coro_fiber_t *f)
+size_t coro__fiber_stack_bytes(const coro__fiber_t *f)
 {
     return (size_t)((const char *)f - f->stack.lo);
 }
 
 /* Runs a fiber's body, then announces the last switch out of it; the
  * assembly entry routine makes that switch once every C frame has returned. */
-static coro_context_t *fiber_entry(void *arg)
+static coro__context_t *fiber_entry(void *arg)
 {
-    coro_fiber_t *f = arg;
+    coro__fiber_t *f = arg;
 #if CORO_ASAN
     asan_landed(NULL);
 #endif
-    coro_fiber_t *to = f->body(f);
-    coro_fiber_running = to;
+    coro__fiber_t *to = f->body(f);
+    coro__fiber_running = to;
 #if CORO_ASAN
     tls_switched_from = f;
     /* NULL: this fiber is leaving for good, so ASan drops its fake stack. */
@@ -73,7 +73,7 @@ static coro_context_t *fiber_entry(void *arg)
     return &to->ctx;
 }
 
-void coro_fiber_report_signal_misuse(const coro_fiber_t *f, const char *what)
+void coro__fiber_report_signal_misuse(const coro__fiber_t *f, const char *what)
 {
     /* Most likely inside a signal handler: snprintf of strings and an
      * integer (no allocation), write(2), abort(). */
@@ -91,26 +91,26 @@ void coro_fiber_report_signal_misuse(const coro_fiber_t *f, const char *what)
     abort();
 }
 
-void coro_fiber_init_thread(coro_fiber_t *f)
+void coro__fiber_init_thread(coro__fiber_t *f)
 {
     memset(f, 0, sizeof *f);
-    f->stack.size = SIZE_MAX; /* coro_fiber_check_stack: the thread's own stack */
+    f->stack.size = SIZE_MAX; /* coro__fiber_check_stack: the thread's own stack */
 #if CORO_TSAN
     f->tsan_fiber = __tsan_get_current_fiber();
 #endif
-    coro_fiber_running = f;
+    coro__fiber_running = f;
 }
 
-void coro_fiber_fini_thread(coro_fiber_t *f)
+void coro__fiber_fini_thread(coro__fiber_t *f)
 {
-    if (coro_fiber_running == f)
-        coro_fiber_running = NULL;
+    if (coro__fiber_running == f)
+        coro__fiber_running = NULL;
 }
 
-coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body body)
+coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_body body)
 {
-    coro_stack_t st;
-    if (coro_stack_alloc(&st, stack_size) != 0)
+    coro__stack_t st;
+    if (coro__stack_alloc(&st, stack_size) != 0)
         return NULL;
     /* The header sits near the top, 64-byte aligned (a cache line), lowered
      * by a "colour" of 0-7 cache lines that changes from fiber to fiber.
@@ -124,8 +124,8 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
      * been reused 8 times; a fresh stack takes the thread's next colour.
      * Only the fiber's own fields are set here; the caller initialises the
      * rest of its header (no memset: this is on every spawn's path). */
-    if (hdr_size < sizeof(coro_fiber_t))
-        hdr_size = sizeof(coro_fiber_t);
+    if (hdr_size < sizeof(coro__fiber_t))
+        hdr_size = sizeof(coro__fiber_t);
     hdr_size = (hdr_size + 63) & ~(size_t)63;
     unsigned c = st.colour == CORO_STACK_FRESH ? tls_colour++ : st.colour + 1u;
     st.colour = (uint8_t)(c & 7);
@@ -135,7 +135,7 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
      * stack the new header and first frame may lie there. */
     if (under_valgrind())
         VALGRIND_MAKE_MEM_UNDEFINED(hdr - 1024, (size_t)(st.lo + st.size - hdr) + 1024);
-    coro_fiber_t *f = (coro_fiber_t *)(void *)hdr;
+    coro__fiber_t *f = (coro__fiber_t *)(void *)hdr;
     f->stack = st;
     f->body = body;
     f->id = 0;
@@ -155,11 +155,11 @@ coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body
 #if CORO_TSAN
     f->tsan_fiber = __tsan_create_fiber(0);
 #endif
-    coro_context_make(&f->ctx, st.lo, usable, fiber_entry, f);
+    coro__context_make(&f->ctx, st.lo, usable, fiber_entry, f);
     return f;
 }
 
-void coro_fiber_before_switch(coro_fiber_t *from, coro_fiber_t *to)
+void coro__fiber_before_switch(coro__fiber_t *from, coro__fiber_t *to)
 {
 #if CORO_ASAN
     tls_switched_from = from;
@@ -172,7 +172,7 @@ void coro_fiber_before_switch(coro_fiber_t *from, coro_fiber_t *to)
     (void)to;
 }
 
-void coro_fiber_after_switch(coro_fiber_t *from)
+void coro__fiber_after_switch(coro__fiber_t *from)
 {
 #if CORO_ASAN
     asan_landed(from->asan_fake);
@@ -180,13 +180,13 @@ void coro_fiber_after_switch(coro_fiber_t *from)
     (void)from;
 }
 
-void coro_fiber_free(coro_fiber_t *f)
+void coro__fiber_free(coro__fiber_t *f)
 {
-    coro_stack_t st = f->stack; /* f lives on that stack */
+    coro__stack_t st = f->stack; /* f lives on that stack */
 #if CORO_TSAN
     __tsan_destroy_fiber(f->tsan_fiber);
 #endif
     if (f->name)
         free(f->name);
-    coro_stack_free(&st);
+    coro__stack_free(&st);
 }

@@ -11,7 +11,7 @@
  *   | stack (grows down from hdr)      <-- | header: fiber, ... |
  *   +--------------------------------------+--------------------+
  *
- * The thread's own stack is a fiber too (coro_fiber_init_thread): the
+ * The thread's own stack is a fiber too (coro__fiber_init_thread): the
  * scheduler's context. */
 #ifndef CORO_FIBER_H
 #define CORO_FIBER_H
@@ -22,18 +22,18 @@
 
 #include <stdint.h>
 
-typedef struct coro_fiber coro_fiber_t;
+typedef struct coro__fiber coro__fiber_t;
 /* A fiber's body. It returns the fiber to switch to when it is over; the
  * fiber is then abandoned (free it from another fiber). */
-typedef coro_fiber_t *(*coro_fiber_body)(coro_fiber_t *f);
+typedef coro__fiber_t *(*coro__fiber_body)(coro__fiber_t *f);
 
-struct coro_fiber {
+struct coro__fiber {
     /* Saved registers while switched out. */
-    coro_context_t ctx;
+    coro__context_t ctx;
     /* The stack; zeroed for the thread's own fiber. */
-    coro_stack_t stack;
+    coro__stack_t stack;
     /* Runs on the fiber's first switch-in. */
-    coro_fiber_body body;
+    coro__fiber_body body;
     /* Identity for messages (the overflow report, dumps). */
     uint64_t id;
     char *name;
@@ -48,32 +48,32 @@ struct coro_fiber {
 };
 
 /* The fiber running on this thread (NULL before the first
- * coro_fiber_init_thread). Read by the overflow handler. */
-extern __thread coro_fiber_t *coro_fiber_running
+ * coro__fiber_init_thread). Read by the overflow handler. */
+extern __thread coro__fiber_t *coro__fiber_running
     __attribute__((tls_model("initial-exec")));
 
 /* Make f stand for the calling thread's own stack and mark it running. */
-void coro_fiber_init_thread(coro_fiber_t *f);
+void coro__fiber_init_thread(coro__fiber_t *f);
 /* Forget the thread's fiber (after the last switch back to it). */
-void coro_fiber_fini_thread(coro_fiber_t *f);
+void coro__fiber_fini_thread(coro__fiber_t *f);
 
 /* A new fiber on a fresh stack of `stack_size` usable bytes (from
- * coro_stack_size_for), with `hdr_size` header bytes at the top; the fiber
+ * coro__stack_size_for), with `hdr_size` header bytes at the top; the fiber
  * is the first member of that header and is returned, its own fields set
  * (id 0, no name) and the rest of the header left for the caller to
  * initialise. NULL+ENOMEM. */
-coro_fiber_t *coro_fiber_new(size_t stack_size, size_t hdr_size, coro_fiber_body body);
+coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_body body);
 
 /* Sanitizer halves of a switch (coro/fiber.c), called only in ASan and
  * TSan builds. */
-void coro_fiber_before_switch(coro_fiber_t *from, coro_fiber_t *to);
-void coro_fiber_after_switch(coro_fiber_t *from);
+void coro__fiber_before_switch(coro__fiber_t *from, coro__fiber_t *to);
+void coro__fiber_after_switch(coro__fiber_t *from);
 
 /* Start loading the saved registers of a switched-out fiber into the
  * cache: a scheduler that has just woken a batch of coroutines (a poll's
  * worth of ready sockets) calls it for each, so the switches to them later
  * do not each wait for a cold stack line. */
-static inline void coro_fiber_prefetch(const coro_fiber_t *f)
+static inline void coro__fiber_prefetch(const coro__fiber_t *f)
 {
 #if !defined(CORO_CONTEXT_UCONTEXT)
     __builtin_prefetch(f->ctx.sp);
@@ -86,7 +86,7 @@ static inline void coro_fiber_prefetch(const coro_fiber_t *f)
  * async-signal-safe ..." with write(2) and abort(): the report of a coro
  * call made from a signal handler (coro/fiber.c). */
 __attribute__((noreturn, cold))
-void coro_fiber_report_signal_misuse(const coro_fiber_t *f, const char *what);
+void coro__fiber_report_signal_misuse(const coro__fiber_t *f, const char *what);
 
 /* A switch out of `from` saves the running context as from's: right only
  * if the code runs on from's own stack, [stack.lo, from). It does not when
@@ -98,7 +98,7 @@ void coro_fiber_report_signal_misuse(const coro_fiber_t *f, const char *what);
  * through a clobbered frame (the "jump to address 0"). One subtraction and
  * one compare per switch catch both and abort with a message. The
  * thread's own fiber has stack.size SIZE_MAX: never checked. */
-static inline void coro_fiber_check_stack(const coro_fiber_t *from)
+static inline void coro__fiber_check_stack(const coro__fiber_t *from)
 {
     uintptr_t sp;
 #if defined(__x86_64__)
@@ -112,35 +112,35 @@ static inline void coro_fiber_check_stack(const coro_fiber_t *from)
 #endif
     /* Below from (the header tops the stack) by at most the stack's size. */
     if (__builtin_expect((uintptr_t)from - sp > from->stack.size, 0))
-        coro_fiber_report_signal_misuse(from, "a switch away on a stack that is not its own");
+        coro__fiber_report_signal_misuse(from, "a switch away on a stack that is not its own");
 }
 
 /* Switch from the running fiber `from` to `to`; returns when switched back.
  * Inline: it is the heart of every yield, park and wake. */
-static inline void coro_fiber_switch(coro_fiber_t *from, coro_fiber_t *to)
+static inline void coro__fiber_switch(coro__fiber_t *from, coro__fiber_t *to)
 {
-    coro_fiber_check_stack(from);
-    coro_fiber_running = to;
+    coro__fiber_check_stack(from);
+    coro__fiber_running = to;
 #if CORO_ASAN || CORO_TSAN
-    coro_fiber_before_switch(from, to);
+    coro__fiber_before_switch(from, to);
 #endif
-    coro_context_switch_inline(&from->ctx, &to->ctx);
+    coro__context_switch_inline(&from->ctx, &to->ctx);
 #if CORO_ASAN
-    coro_fiber_after_switch(from);
+    coro__fiber_after_switch(from);
 #endif
 }
 
 /* Release a fiber that is not running (and never will again): its
  * stack (header included) goes back to the pool. */
-void coro_fiber_free(coro_fiber_t *f);
+void coro__fiber_free(coro__fiber_t *f);
 
 /* The usable stack below the header: [stack.lo, stack.lo + bytes). */
-size_t coro_fiber_stack_bytes(const coro_fiber_t *f);
+size_t coro__fiber_stack_bytes(const coro__fiber_t *f);
 
 /* Install the stack-overflow reporter for this thread: a SIGSEGV/SIGBUS
  * handler (once per process) running on an alternate signal stack (one per
  * thread). Returns 0 or -1 with errno. */
-int coro_overflow_thread_init(void);
-void coro_overflow_thread_fini(void);
+int coro__overflow_thread_init(void);
+void coro__overflow_thread_fini(void);
 
 #endif /* CORO_FIBER_H */

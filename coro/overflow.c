@@ -49,7 +49,7 @@ static size_t put_u64(char *buf, size_t at, size_t cap, uint64_t v, int base)
     return at;
 }
 
-static void report(const coro_fiber_t *f, const void *addr)
+static void report(const coro__fiber_t *f, const void *addr)
 {
     char msg[512];
     size_t cap = sizeof msg - 1, n = 0;
@@ -58,7 +58,7 @@ static void report(const coro_fiber_t *f, const void *addr)
     n = put_str(msg, n, cap, " \"");
     n = put_str(msg, n, cap, f->name ? f->name : "");
     n = put_str(msg, n, cap, "\" (stack ");
-    n = put_u64(msg, n, cap, coro_fiber_stack_bytes(f), 10);
+    n = put_u64(msg, n, cap, coro__fiber_stack_bytes(f), 10);
     n = put_str(msg, n, cap, " bytes, fault at 0x");
     n = put_u64(msg, n, cap, (uintptr_t)addr, 16);
     n = put_str(msg, n, cap, " in its guard); raise coro_opts_t.stack_size\n");
@@ -71,10 +71,10 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
 {
     int saved = errno;
     struct sigaction *old = sig == SIGBUS ? &old_bus : &old_segv;
-    const coro_fiber_t *f = coro_fiber_running;
+    const coro__fiber_t *f = coro__fiber_running;
     const char *addr = si->si_addr;
     if (f && f->stack.lo && si->si_code > 0 &&
-        addr < f->stack.lo && addr >= f->stack.lo - coro_stack_guard_size()) {
+        addr < f->stack.lo && addr >= f->stack.lo - coro__stack_guard_size()) {
         report(f, addr);
         sigaction(sig, old, NULL);
         errno = saved;
@@ -110,7 +110,7 @@ static void install(void)
         install_err = errno;
 }
 
-int coro_overflow_thread_init(void)
+int coro__overflow_thread_init(void)
 {
     pthread_once(&install_once, install);
     if (install_err) {
@@ -138,7 +138,7 @@ int coro_overflow_thread_init(void)
     return 0;
 }
 
-void coro_overflow_thread_fini(void)
+void coro__overflow_thread_fini(void)
 {
     if (!tls_altstack)
         return;

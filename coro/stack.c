@@ -61,7 +61,7 @@ typedef struct stack_slab {
  * stack's own handle, ready to hand out again. */
 typedef struct hot_stack {
     struct hot_stack *next;
-    coro_stack_t st;
+    coro__stack_t st;
 } hot_stack_t;
 
 typedef struct size_class {
@@ -104,12 +104,12 @@ static size_t round_pages(size_t n)
     return (n + ps - 1) & ~(ps - 1);
 }
 
-size_t coro_stack_guard_size(void)
+size_t coro__stack_guard_size(void)
 {
     return round_pages(GUARD_BYTES);
 }
 
-size_t coro_stack_size_for(size_t requested)
+size_t coro__stack_size_for(size_t requested)
 {
     if (requested == 0)
         requested = CORO_STACK_DEFAULT;
@@ -120,7 +120,7 @@ size_t coro_stack_size_for(size_t requested)
     return round_pages(requested);
 }
 
-unsigned coro_stack_pool_set_hot(unsigned max_hot)
+unsigned coro__stack_pool_set_hot(unsigned max_hot)
 {
     unsigned old = pool_hot_max;
     pool_hot_max = max_hot;
@@ -137,7 +137,7 @@ static void set_guard_mode(int mode)
     __atomic_store_n(&guard_mode, mode, __ATOMIC_RELAXED);
 }
 
-const char *coro_stack_guard_kind(void)
+const char *coro__stack_guard_kind(void)
 {
     return get_guard_mode() == GUARD_MPROTECT ? "mprotect" : "guard-region";
 }
@@ -168,8 +168,8 @@ static int really_guarded(const char *g)
 static int install_guard(stack_slab_t *sl, uint32_t i)
 {
     char *g = sl->base + (size_t)i * sl->cls->slot_bytes;
-    size_t gb = coro_stack_guard_size();
-    if (coro_fault(CORO_FAULT_GUARD)) {
+    size_t gb = coro__stack_guard_size();
+    if (coro__fault(CORO_FAULT_GUARD)) {
         errno = ENOMEM;
         return -1;
     }
@@ -204,11 +204,11 @@ static size_class_t *class_for(size_t size)
     for (c = tls_classes; c; c = c->next)
         if (c->size == size)
             return tls_last = c;
-    c = coro_calloc(1, sizeof *c);
+    c = coro__calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->size = size;
-    c->slot_bytes = coro_stack_guard_size() + size;
+    c->slot_bytes = coro__stack_guard_size() + size;
     size_t n = SLAB_BYTES / c->slot_bytes;
     c->slots_per_slab = n < 1 ? 1 : n > SLAB_MAX_SLOTS ? SLAB_MAX_SLOTS : (uint32_t)n;
     c->next = tls_classes;
@@ -243,14 +243,14 @@ static void partial_remove(size_class_t *c, stack_slab_t *sl)
 
 static stack_slab_t *slab_new(size_class_t *c)
 {
-    stack_slab_t *sl = coro_malloc(sizeof *sl + c->slots_per_slab * sizeof(uint32_t));
+    stack_slab_t *sl = coro__malloc(sizeof *sl + c->slots_per_slab * sizeof(uint32_t));
     if (!sl)
         return NULL;
     memset(sl, 0, sizeof *sl);
     sl->cls = c;
     sl->nslots = c->slots_per_slab;
     sl->bytes = (size_t)sl->nslots * c->slot_bytes;
-    if (coro_fault(CORO_FAULT_MMAP)) {
+    if (coro__fault(CORO_FAULT_MMAP)) {
         errno = ENOMEM;
         sl->base = MAP_FAILED;
     } else {
@@ -287,9 +287,9 @@ static void slab_unmap(size_class_t *c, stack_slab_t *sl)
 }
 
 /* A slot leaves the slab for use: describe it and register it. */
-static void fill(coro_stack_t *st, stack_slab_t *sl, uint32_t slot)
+static void fill(coro__stack_t *st, stack_slab_t *sl, uint32_t slot)
 {
-    st->lo = sl->base + (size_t)slot * sl->cls->slot_bytes + coro_stack_guard_size();
+    st->lo = sl->base + (size_t)slot * sl->cls->slot_bytes + coro__stack_guard_size();
     st->size = sl->cls->size;
     st->slab = sl;
     st->slot = slot;
@@ -297,7 +297,7 @@ static void fill(coro_stack_t *st, stack_slab_t *sl, uint32_t slot)
     st->colour = CORO_STACK_FRESH;
 }
 
-int coro_stack_alloc(coro_stack_t *st, size_t size)
+int coro__stack_alloc(coro__stack_t *st, size_t size)
 {
     size_class_t *c = class_for(size);
     if (!c)
@@ -335,7 +335,7 @@ int coro_stack_alloc(coro_stack_t *st, size_t size)
 
 /* Return a stack's pages to the system and its slot to the slab; unmap the
  * slab once nothing in it is in use. */
-static void make_cold(size_class_t *c, const coro_stack_t *st)
+static void make_cold(size_class_t *c, const coro__stack_t *st)
 {
     stack_slab_t *sl = st->slab;
     uint32_t slot = st->slot;
@@ -349,7 +349,7 @@ static void make_cold(size_class_t *c, const coro_stack_t *st)
         partial_add(c, sl);
 }
 
-void coro_stack_free(const coro_stack_t *st)
+void coro__stack_free(const coro__stack_t *st)
 {
     /* The handle carries its size, so the usual class is found without
      * touching the slab. */
@@ -367,7 +367,7 @@ void coro_stack_free(const coro_stack_t *st)
     make_cold(c, st);
 }
 
-void coro_stack_pool_release(void)
+void coro__stack_pool_release(void)
 {
     size_class_t *c, *next, *kept = NULL;
     for (c = tls_classes; c; c = next) {
@@ -376,7 +376,7 @@ void coro_stack_pool_release(void)
             hot_stack_t *h = c->hot;
             c->hot = h->next;
             c->nhot--;
-            coro_stack_t st = h->st; /* h lives on that stack */
+            coro__stack_t st = h->st; /* h lives on that stack */
             make_cold(c, &st);
         }
         if (c->slabs) { /* stacks still in use: keep the class */

@@ -24,7 +24,7 @@
 
 struct stack_slab;
 
-typedef struct coro_stack {
+typedef struct coro__stack {
     /* Lowest usable byte, just above the guard. */
     char *lo;
     /* Usable bytes, a whole number of pages. */
@@ -39,35 +39,35 @@ typedef struct coro_stack {
      * (0-7), kept while the stack waits in the pool; CORO_STACK_FRESH for
      * a stack that had none or whose pages went back to the system. */
     uint8_t colour;
-} coro_stack_t;
+} coro__stack_t;
 #define CORO_STACK_FRESH 0xff
 
 /* Bytes of guard below every stack (a whole number of pages). */
-size_t coro_stack_guard_size(void);
+size_t coro__stack_guard_size(void);
 
 /* The usable size for a request: 0 means the default; rounded up to
  * pages. Returns 0 (errno EINVAL) if out of [CORO_STACK_MIN, CORO_STACK_MAX]. */
-size_t coro_stack_size_for(size_t requested);
+size_t coro__stack_size_for(size_t requested);
 
-/* Take a stack of `size` usable bytes (as returned by coro_stack_size_for)
+/* Take a stack of `size` usable bytes (as returned by coro__stack_size_for)
  * from this thread's pool. Its contents are unspecified. Returns 0, or -1
  * with ENOMEM. */
-int coro_stack_alloc(coro_stack_t *st, size_t size);
+int coro__stack_alloc(coro__stack_t *st, size_t size);
 
 /* Give a stack back to this thread's pool. The pool keeps recently freed
  * stacks warm; past its high-water mark a stack's pages go back to the
  * system (MADV_DONTNEED) and a slab with no stacks in use is unmapped. */
-void coro_stack_free(const coro_stack_t *st);
+void coro__stack_free(const coro__stack_t *st);
 
 /* Unmap every pooled stack of this thread. Stacks still in use stay. */
-void coro_stack_pool_release(void);
+void coro__stack_pool_release(void);
 
 /* "guard-region" or "mprotect": how guards are made in this process. */
-const char *coro_stack_guard_kind(void);
+const char *coro__stack_guard_kind(void);
 
 /* Pool tuning, for tests and benchmarks: how many freed stacks per size the
  * pool keeps warm (default CORO_STACK_POOL_HOT). Returns the old value. */
 #define CORO_STACK_POOL_HOT 1024
-unsigned coro_stack_pool_set_hot(unsigned max_hot);
+unsigned coro__stack_pool_set_hot(unsigned max_hot);
 
 #endif /* CORO_STACK_H */

@@ -1,13 +1,13 @@
 /* coro/switch_aarch64.S: the context switch for aarch64 (AAPCS64).
  *
- *   void coro_context_switch(coro_context_t *from, coro_context_t *to);
+ *   void coro__context_switch(coro__context_t *from, coro__context_t *to);
  *                                            x0                x1
  *
  * Saves what AAPCS64 makes callee-saved: x19-x28, the frame pointer x29,
  * the link register x30 (the resume address), v8-v15 whole, and the
  * stack pointer; plus FPCR (rounding and trap modes), which is per-thread
  * state that a coroutine may change. AAPCS64 asks only for the low halves
- * d8-d15 of v8-v15, but coro_context_switch_inline (coro/context.h) leaves
+ * d8-d15 of v8-v15, but coro__context_switch_inline (coro/context.h) leaves
  * v8-v15 out of its clobber list, so the compiler may keep whole 128-bit
  * vectors there across it: all of q8-q15 is saved (as many instructions;
  * `ldp d8, d9` would zero the upper halves). FPCR is written back only
@@ -19,11 +19,11 @@
 #include "coro/context_frame.h"
 
         .text
-        .globl  coro_context_switch
-        .hidden  coro_context_switch
-        .type   coro_context_switch, %function
+        .globl  coro__context_switch
+        .hidden  coro__context_switch
+        .type   coro__context_switch, %function
         .p2align 4
-coro_context_switch:
+coro__context_switch:
         sub     sp, sp, #CORO_FRAME_SIZE
         stp     x19, x20, [sp, #0]
         stp     x21, x22, [sp, #16]
@@ -57,24 +57,24 @@ coro_context_switch:
         ldp     q14, q15, [sp, #192]
         add     sp, sp, #CORO_FRAME_SIZE
         br      x30
-        .size   coro_context_switch, .-coro_context_switch
+        .size   coro__context_switch, .-coro__context_switch
 
 /* The first resume of a new context lands here with x19 = arg, x20 = fn,
  * x21 = the context itself. fn(arg) returns the context to switch to; the
  * final switch is entered with `b` (no `bl`), so no return-address-stack
  * entry is left behind. Nothing ever resumes it. */
-        .globl  coro_context_entry
-        .hidden  coro_context_entry
-        .type   coro_context_entry, %function
+        .globl  coro__context_entry
+        .hidden  coro__context_entry
+        .type   coro__context_entry, %function
         .p2align 4
-coro_context_entry:
+coro__context_entry:
         mov     x0, x19
         blr     x20
         mov     x1, x0                  /* to: what fn returned */
         mov     x0, x21                 /* from: this context, abandoned */
         adr     x30, 1f
-        b       coro_context_switch
+        b       coro__context_switch
 1:      brk     #0
-        .size   coro_context_entry, .-coro_context_entry
+        .size   coro__context_entry, .-coro__context_entry
 
         .section .note.GNU-stack, "", %progbits

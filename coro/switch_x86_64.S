@@ -1,6 +1,6 @@
 /* coro/switch_x86_64.S: the context switch for x86-64 (System V ABI).
  *
- *   void coro_context_switch(coro_context_t *from, coro_context_t *to);
+ *   void coro__context_switch(coro__context_t *from, coro__context_t *to);
  *                                            rdi               rsi
  *
  * Only what the ABI says a callee must preserve is saved: rbx, rbp,
@@ -15,11 +15,11 @@
 #include "coro/context_frame.h"
 
         .text
-        .globl  coro_context_switch
-        .hidden  coro_context_switch
-        .type   coro_context_switch, @function
+        .globl  coro__context_switch
+        .hidden  coro__context_switch
+        .type   coro__context_switch, @function
         .p2align 4
-coro_context_switch:
+coro__context_switch:
         pushq   %rbp
         pushq   %rbx
         pushq   %r12
@@ -54,26 +54,26 @@ coro_context_switch:
 2:      ldmxcsr CORO_FRAME_FPU(%rsp)
         fldcw   CORO_FRAME_FPU+4(%rsp)
         jmp     1b
-        .size   coro_context_switch, .-coro_context_switch
+        .size   coro__context_switch, .-coro__context_switch
 
 /* The first resume of a new context lands here with r12 = arg, r13 = fn,
  * r14 = the context itself, and rsp 16-byte aligned as after a `ret`.
  * fn(arg) returns the context to switch to; the final switch is entered
  * like every other (push a resume address, jump), from a stack with no
  * outstanding calls. Nothing ever resumes it. */
-        .globl  coro_context_entry
-        .hidden  coro_context_entry
-        .type   coro_context_entry, @function
+        .globl  coro__context_entry
+        .hidden  coro__context_entry
+        .type   coro__context_entry, @function
         .p2align 4
-coro_context_entry:
+coro__context_entry:
         movq    %r12, %rdi
         callq   *%r13
         movq    %r14, %rdi              /* from: this context, abandoned */
         movq    %rax, %rsi              /* to: what fn returned */
         leaq    1f(%rip), %rcx
         pushq   %rcx
-        jmp     coro_context_switch
+        jmp     coro__context_switch
 1:      ud2
-        .size   coro_context_entry, .-coro_context_entry
+        .size   coro__context_entry, .-coro__context_entry
 
         .section .note.GNU-stack, "", @progbits

@@ -12,10 +12,10 @@
  *   prints the saved frame as it sits in memory.
  *
  * THE SWITCH, STEP BY STEP (x86-64, coro/switch_x86_64.S)
- *   coro_context_switch_inline(from, to), on the side that leaves:
+ *   coro__context_switch_inline(from, to), on the side that leaves:
  *     1. step over the 128-byte red zone below rsp (the compiler may keep
  *        data there), push the address to resume at (label "1:" right
- *        after the jump), and jmp into coro_context_switch;
+ *        after the jump), and jmp into coro__context_switch;
  *     2. push the callee-saved registers rbp rbx r12 r13 r14 r15, then
  *        the MXCSR and x87 control words (rounding modes are callee-saved
  *        state too): with the resume address, a 64-byte frame on the *old*
@@ -77,9 +77,9 @@
  *   call + ret, and less than that with push + jmp and pop + jmp.)
  *
  * STARTING AND ENDING A CONTEXT
- *   A new context has no frame to pop, so coro_context_make() writes a fake
+ *   A new context has no frame to pop, so coro__context_make() writes a fake
  *   one at the top of the new stack: the resume address is the assembly
- *   routine coro_context_entry, and fn, arg and the context itself ride in
+ *   routine coro__context_entry, and fn, arg and the context itself ride in
  *   r13, r12 and r14. The first switch pops them like any frame and jumps
  *   into the entry routine, which calls fn(arg). fn must never return into the
  *   routine's caller (it has none); it returns the context to go to next,
@@ -90,7 +90,7 @@
  *   - main and gen alternate strictly, and each resumes exactly where it
  *     left off, local variables intact (gen's a and b live on its stack).
  *   - The first frame holds fn, arg and the context, and resumes at
- *     coro_context_entry; gen's later frame sits a few hundred bytes below
+ *     coro__context_entry; gen's later frame sits a few hundred bytes below
  *     the top of its malloc'd stack and resumes inside gen's own code.
  *   - A bare switch costs a few nanoseconds, typically less than the
  *     scheduler's switch in ping_pong, which also keeps a run queue,
@@ -128,7 +128,7 @@ static int failures;
 /* One side of the ping-pong: its context, its stack, and what the tools
  * need (see the bottom of the file). */
 struct side {
-    coro_context_t ctx;
+    coro__context_t ctx;
     const void *stack_lo; /* NULL for main: the thread's own stack */
     size_t stack_size;
     unsigned vg_id;
@@ -149,7 +149,7 @@ static void tools_teardown(struct side *s);
 static inline void hop(struct side *from, struct side *to)
 {
     tools_leave(from, to, 0);
-    coro_context_switch_inline(&from->ctx, &to->ctx);
+    coro__context_switch_inline(&from->ctx, &to->ctx);
     tools_land(from);
 }
 
@@ -161,7 +161,7 @@ struct gen {
     int resumes;
 };
 
-static coro_context_t *generator(void *arg)
+static coro__context_t *generator(void *arg)
 {
     struct gen *g = arg;
     tools_first_land();
@@ -186,7 +186,7 @@ static coro_context_t *generator(void *arg)
 
 static struct side bounce_side;
 
-static coro_context_t *bouncer(void *arg)
+static coro__context_t *bouncer(void *arg)
 {
     int *n = arg;
     tools_first_land();
@@ -199,16 +199,16 @@ static coro_context_t *bouncer(void *arg)
 /* ---- looking at a saved frame ---------------------------------------- */
 
 #if !defined(CORO_CONTEXT_UCONTEXT)
-void coro_context_entry(void); /* the assembly entry routine, coro/switch_<arch>.S */
+void coro__context_entry(void); /* the assembly entry routine, coro/switch_<arch>.S */
 
-static uintptr_t frame_word(const coro_context_t *c, int off)
+static uintptr_t frame_word(const coro__context_t *c, int off)
 {
     uintptr_t v;
     memcpy(&v, (const char *)c->sp + off, sizeof v);
     return v;
 }
 
-static uintptr_t fn_addr(coro_context_fn f)
+static uintptr_t fn_addr(coro__context_fn f)
 {
     uintptr_t v;
     memcpy(&v, &f, sizeof v);
@@ -220,7 +220,7 @@ static const struct {
     int off;
 } frame_slots[] = {
 #if defined(__x86_64__)
-    { "resume", "coro_context_entry", CORO_FRAME_RESUME },
+    { "resume", "coro__context_entry", CORO_FRAME_RESUME },
     { "rbp", "", CORO_FRAME_RBP },
     { "rbx", "", CORO_FRAME_RBX },
     { "r12", "arg", CORO_FRAME_R12 },
@@ -228,7 +228,7 @@ static const struct {
     { "r14", "the context itself", CORO_FRAME_R14 },
     { "r15", "", CORO_FRAME_R15 },
 #elif defined(__aarch64__)
-    { "x30 (resume)", "coro_context_entry", CORO_FRAME_RESUME },
+    { "x30 (resume)", "coro__context_entry", CORO_FRAME_RESUME },
     { "x29 (fp)", "", CORO_FRAME_X29 },
     { "x21", "the context itself", CORO_FRAME_X21 },
     { "x20", "fn", CORO_FRAME_X20 },
@@ -276,17 +276,17 @@ int main(void)
     tools_setup(&gen_side);
 
     printf("1. a context on a %zu KiB malloc'd stack at %p\n", STACK_SIZE / 1024, stack);
-    coro_context_make(&gen_side.ctx, stack, STACK_SIZE, generator, &g);
+    coro__context_make(&gen_side.ctx, stack, STACK_SIZE, generator, &g);
 #if defined(CORO_CONTEXT_UCONTEXT)
     printf("  (built with CONTEXT=ucontext: the context is a ucontext_t filled by\n"
            "   getcontext/makecontext, not a frame on the stack; nothing to show)\n");
 #else
-    show_frame("the first frame, written by coro_context_make", &gen_side, 1);
+    show_frame("the first frame, written by coro__context_make", &gen_side, 1);
     uintptr_t entry;
-    void (*entry_fn)(void) = coro_context_entry;
+    void (*entry_fn)(void) = coro__context_entry;
     memcpy(&entry, &entry_fn, sizeof entry);
     CHECK(frame_word(&gen_side.ctx, CORO_FRAME_RESUME) == entry,
-          "the first frame does not resume at coro_context_entry");
+          "the first frame does not resume at coro__context_entry");
     CHECK(frame_word(&gen_side.ctx, CORO_FRAME_ARG) == (uintptr_t)&g, "arg slot");
     CHECK(frame_word(&gen_side.ctx, CORO_FRAME_FN) == fn_addr(generator), "fn slot");
     CHECK(frame_word(&gen_side.ctx, CORO_FRAME_SELF) == (uintptr_t)&gen_side.ctx,
@@ -317,7 +317,7 @@ int main(void)
     bounce_side.stack_lo = stack; /* gen has ended: reuse its stack */
     bounce_side.stack_size = STACK_SIZE;
     tools_setup(&bounce_side);
-    coro_context_make(&bounce_side.ctx, stack, STACK_SIZE, bouncer, &n);
+    coro__context_make(&bounce_side.ctx, stack, STACK_SIZE, bouncer, &n);
     int64_t t0 = coro_now();
     for (int i = 0; i <= BOUNCES; i++) /* the last one comes back through the entry routine */
         hop(&main_side, &bounce_side);

@@ -279,12 +279,12 @@ static pool_t *pool_get(void)
     pthread_once(&atfork_once, install_atfork);
     if (coro__post_prepare() != 0)
         return NULL;
-    pool_t *p = coro_calloc(1, sizeof *p);
+    pool_t *p = coro__calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->max = pool_size();
     p->sched = coro__self();
-    if (!(p->tids = coro_calloc((size_t)p->max, sizeof *p->tids))) {
+    if (!(p->tids = coro__calloc((size_t)p->max, sizeof *p->tids))) {
         free(p);
         return NULL;
     }
@@ -333,7 +333,7 @@ static int pool_run(coro_fn fn, void *arg, void (*discard)(void *), int *status)
 {
     pool_t *p = NULL;
     job_t *j = NULL;
-    if (coro__checkpoint() != 0 || !(p = pool_get()) || !(j = coro_calloc(1, sizeof *j))) {
+    if (coro__checkpoint() != 0 || !(p = pool_get()) || !(j = coro__calloc(1, sizeof *j))) {
         discard_now(discard, arg);
         return -1;
     }
@@ -493,7 +493,7 @@ static char *dup_or_null(const char *s, int *failed)
     if (!s)
         return NULL;
     size_t n = strlen(s) + 1;
-    char *d = coro_malloc(n);
+    char *d = coro__malloc(n);
     if (!d)
         *failed = 1;
     else
@@ -525,7 +525,7 @@ int coro_getaddrinfo(const char *host, const char *port,
         }
         return 0;
     }
-    gai_job_t *g = coro_calloc(1, sizeof *g);
+    gai_job_t *g = coro__calloc(1, sizeof *g);
     if (!g)
         return -1;
     int failed = 0;

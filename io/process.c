@@ -456,7 +456,7 @@ coro_process_t *coro_process_spawn(const char *const *argv, const coro_process_o
     proc_thread_t *t = thread_get();
     if (!t)
         return NULL;
-    coro_process_t *p = coro_calloc(1, sizeof *p);
+    coro_process_t *p = coro__calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->magic = PROCESS_MAGIC_LIVE;

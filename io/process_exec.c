@@ -283,7 +283,7 @@ static const char **candidates(const char *file, size_t *n)
 {
     size_t flen = strlen(file);
     if (strchr(file, '/')) {
-        const char **one = coro_malloc(2 * sizeof *one);
+        const char **one = coro__malloc(2 * sizeof *one);
         if (!one)
             return NULL;
         one[0] = file;
@@ -303,7 +303,7 @@ static const char **candidates(const char *file, size_t *n)
         count += *s == ':';
     /* Each candidate is at most the whole PATH, '/', file and NUL. */
     size_t bytes = (count + 1) * sizeof(char *) + count * (flen + 2) + plen + 1;
-    const char **out = coro_malloc(bytes);
+    const char **out = coro__malloc(bytes);
     if (!out)
         return NULL;
     char *w = (char *)(out + count + 1);

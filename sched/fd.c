@@ -44,7 +44,7 @@ static coro__fd_t *entry(coro__sched_t *s, int fd, int create)
         size_t len = s->fd_chunks_len ? s->fd_chunks_len : 4;
         while (len <= ci)
             len *= 2;
-        coro__fd_t **grown = coro_realloc(s->fd_chunks, len * sizeof *grown);
+        coro__fd_t **grown = coro__realloc(s->fd_chunks, len * sizeof *grown);
         if (!grown)
             return NULL;
         memset(grown + s->fd_chunks_len, 0, (len - s->fd_chunks_len) * sizeof *grown);
@@ -55,7 +55,7 @@ static coro__fd_t *entry(coro__sched_t *s, int fd, int create)
     if (!chunk) {
         if (!create)
             return NULL;
-        chunk = coro_calloc(FD_CHUNK, sizeof *chunk);
+        chunk = coro__calloc(FD_CHUNK, sizeof *chunk);
         if (!chunk)
             return NULL;
         for (unsigned i = 0; i < FD_CHUNK; i++) {
@@ -82,7 +82,7 @@ static size_t wake_list(coro_list_t *list, int result, int events)
             w->primary->data = (void *)(intptr_t)events;
             /* It runs after the rest of the poll's batch is woken: have its
              * stack line in cache by then (it was cold: 1000 idle sockets). */
-            coro_fiber_prefetch(&w->coro->fiber);
+            coro__fiber_prefetch(&w->coro->fiber);
         }
         n += (size_t)coro__wake(w, result);
     }

@@ -61,7 +61,7 @@ coro_group_t *coro_group_new(int flags)
         errno = EINVAL;
         return NULL;
     }
-    coro_group_t *g = coro_calloc(1, sizeof *g);
+    coro_group_t *g = coro__calloc(1, sizeof *g);
     if (!g)
         return NULL;
     g->flags = flags;

@@ -181,7 +181,7 @@ static int make_sets(int *ep, int dir[2])
     return 0;
 }
 
-int coro_kqueue_shim(void)
+int coro__kqueue_shim(void)
 {
     int ep, dir[2];
     if (make_sets(&ep, dir) != 0)
@@ -220,7 +220,7 @@ int coro_kqueue_shim(void)
     return ep;
 }
 
-int coro_kqueue_shim_close(int kq)
+int coro__kqueue_shim_close(int kq)
 {
     pthread_mutex_lock(&all_lock);
     shimkq_t *k = find_queue(kq);
@@ -251,7 +251,7 @@ int coro_kqueue_shim_close(int kq)
     return close(kq);
 }
 
-void coro_kqueue_shim_before_fork(void)
+void coro__kqueue_shim_before_fork(void)
 {
     pthread_mutex_lock(&all_lock);
 }
@@ -274,7 +274,7 @@ static void forget_in_child(shimkq_t *k)
     close(k->ep);
 }
 
-void coro_kqueue_shim_after_fork(int in_child)
+void coro__kqueue_shim_after_fork(int in_child)
 {
     if (in_child)
         for (shimkq_t *k = atomic_load_explicit(&all_queues, memory_order_relaxed); k; k = k->next)
@@ -717,7 +717,7 @@ static int scan(shimkq_t *k, struct kevent *out, int nevents, const struct times
     }
 }
 
-int coro_kevent_shim(int kq, const struct kevent *changelist, int nchanges,
+int coro__kevent_shim(int kq, const struct kevent *changelist, int nchanges,
                      struct kevent *eventlist, int nevents, const struct timespec *timeout)
 {
     shimkq_t *k = find_queue(kq);

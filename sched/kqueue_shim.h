@@ -7,7 +7,7 @@
  * FreeBSD semantics (checked against FreeBSD's kqueue.2 and kern_event.c):
  *
  *   kqueue()        a new queue (epoll sets underneath); close it
- *                   with coro_kqueue_shim_close(), not close(2), since user
+ *                   with coro__kqueue_shim_close(), not close(2), since user
  *                   space state hangs off it
  *   kevent()        changelist applied first, in order; a failed change
  *                   goes into the eventlist as EV_ERROR with the errno in
@@ -54,7 +54,7 @@
  *     been started in the process).
  *
  * The names are the BSD ones for the code using them; the symbols are
- * prefixed (coro_kqueue_shim, coro_kevent_shim) so nothing clashes with a
+ * prefixed (coro__kqueue_shim, coro__kevent_shim) so nothing clashes with a
  * real libkqueue. */
 #ifndef CORO_SCHED_KQUEUE_SHIM_H
 #define CORO_SCHED_KQUEUE_SHIM_H
@@ -62,8 +62,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#define kqueue coro_kqueue_shim
-#define kevent coro_kevent_shim
+#define kqueue coro__kqueue_shim
+#define kevent coro__kevent_shim
 
 /* FreeBSD's layout less ext[] (data is int64_t there, intptr_t on macOS
  * and in libkqueue: the same on the 64-bit targets the poller supports). */
@@ -103,13 +103,13 @@ struct kevent {
 int kqueue(void);
 int kevent(int kq, const struct kevent *changelist, int nchanges,
            struct kevent *eventlist, int nevents, const struct timespec *timeout);
-int coro_kqueue_shim_close(int kq);
+int coro__kqueue_shim_close(int kq);
 
 /* fork(2), called from the poller's atfork hooks: the queues' lock is
  * held across the fork, and in the child every queue is gone, as a real
  * kqueue is: its descriptors are closed (no epoll_ctl on the parent's
  * instances) and its number is no longer a queue. */
-void coro_kqueue_shim_before_fork(void);
-void coro_kqueue_shim_after_fork(int in_child);
+void coro__kqueue_shim_before_fork(void);
+void coro__kqueue_shim_after_fork(int in_child);
 
 #endif /* CORO_SCHED_KQUEUE_SHIM_H */

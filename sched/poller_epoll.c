@@ -57,7 +57,7 @@ struct coro__poller {
 
 coro__poller_t *coro__poller_new(void)
 {
-    coro__poller_t *p = coro_malloc(sizeof *p);
+    coro__poller_t *p = coro__malloc(sizeof *p);
     if (!p)
         return NULL;
     p->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -62,7 +62,7 @@
 
 #ifdef CORO_KQUEUE_SHIM
 #include "sched/kqueue_shim.h"
-#define close_kqueue coro_kqueue_shim_close
+#define close_kqueue coro__kqueue_shim_close
 #else
 #include <sys/event.h>
 #define close_kqueue close
@@ -110,7 +110,7 @@ struct coro__poller {
 
 coro__poller_t *coro__poller_new(void)
 {
-    coro__poller_t *p = coro_malloc(sizeof *p);
+    coro__poller_t *p = coro__malloc(sizeof *p);
     if (!p)
         return NULL;
     p->kq = kqueue();
@@ -169,7 +169,7 @@ static int synth_add(coro__poller_t *p, int fd, uint64_t token)
     synth_drop(p, fd);
     if (p->nsynth == p->synth_cap) {
         size_t cap = p->synth_cap ? p->synth_cap * 2 : 4;
-        synth_t *grown = coro_realloc(p->synth, cap * sizeof *grown);
+        synth_t *grown = coro__realloc(p->synth, cap * sizeof *grown);
         if (!grown)
             return -1;
         p->synth = grown;
@@ -377,14 +377,14 @@ void coro__poller_free(coro__poller_t *p)
 void coro__poller_before_fork(void)
 {
 #ifdef CORO_KQUEUE_SHIM
-    coro_kqueue_shim_before_fork();
+    coro__kqueue_shim_before_fork();
 #endif
 }
 
 void coro__poller_after_fork(int in_child)
 {
 #ifdef CORO_KQUEUE_SHIM
-    coro_kqueue_shim_after_fork(in_child);
+    coro__kqueue_shim_after_fork(in_child);
 #else
     (void)in_child;
 #endif

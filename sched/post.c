@@ -115,7 +115,7 @@ int coro__at_exit(void (*fn)(void *arg), void *arg)
         errno = EPERM;
         return -1;
     }
-    struct coro__exit_hook *h = coro_malloc(sizeof *h);
+    struct coro__exit_hook *h = coro__malloc(sizeof *h);
     if (!h)
         return -1;
     h->fn = fn;

@@ -75,7 +75,7 @@ void coro__note_run_time(coro__sched_t *s, coro_t *self)
     s->run_since = now;
 }
 
-coro_fiber_t *coro__exit_next(coro__sched_t *s)
+coro__fiber_t *coro__exit_next(coro__sched_t *s)
 {
     coro_t *self = s->current;
     coro_t *next = coro__next_to_run(s);
@@ -92,7 +92,7 @@ coro_fiber_t *coro__exit_next(coro__sched_t *s)
 void coro__yield_not_running(const coro_t *self)
 {
     /* Inside a signal handler: only write(2) and abort(). */
-    coro_fiber_report_signal_misuse(&self->fiber, "coro_yield found its coroutine half-way "
+    coro__fiber_report_signal_misuse(&self->fiber, "coro_yield found its coroutine half-way "
                                                   "into a park");
 }
 
@@ -104,7 +104,7 @@ void coro_yield(void)
         return;
     /* A signal handler that interrupted the coroutine half-way into a
      * park (the stack itself is checked at every switch, in
-     * coro_fiber_switch). */
+     * coro__fiber_switch). */
     if (__builtin_expect(self->state != CORO_RUNNING, 0))
         coro__yield_not_running(self);
     coro_t *next = s->runq_head;
@@ -123,7 +123,7 @@ void coro_yield(void)
         s->switches++;
         s->current = next;
         next->state = CORO_RUNNING;
-        coro_fiber_switch(&self->fiber, &next->fiber);
+        coro__fiber_switch(&self->fiber, &next->fiber);
         coro__after_switch(s);
         return;
     }
@@ -212,7 +212,7 @@ static void run_loop(coro__sched_t *s)
         s->switches++;
         if (s->slow_ns)
             s->run_since = coro__clock();
-        coro_fiber_switch(&s->fiber, &next->fiber);
+        coro__fiber_switch(&s->fiber, &next->fiber);
     }
 }
 
@@ -233,9 +233,9 @@ static void coro__destroy(coro__sched_t *s)
     coro__live_end(s); /* frees the poller: its signalfd is gone */
     coro__mask_restore(s);
     pthread_mutex_destroy(&s->post_lock);
-    coro_fiber_fini_thread(&s->fiber);
-    coro_overflow_thread_fini();
-    coro_stack_pool_release();
+    coro__fiber_fini_thread(&s->fiber);
+    coro__overflow_thread_fini();
+    coro__stack_pool_release();
     coro__tls = NULL;
     free(s);
 }
@@ -272,7 +272,7 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
         errno = EBUSY;
         return -1;
     }
-    coro__sched_t *s = coro_calloc(1, sizeof *s);
+    coro__sched_t *s = coro__calloc(1, sizeof *s);
     if (!s)
         return -1;
     coro_list_init(&s->all);
@@ -281,9 +281,9 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
     pthread_mutex_init(&s->post_lock, NULL);
     s->pool_threads = o ? o->pool_threads : 0;
     coro__mask_record(s);
-    s->default_stack = coro_stack_size_for(0);
+    s->default_stack = coro__stack_size_for(0);
     s->loop_now = coro__clock();
-    if (coro__live_start(s) != 0 || coro_overflow_thread_init() != 0) {
+    if (coro__live_start(s) != 0 || coro__overflow_thread_init() != 0) {
         int e = errno;
         coro__live_end(s);
         pthread_mutex_destroy(&s->post_lock);
@@ -292,7 +292,7 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
         return -1;
     }
     coro__debug_init(s);
-    coro_fiber_init_thread(&s->fiber);
+    coro__fiber_init_thread(&s->fiber);
     coro__tls = s;
 
     coro_opts_t opts = { .stack_size = 0, .name = "main" };

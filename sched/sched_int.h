@@ -50,7 +50,7 @@ struct coro {
     /* The ground floor's object (context, stack, id, name): first, so a
      * fiber pointer is a coroutine pointer. The whole struct lives at the
      * top of the coroutine's own stack. */
-    coro_fiber_t fiber;
+    coro__fiber_t fiber;
     uint32_t magic;
     uint8_t state;
     /* Sticky cancellation; shield holds it back; killed (deadlock unwind)
@@ -95,7 +95,7 @@ struct coro {
 
 struct sched {
     /* The scheduler's own context: the thread's stack in coro_main. */
-    coro_fiber_t fiber;
+    coro__fiber_t fiber;
     coro_t *current;
     /* Run queue: FIFO through coro.next_ready. */
     coro_t *runq_head, *runq_tail;
@@ -130,7 +130,7 @@ struct sched {
     /* Time at the last poll: the "since" of parks (a clock read per park
      * would cost more than the park). */
     int64_t loop_now;
-    /* coro_stack_size_for(0), computed once. */
+    /* coro__stack_size_for(0), computed once. */
     size_t default_stack;
     /* The first coroutine, its status once it ends. */
     coro_t *main;
@@ -284,16 +284,16 @@ static inline void coro__switch(coro__sched_t *s)
     s->current = next;
     if (next) {
         next->state = CORO_RUNNING;
-        coro_fiber_switch(&self->fiber, &next->fiber);
+        coro__fiber_switch(&self->fiber, &next->fiber);
     } else {
-        coro_fiber_switch(&self->fiber, &s->fiber);
+        coro__fiber_switch(&self->fiber, &s->fiber);
     }
     coro__after_switch(s);
 }
 
 /* The current coroutine has ended: pick what runs next (the caller's last
  * switch goes there). */
-coro_fiber_t *coro__exit_next(coro__sched_t *s);
+coro__fiber_t *coro__exit_next(coro__sched_t *s);
 
 /* Timer heap (sched/timer.c). */
 int coro__timer_reserve(coro__sched_t *s, size_t n);
@@ -481,7 +481,7 @@ static inline int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t
         s->switches++;
         s->current = to;
         to->state = CORO_RUNNING;
-        coro_fiber_switch(&self->fiber, &to->fiber);
+        coro__fiber_switch(&self->fiber, &to->fiber);
         coro__after_switch(s);
     } else {
         /* Others are waiting their turn: the partner queues behind them. */

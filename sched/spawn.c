@@ -25,7 +25,7 @@ static int invalid_errno(const coro__sched_t *s, const coro_t *c)
  * whoever waits, and name the fiber to switch to. Nothing can "fall off"
  * the end of a coroutine's stack: the trampoline owns the exit, and the
  * entry routine makes the last switch. */
-static coro_fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
+static coro__fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
 {
     self->status = status;
     self->state = CORO_DONE;
@@ -43,7 +43,7 @@ static coro_fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
     return coro__exit_next(s);
 }
 
-static coro_fiber_t *trampoline(coro_fiber_t *f)
+static coro__fiber_t *trampoline(coro__fiber_t *f)
 {
     coro_t *self = (coro_t *)f;
     coro__sched_t *s = self->sched;
@@ -58,15 +58,15 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
         return NULL;
     }
     size_t size = s->default_stack;
-    if (opts && opts->stack_size && !(size = coro_stack_size_for(opts->stack_size)))
+    if (opts && opts->stack_size && !(size = coro__stack_size_for(opts->stack_size)))
         return NULL;
     /* One heap slot per live coroutine, so parking never allocates. */
     if (s->live >= s->heap_cap && coro__timer_reserve(s, s->live + 1) != 0)
         return NULL;
     char *name = NULL;
-    if (opts && opts->name && !(name = coro_strdup(opts->name)))
+    if (opts && opts->name && !(name = coro__strdup(opts->name)))
         return NULL;
-    coro_fiber_t *f = coro_fiber_new(size, sizeof(coro_t), trampoline);
+    coro__fiber_t *f = coro__fiber_new(size, sizeof(coro_t), trampoline);
     if (!f) {
         free(name);
         errno = ENOMEM;
@@ -108,7 +108,7 @@ void coro__free_coro(coro__sched_t *s, coro_t *c)
     coro_list_remove(&c->all_node);
     coro_list_remove(&c->group_node);
     c->magic = CORO_MAGIC_DEAD;
-    coro_fiber_free(&c->fiber);
+    coro__fiber_free(&c->fiber);
 }
 
 coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts)

@@ -63,7 +63,7 @@ int coro__timer_reserve(coro__sched_t *s, size_t n)
     size_t cap = s->heap_cap ? s->heap_cap : 64;
     while (cap < n)
         cap *= 2;
-    coro__timer_t *h = coro_realloc(s->heap, cap * sizeof *h);
+    coro__timer_t *h = coro__realloc(s->heap, cap * sizeof *h);
     if (!h)
         return -1;
     s->heap = h;

@@ -236,7 +236,7 @@ coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity)
         errno = ENOMEM;
         return NULL;
     }
-    coro_chan_t *ch = coro_malloc(sizeof *ch + capacity * elem_size);
+    coro_chan_t *ch = coro__malloc(sizeof *ch + capacity * elem_size);
     if (!ch)
         return NULL;
     ch->magic = CHAN_MAGIC_LIVE;
@@ -503,7 +503,7 @@ static int select_wait(coro_case_t *cases, int n)
     if (n > SELECT_STACK_CASES) {
         if (coro__checkpoint() != 0)
             return -1;
-        ws = coro_malloc((size_t)n * sizeof *ws);
+        ws = coro__malloc((size_t)n * sizeof *ws);
         if (!ws)
             return -1;
     }

@@ -175,7 +175,7 @@ coro_gen_t *coro_gen_new_opts(coro_gen_fn fn, void *arg, size_t elem_size,
         errno = EPERM;
         return NULL;
     }
-    coro_gen_t *g = coro_malloc(sizeof *g + elem_size);
+    coro_gen_t *g = coro__malloc(sizeof *g + elem_size);
     if (!g)
         return NULL;
     g->fn = fn;

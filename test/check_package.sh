@@ -6,8 +6,9 @@
 # INCLUDEDIR holds coro.h (the source tree's root, or an installed include
 # folder); LIBDIR holds libcoro.a and libcoro.so; DOCFILE, if given, is the
 # API reference (docs/API.md). Checks, each failing the run:
-#   1. every global symbol libcoro.a defines starts with coro_ (internals
-#      use coro__), so no application or libc name can clash with it;
+#   1. every global symbol libcoro.a defines starts with coro_, so no
+#      application or libc name can clash with it, and those no public
+#      header declares (internals) start with coro__;
 #   2. libcoro.so exports exactly the functions the public headers declare
 #      (the build uses -fvisibility=hidden: nothing internal leaks);
 #   3. <coro.h> compiles warning-free as strict C11 and C17 (-pedantic) with
@@ -41,6 +42,15 @@ fi
 printf '#include <coro.h>\n' >"$tmp/decl.c"
 cc=${CC:-cc}
 $cc -E -P -I"$inc" "$tmp/decl.c" | perl -ne 'print "$1\n" while /(?<!\(\*)\b(coro_\w+)\s*\(/g' | sort -u >"$tmp/declared"
+# Internal names carry coro__: a global of libcoro.a that no public header
+# declares must not look like public API.
+grep -v '^coro__' "$tmp/static" | comm -23 - "$tmp/declared" >"$tmp/unprefixed"
+if [ -s "$tmp/unprefixed" ]; then
+    fail "libcoro.a defines internal symbols without the coro__ prefix (not declared in a public header):"
+    sed 's/^/    /' "$tmp/unprefixed"
+else
+    echo "ok: libcoro.a's internal symbols all start with coro__"
+fi
 $NM -D --defined-only "$lib/libcoro.so" | awk '$2 ~ /^[TW]$/ { print $3 }' | sort -u >"$tmp/exported"
 if ! diff -u "$tmp/declared" "$tmp/exported" >"$tmp/diff"; then
     fail "libcoro.so's exports differ from the public declarations (- declared only, + exported only):"

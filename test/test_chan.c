@@ -625,9 +625,9 @@ TEST(chan_outside_a_coroutine)
 
 TEST(chan_new_fails_cleanly_on_enomem)
 {
-    coro_fault_arm(CORO_FAULT_MALLOC, 1);
+    coro__fault_arm(CORO_FAULT_MALLOC, 1);
     ASSERT_NULL_ERRNO(coro_chan_new(sizeof(int), 16), ENOMEM);
-    coro_fault_arm(CORO_FAULT_MALLOC, 0);
+    coro__fault_arm(CORO_FAULT_MALLOC, 0);
     coro_chan_t *ch = coro_chan_new(sizeof(int), 16);
     ASSERT_NOT_NULL(ch);
     coro_chan_free(ch);
@@ -1359,11 +1359,11 @@ static int wide_selector(void *arg)
     for (int i = 0; i < WIDE; i++)
         w->cs[i] = (coro_case_t){ w->ch[i], CORO_RECV, &w->vals[i], 0 };
     if (w->fail_alloc)
-        coro_fault_arm(CORO_FAULT_MALLOC, 1);
+        coro__fault_arm(CORO_FAULT_MALLOC, 1);
     errno = 0;
     w->ret = coro_select(w->cs, WIDE);
     w->err = errno;
-    coro_fault_arm(CORO_FAULT_MALLOC, 0);
+    coro__fault_arm(CORO_FAULT_MALLOC, 0);
     return 0;
 }
 

@@ -17,22 +17,22 @@
 
 /* ---- a stack for a bare context ---------------------------------------- */
 
-/* A stack for a bare context. coro_stack_alloc registers it with Valgrind
+/* A stack for a bare context. coro__stack_alloc registers it with Valgrind
  * (else Valgrind would warn "client switching stacks?" on every switch). */
 typedef struct raw_stack {
-    coro_stack_t st;
+    coro__stack_t st;
 } raw_stack_t;
 
 static void raw_stack_new(raw_stack_t *s, size_t size)
 {
-    size_t sz = coro_stack_size_for(size);
+    size_t sz = coro__stack_size_for(size);
     ASSERT_NE(sz, 0);
-    ASSERT_EQ(coro_stack_alloc(&s->st, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&s->st, sz), 0);
 }
 
 static void raw_stack_free(raw_stack_t *s)
 {
-    coro_stack_free(&s->st);
+    coro__stack_free(&s->st);
 }
 
 /* ThreadSanitizer keeps a shadow call stack per thread; a bare switch that
@@ -48,7 +48,7 @@ static void skip_bare_under_tsan(void)
 #define PINGPONG_ROUNDS 200000
 
 typedef struct pingpong {
-    coro_context_t main_ctx, co_ctx;
+    coro__context_t main_ctx, co_ctx;
     void *arg_seen;
     long co_count;
     long main_count;
@@ -56,7 +56,7 @@ typedef struct pingpong {
     int bad;
 } pingpong_t;
 
-static coro_context_t *pingpong_co(void *arg)
+static coro__context_t *pingpong_co(void *arg)
 {
     pingpong_t *p = arg;
     p->arg_seen = arg;
@@ -64,7 +64,7 @@ static coro_context_t *pingpong_co(void *arg)
         if (p->co_count != p->main_count - 1)
             p->bad = 1;
         p->co_count++;
-        coro_context_switch(&p->co_ctx, &p->main_ctx);
+        coro__context_switch(&p->co_ctx, &p->main_ctx);
     }
     return NULL; /* not reached */
 }
@@ -78,16 +78,16 @@ TEST(context_pingpong)
      * (the ucontext backend passes it in two 32-bit halves). */
     pingpong_t *p = (pingpong_t *)(void *)rs.st.lo;
     memset(p, 0, sizeof *p);
-    coro_context_make(&p->co_ctx, rs.st.lo + 4096, rs.st.size - 4096, pingpong_co, p);
+    coro__context_make(&p->co_ctx, rs.st.lo + 4096, rs.st.size - 4096, pingpong_co, p);
     for (long i = 0; i < PINGPONG_ROUNDS; i++) {
         p->main_count++;
-        coro_context_switch(&p->main_ctx, &p->co_ctx);
+        coro__context_switch(&p->main_ctx, &p->co_ctx);
         ASSERT_EQ(p->co_count, i + 1);
     }
     ASSERT_PTR_EQ(p->arg_seen, p);
     ASSERT_EQ(p->bad, 0);
     raw_stack_free(&rs);
-    coro_stack_pool_release();
+    coro__stack_pool_release();
 }
 
 /* ---- a ring of contexts ------------------------------------------------- */
@@ -96,7 +96,7 @@ TEST(context_pingpong)
 #define RING_ROUNDS 2000
 
 typedef struct ring {
-    coro_context_t main_ctx, ctx[RING];
+    coro__context_t main_ctx, ctx[RING];
     /* Who ran, in order. */
     unsigned char trace[RING * RING_ROUNDS];
     size_t ntrace;
@@ -107,14 +107,14 @@ typedef struct ring_member {
     int index;
 } ring_member_t;
 
-static coro_context_t *ring_co(void *arg)
+static coro__context_t *ring_co(void *arg)
 {
     ring_member_t *m = arg;
     ring_t *r = m->ring;
     for (;;) {
         r->trace[r->ntrace++] = (unsigned char)m->index;
-        coro_context_t *next = m->index + 1 < RING ? &r->ctx[m->index + 1] : &r->main_ctx;
-        coro_context_switch(&r->ctx[m->index], next);
+        coro__context_t *next = m->index + 1 < RING ? &r->ctx[m->index + 1] : &r->main_ctx;
+        coro__context_switch(&r->ctx[m->index], next);
     }
     return NULL; /* not reached */
 }
@@ -128,25 +128,25 @@ TEST(context_ring_passes_control_in_order)
     for (int i = 0; i < RING; i++) {
         raw_stack_new(&stacks[i], CORO_STACK_MIN);
         members[i] = (ring_member_t){ &r, i };
-        coro_context_make(&r.ctx[i], stacks[i].st.lo, stacks[i].st.size, ring_co, &members[i]);
+        coro__context_make(&r.ctx[i], stacks[i].st.lo, stacks[i].st.size, ring_co, &members[i]);
     }
     for (int round = 0; round < RING_ROUNDS; round++) {
-        coro_context_switch(&r.main_ctx, &r.ctx[0]);
+        coro__context_switch(&r.main_ctx, &r.ctx[0]);
         ASSERT_EQ(r.ntrace, (size_t)(round + 1) * RING);
     }
     for (size_t i = 0; i < r.ntrace; i++)
         ASSERT_EQ(r.trace[i], i % RING);
     for (int i = 0; i < RING; i++)
         raw_stack_free(&stacks[i]);
-    coro_stack_pool_release();
+    coro__stack_pool_release();
 }
 
 /* ---- callee-saved registers --------------------------------------------- */
 
 /* test_switch_regs_ctx(from, to, in, out): load every callee-saved
- * register from in[], call coro_context_switch(from, to), and when it
+ * register from in[], call coro__context_switch(from, to), and when it
  * returns store the same registers into out[]. test_switch_regs_fiber does
- * the same around coro_fiber_switch. Written in assembly so that no
+ * the same around coro__fiber_switch. Written in assembly so that no
  * compiler-generated save/restore can hide a register the switch loses. */
 #if defined(__x86_64__)
 /* rbx rbp r12 r13 r14 r15 */
@@ -251,18 +251,18 @@ static const char *const reg_names[NREGS] = {
 #endif
 
 #ifdef NREGS
-__asm__(SWITCH_REGS_ASM("test_switch_regs_ctx", "coro_context_switch")
+__asm__(SWITCH_REGS_ASM("test_switch_regs_ctx", "coro__context_switch")
         SWITCH_REGS_ASM("test_switch_regs_fiber", "test_fiber_switch_outlined"));
-/* coro_fiber_switch is inline; the assembly calls it through this. */
-void test_fiber_switch_outlined(coro_fiber_t *from, coro_fiber_t *to);
-__attribute__((noinline)) void test_fiber_switch_outlined(coro_fiber_t *from, coro_fiber_t *to)
+/* coro__fiber_switch is inline; the assembly calls it through this. */
+void test_fiber_switch_outlined(coro__fiber_t *from, coro__fiber_t *to);
+__attribute__((noinline)) void test_fiber_switch_outlined(coro__fiber_t *from, coro__fiber_t *to)
 {
-    coro_fiber_switch(from, to);
+    coro__fiber_switch(from, to);
 }
 
-void test_switch_regs_ctx(coro_context_t *from, coro_context_t *to,
+void test_switch_regs_ctx(coro__context_t *from, coro__context_t *to,
                           const uint64_t *in, uint64_t *out);
-void test_switch_regs_fiber(coro_fiber_t *from, coro_fiber_t *to,
+void test_switch_regs_fiber(coro__fiber_t *from, coro__fiber_t *to,
                             const uint64_t *in, uint64_t *out);
 
 /* Distinct values per register, side and round, with high and low bits set
@@ -287,8 +287,8 @@ static void check_regs(const uint64_t *want, const uint64_t *got, const char *wh
 #define REG_ROUNDS 1000
 
 typedef struct regs_state {
-    coro_context_t main_ctx, co_ctx;
-    coro_fiber_t *main_f, *co_f;
+    coro__context_t main_ctx, co_ctx;
+    coro__fiber_t *main_f, *co_f;
     int use_fiber;
 } regs_state_t;
 
@@ -307,7 +307,7 @@ __attribute__((noreturn)) static void regs_other_side(regs_state_t *s)
     }
 }
 
-static coro_context_t *regs_co(void *arg)
+static coro__context_t *regs_co(void *arg)
 {
     regs_other_side(arg);
     return NULL;
@@ -315,7 +315,7 @@ static coro_context_t *regs_co(void *arg)
 
 static regs_state_t *fiber_regs_state;
 
-static coro_fiber_t *regs_fiber_body(coro_fiber_t *f)
+static coro__fiber_t *regs_fiber_body(coro__fiber_t *f)
 {
     (void)f;
     regs_other_side(fiber_regs_state);
@@ -346,10 +346,10 @@ TEST(context_callee_saved_registers_survive)
     raw_stack_new(&rs, 0);
     regs_state_t s;
     memset(&s, 0, sizeof s);
-    coro_context_make(&s.co_ctx, rs.st.lo, rs.st.size, regs_co, &s);
+    coro__context_make(&s.co_ctx, rs.st.lo, rs.st.size, regs_co, &s);
     run_regs_main_side(&s);
     raw_stack_free(&rs);
-    coro_stack_pool_release();
+    coro__stack_pool_release();
 #endif
 }
 
@@ -358,19 +358,19 @@ TEST(fiber_callee_saved_registers_survive)
 #ifndef NREGS
     TEST_SKIP("no register test for this CPU");
 #else
-    coro_fiber_t main_f;
-    coro_fiber_init_thread(&main_f);
+    coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
     regs_state_t s;
     memset(&s, 0, sizeof s);
     s.use_fiber = 1;
     s.main_f = &main_f;
-    s.co_f = coro_fiber_new(coro_stack_size_for(0), sizeof(coro_fiber_t), regs_fiber_body);
+    s.co_f = coro__fiber_new(coro__stack_size_for(0), sizeof(coro__fiber_t), regs_fiber_body);
     ASSERT_NOT_NULL(s.co_f);
     fiber_regs_state = &s;
     run_regs_main_side(&s);
-    coro_fiber_free(s.co_f);
-    coro_fiber_fini_thread(&main_f);
-    coro_stack_pool_release();
+    coro__fiber_free(s.co_f);
+    coro__fiber_fini_thread(&main_f);
+    coro__stack_pool_release();
 #endif
 }
 
@@ -444,13 +444,13 @@ static int same_quotients(quotients_t a, quotients_t b)
 }
 
 typedef struct fp_state {
-    coro_context_t main_ctx, co_ctx;
+    coro__context_t main_ctx, co_ctx;
     fp_ctl_t co_ctl;
     quotients_t co_up, co_seen;
     int co_round_seen, co_ctl_ok;
 } fp_state_t;
 
-static coro_context_t *fp_co(void *arg)
+static coro__context_t *fp_co(void *arg)
 {
     fp_state_t *s = arg;
     /* Our own control state: round upward, plus the extra bits. */
@@ -458,14 +458,14 @@ static coro_context_t *fp_co(void *arg)
     fp_set_extra();
     s->co_ctl = fp_read();
     s->co_up = quotients();
-    coro_context_switch(&s->co_ctx, &s->main_ctx);
+    coro__context_switch(&s->co_ctx, &s->main_ctx);
     for (;;) {
         /* Back again after the other side changed its own mode. */
         s->co_round_seen = fegetround();
         fp_ctl_t now = fp_read();
         s->co_ctl_ok = now.x87 == s->co_ctl.x87 && now.sse == s->co_ctl.sse;
         s->co_seen = quotients();
-        coro_context_switch(&s->co_ctx, &s->main_ctx);
+        coro__context_switch(&s->co_ctx, &s->main_ctx);
     }
     return NULL; /* not reached */
 }
@@ -485,8 +485,8 @@ TEST(context_fpu_control_stays_with_its_context)
     raw_stack_t rs;
     raw_stack_new(&rs, 0);
     static fp_state_t s;
-    coro_context_make(&s.co_ctx, rs.st.lo, rs.st.size, fp_co, &s);
-    coro_context_switch(&s.main_ctx, &s.co_ctx);
+    coro__context_make(&s.co_ctx, rs.st.lo, rs.st.size, fp_co, &s);
+    coro__context_switch(&s.main_ctx, &s.co_ctx);
 
     /* The other context's upward rounding did not leak here... */
     ASSERT_EQ(fegetround(), FE_TONEAREST);
@@ -513,7 +513,7 @@ TEST(context_fpu_control_stays_with_its_context)
         ASSERT(down.tenth < near.tenth);
     }
     for (int i = 0; i < 100; i++) {
-        coro_context_switch(&s.main_ctx, &s.co_ctx);
+        coro__context_switch(&s.main_ctx, &s.co_ctx);
         ASSERT_EQ(s.co_round_seen, FE_UPWARD);
         if (extra)
             ASSERT_EQ(s.co_ctl_ok, 1);
@@ -529,7 +529,7 @@ TEST(context_fpu_control_stays_with_its_context)
     }
     ASSERT_EQ(fesetround(FE_TONEAREST), 0);
     raw_stack_free(&rs);
-    coro_stack_pool_release();
+    coro__stack_pool_release();
 }
 
 /* ---- stack alignment and bounds at entry -------------------------------- */
@@ -538,8 +538,8 @@ TEST(context_fpu_control_stays_with_its_context)
  * exactly as the entry function receives it, then jumps to
  * test_ctx_entry_body(arg) without touching the stack. */
 uintptr_t test_ctx_entry_sp;
-coro_context_t *test_ctx_entry_probe(void *arg);
-coro_context_t *test_ctx_entry_body(void *arg);
+coro__context_t *test_ctx_entry_probe(void *arg);
+coro__context_t *test_ctx_entry_body(void *arg);
 
 #if defined(__x86_64__)
 __asm__(".text\n"
@@ -565,12 +565,12 @@ __asm__(".text\n"
 #endif
 
 typedef struct align_state {
-    coro_context_t main_ctx, co_ctx;
+    coro__context_t main_ctx, co_ctx;
     void *arg_seen;
     char formatted[64];
 } align_state_t;
 
-coro_context_t *test_ctx_entry_body(void *arg)
+coro__context_t *test_ctx_entry_body(void *arg)
 {
     align_state_t *s = arg;
     s->arg_seen = arg;
@@ -599,8 +599,8 @@ TEST(context_entry_stack_aligned_and_inside)
             static align_state_t s;
             memset(&s, 0, sizeof s);
             test_ctx_entry_sp = 0;
-            coro_context_make(&s.co_ctx, lo, size, test_ctx_entry_probe, &s);
-            coro_context_switch(&s.main_ctx, &s.co_ctx);
+            coro__context_make(&s.co_ctx, lo, size, test_ctx_entry_probe, &s);
+            coro__context_switch(&s.main_ctx, &s.co_ctx);
             uintptr_t sp = test_ctx_entry_sp;
             ASSERT_PTR_EQ(s.arg_seen, &s);
             ASSERT_STR_EQ(s.formatted, "3.142 2.5");
@@ -612,7 +612,7 @@ TEST(context_entry_stack_aligned_and_inside)
         }
     }
     raw_stack_free(&rs);
-    coro_stack_pool_release();
+    coro__stack_pool_release();
 #endif
 }
 
@@ -622,26 +622,26 @@ TEST(context_entry_stack_aligned_and_inside)
  * context it returned: here first to a brand-new context (which starts),
  * whose function in turn returns to main. */
 typedef struct ret_state {
-    coro_context_t main_ctx, a_ctx, b_ctx;
+    coro__context_t main_ctx, a_ctx, b_ctx;
     char order[8];
     int n;
     int locals_ok;
 } ret_state_t;
 
-static coro_context_t *ret_b(void *arg)
+static coro__context_t *ret_b(void *arg)
 {
     ret_state_t *s = arg;
     s->order[s->n++] = 'b';
     return &s->main_ctx;
 }
 
-static coro_context_t *ret_a(void *arg)
+static coro__context_t *ret_a(void *arg)
 {
     ret_state_t *s = arg;
     volatile long local = 0x5eed;
     s->order[s->n++] = 'a';
     /* One ordinary round trip to main first. */
-    coro_context_switch(&s->a_ctx, &s->main_ctx);
+    coro__context_switch(&s->a_ctx, &s->main_ctx);
     s->locals_ok = local == 0x5eed;
     s->order[s->n++] = 'A';
     return &s->b_ctx;
@@ -658,37 +658,37 @@ TEST(context_return_switches_to_the_returned_context)
         memset(&s, 0, sizeof s);
         /* Stacks and contexts are reused every round: a finished context's
          * stack is free for the next one. */
-        coro_context_make(&s.a_ctx, ra.st.lo, ra.st.size, ret_a, &s);
-        coro_context_make(&s.b_ctx, rb.st.lo, rb.st.size, ret_b, &s);
-        coro_context_switch(&s.main_ctx, &s.a_ctx);
+        coro__context_make(&s.a_ctx, ra.st.lo, ra.st.size, ret_a, &s);
+        coro__context_make(&s.b_ctx, rb.st.lo, rb.st.size, ret_b, &s);
+        coro__context_switch(&s.main_ctx, &s.a_ctx);
         ASSERT_STR_EQ(s.order, "a");
-        coro_context_switch(&s.main_ctx, &s.a_ctx);
+        coro__context_switch(&s.main_ctx, &s.a_ctx);
         ASSERT_STR_EQ(s.order, "aAb");
         ASSERT_EQ(s.locals_ok, 1);
     }
     raw_stack_free(&ra);
     raw_stack_free(&rb);
-    coro_stack_pool_release();
+    coro__stack_pool_release();
 }
 
 /* ---- fibers ------------------------------------------------------------- */
 
 typedef struct fiber_test_hdr {
-    coro_fiber_t fiber; /* first, as coro_fiber_new requires */
-    coro_fiber_t *back; /* who to switch to */
+    coro__fiber_t fiber; /* first, as coro__fiber_new requires */
+    coro__fiber_t *back; /* who to switch to */
     long runs;
-    coro_fiber_t *running_seen;
+    coro__fiber_t *running_seen;
     int done;
     char payload[200];
 } fiber_test_hdr_t;
 
-static coro_fiber_t *fiber_test_body(coro_fiber_t *f)
+static coro__fiber_t *fiber_test_body(coro__fiber_t *f)
 {
     fiber_test_hdr_t *h = (fiber_test_hdr_t *)(void *)f;
     for (int i = 0; i < 3; i++) {
         h->runs++;
-        h->running_seen = coro_fiber_running;
-        coro_fiber_switch(f, h->back);
+        h->running_seen = coro__fiber_running;
+        coro__fiber_switch(f, h->back);
     }
     h->done = 1;
     return h->back;
@@ -696,21 +696,21 @@ static coro_fiber_t *fiber_test_body(coro_fiber_t *f)
 
 TEST(fiber_switch_return_free)
 {
-    coro_fiber_t main_f;
-    coro_fiber_init_thread(&main_f);
-    ASSERT_PTR_EQ(coro_fiber_running, &main_f);
-    size_t size = coro_stack_size_for(0);
+    coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
+    ASSERT_PTR_EQ(coro__fiber_running, &main_f);
+    size_t size = coro__stack_size_for(0);
 
     enum { N = 10 };
     fiber_test_hdr_t *h[N];
     for (int i = 0; i < N; i++) {
-        coro_fiber_t *f = coro_fiber_new(size, sizeof(fiber_test_hdr_t), fiber_test_body);
+        coro__fiber_t *f = coro__fiber_new(size, sizeof(fiber_test_hdr_t), fiber_test_body);
         ASSERT_NOT_NULL(f);
         h[i] = (fiber_test_hdr_t *)(void *)f;
         /* The header is 64-byte aligned, near the top of the stack
          * (within a few cache lines) and the stack below it. */
         ASSERT_EQ((uintptr_t)f % 64, 0);
-        ASSERT_PTR_EQ(f->stack.lo + coro_fiber_stack_bytes(f), f);
+        ASSERT_PTR_EQ(f->stack.lo + coro__fiber_stack_bytes(f), f);
         ASSERT_LE((char *)f + sizeof(fiber_test_hdr_t), f->stack.lo + f->stack.size);
         ASSERT_GT((char *)f + 1024 + sizeof(fiber_test_hdr_t), f->stack.lo + f->stack.size);
         ASSERT_EQ(f->stack.size, size);
@@ -723,8 +723,8 @@ TEST(fiber_switch_return_free)
     /* Interleave them: each runs three times, then returns. */
     for (int round = 0; round < 4; round++) {
         for (int i = 0; i < N; i++) {
-            coro_fiber_switch(&main_f, &h[i]->fiber);
-            ASSERT_PTR_EQ(coro_fiber_running, &main_f);
+            coro__fiber_switch(&main_f, &h[i]->fiber);
+            ASSERT_PTR_EQ(coro__fiber_running, &main_f);
             if (round < 3) {
                 ASSERT_EQ(h[i]->runs, round + 1);
                 ASSERT_PTR_EQ(h[i]->running_seen, &h[i]->fiber);
@@ -736,15 +736,15 @@ TEST(fiber_switch_return_free)
         }
     }
     for (int i = 0; i < N; i++)
-        coro_fiber_free(&h[i]->fiber);
-    coro_fiber_fini_thread(&main_f);
-    ASSERT_NULL(coro_fiber_running);
-    coro_stack_pool_release();
+        coro__fiber_free(&h[i]->fiber);
+    coro__fiber_fini_thread(&main_f);
+    ASSERT_NULL(coro__fiber_running);
+    coro__stack_pool_release();
 }
 
-/* coro_fiber_new does not clear the header, but the fiber's own fields
+/* coro__fiber_new does not clear the header, but the fiber's own fields
  * are set even on a reused, dirty stack. */
-static coro_fiber_t *unused_body(coro_fiber_t *f)
+static coro__fiber_t *unused_body(coro__fiber_t *f)
 {
     return f;
 }
@@ -752,19 +752,19 @@ static coro_fiber_t *unused_body(coro_fiber_t *f)
 TEST(fiber_new_on_a_dirty_stack_sets_its_fields)
 {
     /* The header must hold the fiber (over 900 bytes with ucontext). */
-    enum { HDR = sizeof(coro_fiber_t) + 256 };
-    size_t size = coro_stack_size_for(0);
-    coro_fiber_t *f = coro_fiber_new(size, HDR, unused_body);
+    enum { HDR = sizeof(coro__fiber_t) + 256 };
+    size_t size = coro__stack_size_for(0);
+    coro__fiber_t *f = coro__fiber_new(size, HDR, unused_body);
     ASSERT_NOT_NULL(f);
     char *lo = f->stack.lo, *top = f->stack.lo + f->stack.size;
     /* Dirty everything but the fiber itself, which free reads. */
     memset(lo, 0xff, (size_t)((char *)f - lo));
     memset((char *)f + sizeof *f, 0xff, (size_t)(top - ((char *)f + sizeof *f)));
     f->id = 99;
-    coro_fiber_free(f);
+    coro__fiber_free(f);
     for (int i = 0; i < 8; i++) {
         /* The pool hands the same stack back (last freed, first out). */
-        coro_fiber_t *g = coro_fiber_new(size, HDR, unused_body);
+        coro__fiber_t *g = coro__fiber_new(size, HDR, unused_body);
         ASSERT_NOT_NULL(g);
         ASSERT_PTR_EQ(g->stack.lo, lo);
         ASSERT_EQ(g->stack.size, size);
@@ -772,34 +772,34 @@ TEST(fiber_new_on_a_dirty_stack_sets_its_fields)
         ASSERT_NULL(g->name);
         ASSERT_PTR_EQ(g->body, unused_body);
         ASSERT_LE((char *)g + HDR, top);
-        ASSERT_PTR_EQ(g->stack.lo + coro_fiber_stack_bytes(g), g);
-        memset(lo, 0xff, coro_fiber_stack_bytes(g));
+        ASSERT_PTR_EQ(g->stack.lo + coro__fiber_stack_bytes(g), g);
+        memset(lo, 0xff, coro__fiber_stack_bytes(g));
         memset((char *)g + sizeof *g, 0xff, (size_t)(top - ((char *)g + sizeof *g)));
         g->name = strdup("dirty");
-        coro_fiber_free(g);
+        coro__fiber_free(g);
     }
-    coro_stack_pool_release();
+    coro__stack_pool_release();
 }
 
 /* A fiber that ends by returning to another fiber (not the one that
  * started it), which frees it: the usual shape of a scheduler. */
-static coro_fiber_t *handoff_target;
+static coro__fiber_t *handoff_target;
 static int handoff_ran;
 
-static coro_fiber_t *handoff_body(coro_fiber_t *f)
+static coro__fiber_t *handoff_body(coro__fiber_t *f)
 {
     (void)f;
     handoff_ran++;
     return handoff_target;
 }
 
-static coro_fiber_t *reaper_main;
-static coro_fiber_t *reaper_victim;
+static coro__fiber_t *reaper_main;
+static coro__fiber_t *reaper_victim;
 
-static coro_fiber_t *reaper_body(coro_fiber_t *f)
+static coro__fiber_t *reaper_body(coro__fiber_t *f)
 {
     /* Runs once the victim has returned: free it from here. */
-    coro_fiber_free(reaper_victim);
+    coro__fiber_free(reaper_victim);
     reaper_victim = NULL;
     (void)f;
     return reaper_main;
@@ -807,29 +807,29 @@ static coro_fiber_t *reaper_body(coro_fiber_t *f)
 
 TEST(fiber_returns_to_a_third_fiber_that_frees_it)
 {
-    coro_fiber_t main_f;
-    coro_fiber_init_thread(&main_f);
-    size_t size = coro_stack_size_for(0);
+    coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
+    size_t size = coro__stack_size_for(0);
     for (int i = 0; i < 1000; i++) {
         reaper_main = &main_f;
-        coro_fiber_t *reaper = coro_fiber_new(size, sizeof(coro_fiber_t), reaper_body);
-        reaper_victim = coro_fiber_new(size, sizeof(coro_fiber_t), handoff_body);
+        coro__fiber_t *reaper = coro__fiber_new(size, sizeof(coro__fiber_t), reaper_body);
+        reaper_victim = coro__fiber_new(size, sizeof(coro__fiber_t), handoff_body);
         ASSERT_NOT_NULL(reaper);
         ASSERT_NOT_NULL(reaper_victim);
         handoff_target = reaper;
-        coro_fiber_switch(&main_f, reaper_victim);
-        ASSERT_PTR_EQ(coro_fiber_running, &main_f);
+        coro__fiber_switch(&main_f, reaper_victim);
+        ASSERT_PTR_EQ(coro__fiber_running, &main_f);
         ASSERT_NULL(reaper_victim);
         ASSERT_EQ(handoff_ran, i + 1);
-        coro_fiber_free(reaper);
+        coro__fiber_free(reaper);
     }
-    coro_fiber_fini_thread(&main_f);
-    coro_stack_pool_release();
+    coro__fiber_fini_thread(&main_f);
+    coro__stack_pool_release();
 }
 
 /* ---- values the compiler keeps in registers across an inline switch ---- */
 
-/* coro_fiber_switch is an inline asm statement: the compiler keeps live
+/* coro__fiber_switch is an inline asm statement: the compiler keeps live
  * values in every register its clobber list leaves out. The other side
  * fills every caller-saved register (all general ones, all vector ones,
  * on aarch64 the whole of v8-v15, whose upper halves the AAPCS64 does not
@@ -904,14 +904,14 @@ static void scramble_caller_saved(void)
 
 typedef uint64_t v2u64 __attribute__((vector_size(16)));
 
-static coro_fiber_t *live_a, *live_b;
+static coro__fiber_t *live_a, *live_b;
 static volatile uint64_t live_seed = 0x0123456789abcdefull;
 
-static coro_fiber_t *live_b_body(coro_fiber_t *f)
+static coro__fiber_t *live_b_body(coro__fiber_t *f)
 {
     for (;;) {
         scramble_caller_saved();
-        coro_fiber_switch(f, live_a);
+        coro__fiber_switch(f, live_a);
     }
     return NULL; /* not reached */
 }
@@ -920,10 +920,10 @@ static coro_fiber_t *live_b_body(coro_fiber_t *f)
 
 TEST(fiber_switch_keeps_live_values)
 {
-    coro_fiber_t main_f;
-    coro_fiber_init_thread(&main_f);
+    coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
     live_a = &main_f;
-    live_b = coro_fiber_new(coro_stack_size_for(0), sizeof(coro_fiber_t), live_b_body);
+    live_b = coro__fiber_new(coro__stack_size_for(0), sizeof(coro__fiber_t), live_b_body);
     ASSERT_NOT_NULL(live_b);
 
     uint64_t s = live_seed;
@@ -932,7 +932,7 @@ TEST(fiber_switch_keeps_live_values)
     double d0 = (double)(s >> 40), d1 = d0 * 0.5, d2 = d0 * 0.25, d3 = d0 * 0.125;
     v2u64 v0 = { s, ~s }, v1 = { s + 1, ~s + 1 }, v2 = { s + 2, ~s + 2 }, v3 = { s + 3, ~s + 3 };
     for (uint64_t i = 0; i < LIVE_ROUNDS; i++) {
-        coro_fiber_switch(&main_f, live_b);
+        coro__fiber_switch(&main_f, live_b);
         x0 += 1; x1 += 2; x2 += 3; x3 += 4; x4 += 5; x5 += 6;
         x6 += 7; x7 += 8; x8 += 9; x9 += 10; x10 += 11; x11 += 12;
         d0 += 1.0; d1 += 2.0; d2 += 3.0; d3 += 4.0;
@@ -961,9 +961,9 @@ TEST(fiber_switch_keeps_live_values)
                       (unsigned long long)(s + k + (k + 1) * n),
                       (unsigned long long)(~s + k + (k + 1) * n));
     }
-    coro_fiber_free(live_b);
-    coro_fiber_fini_thread(&main_f);
-    coro_stack_pool_release();
+    coro__fiber_free(live_b);
+    coro__fiber_fini_thread(&main_f);
+    coro__stack_pool_release();
 }
 
 /* A fiber's stack really is used, deeply: recursion to most of its depth. */
@@ -977,10 +977,10 @@ static int deep(int n)
     return deep(n - 1) + pad[0] - pad[511] + 1;
 }
 
-static coro_fiber_t *deep_back;
+static coro__fiber_t *deep_back;
 static int deep_result;
 
-static coro_fiber_t *deep_body(coro_fiber_t *f)
+static coro__fiber_t *deep_body(coro__fiber_t *f)
 {
     (void)f;
     /* 64 KiB stack; about 600 bytes per frame (more with ASan's
@@ -991,14 +991,14 @@ static coro_fiber_t *deep_body(coro_fiber_t *f)
 
 TEST(fiber_uses_most_of_its_stack)
 {
-    coro_fiber_t main_f;
-    coro_fiber_init_thread(&main_f);
+    coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
     deep_back = &main_f;
-    coro_fiber_t *f = coro_fiber_new(coro_stack_size_for(64 * 1024), sizeof *f, deep_body);
+    coro__fiber_t *f = coro__fiber_new(coro__stack_size_for(64 * 1024), sizeof *f, deep_body);
     ASSERT_NOT_NULL(f);
-    coro_fiber_switch(&main_f, f);
+    coro__fiber_switch(&main_f, f);
     ASSERT_EQ(deep_result, 64);
-    coro_fiber_free(f);
-    coro_fiber_fini_thread(&main_f);
-    coro_stack_pool_release();
+    coro__fiber_free(f);
+    coro__fiber_fini_thread(&main_f);
+    coro__stack_pool_release();
 }

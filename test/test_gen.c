@@ -1394,9 +1394,9 @@ static int fault_main(void *arg)
     int n = 3, v;
     /* The generator itself, then the producer's name. */
     for (int nth = 1; nth <= 2; nth++) {
-        coro_fault_arm(CORO_FAULT_MALLOC, nth);
+        coro__fault_arm(CORO_FAULT_MALLOC, nth);
         ASSERT_NULL_ERRNO(coro_gen_new(count_fn, &n, sizeof(int)), ENOMEM);
-        coro_fault_arm(CORO_FAULT_MALLOC, 0);
+        coro__fault_arm(CORO_FAULT_MALLOC, 0);
     }
     coro_gen_t *g = coro_gen_new(count_fn, &n, sizeof(int));
     ASSERT_NOT_NULL(g);

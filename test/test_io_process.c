@@ -959,11 +959,11 @@ static int fault_body(void *arg)
     int fds = tio_count_fds(), failures = 0;
     /* The n-th allocation of a spawn fails, for every n until one passes. */
     for (int n = 1; n < 20; n++) {
-        coro_fault_arm(CORO_FAULT_MALLOC, n);
+        coro__fault_arm(CORO_FAULT_MALLOC, n);
         errno = 0;
         coro_process_t *p = coro_process_spawn(argv, &o);
         int e = errno;
-        coro_fault_arm(CORO_FAULT_MALLOC, 0);
+        coro__fault_arm(CORO_FAULT_MALLOC, 0);
         if (!p) {
             ASSERT_EQ(e, ENOMEM);
             ASSERT_EQ(tio_count_fds(), fds);

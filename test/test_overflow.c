@@ -39,7 +39,7 @@ __attribute__((noinline)) static int recurse(int depth)
     return recurse(depth + 1) + frame[0] + frame[255];
 }
 
-static coro_fiber_t *overflow_body(coro_fiber_t *f)
+static coro__fiber_t *overflow_body(coro__fiber_t *f)
 {
     (void)f;
     recurse(0);
@@ -50,21 +50,21 @@ static coro_fiber_t *overflow_body(coro_fiber_t *f)
  * overflows. Never returns. */
 static void overflow_in_fiber(uint64_t id, const char *name)
 {
-    static coro_fiber_t main_f;
-    coro_fiber_init_thread(&main_f);
-    coro_fiber_t *f = coro_fiber_new(coro_stack_size_for(OVERFLOW_STACK), sizeof *f,
+    static coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
+    coro__fiber_t *f = coro__fiber_new(coro__stack_size_for(OVERFLOW_STACK), sizeof *f,
                                       overflow_body);
     if (!f) {
-        perror("coro_fiber_new");
+        perror("coro__fiber_new");
         exit(10);
     }
     f->id = id;
     f->name = name ? strdup(name) : NULL;
-    if (coro_overflow_thread_init() != 0) {
-        perror("coro_overflow_thread_init");
+    if (coro__overflow_thread_init() != 0) {
+        perror("coro__overflow_thread_init");
         exit(11);
     }
-    coro_fiber_switch(&main_f, f);
+    coro__fiber_switch(&main_f, f);
     fprintf(stderr, "the overflowing fiber came back\n");
     exit(12);
 }
@@ -125,8 +125,8 @@ TEST(overflow_of_an_unnamed_coroutine)
 #define NEIGHBOURS_ABOVE 4
 #define NEIGHBOURS (NEIGHBOURS_BELOW + NEIGHBOURS_ABOVE)
 
-static coro_fiber_t *neighbours[NEIGHBOURS];
-static coro_fiber_t *victim;
+static coro__fiber_t *neighbours[NEIGHBOURS];
+static coro__fiber_t *victim;
 
 static unsigned char canary(int i, size_t off)
 {
@@ -147,9 +147,9 @@ static void canary_handler(int sig, siginfo_t *si, void *uctx)
     (void)sig;
     (void)uctx;
     for (int i = 0; i < NEIGHBOURS; i++) {
-        const coro_fiber_t *n = neighbours[i];
+        const coro__fiber_t *n = neighbours[i];
         const unsigned char *p = (const unsigned char *)n->stack.lo;
-        size_t bytes = coro_fiber_stack_bytes(n);
+        size_t bytes = coro__fiber_stack_bytes(n);
         for (size_t off = 0; off < bytes; off++) {
             if (p[off] != canary(i, off)) {
                 say("canary smashed in a neighbour's stack\n");
@@ -162,7 +162,7 @@ static void canary_handler(int sig, siginfo_t *si, void *uctx)
         }
     }
     const char *a = si->si_addr;
-    if (!(a < victim->stack.lo && a >= victim->stack.lo - coro_stack_guard_size())) {
+    if (!(a < victim->stack.lo && a >= victim->stack.lo - coro__stack_guard_size())) {
         say("the fault was not in the overflowing coroutine's guard\n");
         _exit(6);
     }
@@ -175,21 +175,21 @@ static void canary_handler(int sig, siginfo_t *si, void *uctx)
 static void fill_canaries(void)
 {
     for (int i = 0; i < NEIGHBOURS; i++) {
-        coro_fiber_t *n = neighbours[i];
+        coro__fiber_t *n = neighbours[i];
         unsigned char *p = (unsigned char *)n->stack.lo;
-        size_t bytes = coro_fiber_stack_bytes(n);
+        size_t bytes = coro__fiber_stack_bytes(n);
         for (size_t off = 0; off < bytes; off++)
             p[off] = canary(i, off);
         n->id = (uint64_t)(100 + i);
     }
 }
 
-static coro_fiber_t *checked_overflow_body(coro_fiber_t *f)
+static coro__fiber_t *checked_overflow_body(coro__fiber_t *f)
 {
     /* The layout this test relies on: the last neighbour allocated before
      * the victim sits right below its guard. */
-    coro_fiber_t *below = neighbours[NEIGHBOURS_BELOW - 1];
-    if (below->stack.lo + below->stack.size + coro_stack_guard_size() != f->stack.lo) {
+    coro__fiber_t *below = neighbours[NEIGHBOURS_BELOW - 1];
+    if (below->stack.lo + below->stack.size + coro__stack_guard_size() != f->stack.lo) {
         say("the neighbour below is not adjacent: the test's premise is wrong\n");
         _exit(14);
     }
@@ -212,31 +212,31 @@ static void neighbours_child_main(void *arg)
         perror("sigaction");
         exit(13);
     }
-    static coro_fiber_t main_f;
-    coro_fiber_init_thread(&main_f);
-    size_t sz = coro_stack_size_for(OVERFLOW_STACK);
+    static coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
+    size_t sz = coro__stack_size_for(OVERFLOW_STACK);
     for (int i = 0; i < NEIGHBOURS_BELOW; i++)
-        neighbours[i] = coro_fiber_new(sz, sizeof(coro_fiber_t), overflow_body);
-    victim = coro_fiber_new(sz, sizeof(coro_fiber_t), checked_overflow_body);
+        neighbours[i] = coro__fiber_new(sz, sizeof(coro__fiber_t), overflow_body);
+    victim = coro__fiber_new(sz, sizeof(coro__fiber_t), checked_overflow_body);
     for (int i = NEIGHBOURS_BELOW; i < NEIGHBOURS; i++)
-        neighbours[i] = coro_fiber_new(sz, sizeof(coro_fiber_t), overflow_body);
+        neighbours[i] = coro__fiber_new(sz, sizeof(coro__fiber_t), overflow_body);
     if (!victim) {
-        perror("coro_fiber_new");
+        perror("coro__fiber_new");
         exit(10);
     }
     for (int i = 0; i < NEIGHBOURS; i++) {
         if (!neighbours[i]) {
-            perror("coro_fiber_new");
+            perror("coro__fiber_new");
             exit(10);
         }
     }
     victim->id = 42;
     victim->name = strdup("deep-recursion");
-    if (coro_overflow_thread_init() != 0) {
-        perror("coro_overflow_thread_init");
+    if (coro__overflow_thread_init() != 0) {
+        perror("coro__overflow_thread_init");
         exit(11);
     }
-    coro_fiber_switch(&main_f, victim);
+    coro__fiber_switch(&main_f, victim);
     say("the overflowing fiber came back\n");
     exit(12);
 }
@@ -263,7 +263,7 @@ TEST(overflow_leaves_neighbours_untouched)
  * compiler's bounds warnings). */
 static volatile uintptr_t wild_addr = 16;
 
-static coro_fiber_t *wild_body(coro_fiber_t *f)
+static coro__fiber_t *wild_body(coro__fiber_t *f)
 {
     (void)f;
     *(volatile char *)wild_addr = 1;
@@ -275,16 +275,16 @@ static void wild_child(void *arg)
     (void)arg;
     signal(SIGSEGV, SIG_DFL);
     signal(SIGBUS, SIG_DFL);
-    static coro_fiber_t main_f;
-    coro_fiber_init_thread(&main_f);
-    coro_fiber_t *f = coro_fiber_new(coro_stack_size_for(0), sizeof *f, wild_body);
+    static coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
+    coro__fiber_t *f = coro__fiber_new(coro__stack_size_for(0), sizeof *f, wild_body);
     if (!f)
         exit(10);
     f->id = 5;
     f->name = strdup("wild");
-    if (coro_overflow_thread_init() != 0)
+    if (coro__overflow_thread_init() != 0)
         exit(11);
-    coro_fiber_switch(&main_f, f);
+    coro__fiber_switch(&main_f, f);
     exit(12);
 }
 
@@ -302,9 +302,9 @@ static void raise_child(void *arg)
 {
     (void)arg;
     signal(SIGSEGV, SIG_DFL);
-    static coro_fiber_t main_f;
-    coro_fiber_init_thread(&main_f);
-    if (coro_overflow_thread_init() != 0)
+    static coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
+    if (coro__overflow_thread_init() != 0)
         exit(11);
     /* A SIGSEGV sent, not caused: the default action still happens. */
     raise(SIGSEGV);
@@ -323,13 +323,13 @@ TEST(overflow_handler_keeps_a_sent_sigsegv_deadly)
 
 TEST(overflow_thread_init_twice_keeps_one_altstack)
 {
-    ASSERT_EQ(coro_overflow_thread_init(), 0);
+    ASSERT_EQ(coro__overflow_thread_init(), 0);
     stack_t a, b;
     ASSERT_EQ(sigaltstack(NULL, &a), 0);
     ASSERT_EQ(a.ss_flags & SS_DISABLE, 0);
     ASSERT_GE(a.ss_size, (size_t)MINSIGSTKSZ);
-    ASSERT_EQ(coro_overflow_thread_init(), 0);
+    ASSERT_EQ(coro__overflow_thread_init(), 0);
     ASSERT_EQ(sigaltstack(NULL, &b), 0);
     ASSERT_PTR_EQ(b.ss_sp, a.ss_sp);
-    coro_overflow_thread_fini();
+    coro__overflow_thread_fini();
 }

@@ -628,7 +628,7 @@ TEST(poller_kqueue_shim_reports_change_errors_as_the_man_page_says)
     ASSERT_ERRNO(kevent(kq, NULL, 0, ev, 4, &bad), EINVAL);
 
     close_both(fds);
-    ASSERT_EQ(coro_kqueue_shim_close(kq), 0);
+    ASSERT_EQ(coro__kqueue_shim_close(kq), 0);
     ASSERT_ERRNO(kevent(kq, NULL, 0, ev, 4, &zero), EBADF);
 }
 
@@ -661,7 +661,7 @@ TEST(poller_kqueue_shim_hands_out_events_a_few_at_a_time)
     ASSERT_EQ(ev[0].filter, EVFILT_WRITE);
     ASSERT_EQ(ev[0].flags & EV_EOF, EV_EOF);
     close(sv[0]);
-    ASSERT_EQ(coro_kqueue_shim_close(kq), 0);
+    ASSERT_EQ(coro__kqueue_shim_close(kq), 0);
 }
 
 TEST(poller_kqueue_shim_user_event_is_reset_by_ev_clear)
@@ -690,6 +690,6 @@ TEST(poller_kqueue_shim_user_event_is_reset_by_ev_clear)
     ASSERT_EQ(ev[0].filter, EVFILT_USER);
     ASSERT_NULL(ev[0].udata);
     ASSERT_EQ(kevent(kq, NULL, 0, ev, 2, &zero), 0);
-    ASSERT_EQ(coro_kqueue_shim_close(kq), 0);
+    ASSERT_EQ(coro__kqueue_shim_close(kq), 0);
 }
 #endif /* CORO_KQUEUE_SHIM */

@@ -178,14 +178,14 @@ static int many_main(void *arg)
         ASSERT_EQ(coro_cancel(h[i]), 0);
     /* Optionally keep every freed stack warm rather than returning its
      * pages one madvise at a time: coro_main's end unmaps them in bulk. */
-    unsigned old_hot = m->fast_teardown ? coro_stack_pool_set_hot(~0u) : 0;
+    unsigned old_hot = m->fast_teardown ? coro__stack_pool_set_hot(~0u) : 0;
     for (long i = 0; i < m->n; i++) {
         int st = 0;
         ASSERT_EQ(coro_join(h[i], &st), 0);
         ASSERT_EQ(st, 2);
     }
     if (m->fast_teardown)
-        coro_stack_pool_set_hot(old_hot);
+        coro__stack_pool_set_hot(old_hot);
     free(h);
     coro_stats(&s);
     ASSERT_EQ(s.live, 1);
@@ -199,11 +199,11 @@ static int many_main(void *arg)
  * stack decides, so make one. */
 static int guards_split_mappings(void)
 {
-    coro_stack_t st;
-    if (coro_stack_alloc(&st, coro_stack_size_for(0)) == 0)
-        coro_stack_free(&st);
-    coro_stack_pool_release();
-    return strcmp(coro_stack_guard_kind(), "mprotect") == 0;
+    coro__stack_t st;
+    if (coro__stack_alloc(&st, coro__stack_size_for(0)) == 0)
+        coro__stack_free(&st);
+    coro__stack_pool_release();
+    return strcmp(coro__stack_guard_kind(), "mprotect") == 0;
 }
 
 TEST(sched_many_parked_then_cancelled)
@@ -293,10 +293,10 @@ static int fault_main(void *arg)
 
     /* The name's copy fails. */
     fault_ran = 0;
-    coro_fault_arm(CORO_FAULT_MALLOC, 1);
+    coro__fault_arm(CORO_FAULT_MALLOC, 1);
     ASSERT_NULL_ERRNO(coro_spawn_opts(fault_body, NULL, &(coro_opts_t){ .name = "victim" }),
                       ENOMEM);
-    coro_fault_arm(CORO_FAULT_MALLOC, 0);
+    coro__fault_arm(CORO_FAULT_MALLOC, 0);
     coro_stats(&b);
     ASSERT_EQ(b.spawned, a.spawned);
     ASSERT_EQ(b.live, a.live);
@@ -307,26 +307,26 @@ static int fault_main(void *arg)
     /* A fresh slab cannot be mapped: a stack size never used before, so no
      * pooled stack of that size exists. */
     size_t fresh = CORO_STACK_MIN + 7 * 4096;
-    coro_fault_arm(CORO_FAULT_MMAP, 1);
+    coro__fault_arm(CORO_FAULT_MMAP, 1);
     ASSERT_NULL_ERRNO(coro_spawn_opts(fault_body, NULL,
                                       &(coro_opts_t){ .stack_size = fresh, .name = "m" }),
                       ENOMEM);
-    coro_fault_arm(CORO_FAULT_MMAP, 0);
+    coro__fault_arm(CORO_FAULT_MMAP, 0);
     /* The default size still has its pool: unaffected. */
-    coro_fault_arm(CORO_FAULT_MMAP, 1);
+    coro__fault_arm(CORO_FAULT_MMAP, 1);
     coro_t *c = coro_spawn(fault_body, NULL);
-    coro_fault_arm(CORO_FAULT_MMAP, 0);
+    coro__fault_arm(CORO_FAULT_MMAP, 0);
     ASSERT_NOT_NULL(c);
     ASSERT_EQ(coro_join(c, NULL), 0);
     still_works(fresh);
 
     /* A stack's guard cannot be installed. */
     size_t fresh2 = CORO_STACK_MIN + 9 * 4096;
-    coro_fault_arm(CORO_FAULT_GUARD, 1);
+    coro__fault_arm(CORO_FAULT_GUARD, 1);
     ASSERT_NULL_ERRNO(coro_spawn_opts(fault_body, NULL,
                                       &(coro_opts_t){ .stack_size = fresh2 }),
                       ENOMEM);
-    coro_fault_arm(CORO_FAULT_GUARD, 0);
+    coro__fault_arm(CORO_FAULT_GUARD, 0);
     still_works(fresh2);
 
     /* The n-th allocation of a spawn fails, for every n: ENOMEM or
@@ -334,12 +334,12 @@ static int fault_main(void *arg)
     int failures = 0;
     for (int n = 1; n <= 8; n++) {
         size_t sz = CORO_STACK_MIN + (size_t)(11 + n) * 4096; /* fresh each time */
-        coro_fault_arm(CORO_FAULT_MALLOC, n);
+        coro__fault_arm(CORO_FAULT_MALLOC, n);
         errno = 0;
         coro_t *x = coro_spawn_opts(fault_body, NULL,
                                     &(coro_opts_t){ .stack_size = sz, .name = "nth" });
         int e = errno;
-        coro_fault_arm(CORO_FAULT_MALLOC, 0);
+        coro__fault_arm(CORO_FAULT_MALLOC, 0);
         if (x) {
             int st = 0;
             ASSERT_EQ(coro_join(x, &st), 0);
@@ -354,10 +354,10 @@ static int fault_main(void *arg)
     /* In a group: the failed child is not counted. */
     coro_group_t *g = coro_group_new(CORO_GROUP_COLLECT);
     ASSERT_NOT_NULL(g);
-    coro_fault_arm(CORO_FAULT_MALLOC, 1);
+    coro__fault_arm(CORO_FAULT_MALLOC, 1);
     ASSERT_NULL_ERRNO(coro_group_spawn_opts(g, fault_body, NULL, &(coro_opts_t){ .name = "g" }),
                       ENOMEM);
-    coro_fault_arm(CORO_FAULT_MALLOC, 0);
+    coro__fault_arm(CORO_FAULT_MALLOC, 0);
     ASSERT_EQ(coro_group_wait(g), 0);
     ASSERT_NULL_ERRNO(coro_group_next(g, NULL), ENOENT);
     coro_group_free(g);
@@ -387,11 +387,11 @@ TEST(sched_fault_injection_coro_main_enomem)
     int failures = 0, n;
     for (n = 1; n <= 20; n++) {
         main_ran = 0;
-        coro_fault_arm(CORO_FAULT_MALLOC, n);
+        coro__fault_arm(CORO_FAULT_MALLOC, n);
         errno = 0;
         int r = coro_main(fault_main_body, NULL);
         int e = errno;
-        coro_fault_arm(CORO_FAULT_MALLOC, 0);
+        coro__fault_arm(CORO_FAULT_MALLOC, 0);
         if (r == 4) {
             ASSERT_EQ(main_ran, 1);
             break;
@@ -404,11 +404,11 @@ TEST(sched_fault_injection_coro_main_enomem)
     ASSERT_LE(n, 20);
     ASSERT_GE(failures, 1);
     for (n = 1; n <= 5; n++) {
-        coro_fault_arm(CORO_FAULT_MMAP, n);
+        coro__fault_arm(CORO_FAULT_MMAP, n);
         errno = 0;
         int r = coro_main(fault_main_body, NULL);
         int e = errno;
-        coro_fault_arm(CORO_FAULT_MMAP, 0);
+        coro__fault_arm(CORO_FAULT_MMAP, 0);
         ASSERT(r == 4 || (r == -1 && e == ENOMEM));
     }
     /* Fine afterwards. */

@@ -52,14 +52,14 @@ static size_t resident_pages(const char *lo, size_t size)
     } while (0)
 
 /* Touch every page of a stack so that it is resident. */
-static void touch(const coro_stack_t *st, unsigned char v)
+static void touch(const coro__stack_t *st, unsigned char v)
 {
     memset(st->lo, v, st->size);
 }
 
 static int is_mprotect(void)
 {
-    return strcmp(coro_stack_guard_kind(), "mprotect") == 0;
+    return strcmp(coro__stack_guard_kind(), "mprotect") == 0;
 }
 
 /* ---- sizes -------------------------------------------------------------- */
@@ -67,25 +67,25 @@ static int is_mprotect(void)
 TEST(stack_size_for_rounds_and_checks_limits)
 {
     size_t ps = page();
-    ASSERT_EQ(coro_stack_size_for(0), CORO_STACK_DEFAULT);
-    ASSERT_EQ(coro_stack_size_for(CORO_STACK_MIN), CORO_STACK_MIN);
-    ASSERT_EQ(coro_stack_size_for(CORO_STACK_MIN + 1), CORO_STACK_MIN + ps);
-    ASSERT_EQ(coro_stack_size_for(CORO_STACK_DEFAULT - 1), CORO_STACK_DEFAULT);
-    ASSERT_EQ(coro_stack_size_for(100000), (100000 + ps - 1) / ps * ps);
-    ASSERT_EQ(coro_stack_size_for(CORO_STACK_MAX), CORO_STACK_MAX);
+    ASSERT_EQ(coro__stack_size_for(0), CORO_STACK_DEFAULT);
+    ASSERT_EQ(coro__stack_size_for(CORO_STACK_MIN), CORO_STACK_MIN);
+    ASSERT_EQ(coro__stack_size_for(CORO_STACK_MIN + 1), CORO_STACK_MIN + ps);
+    ASSERT_EQ(coro__stack_size_for(CORO_STACK_DEFAULT - 1), CORO_STACK_DEFAULT);
+    ASSERT_EQ(coro__stack_size_for(100000), (100000 + ps - 1) / ps * ps);
+    ASSERT_EQ(coro__stack_size_for(CORO_STACK_MAX), CORO_STACK_MAX);
     for (size_t req = CORO_STACK_MIN; req < CORO_STACK_MIN + 3 * ps; req += 123) {
-        size_t got = coro_stack_size_for(req);
+        size_t got = coro__stack_size_for(req);
         ASSERT_EQ(got % ps, 0);
         ASSERT_GE(got, req);
         ASSERT_LT(got - req, ps);
     }
-    ASSERT_RET_ERRNO(coro_stack_size_for(1), 0, EINVAL);
-    ASSERT_RET_ERRNO(coro_stack_size_for(CORO_STACK_MIN - 1), 0, EINVAL);
-    ASSERT_RET_ERRNO(coro_stack_size_for(CORO_STACK_MAX + 1), 0, EINVAL);
-    ASSERT_RET_ERRNO(coro_stack_size_for(SIZE_MAX), 0, EINVAL);
-    ASSERT_RET_ERRNO(coro_stack_size_for(SIZE_MAX - ps + 2), 0, EINVAL);
+    ASSERT_RET_ERRNO(coro__stack_size_for(1), 0, EINVAL);
+    ASSERT_RET_ERRNO(coro__stack_size_for(CORO_STACK_MIN - 1), 0, EINVAL);
+    ASSERT_RET_ERRNO(coro__stack_size_for(CORO_STACK_MAX + 1), 0, EINVAL);
+    ASSERT_RET_ERRNO(coro__stack_size_for(SIZE_MAX), 0, EINVAL);
+    ASSERT_RET_ERRNO(coro__stack_size_for(SIZE_MAX - ps + 2), 0, EINVAL);
 
-    size_t g = coro_stack_guard_size();
+    size_t g = coro__stack_guard_size();
     ASSERT_GE(g, ps);
     ASSERT_EQ(g % ps, 0);
 }
@@ -94,7 +94,7 @@ TEST(stack_size_for_rounds_and_checks_limits)
 
 static int by_lo(const void *a, const void *b)
 {
-    const coro_stack_t *x = a, *y = b;
+    const coro__stack_t *x = a, *y = b;
     return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
@@ -102,10 +102,10 @@ TEST(stack_whole_range_writable_and_disjoint)
 {
     const size_t sizes[] = { CORO_STACK_MIN, 0, 200 * 1024, 1024 * 1024 };
     enum { PER = 5, NS = sizeof sizes / sizeof *sizes };
-    coro_stack_t st[NS * PER];
+    coro__stack_t st[NS * PER];
     for (size_t i = 0; i < NS * PER; i++) {
-        size_t sz = coro_stack_size_for(sizes[i % NS]);
-        ASSERT_EQ(coro_stack_alloc(&st[i], sz), 0);
+        size_t sz = coro__stack_size_for(sizes[i % NS]);
+        ASSERT_EQ(coro__stack_alloc(&st[i], sz), 0);
         ASSERT_EQ(st[i].size, sz);
         ASSERT_EQ((uintptr_t)st[i].lo % page(), 0);
         /* Every byte can be written and reads back. */
@@ -123,15 +123,15 @@ TEST(stack_whole_range_writable_and_disjoint)
                           "another stack overlaps it", i, off, p[off], want);
     }
     /* No two stacks overlap, and a guard's worth of space separates them. */
-    coro_stack_t sorted[NS * PER];
+    coro__stack_t sorted[NS * PER];
     memcpy(sorted, st, sizeof st);
     qsort(sorted, NS * PER, sizeof *sorted, by_lo);
     for (size_t i = 1; i < NS * PER; i++)
         ASSERT_GE(sorted[i].lo - (sorted[i - 1].lo + sorted[i - 1].size),
-                  (long long)coro_stack_guard_size());
+                  (long long)coro__stack_guard_size());
     for (size_t i = 0; i < NS * PER; i++)
-        coro_stack_free(&st[i]);
-    coro_stack_pool_release();
+        coro__stack_free(&st[i]);
+    coro__stack_pool_release();
 }
 
 /* ---- guards ------------------------------------------------------------- */
@@ -161,10 +161,10 @@ static void assert_write_faults(void *addr, const char *expr, const char *file, 
 
 static void check_guards(void)
 {
-    size_t sz = coro_stack_size_for(0), g = coro_stack_guard_size();
-    coro_stack_t a, b;
-    ASSERT_EQ(coro_stack_alloc(&a, sz), 0);
-    ASSERT_EQ(coro_stack_alloc(&b, sz), 0);
+    size_t sz = coro__stack_size_for(0), g = coro__stack_guard_size();
+    coro__stack_t a, b;
+    ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&b, sz), 0);
     /* The bytes just inside are fine... */
     a.lo[0] = 1;
     a.lo[a.size - 1] = 1;
@@ -176,17 +176,17 @@ static void check_guards(void)
 
     /* A slot whose pages went back to the system and came back into use
      * keeps its guard. */
-    unsigned old = coro_stack_pool_set_hot(0);
-    coro_stack_free(&a);
-    coro_stack_t c;
-    ASSERT_EQ(coro_stack_alloc(&c, sz), 0);
+    unsigned old = coro__stack_pool_set_hot(0);
+    coro__stack_free(&a);
+    coro__stack_t c;
+    ASSERT_EQ(coro__stack_alloc(&c, sz), 0);
     ASSERT_PTR_EQ(c.lo, a.lo);
     c.lo[0] = 1;
     ASSERT_WRITE_FAULTS(c.lo - 1);
-    coro_stack_pool_set_hot(old);
-    coro_stack_free(&b);
-    coro_stack_free(&c);
-    coro_stack_pool_release();
+    coro__stack_pool_set_hot(old);
+    coro__stack_free(&b);
+    coro__stack_free(&c);
+    coro__stack_pool_release();
 }
 
 TEST(stack_guard_below_lo_faults)
@@ -198,86 +198,86 @@ TEST(stack_guard_below_lo_faults_mprotect)
 {
     ASSERT_EQ(setenv("CORO_STACK_GUARD", "mprotect", 1), 0);
     check_guards();
-    ASSERT_STR_EQ(coro_stack_guard_kind(), "mprotect");
+    ASSERT_STR_EQ(coro__stack_guard_kind(), "mprotect");
 }
 
 /* ---- the pool ----------------------------------------------------------- */
 
 TEST(stack_pool_hands_back_freed_stacks_lifo)
 {
-    size_t sz = coro_stack_size_for(0);
-    coro_stack_t a, b, c, x;
-    ASSERT_EQ(coro_stack_alloc(&a, sz), 0);
-    ASSERT_EQ(coro_stack_alloc(&b, sz), 0);
-    ASSERT_EQ(coro_stack_alloc(&c, sz), 0);
-    coro_stack_free(&a);
-    coro_stack_free(&b);
-    coro_stack_free(&c);
+    size_t sz = coro__stack_size_for(0);
+    coro__stack_t a, b, c, x;
+    ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&b, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&c, sz), 0);
+    coro__stack_free(&a);
+    coro__stack_free(&b);
+    coro__stack_free(&c);
     /* Hottest first: the last freed is the first handed out. */
-    ASSERT_EQ(coro_stack_alloc(&x, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&x, sz), 0);
     ASSERT_PTR_EQ(x.lo, c.lo);
     ASSERT_EQ(x.size, sz);
-    coro_stack_t y, z, w;
-    ASSERT_EQ(coro_stack_alloc(&y, sz), 0);
+    coro__stack_t y, z, w;
+    ASSERT_EQ(coro__stack_alloc(&y, sz), 0);
     ASSERT_PTR_EQ(y.lo, b.lo);
-    ASSERT_EQ(coro_stack_alloc(&z, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&z, sz), 0);
     ASSERT_PTR_EQ(z.lo, a.lo);
     /* The pool is empty again: a new stack, none of the three. */
-    ASSERT_EQ(coro_stack_alloc(&w, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&w, sz), 0);
     ASSERT(w.lo != a.lo && w.lo != b.lo && w.lo != c.lo);
     /* A freed and re-taken stack is whole and usable. */
     touch(&x, 0xab);
     touch(&y, 0xcd);
     ASSERT_EQ((unsigned char)x.lo[x.size - 1], 0xab);
-    coro_stack_free(&x);
-    coro_stack_free(&y);
-    coro_stack_free(&z);
-    coro_stack_free(&w);
-    coro_stack_pool_release();
+    coro__stack_free(&x);
+    coro__stack_free(&y);
+    coro__stack_free(&z);
+    coro__stack_free(&w);
+    coro__stack_pool_release();
 }
 
 TEST(stack_pool_keeps_sizes_apart)
 {
-    size_t small = coro_stack_size_for(CORO_STACK_MIN), dflt = coro_stack_size_for(0);
-    coro_stack_t s, d, s2;
-    ASSERT_EQ(coro_stack_alloc(&s, small), 0);
-    coro_stack_free(&s);
+    size_t small = coro__stack_size_for(CORO_STACK_MIN), dflt = coro__stack_size_for(0);
+    coro__stack_t s, d, s2;
+    ASSERT_EQ(coro__stack_alloc(&s, small), 0);
+    coro__stack_free(&s);
     /* A freed small stack is not handed out for a bigger request... */
-    ASSERT_EQ(coro_stack_alloc(&d, dflt), 0);
+    ASSERT_EQ(coro__stack_alloc(&d, dflt), 0);
     ASSERT(d.lo != s.lo);
     ASSERT_EQ(d.size, dflt);
     touch(&d, 1);
     /* ...but for the same size it is. */
-    ASSERT_EQ(coro_stack_alloc(&s2, small), 0);
+    ASSERT_EQ(coro__stack_alloc(&s2, small), 0);
     ASSERT_PTR_EQ(s2.lo, s.lo);
     ASSERT_EQ(s2.size, small);
-    coro_stack_free(&d);
-    coro_stack_free(&s2);
-    coro_stack_pool_release();
+    coro__stack_free(&d);
+    coro__stack_free(&s2);
+    coro__stack_pool_release();
 }
 
 TEST(stack_pool_set_hot_returns_old_value)
 {
-    ASSERT_EQ(coro_stack_pool_set_hot(5), CORO_STACK_POOL_HOT);
-    ASSERT_EQ(coro_stack_pool_set_hot(0), 5);
-    ASSERT_EQ(coro_stack_pool_set_hot(CORO_STACK_POOL_HOT), 0);
+    ASSERT_EQ(coro__stack_pool_set_hot(5), CORO_STACK_POOL_HOT);
+    ASSERT_EQ(coro__stack_pool_set_hot(0), 5);
+    ASSERT_EQ(coro__stack_pool_set_hot(CORO_STACK_POOL_HOT), 0);
 }
 
 /* Past the high-water mark a freed stack's pages go back to the system; the
  * hot ones stay as they were. */
 TEST(stack_pool_high_water_mark)
 {
-    size_t sz = coro_stack_size_for(64 * 1024), np = sz / page();
-    coro_stack_pool_set_hot(2);
+    size_t sz = coro__stack_size_for(64 * 1024), np = sz / page();
+    coro__stack_pool_set_hot(2);
     enum { N = 5 };
-    coro_stack_t st[N];
+    coro__stack_t st[N];
     for (int i = 0; i < N; i++) {
-        ASSERT_EQ(coro_stack_alloc(&st[i], sz), 0);
+        ASSERT_EQ(coro__stack_alloc(&st[i], sz), 0);
         touch(&st[i], (unsigned char)(0x10 + i));
         ASSERT_EQ(resident_pages(st[i].lo, sz), np);
     }
     for (int i = 0; i < N; i++)
-        coro_stack_free(&st[i]);
+        coro__stack_free(&st[i]);
     /* The first two freed went onto the hot list; the other three were
      * over the mark: their pages are gone, and read back as zeroes. */
     for (int i = 0; i < 2; i++) {
@@ -291,30 +291,30 @@ TEST(stack_pool_high_water_mark)
         ASSERT_EQ(st[i].lo[sz - 1], 0);
     }
     /* The hot ones come back first, last freed first. */
-    coro_stack_t x;
-    ASSERT_EQ(coro_stack_alloc(&x, sz), 0);
+    coro__stack_t x;
+    ASSERT_EQ(coro__stack_alloc(&x, sz), 0);
     ASSERT_PTR_EQ(x.lo, st[1].lo);
-    coro_stack_free(&x);
-    coro_stack_pool_set_hot(CORO_STACK_POOL_HOT);
-    coro_stack_pool_release();
+    coro__stack_free(&x);
+    coro__stack_pool_set_hot(CORO_STACK_POOL_HOT);
+    coro__stack_pool_release();
 }
 
 /* With no hot list, a freed stack's pages go back at once, and a slab
  * with nothing in use is unmapped. */
 TEST(stack_pool_hot_zero_returns_pages_and_unmaps_slab)
 {
-    size_t sz = coro_stack_size_for(0), np = sz / page();
-    ASSERT_EQ(coro_stack_pool_set_hot(0), CORO_STACK_POOL_HOT);
+    size_t sz = coro__stack_size_for(0), np = sz / page();
+    ASSERT_EQ(coro__stack_pool_set_hot(0), CORO_STACK_POOL_HOT);
     long maps0 = test_count_mappings();
-    coro_stack_t a, b;
-    ASSERT_EQ(coro_stack_alloc(&a, sz), 0);
-    ASSERT_EQ(coro_stack_alloc(&b, sz), 0);
+    coro__stack_t a, b;
+    ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&b, sz), 0);
     ASSERT_PTR_EQ(a.slab, b.slab); /* one slab holds both */
     touch(&a, 0x5a);
     touch(&b, 0xa5);
     ASSERT_GT(test_count_mappings(), maps0);
 
-    coro_stack_free(&a);
+    coro__stack_free(&a);
     /* b keeps the slab mapped; a's pages are gone and read as zeroes. */
     ASSERT(test_is_mapped(a.lo));
     ASSERT_EQ(resident_pages(a.lo, sz), 0);
@@ -323,66 +323,66 @@ TEST(stack_pool_hot_zero_returns_pages_and_unmaps_slab)
     ASSERT_EQ(a.lo[sz / 2], 0);
     ASSERT_EQ((unsigned char)b.lo[sz / 2], 0xa5);
 
-    coro_stack_free(&b);
+    coro__stack_free(&b);
     /* Nothing in use: the whole slab is gone. */
     ASSERT(!test_is_mapped(a.lo));
     ASSERT(!test_is_mapped(b.lo));
-    ASSERT(!test_is_mapped(b.lo - coro_stack_guard_size()));
+    ASSERT(!test_is_mapped(b.lo - coro__stack_guard_size()));
     ASSERT_MAPPINGS_BACK(maps0);
 
     /* And it comes back on demand. */
-    ASSERT_EQ(coro_stack_alloc(&a, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
     touch(&a, 1);
-    coro_stack_free(&a);
+    coro__stack_free(&a);
     ASSERT_MAPPINGS_BACK(maps0);
-    coro_stack_pool_set_hot(CORO_STACK_POOL_HOT);
-    coro_stack_pool_release();
+    coro__stack_pool_set_hot(CORO_STACK_POOL_HOT);
+    coro__stack_pool_release();
 }
 
-/* coro_stack_pool_release gives back every pooled stack: unmapped with its
+/* coro__stack_pool_release gives back every pooled stack: unmapped with its
  * slab, or (when the slab still holds a stack in use) its pages returned;
  * a stack in use is left alone. */
 TEST(stack_pool_release_returns_pooled_stacks)
 {
-    size_t sz = coro_stack_size_for(0), np = sz / page();
+    size_t sz = coro__stack_size_for(0), np = sz / page();
     long maps0 = test_count_mappings();
     enum { N = 8 };
-    coro_stack_t st[N];
+    coro__stack_t st[N];
     for (int i = 0; i < N; i++) {
-        ASSERT_EQ(coro_stack_alloc(&st[i], sz), 0);
+        ASSERT_EQ(coro__stack_alloc(&st[i], sz), 0);
         touch(&st[i], (unsigned char)i);
     }
     /* All pooled, nothing in use: release unmaps everything. */
     for (int i = 0; i < N; i++)
-        coro_stack_free(&st[i]);
+        coro__stack_free(&st[i]);
     ASSERT(test_is_mapped(st[0].lo));
-    coro_stack_pool_release();
+    coro__stack_pool_release();
     for (int i = 0; i < N; i++)
         ASSERT(!test_is_mapped(st[i].lo));
     ASSERT_MAPPINGS_BACK(maps0);
 
     /* One stays in use. */
     for (int i = 0; i < N; i++) {
-        ASSERT_EQ(coro_stack_alloc(&st[i], sz), 0);
+        ASSERT_EQ(coro__stack_alloc(&st[i], sz), 0);
         touch(&st[i], (unsigned char)(i + 1));
     }
     for (int i = 1; i < N; i++)
-        coro_stack_free(&st[i]);
-    coro_stack_pool_release();
+        coro__stack_free(&st[i]);
+    coro__stack_pool_release();
     ASSERT(test_is_mapped(st[0].lo));
     ASSERT_EQ(resident_pages(st[0].lo, sz), np);
     ASSERT_EQ(st[0].lo[sz - 1], 1);
     for (int i = 1; i < N; i++) {
         if (test_is_mapped(st[i].lo) && resident_pages(st[i].lo, sz) != 0)
             test_fail(__FILE__, __LINE__,
-                      "stack %d was pooled, but after coro_stack_pool_release it is "
+                      "stack %d was pooled, but after coro__stack_pool_release it is "
                       "still mapped with %zu of %zu pages resident", i,
                       resident_pages(st[i].lo, sz), np);
     }
     /* The in-use stack still works, and can be freed afterwards. */
     touch(&st[0], 0x77);
-    coro_stack_free(&st[0]);
-    coro_stack_pool_release();
+    coro__stack_free(&st[0]);
+    coro__stack_pool_release();
     ASSERT(!test_is_mapped(st[0].lo));
     ASSERT_MAPPINGS_BACK(maps0);
 }
@@ -392,23 +392,23 @@ TEST(stack_pool_release_returns_pooled_stacks)
 TEST(stack_100k_default_stacks_few_mappings)
 {
     size_t n = 100000;
-    size_t sz = coro_stack_size_for(0);
-    coro_stack_t *st = calloc(n, sizeof *st);
+    size_t sz = coro__stack_size_for(0);
+    coro__stack_t *st = calloc(n, sizeof *st);
     ASSERT_NOT_NULL(st);
     long maps0 = test_count_mappings();
     ASSERT_GT(maps0, 0);
 
-    ASSERT_EQ(coro_stack_alloc(&st[0], sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&st[0], sz), 0);
     int mprot = is_mprotect();
     /* mprotect guards: two mappings per stack, stay under vm.max_map_count.
      * Valgrind: it looks up registered stacks in a list, slow at 100k. */
     if (mprot || test_under_valgrind())
         n = 10000;
     for (size_t i = 1; i < n; i++)
-        if (coro_stack_alloc(&st[i], sz) != 0)
+        if (coro__stack_alloc(&st[i], sz) != 0)
             test_fail(__FILE__, __LINE__, "stack %zu of %zu: %s", i, n, strerror(errno));
     long maps1 = test_count_mappings();
-    printf("%zu stacks (%s guards): %ld -> %ld mappings\n", n, coro_stack_guard_kind(),
+    printf("%zu stacks (%s guards): %ld -> %ld mappings\n", n, coro__stack_guard_kind(),
            maps0, maps1);
     if (mprot) {
         /* Each guard splits its slab: two mappings per stack. */
@@ -422,7 +422,7 @@ TEST(stack_100k_default_stacks_few_mappings)
     qsort(st, n, sizeof *st, by_lo);
     for (size_t i = 1; i < n; i++)
         ASSERT_GE(st[i].lo - (st[i - 1].lo + st[i - 1].size),
-                  (long long)coro_stack_guard_size());
+                  (long long)coro__stack_guard_size());
     /* Each is usable at both ends. */
     for (size_t i = 0; i < n; i += 97) {
         st[i].lo[0] = 1;
@@ -430,8 +430,8 @@ TEST(stack_100k_default_stacks_few_mappings)
     }
 
     for (size_t i = 0; i < n; i++)
-        coro_stack_free(&st[i]);
-    coro_stack_pool_release();
+        coro__stack_free(&st[i]);
+    coro__stack_pool_release();
     ASSERT_MAPPINGS_BACK(maps0);
     free(st);
 }
@@ -448,30 +448,30 @@ TEST(stack_mprotect_guards_run_out_with_enomem)
         TEST_SKIP("at vm.max_map_count the emulator's own mappings fail "
                   "(qemu then shows an empty /proc/self/maps)");
     ASSERT_EQ(setenv("CORO_STACK_GUARD", "mprotect", 1), 0);
-    size_t sz = coro_stack_size_for(CORO_STACK_MIN);
+    size_t sz = coro__stack_size_for(CORO_STACK_MIN);
     size_t cap = 200000, n = 0;
-    coro_stack_t *st = calloc(cap, sizeof *st);
+    coro__stack_t *st = calloc(cap, sizeof *st);
     ASSERT_NOT_NULL(st);
     long maps0 = test_count_mappings();
     for (;;) {
         ASSERT_LT(n, cap);
         errno = 0;
-        if (coro_stack_alloc(&st[n], sz) != 0)
+        if (coro__stack_alloc(&st[n], sz) != 0)
             break;
         n++;
     }
     ASSERT_EQ(errno, ENOMEM);
-    ASSERT_STR_EQ(coro_stack_guard_kind(), "mprotect");
+    ASSERT_STR_EQ(coro__stack_guard_kind(), "mprotect");
     long maps1 = test_count_mappings();
     printf("%zu stacks before ENOMEM; %ld -> %ld mappings\n", n, maps0, maps1);
     ASSERT_GT(n, 1000);
     ASSERT_GE(maps1 - maps0, (long)n);
     /* Freeing one makes room for one again. */
-    coro_stack_free(&st[--n]);
-    ASSERT_EQ(coro_stack_alloc(&st[n++], sz), 0);
+    coro__stack_free(&st[--n]);
+    ASSERT_EQ(coro__stack_alloc(&st[n++], sz), 0);
     for (size_t i = 0; i < n; i++)
-        coro_stack_free(&st[i]);
-    coro_stack_pool_release();
+        coro__stack_free(&st[i]);
+    coro__stack_pool_release();
     ASSERT_MAPPINGS_BACK(maps0);
     free(st);
 }
@@ -480,97 +480,97 @@ TEST(stack_mprotect_guards_run_out_with_enomem)
 
 TEST(stack_fault_mmap_gives_enomem_without_leaks)
 {
-    size_t sz = coro_stack_size_for(0);
+    size_t sz = coro__stack_size_for(0);
     long maps0 = test_count_mappings();
-    coro_stack_t a;
+    coro__stack_t a;
 
     /* The first slab cannot be mapped. */
-    coro_fault_arm(CORO_FAULT_MMAP, 1);
-    ASSERT_ERRNO(coro_stack_alloc(&a, sz), ENOMEM);
+    coro__fault_arm(CORO_FAULT_MMAP, 1);
+    ASSERT_ERRNO(coro__stack_alloc(&a, sz), ENOMEM);
     ASSERT_MAPPINGS_BACK(maps0);
     /* The failure was one-shot. */
-    ASSERT_EQ(coro_stack_alloc(&a, sz), 0);
-    coro_stack_free(&a);
-    coro_stack_pool_release();
+    ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
+    coro__stack_free(&a);
+    coro__stack_pool_release();
     ASSERT_MAPPINGS_BACK(maps0);
 
     /* The second slab fails: every stack of the first one is handed out,
      * then ENOMEM, then (disarmed) a second slab. */
     enum { CAP = 100000 };
-    coro_stack_t *st = calloc(CAP, sizeof *st);
+    coro__stack_t *st = calloc(CAP, sizeof *st);
     ASSERT_NOT_NULL(st);
     maps0 = test_count_mappings();
-    coro_fault_arm(CORO_FAULT_MMAP, 2);
+    coro__fault_arm(CORO_FAULT_MMAP, 2);
     size_t n = 0;
     for (;;) {
         ASSERT_LT(n, CAP);
         errno = 0;
-        if (coro_stack_alloc(&st[n], sz) != 0)
+        if (coro__stack_alloc(&st[n], sz) != 0)
             break;
         ASSERT_PTR_EQ(st[n].slab, st[0].slab);
         n++;
     }
     ASSERT_EQ(errno, ENOMEM);
     ASSERT_GT(n, 1);
-    ASSERT_EQ(coro_stack_alloc(&st[n], sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&st[n], sz), 0);
     ASSERT(st[n].slab != st[0].slab);
     n++;
     for (size_t i = 0; i < n; i++)
-        coro_stack_free(&st[i]);
-    coro_stack_pool_release();
+        coro__stack_free(&st[i]);
+    coro__stack_pool_release();
     ASSERT_MAPPINGS_BACK(maps0);
     free(st);
 }
 
 TEST(stack_fault_guard_gives_enomem_without_leaks)
 {
-    size_t sz = coro_stack_size_for(0), g = coro_stack_guard_size();
+    size_t sz = coro__stack_size_for(0), g = coro__stack_guard_size();
     long maps0 = test_count_mappings();
-    coro_stack_t a, b, c;
+    coro__stack_t a, b, c;
 
     /* The first stack of a fresh slab: the slab is unmapped again. */
-    coro_fault_arm(CORO_FAULT_GUARD, 1);
-    ASSERT_ERRNO(coro_stack_alloc(&a, sz), ENOMEM);
+    coro__fault_arm(CORO_FAULT_GUARD, 1);
+    ASSERT_ERRNO(coro__stack_alloc(&a, sz), ENOMEM);
     ASSERT_MAPPINGS_BACK(maps0);
 
     /* A later stack: the slab stays for the stack in use, and the slot that
      * failed is handed out next, with a working guard. */
-    ASSERT_EQ(coro_stack_alloc(&a, sz), 0);
-    coro_fault_arm(CORO_FAULT_GUARD, 1);
-    ASSERT_ERRNO(coro_stack_alloc(&b, sz), ENOMEM);
-    ASSERT_EQ(coro_stack_alloc(&b, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
+    coro__fault_arm(CORO_FAULT_GUARD, 1);
+    ASSERT_ERRNO(coro__stack_alloc(&b, sz), ENOMEM);
+    ASSERT_EQ(coro__stack_alloc(&b, sz), 0);
     ASSERT_PTR_EQ(b.slab, a.slab);
     ASSERT_PTR_EQ(b.lo, a.lo + a.size + g);
     b.lo[0] = 1;
     ASSERT_WRITE_FAULTS(b.lo - 1);
-    ASSERT_EQ(coro_stack_alloc(&c, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&c, sz), 0);
     ASSERT_PTR_EQ(c.lo, b.lo + b.size + g);
 
-    coro_stack_free(&a);
-    coro_stack_free(&b);
-    coro_stack_free(&c);
-    coro_stack_pool_release();
+    coro__stack_free(&a);
+    coro__stack_free(&b);
+    coro__stack_free(&c);
+    coro__stack_pool_release();
     ASSERT_MAPPINGS_BACK(maps0);
 }
 
 TEST(stack_fault_malloc_gives_enomem_without_leaks)
 {
-    size_t sz = coro_stack_size_for(0);
+    size_t sz = coro__stack_size_for(0);
     long maps0 = test_count_mappings();
-    coro_stack_t a;
+    coro__stack_t a;
 
     /* The size class's record, then the first slab's record. */
     for (int nth = 1; nth <= 2; nth++) {
-        coro_fault_arm(CORO_FAULT_MALLOC, nth);
-        ASSERT_ERRNO(coro_stack_alloc(&a, sz), ENOMEM);
-        coro_fault_arm(CORO_FAULT_MALLOC, 0);
+        coro__fault_arm(CORO_FAULT_MALLOC, nth);
+        ASSERT_ERRNO(coro__stack_alloc(&a, sz), ENOMEM);
+        coro__fault_arm(CORO_FAULT_MALLOC, 0);
         ASSERT_MAPPINGS_BACK(maps0);
-        coro_stack_pool_release();
+        coro__stack_pool_release();
     }
     /* Disarmed, it works. */
-    ASSERT_EQ(coro_stack_alloc(&a, sz), 0);
-    coro_stack_free(&a);
-    coro_stack_pool_release();
+    ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
+    coro__stack_free(&a);
+    coro__stack_pool_release();
     ASSERT_MAPPINGS_BACK(maps0);
 }
 
@@ -585,7 +585,7 @@ typedef struct thread_job {
     /* All threads start together, and keep their stacks until the main
      * thread has compared them. */
     pthread_barrier_t *start, *allocated, *checked;
-    coro_stack_t st[THREAD_STACKS];
+    coro__stack_t st[THREAD_STACKS];
     int failed;
 } thread_job_t;
 
@@ -593,10 +593,10 @@ static void *stack_thread(void *arg)
 {
     thread_job_t *j = arg;
     pthread_barrier_wait(j->start);
-    size_t sz = coro_stack_size_for(0);
+    size_t sz = coro__stack_size_for(0);
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < THREAD_STACKS; i++) {
-            if (coro_stack_alloc(&j->st[i], sz) != 0) {
+            if (coro__stack_alloc(&j->st[i], sz) != 0) {
                 j->failed = 1;
                 break;
             }
@@ -606,15 +606,15 @@ static void *stack_thread(void *arg)
         if (j->failed || round == 2)
             break;
         for (int i = 0; i < THREAD_STACKS; i++)
-            coro_stack_free(&j->st[i]);
+            coro__stack_free(&j->st[i]);
     }
     pthread_barrier_wait(j->allocated);
     pthread_barrier_wait(j->checked);
     if (!j->failed) {
         for (int i = 0; i < THREAD_STACKS; i++)
-            coro_stack_free(&j->st[i]);
+            coro__stack_free(&j->st[i]);
     }
-    coro_stack_pool_release();
+    coro__stack_pool_release();
     return NULL;
 }
 
@@ -635,7 +635,7 @@ TEST(stack_pools_are_per_thread)
     }
     /* Every thread now holds its stacks: all distinct, none overlapping. */
     pthread_barrier_wait(&allocated);
-    static coro_stack_t all[T * THREAD_STACKS];
+    static coro__stack_t all[T * THREAD_STACKS];
     int failed = 0;
     for (int t = 0; t < T; t++) {
         failed |= jobs[t].failed;
@@ -644,7 +644,7 @@ TEST(stack_pools_are_per_thread)
     if (!failed) {
         qsort(all, T * THREAD_STACKS, sizeof *all, by_lo);
         for (int i = 1; i < T * THREAD_STACKS; i++)
-            if (all[i].lo < all[i - 1].lo + all[i - 1].size + coro_stack_guard_size())
+            if (all[i].lo < all[i - 1].lo + all[i - 1].size + coro__stack_guard_size())
                 failed = 2;
     }
     /* Let them free and release before any assertion can exit. */
