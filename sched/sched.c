@@ -7,7 +7,9 @@
  *   2. stop when no coroutine is left;
  *   3. if nothing is ready, no timer is armed and nothing waits on the
  *      poller, nothing can ever wake anyone: report the deadlock, then
- *      cancel every coroutine (shields overridden) so they unwind;
+ *      cancel every coroutine (shields overridden) so they unwind; the
+ *      loop still ends only when every coroutine has ended, so no waiter
+ *      of a freed stack is ever left in an object's wait list;
  *   4. poll: without blocking if coroutines are ready, else until the
  *      earliest timer (or forever);
  *   5. wake every coroutine whose timer is due;
@@ -171,6 +173,20 @@ static size_t on_deadlock(coro__sched_t *s)
     return woken;
 }
 
+/* The cancellation woke nobody, yet coroutines live. It cannot happen:
+ * with nothing ready every live coroutine is parked on its own waiter
+ * (c->wait, its primary), which the cancellation always wakes; and a
+ * killed coroutine can never park again (every park checks first). Giving
+ * up here would free stacks whose waiters are still linked into objects
+ * that outlive coro_main (a static mutex, a channel, a group), and the next
+ * scheduler to use one would write into freed memory: stop loudly instead. */
+__attribute__((noreturn, cold)) static void unwind_stuck(coro__sched_t *s)
+{
+    fprintf(stderr, "coro: internal error: %zu coroutines stay parked after the "
+                    "deadlock's cancellation\n", s->live);
+    abort();
+}
+
 static void run_loop(coro__sched_t *s)
 {
     for (;;) {
@@ -187,10 +203,8 @@ static void run_loop(coro__sched_t *s)
         } else if (s->poll_waiters) {
             timeout = -1;
         } else {
-            if (on_deadlock(s) == 0) {
-                fprintf(stderr, "coro: %zu coroutines cannot be unwound\n", s->live);
-                break;
-            }
+            if (on_deadlock(s) == 0)
+                unwind_stuck(s);
             continue;
         }
         if (s->poll_waiters || timeout > 0) {

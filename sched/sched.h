@@ -46,6 +46,18 @@ CORO_PUBLIC_BEGIN
  * coroutine is blocked and nothing (timer, fd, signal, blocking job) can ever
  * wake one: a dump goes to stderr, the blocked coroutines are cancelled
  * (shields overridden) so they unwind, and -1 is returned.
+ * The unwind never gives up half-way: coro_main returns only once every
+ * coroutine has ended. A coroutine cancelled by it can never block again
+ * (each later blocking call fails at once with ECANCELED, also after it
+ * catches one and retries), so by then none of its waiters is left in any
+ * object's wait list, and objects that outlive coro_main (a static mutex,
+ * semaphore, event, channel, group) work in the next coro_main. They are
+ * left as the unwinding code left them: a lock, permit or item handed over
+ * before the cancellation came is the receiver's (its call returned 0):
+ * a mutex whose owner ends without unlocking stays locked for good, a
+ * permit acquired and never released stays taken. A coroutine that
+ * ignores the errors and loops forever without returning keeps coro_main
+ * from returning (nothing preempts it).
  * Coroutines left unjoined when it returns are freed; their handles die.
  * The thread's signal mask is recorded when it starts and restored
  * exactly when it returns, on every path (see coro_signal_wait for the
