@@ -477,6 +477,13 @@ static int fresh_main(void *arg)
 
 TEST(fork_child_coro_main_from_inherited_coroutine)
 {
+    /* The parent has other threads at the fork (a pool thread, another
+     * scheduler) and the child starts pool threads of its own: qemu-user
+     * 7.2 aborts there (an assertion in its vCPU set-up), whatever the
+     * program does. fork_child_io_leaves_parent_registrations_alone and
+     * fork_child_coro_calls_fail_with_eperm still run emulated. */
+    if (test_under_emulator())
+        TEST_SKIP("qemu-user aborts in a forked child of a multi-threaded process");
     /* Before the fix the child's coro_main said EBUSY. */
     thread_mask(&mask_before_main);
     tio_run(fresh_main, NULL);

@@ -579,7 +579,16 @@ static int signals_body(void *arg)
     int status;
     char *out = run_capture(argv, NULL, &status);
     assert_exit(status, 0);
-    ASSERT_STR_EQ(out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    if (test_under_emulator()) {
+        /* qemu-user keeps a host signal of its own ignored (seen: 32, a
+         * real-time one): there, judge the standard signals 1-31. */
+        unsigned long long blk = ~0ULL, ign = ~0ULL;
+        ASSERT_EQ(sscanf(out, "SigBlk:\t%llx\nSigIgn:\t%llx", &blk, &ign), 2);
+        ASSERT_EQ(blk & 0x7fffffffULL, 0);
+        ASSERT_EQ(ign & 0x7fffffffULL, 0);
+    } else {
+        ASSERT_STR_EQ(out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    }
     free(out);
     ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &set, NULL), 0);
     return 0;
