@@ -67,7 +67,8 @@ extern char **environ;
 #define PROCESS_MAGIC_LIVE 0x50524F43u
 #define PROCESS_MAGIC_DEAD 0xDEAD0C0Du
 
-/* The SIGCHLD path's re-check in case a signal went to another thread. */
+/* How soon a wait looks again by itself: a SIGCHLD may have gone to another
+ * thread, a pidfd wake-up may have come a moment early (wait_pidfd). */
 #define RECHECK_FIRST (10 * CORO_MS)
 #define RECHECK_MAX CORO_SEC
 
@@ -292,13 +293,40 @@ static void sweep(proc_thread_t *t, const coro_process_t *self)
 
 /* Wait until p's child is reaped: 0, or -1 with errno (ECHILD lost;
  * ECANCELED, ETIMEDOUT, or a poller error, p still waitable). */
+/* Wait for p's pidfd to turn readable, or for `recheck` to pass: 0 (look
+ * again), or -1 with the caller's own ECANCELED/ETIMEDOUT/EBADF. The
+ * pidfd is watched edge-triggered: one wake-up whose poll finds the exit
+ * not yet visible (as early pidfd kernels could, waking pollers before
+ * setting the exit state) is lost for good, and the caller would sleep
+ * to its deadline. A group-kill test did fail that way a few times under
+ * heavy load, for a cause not pinned down; so the wait also looks again
+ * on a timer (10 ms, doubling to 1 s), as the SIGCHLD path does. */
+static int wait_pidfd(coro_process_t *p, int64_t recheck)
+{
+    int64_t deadline = coro_deadline();
+    int64_t until = coro_now() + recheck;
+    int mine = until < deadline; /* the recheck comes before the caller's deadline */
+    if (mine)
+        coro_set_deadline(until);
+    int r = coro__fd_wait(p->pidfd, SCHED_POLL_READ, "process pidfd");
+    int e = errno;
+    if (mine)
+        coro_set_deadline(deadline);
+    if (r < 0 && !(mine && e == ETIMEDOUT)) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
 static int wait_exit(proc_thread_t *t, coro_process_t *p)
 {
     int64_t recheck = RECHECK_FIRST;
     while (!try_reap(p)) {
         if (!p->sigchld) {
-            if (coro__fd_wait(p->pidfd, SCHED_POLL_READ, "process pidfd") < 0 && !p->reaped)
+            if (wait_pidfd(p, recheck) < 0 && !p->reaped)
                 return -1;
+            recheck = recheck * 2 < RECHECK_MAX ? recheck * 2 : RECHECK_MAX;
             continue;
         }
         if (block_sigchld(t) != 0)
