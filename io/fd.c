@@ -349,13 +349,14 @@ ssize_t coro_sendto(int fd, const void *buf, size_t n, int flags,
 
 ssize_t coro_writev(int fd, const struct iovec *iov, int cnt)
 {
+    /* The checkpoint and fd checks first, as in every other I/O call. */
+    int fdflags = coro__io_enter(fd);
+    if (fdflags < 0)
+        return -1;
     if (cnt < 0 || (iov == NULL && cnt > 0)) {
         errno = EINVAL;
         return -1;
     }
-    int fdflags = coro__io_enter(fd);
-    if (fdflags < 0)
-        return -1;
     size_t total = 0;
     for (int i = 0; i < cnt; i++) {
         if (iov[i].iov_len > SSIZE_MAX - total) {

@@ -143,8 +143,10 @@ enum {
  * port "0" picks a free port: read it back with coro_sock_port. Numbers are
  * converted in place; names are looked up on the blocking pool. Errors:
  * EINVAL bad flags, or port NULL, empty, above 65535 or an unknown service;
- * ENOENT name not found; EAGAIN lookup failed for now; those of socket(2),
- * bind(2), listen(2). */
+ * ENOENT name not found; EAGAIN lookup failed for now; ENOPROTOOPT
+ * CORO_REUSEPORT where the system has no SO_REUSEPORT; EAFNOSUPPORT no
+ * address of a usable family; those of socket(2), setsockopt(2), bind(2),
+ * listen(2), coro_getaddrinfo. */
 int coro_tcp_listen(const char *host, const char *port, int flags);
 /* Connect to host:port over TCP (TCP_NODELAY set). The name is looked up
  * on the blocking pool, then every address is tried in order until one
@@ -224,8 +226,10 @@ void coro_stream_free(coro_stream_t *s);
  * _exit in the child; if it returns there, the child leaves at once with
  * _exit(its status), having no scheduler to hand the result to.
  * Errors: EINVAL fn NULL; EAGAIN no thread could be started (the pool has
- * none, and creating one failed; a later call tries again); ENOMEM; EPERM
- * outside a coroutine. */
+ * none, and creating one failed; a later call tries again); the error of
+ * pthread_create(3) starting the pool's starter thread; EMFILE/ENFILE no
+ * descriptor for the scheduler's wake-up; ENOMEM; EPERM outside a
+ * coroutine. */
 int coro_run_blocking(coro_fn fn, void *arg, int *status);
 /* coro_run_blocking for an arg the job owns when its caller stops waiting.
  * On success (0) arg is the caller's again and release is not called. On
@@ -238,7 +242,9 @@ int coro_run_blocking(coro_fn fn, void *arg, int *status);
 int coro_run_blocking_owned(coro_fn fn, void *arg, void (*release)(void *arg), int *status);
 /* getaddrinfo(3) on the blocking pool. Returns 0 or -1 with errno
  * (ENOENT name not found, EAGAIN temporary failure, EINVAL bad arguments,
- * ENOMEM, ECANCELED, ETIMEDOUT); free *res with freeaddrinfo. A cancelled
+ * ENOMEM, ECANCELED, ETIMEDOUT; EAI_SYSTEM becomes the underlying errno,
+ * EIO if none; EPERM outside a coroutine, and those of
+ * coro_run_blocking); free *res with freeaddrinfo. A cancelled
  * lookup's late result is freed by the library. */
 int coro_getaddrinfo(const char *host, const char *port,
                      const struct addrinfo *hints, struct addrinfo **res);

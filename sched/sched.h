@@ -159,7 +159,9 @@ void coro_detach(coro_t *c);
  * idempotent; cancelling a finished or never-started coroutine is harmless
  * (a never-started one still runs and meets ECANCELED at its first
  * checkpoint). Returns 0. Errors: EINVAL c is NULL or a stale handle;
- * EPERM c belongs to a scheduler running on another thread. */
+ * EPERM c is a live coroutine of a scheduler running on another thread
+ * (also when no scheduler runs on this thread; a NULL or dead handle there
+ * is EINVAL). */
 int coro_cancel(coro_t *c);
 
 /* Go to the back of the ready queue; other ready coroutines, expired timers

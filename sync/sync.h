@@ -216,9 +216,9 @@ int coro_chan_try_recv(coro_chan_t *ch, void *elem);
  * running scheduler's channel; EINVAL. */
 int coro_chan_close(coro_chan_t *ch);
 /* Items buffered now (0 and EPERM for another running scheduler's
- * channel). */
+ * channel; 0 and EINVAL for NULL). */
 size_t coro_chan_len(const coro_chan_t *ch);
-/* Never changes: works on any thread. */
+/* Never changes: works on any thread (0 and EINVAL for NULL). */
 size_t coro_chan_cap(const coro_chan_t *ch);
 /* Closes the channel if needed, then frees it; waiters wake with EPIPE and
  * do not touch it again. Later use of the handle is detected while its
@@ -240,7 +240,7 @@ typedef struct coro_case {
 /* Wait until one case can complete, complete it, return its index. Among
  * several ready cases the choice is random (fair). A case whose channel is
  * closed (and, for a receive, drained) is ready: it is chosen like any
- * other and its err is EPIPE. Errors (-1): EINVAL cases NULL, n < 0, a bad
+ * other and its err is EPIPE. Errors (-1): EINVAL cases NULL, n <= 0, a bad
  * op, a NULL elem, or no case with a channel; EPERM a case's channel
  * belongs to another running scheduler; ENOMEM more than 32 cases
  * and no memory for their waiters (up to 32 never allocate); ECANCELED,

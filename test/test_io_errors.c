@@ -949,3 +949,31 @@ TEST(io_err_eintr_under_1ms_sigalrm_every_byte_arrives)
     printf("%d alarms\n", n_alarms);
     ASSERT_GE(n_alarms, 20);
 }
+
+/* ---- argument checks come after the checkpoint ---------------------------- */
+
+/* coro_writev, like coro_readv, coro_write and every other I/O call, meets
+ * its checkpoint and the fd checks before it looks at its vector: a
+ * cancelled caller gets ECANCELED, a negative fd EBADF, whatever else is
+ * wrong. */
+static int writev_order_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    ASSERT_ERRNO(coro_writev(-1, NULL, -1), EBADF);
+    ASSERT_ERRNO(coro_readv(-1, NULL, -1), EBADF);
+    ASSERT_ERRNO(coro_writev(p[1], NULL, -1), EINVAL);
+    ASSERT_EQ(coro_cancel(coro_self()), 0);
+    ASSERT_ERRNO(coro_writev(p[1], NULL, -1), ECANCELED);
+    ASSERT_ERRNO(coro_readv(p[0], NULL, -1), ECANCELED);
+    ASSERT_ERRNO(coro_write(p[1], NULL, 1), ECANCELED);
+    ASSERT_EQ(coro_close(p[0]), 0);
+    ASSERT_EQ(coro_close(p[1]), 0);
+    return 0;
+}
+
+TEST(io_err_writev_checks_arguments_after_the_checkpoint)
+{
+    ASSERT_EQ(coro_main(writev_order_main, NULL), 0);
+}
