@@ -203,7 +203,9 @@ int coro_stream_flush(coro_stream_t *s);
 /* Bytes buffered for reading (readable without touching the descriptor);
  * 0 and EPERM for another running scheduler's stream. */
 size_t coro_stream_buffered(const coro_stream_t *s);
-/* Free the stream (unflushed output is discarded); does not close fd. */
+/* Free the stream (unflushed output is discarded); does not close fd. On
+ * another running scheduler's stream it frees nothing and says so on
+ * stderr. */
 void coro_stream_free(coro_stream_t *s);
 
 /* ---- Blocking work ------------------------------------------------------ */
@@ -276,7 +278,8 @@ int coro_getaddrinfo(const char *host, const char *port,
  * Masks are per thread: each coro_main restores its own thread's.
  * Errors: EINVAL set NULL, empty, or with SIGKILL/SIGSTOP or a synchronous
  * signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL); ECANCELED, ETIMEDOUT; EPERM
- * outside a coroutine (also in a forked child, see coro_main). */
+ * outside a coroutine (also in a forked child, see coro_main); EMFILE,
+ * ENFILE, ENOMEM setting up the signal descriptor on first use. */
 int coro_signal_wait(const sigset_t *set);
 
 /* ---- Subprocesses ----------------------------------------------------------- */

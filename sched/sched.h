@@ -268,11 +268,14 @@ int coro_group_wait(coro_group_t *g);
  * none is left; NULL+ECANCELED/ETIMEDOUT (children keep running);
  * NULL+EINVAL g is NULL or a REAP group (which keeps no ended child). */
 coro_t *coro_group_next(coro_group_t *g, int *status);
-/* Cancel every child still running. */
+/* Cancel every child still running. Does nothing on another running
+ * scheduler's group. */
 void coro_group_cancel(coro_group_t *g);
 /* Cancel and wait for any children left, then free the group. Waiting
  * needs a coroutine: called outside one while children still run, it
- * says so on stderr and frees nothing (the group stays usable). */
+ * says so on stderr and frees nothing (the group stays usable). On another
+ * running scheduler's group it frees nothing, sets EPERM and says so on
+ * stderr. */
 void coro_group_free(coro_group_t *g);
 
 /* ---- Observing --------------------------------------------------------- */

@@ -284,8 +284,8 @@ int coro_gen_yield(coro_gen_t *g, const void *elem);
  * there), EINVAL. */
 int coro_gen_next(coro_gen_t *g, void *elem);
 /* fn's return value once it has returned (ENOENT from next), else -1
- * (also with EPERM while g's scheduler runs on another thread; readable
- * anywhere once it has ended). */
+ * (also with EINVAL for NULL, and with EPERM while g's scheduler runs on
+ * another thread; readable anywhere once it has ended). */
 int coro_gen_status(const coro_gen_t *g);
 /* Cancels fn if it has not finished, waits for it to return, frees g. A
  * generator never started never calls fn. An unfinished generator that is
