@@ -234,13 +234,7 @@ void coro__poller_free(coro__poller_t *p)
 {
     if (!p)
         return;
-    if (p->notify_fd >= 0)
-        close(p->notify_fd);
-    if (p->notify_wfd >= 0 && p->notify_wfd != p->notify_fd)
-        close(p->notify_wfd);
-    if (p->signal_fd >= 0)
-        close(p->signal_fd);
-    close(p->epfd);
+    coro__poller_drop_inherited(p); /* closes every descriptor, as a child does */
     free(p);
 }
 
