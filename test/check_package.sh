@@ -77,28 +77,24 @@ int main(void)
 EOT
 cp "$tmp/strict.c" "$tmp/strict.cc"
 checked=0
-for c in gcc clang ${CC:-}; do
-    command -v "$c" >/dev/null 2>&1 || continue
-    for std in c11 c17; do
-        if "$c" -std=$std -pedantic -Wall -Wextra -Werror -I"$inc" -c "$tmp/strict.c" -o "$tmp/s.o" 2>"$tmp/err"; then
-            echo "ok: <coro.h> as $std -pedantic with $c"
-        else
-            fail "<coro.h> does not compile as $std -pedantic with $c:"; sed 's/^/    /' "$tmp/err"
-        fi
-        checked=$((checked + 1))
+# strict SOURCE COMPILERS STDS: compile SOURCE with each compiler found,
+# as each standard, -pedantic -Werror.
+strict() {
+    src=$1 compilers=$2 stds=$3
+    for c in $compilers; do
+        command -v "$c" >/dev/null 2>&1 || continue
+        for std in $stds; do
+            if "$c" -std=$std -pedantic -Wall -Wextra -Werror -I"$inc" -c "$src" -o "$tmp/s.o" 2>"$tmp/err"; then
+                echo "ok: <coro.h> as $std -pedantic with $c"
+            else
+                fail "<coro.h> does not compile as $std -pedantic with $c:"; sed 's/^/    /' "$tmp/err"
+            fi
+            checked=$((checked + 1))
+        done
     done
-done
-for c in g++ clang++ ${CXX:-}; do
-    command -v "$c" >/dev/null 2>&1 || continue
-    for std in c++11 c++20; do
-        if "$c" -std=$std -pedantic -Wall -Wextra -Werror -I"$inc" -c "$tmp/strict.cc" -o "$tmp/s.o" 2>"$tmp/err"; then
-            echo "ok: <coro.h> as $std -pedantic with $c"
-        else
-            fail "<coro.h> does not compile as $std -pedantic with $c:"; sed 's/^/    /' "$tmp/err"
-        fi
-        checked=$((checked + 1))
-    done
-done
+}
+strict "$tmp/strict.c" "gcc clang ${CC:-}" "c11 c17"
+strict "$tmp/strict.cc" "g++ clang++ ${CXX:-}" "c++11 c++20"
 [ "$checked" -gt 0 ] || fail "no compiler found to check the headers with"
 
 # 4. The reference names every public function: `name(` (not as the tail
