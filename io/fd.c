@@ -157,7 +157,7 @@ int coro__io_wait_release(int64_t ns)
     coro_list_push_back(&released_waiters, &w.node);
     int64_t now = coro_now();
     int64_t until = ns > CORO_NEVER - now ? CORO_NEVER : now + ns;
-    return coro__park(&w, until, "fd release", NULL, -1);
+    return coro__park(&w, 0, until, "fd release", NULL, -1);
 }
 
 /* ---- waiting ---------------------------------------------------------------- */
@@ -212,33 +212,60 @@ int coro_wait_fd(int fd, int events)
 
 /* ---- reading ---------------------------------------------------------------- */
 
+/* The read family's calls, and what each passes. */
+enum read_op { READ_PLAIN, READ_VEC, READ_RECV, READ_RECVFROM };
+struct read_args {
+    void *buf;
+    size_t n;
+    const struct iovec *iov;
+    int cnt;
+    int flags;
+    struct sockaddr *from;
+    socklen_t *fromlen;
+};
+
+static inline __attribute__((always_inline)) ssize_t
+read_call(enum read_op op, int fd, const struct read_args *a)
+{
+    switch (op) {
+    case READ_PLAIN: return read(fd, a->buf, a->n);
+    case READ_VEC: return readv(fd, a->iov, a->cnt);
+    case READ_RECV: return recv(fd, a->buf, a->n, a->flags);
+    case READ_RECVFROM: return recvfrom(fd, a->buf, a->n, a->flags, a->from, a->fromlen);
+    }
+    errno = EINVAL;
+    return -1;
+}
+
 /* The read family: one successful call's result. On a byte stream, a
- * read that comes back short has drained the buffer: the next read would
- * say EAGAIN, so it waits for the poller's next edge first (one system
- * call saved per message in request/response traffic). */
-#define READ_LOOP(fd, n, what, call)                                      \
-    do {                                                                  \
-        int flags_ = coro__io_enter(fd);                                        \
-        if (flags_ < 0)                                                   \
-            return -1;                                                    \
-        if ((flags_ & SCHED_FD_DRAINED) &&                                \
-            coro__fd_wait(fd, SCHED_POLL_READ, what) < 0)                 \
-            return -1;                                                    \
-        for (;;) {                                                        \
-            ssize_t r_ = (call);                                          \
-            if (r_ >= 0) {                                                \
-                if (r_ > 0 && (size_t)r_ < (n) && (flags_ & SCHED_FD_STREAM)) \
-                    coro__fd_drained(fd);                                 \
-                return r_;                                                \
-            }                                                             \
-            if (errno == EINTR)                                           \
-                continue;                                                 \
-            if (!coro__io_again(errno))                                         \
-                return -1;                                                \
-            if (coro__fd_wait(fd, SCHED_POLL_READ, what) < 0)            \
-                return -1;                                                \
-        }                                                                 \
-    } while (0)
+ * read that comes back shorter than `full` has drained the buffer: the
+ * next read would say EAGAIN, so it waits for the poller's next edge
+ * first (one system call saved per message in request/response traffic;
+ * see coro__fd_drained). Inline with a constant op: each caller keeps
+ * only its own call. */
+static inline __attribute__((always_inline)) ssize_t
+read_loop(int fd, size_t full, const char *what, enum read_op op, const struct read_args *a)
+{
+    int flags = coro__io_enter(fd);
+    if (flags < 0)
+        return -1;
+    if ((flags & SCHED_FD_DRAINED) && coro__fd_wait(fd, SCHED_POLL_READ, what) < 0)
+        return -1;
+    for (;;) {
+        ssize_t r = read_call(op, fd, a);
+        if (r >= 0) {
+            if (r > 0 && (size_t)r < full && (flags & SCHED_FD_STREAM))
+                coro__fd_drained(fd);
+            return r;
+        }
+        if (errno == EINTR)
+            continue;
+        if (!coro__io_again(errno))
+            return -1;
+        if (coro__fd_wait(fd, SCHED_POLL_READ, what) < 0)
+            return -1;
+    }
+}
 
 static size_t iov_total(const struct iovec *iov, int cnt)
 {
@@ -250,20 +277,23 @@ static size_t iov_total(const struct iovec *iov, int cnt)
 
 ssize_t coro_read(int fd, void *buf, size_t n)
 {
-    READ_LOOP(fd, n, "read fd", read(fd, buf, n));
+    struct read_args a = { .buf = buf, .n = n };
+    return read_loop(fd, n, "read fd", READ_PLAIN, &a);
 }
 
 ssize_t coro_readv(int fd, const struct iovec *iov, int cnt)
 {
     size_t n = iov_total(iov, cnt);
-    READ_LOOP(fd, n, "read fd", readv(fd, iov, cnt));
+    struct read_args a = { .iov = iov, .cnt = cnt };
+    return read_loop(fd, n, "read fd", READ_VEC, &a);
 }
 
 ssize_t coro_recv(int fd, void *buf, size_t n, int flags)
 {
     /* MSG_PEEK leaves the data there: a short peek drains nothing. */
     size_t full = (flags & MSG_PEEK) ? 0 : n;
-    READ_LOOP(fd, full, "recv fd", recv(fd, buf, n, flags));
+    struct read_args a = { .buf = buf, .n = n, .flags = flags };
+    return read_loop(fd, full, "recv fd", READ_RECV, &a);
 }
 
 ssize_t coro_recvfrom(int fd, void *buf, size_t n, int flags,
@@ -271,7 +301,8 @@ ssize_t coro_recvfrom(int fd, void *buf, size_t n, int flags,
 {
     /* Datagrams: one per call, a short one says nothing of the next. */
     size_t never_short = 0;
-    READ_LOOP(fd, never_short, "recv fd", recvfrom(fd, buf, n, flags, from, fromlen));
+    struct read_args a = { .buf = buf, .n = n, .flags = flags, .from = from, .fromlen = fromlen };
+    return read_loop(fd, never_short, "recv fd", READ_RECVFROM, &a);
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -440,8 +471,7 @@ int coro_close(int fd)
     int r = close(fd);
     /* Somebody may be backing off from EMFILE: a descriptor is free now. */
     if (thread_ready && coro__self()) {
-        while (!coro_list_empty(&released_waiters))
-            coro__wake(coro_container_of(released_waiters.next, coro__waiter_t, node), 0);
+        coro__wake_all(&released_waiters, 0);
     }
     return r;
 }

@@ -363,7 +363,8 @@ static int pool_run(coro_fn fn, void *arg, void (*discard)(void *), int *status)
     coro__waiter_t w;
     coro_list_init(&w.node);
     j->waiter = &w;
-    if (coro__park_external(&w, "blocking job", (const void *)fn, -1) == 0) {
+    /* A wait only the worker's post ends (pool_get armed the wake-up). */
+    if (coro__park(&w, CORO__PARK_POLL, CORO_NEVER, "blocking job", (const void *)fn, -1) == 0) {
         if (j->state == JOB_FAILED) {
             /* No worker could be started (read on this thread after the
              * post: no lock needed). */

@@ -73,20 +73,20 @@ static uint64_t token_of(const coro__fd_t *e, int fd)
     return (uint64_t)e->gen << 32 | (uint32_t)fd;
 }
 
-static size_t wake_list(coro_list_t *list, int result, int events)
+static void wake_list(coro_list_t *list, int result, int events)
 {
-    size_t n = 0;
     while (!coro_list_empty(list)) {
         coro__waiter_t *w = coro_container_of(list->next, coro__waiter_t, node);
-        if (coro__can_wake(w)) {
-            w->primary->data = (void *)(intptr_t)events;
-            /* It runs after the rest of the poll's batch is woken: have its
-             * stack line in cache by then (it was cold: 1000 idle sockets). */
-            coro__fiber_prefetch(&w->coro->fiber);
+        if (!coro__can_wake(w)) {
+            coro_list_remove(&w->node); /* woken through its other direction */
+            continue;
         }
-        n += (size_t)coro__wake(w, result);
+        w->primary->data = (void *)(intptr_t)events;
+        /* It runs after the rest of the poll's batch is woken: have its
+         * stack line in cache by then (it was cold: 1000 idle sockets). */
+        coro__fiber_prefetch(&w->coro->fiber);
+        coro__wake(w, result);
     }
-    return n;
 }
 
 /* Forget the entry: wake its waiters with EBADF, new generation. */
@@ -218,12 +218,7 @@ int coro__fd_wait(int fd, int events, const char *what)
         coro_list_push_back(&e->writers, &rw[1].node);
     }
     primary->data = NULL;
-    s->poll_waiters++;
-    s->io_waits++;
-    coro__pass_clamp(s);
-    int r = coro__park(primary, CORO_NEVER, what, NULL, fd);
-    s->poll_waiters--;
-    s->io_waits--;
+    int r = coro__park(primary, CORO__PARK_FD, CORO_NEVER, what, NULL, fd);
     coro_list_remove(&rw[0].node);
     coro_list_remove(&rw[1].node);
     if (r != 0)

@@ -99,13 +99,6 @@ coro_t *coro_group_spawn(coro_group_t *g, coro_fn fn, void *arg)
     return coro_group_spawn_opts(g, fn, arg, NULL);
 }
 
-static void wake_all(coro_list_t *waiters)
-{
-    coro_list_t *n;
-    while ((n = coro_list_first(waiters)) != NULL)
-        coro__wake(coro_container_of(n, coro__waiter_t, node), 0);
-}
-
 void coro_group_cancel(coro_group_t *g)
 {
     if (!g || group_enter(g) != 0)
@@ -131,7 +124,7 @@ int coro__group_child_done(coro_t *c)
         if (!(g->flags & CORO_GROUP_COLLECT))
             coro_group_cancel(g);
     }
-    wake_all(&g->waiters);
+    coro__wake_all(&g->waiters, 0);
     return reap;
 }
 
@@ -153,24 +146,18 @@ static void free_done(coro_group_t *g)
     }
 }
 
-/* Wait until no child runs, whatever happens to the waiter: its shield is
- * raised and its deadline lifted meanwhile. Only a deadlock unwind (which
- * cancels every child too) can make the park fail; then yield until the
- * cancelled children have ended. */
-static void wait_all_ended(coro_group_t *g, coro_t *self)
+/* Wait until no child runs, whatever happens to the waiter (an
+ * uninterruptible wait). Only a deadlock unwind (which cancels every child
+ * too) can make the park fail; then yield until the cancelled children
+ * have ended. */
+static void wait_all_ended(coro_group_t *g)
 {
-    int shield = self->shielded;
-    int64_t deadline = self->deadline;
-    self->shielded = 1;
-    self->deadline = CORO_NEVER;
     while (g->nlive > 0) {
         coro__waiter_t w;
         coro_list_push_back(&g->waiters, &w.node);
-        if (coro__park(&w, CORO_NEVER, "group drain", g, -1) != 0)
+        if (coro__park(&w, CORO__PARK_UNINTERRUPTIBLE, CORO_NEVER, "group drain", g, -1) != 0)
             coro_yield();
     }
-    self->shielded = (uint8_t)shield;
-    self->deadline = deadline;
 }
 
 int coro_group_wait(coro_group_t *g)
@@ -190,12 +177,12 @@ int coro_group_wait(coro_group_t *g)
     while (!err && g->nlive > 0) {
         coro__waiter_t w;
         coro_list_push_back(&g->waiters, &w.node);
-        if (coro__park(&w, CORO_NEVER, "group wait", g, -1) != 0)
+        if (coro__park(&w, 0, CORO_NEVER, "group wait", g, -1) != 0)
             err = errno;
     }
     if (err) {
         coro_group_cancel(g);
-        wait_all_ended(g, self);
+        wait_all_ended(g);
         free_done(g);
         errno = err;
         return -1;
@@ -226,7 +213,7 @@ coro_t *coro_group_next(coro_group_t *g, int *status)
         }
         coro__waiter_t w;
         coro_list_push_back(&g->waiters, &w.node);
-        if (coro__park(&w, CORO_NEVER, "group next", g, -1) != 0)
+        if (coro__park(&w, 0, CORO_NEVER, "group next", g, -1) != 0)
             return NULL;
     }
     coro_t *c = coro_container_of(g->done.next, coro_t, group_node);
@@ -255,7 +242,7 @@ void coro_group_free(coro_group_t *g)
             return;
         }
         coro_group_cancel(g);
-        wait_all_ended(g, self);
+        wait_all_ended(g);
     }
     free_done(g);
     free(g);

@@ -111,13 +111,10 @@ struct sched *coro__self(void);
 int coro__post(struct sched *s, coro__post_t *m);
 
 /* Make sure posts can wake this thread's scheduler: call it on the
- * scheduler's thread before starting a thread that will post. 0 or -1. */
+ * scheduler's thread before starting a thread that will post, or before
+ * parking for a post (coro__park with CORO__PARK_POLL: while such a wait
+ * lasts the scheduler polls and does not report a deadlock). 0 or -1. */
 int coro__post_prepare(void);
-
-/* Park like coro__park(w, CORO_NEVER, ...), but as a wait that another
- * thread ends with a post: while it lasts the scheduler polls and does not
- * report a deadlock. */
-int coro__park_external(coro__waiter_t *w, const char *what, const void *obj, int64_t num);
 
 /* The blocking pool's size asked of coro_main_opts (pool_threads), or 0
  * when none was (then io/ picks its default). 0 outside a scheduler. */

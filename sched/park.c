@@ -25,24 +25,36 @@ int coro__checkpoint_error_slow(const coro_t *c)
     return 0;
 }
 
-int coro__park(coro__waiter_t *w, int64_t wake_at, const char *what,
-               const void *obj, int64_t num)
+int coro__park_slow(coro__sched_t *s, coro_t *self, unsigned flags, int64_t wake_at)
 {
-    coro__waiter_t local;
-    if (!w) {
-        w = &local;
-        coro_list_init(&w->node);
+    int64_t limit = wake_at;
+    if (flags & CORO__PARK_UNINTERRUPTIBLE) {
+        if (self->killed)
+            return ECANCELED;
+        /* coro__park restores both when the wait ends. */
+        self->shielded = 1;
+        self->deadline = CORO_NEVER;
+        coro__attn_update(self);
+    } else {
+        int e = coro__checkpoint_error(self);
+        if (e)
+            return e;
+        if (self->deadline < limit)
+            limit = self->deadline;
     }
-    return coro__park_waiter(w, wake_at, what, obj, num);
+    /* timer.c tells a sleep's end (wake_at) from the deadline by it. */
+    self->wake_at = wake_at;
+    if (limit != CORO_NEVER)
+        coro__timer_arm(s, self, limit);
+    return 0;
 }
 
-int coro__wake_next(coro__waiter_t *w, int result)
+/* A wait that only a timer or a cancellation ends. */
+static int park_until(int64_t when)
 {
-    coro_t *c = coro__finish_wait(w, result);
-    if (!c)
-        return 0;
-    coro__runq_push_front(c->sched, c);
-    return 1;
+    coro__waiter_t w;
+    coro_list_init(&w.node);
+    return coro__park(&w, 0, when, "sleep", NULL, -1);
 }
 
 /* ---- sleep -------------------------------------------------------------- */
@@ -55,7 +67,7 @@ int coro_sleep_until(int64_t when)
         coro_yield(); /* a zero sleep still lets the others run */
         return 0;
     }
-    return coro__park(NULL, when, "sleep", NULL, -1);
+    return park_until(when);
 }
 
 int coro_sleep(int64_t ns)
@@ -66,7 +78,7 @@ int coro_sleep(int64_t ns)
         coro_yield();
         return 0;
     }
-    return coro__park(NULL, add_sat(coro__clock(), ns), "sleep", NULL, -1);
+    return park_until(add_sat(coro__clock(), ns));
 }
 
 /* ---- cancellation ------------------------------------------------------- */
@@ -82,6 +94,8 @@ int coro_cancel(coro_t *c)
     if (c->state == CORO_DONE)
         return 0;
     c->cancelled = 1;
+    c->attn = 1;
+    /* A parked coroutine waits on its own waiter, always wakeable. */
     if (c->state == CORO_PARKED && !c->shielded)
         coro__wake(c->wait, ECANCELED);
     return 0;
@@ -116,8 +130,10 @@ int64_t coro_timeout(int64_t ns)
     }
     int64_t old = self->deadline;
     int64_t when = add_sat(coro__clock(), ns);
-    if (when < old)
+    if (when < old) {
         self->deadline = when;
+        coro__attn_update(self);
+    }
     return old;
 }
 
@@ -130,6 +146,7 @@ int64_t coro_set_deadline(int64_t when)
     }
     int64_t old = self->deadline;
     self->deadline = when;
+    coro__attn_update(self);
     return old;
 }
 

@@ -72,25 +72,6 @@ static int arm_notify(coro__sched_t *s)
     return 0;
 }
 
-int coro__park_external(coro__waiter_t *w, const char *what, const void *obj, int64_t num)
-{
-    coro__sched_t *s = coro__tls;
-    if (!s || !s->current) {
-        coro_list_remove(&w->node);
-        errno = EPERM;
-        return -1;
-    }
-    if (arm_notify(s) != 0) {
-        coro_list_remove(&w->node);
-        return -1;
-    }
-    s->poll_waiters++;
-    coro__pass_clamp(s);
-    int r = coro__park(w, CORO_NEVER, what, obj, num);
-    s->poll_waiters--;
-    return r;
-}
-
 /* Arm the channel before a thread that will post is started. */
 int coro__post_prepare(void)
 {
@@ -159,11 +140,7 @@ int coro__signal_park_until(const sigset_t *set, int64_t wake_at, const char *wh
         return -1;
     coro__waiter_t w;
     coro_list_push_back(&s->signal_waiters, &w.node);
-    s->poll_waiters++;
-    coro__pass_clamp(s);
-    int r = coro__park(&w, wake_at, what, NULL, num);
-    s->poll_waiters--;
-    return r;
+    return coro__park(&w, CORO__PARK_POLL, wake_at, what, NULL, num);
 }
 
 void coro__signal_wake_all(void)
@@ -175,8 +152,5 @@ void coro__signal_wake_all(void)
 
 void coro__signals_ready(coro__sched_t *s)
 {
-    while (!coro_list_empty(&s->signal_waiters)) {
-        coro__waiter_t *w = coro_container_of(s->signal_waiters.next, coro__waiter_t, node);
-        coro__wake(w, 0);
-    }
+    coro__wake_all(&s->signal_waiters, 0);
 }

@@ -83,12 +83,7 @@ coro__fiber_t *coro__exit_next(coro__sched_t *s)
     coro_t *next = coro__next_to_run(s);
     if (__builtin_expect(s->slow_ns != 0, 0))
         coro__note_run_time(s, self);
-    s->switches++;
-    s->current = next;
-    if (!next)
-        return &s->fiber;
-    next->state = CORO_RUNNING;
-    return &next->fiber;
+    return coro__make_current(s, next);
 }
 
 void coro__yield_not_running(const coro_t *self)
@@ -122,11 +117,7 @@ void coro_yield(void)
         else
             s->runq_head = self;
         s->runq_tail = self;
-        s->switches++;
-        s->current = next;
-        next->state = CORO_RUNNING;
-        coro__fiber_switch(&self->fiber, &next->fiber);
-        coro__after_switch(s);
+        coro__switch_to(s, self, next);
         return;
     }
     if (!next && !s->heap_len && !s->poll_waiters)
@@ -167,8 +158,12 @@ static size_t on_deadlock(coro__sched_t *s)
             continue;
         c->killed = 1;
         c->cancelled = 1;
-        if (c->state == CORO_PARKED)
-            woken += (size_t)coro__wake(c->wait, ECANCELED);
+        c->attn = 1;
+        if (c->state == CORO_PARKED) {
+            /* Its own waiter, always wakeable (see unwind_stuck). */
+            coro__wake(c->wait, ECANCELED);
+            woken++;
+        }
     }
     return woken;
 }
@@ -221,12 +216,9 @@ static void run_loop(coro__sched_t *s)
         if (!next)
             continue;
         s->pass_left = pass_length(s, s->runq_len);
-        s->current = next;
-        next->state = CORO_RUNNING;
-        s->switches++;
         if (s->slow_ns)
             s->run_since = coro__clock();
-        coro__fiber_switch(&s->fiber, &next->fiber);
+        coro__fiber_switch(&s->fiber, coro__make_current(s, next));
     }
 }
 

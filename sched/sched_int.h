@@ -56,6 +56,9 @@ struct coro {
     /* Sticky cancellation; shield holds it back; killed (deadlock unwind)
      * overrides the shield. */
     uint8_t cancelled, shielded, killed;
+    /* Something a checkpoint must look at: cancelled, killed or a
+     * deadline set (kept by coro__attn_update). */
+    uint8_t attn;
     /* Freed at its end instead of being joined. */
     uint8_t detached;
     /* The first coroutine of coro_main: never joinable. */
@@ -187,12 +190,6 @@ static inline coro_t *coro__current(void)
     return s ? s->current : NULL;
 }
 
-static inline int coro__can_wake(const coro__waiter_t *w)
-{
-    const coro_t *c = w->coro;
-    return c && c->state == CORO_PARKED && c->wait == w->primary;
-}
-
 /* Run queue. */
 static inline void coro__runq_push(coro__sched_t *s, coro_t *c)
 {
@@ -268,6 +265,26 @@ static inline void coro__after_switch(coro__sched_t *s)
         coro__reap(s);
 }
 
+/* Make next the running coroutine (NULL: the scheduler's context) and
+ * return the fiber to switch to. */
+static inline coro__fiber_t *coro__make_current(coro__sched_t *s, coro_t *next)
+{
+    s->switches++;
+    s->current = next;
+    if (!next)
+        return &s->fiber;
+    next->state = CORO_RUNNING;
+    return &next->fiber;
+}
+
+/* THE switch: from the running coroutine self to next (NULL: the
+ * scheduler's context). Returns when self runs again. */
+static inline void coro__switch_to(coro__sched_t *s, coro_t *self, coro_t *next)
+{
+    coro__fiber_switch(&self->fiber, coro__make_current(s, next));
+    coro__after_switch(s);
+}
+
 /* The current coroutine has been queued, parked or has ended: run the next
  * one (or the scheduler's context). Returns when the caller runs again. */
 static inline void coro__switch(coro__sched_t *s)
@@ -280,15 +297,7 @@ static inline void coro__switch(coro__sched_t *s)
     }
     if (__builtin_expect(s->slow_ns != 0, 0))
         coro__note_run_time(s, self);
-    s->switches++;
-    s->current = next;
-    if (next) {
-        next->state = CORO_RUNNING;
-        coro__fiber_switch(&self->fiber, &next->fiber);
-    } else {
-        coro__fiber_switch(&self->fiber, &s->fiber);
-    }
-    coro__after_switch(s);
+    coro__switch_to(s, self, next);
 }
 
 /* The current coroutine has ended: pick what runs next (the caller's last
@@ -307,18 +316,25 @@ static inline int64_t coro__timer_next(const coro__sched_t *s)
     return s->heap_len ? s->heap[0].when : CORO_NEVER;
 }
 
-/* ---- park and wake (inline: every hand-off of sync/ runs them) ---------- */
+/* ---- park and wake (inline: every blocking call of sync/ and io/) -------- */
 
 /* The errno a checkpoint of c fails with now (ECANCELED, ETIMEDOUT), or 0.
- * Nothing pending (no cancellation, no deadline) is decided inline; the
- * rest, which may read the clock, in sched/park.c. */
+ * c->attn is 0 when nothing is pending (no cancellation, no deadline): one
+ * byte decides the common case inline; the rest, which may read the clock,
+ * is in sched/park.c. */
 int coro__checkpoint_error_slow(const coro_t *c);
 
 static inline int coro__checkpoint_error(const coro_t *c)
 {
-    if (__builtin_expect(!(c->cancelled | c->killed) && c->deadline == CORO_NEVER, 1))
+    if (__builtin_expect(!c->attn, 1))
         return 0;
     return coro__checkpoint_error_slow(c);
+}
+
+/* Keep c->attn in step after a change to cancelled, killed or deadline. */
+static inline void coro__attn_update(coro_t *c)
+{
+    c->attn = (uint8_t)(c->cancelled | c->killed | (c->deadline != CORO_NEVER));
 }
 
 static inline int coro__checkpoint(void)
@@ -356,31 +372,69 @@ static inline int coro__home(void **home)
     return coro__home_in(home, coro__tls);
 }
 
-/* Make self parked on w (the first half of every park); wake_at is the
- * wait's own time limit (CORO_NEVER: none, only the deadline's). */
-static inline void coro__park_prepare(coro__sched_t *s, coro_t *self, coro__waiter_t *w,
-                                      int64_t wake_at, const char *what,
-                                      const void *obj, int64_t num)
+/* The part of a park that only a pending cancellation or deadline, a time
+ * limit or an uninterruptible wait needs (sched/park.c): the checkpoint
+ * (an uninterruptible wait fails only when killed) and the timer. Returns
+ * 0, or the errno to fail with before parking. */
+int coro__park_slow(coro__sched_t *s, coro_t *self, unsigned flags, int64_t wake_at);
+
+/* THE park (see sched/wait.h). Inline and always_inline: flags and
+ * wake_at are constants at every call site, so each site keeps only the
+ * branches it uses. */
+static inline __attribute__((always_inline)) int
+coro__park(coro__waiter_t *w, unsigned flags, int64_t wake_at, const char *what,
+           const void *obj, int64_t num)
 {
+    coro__sched_t *s = coro__tls;
+    coro_t *self = s ? s->current : NULL;
+    if (__builtin_expect(!self, 0)) {
+        coro_list_remove(&w->node);
+        errno = EPERM;
+        return -1;
+    }
+    /* An uninterruptible wait runs shielded and without a deadline (only
+     * a deadlock's unwind, which overrides shields, ends it early). */
+    uint8_t shielded = 0;
+    int64_t deadline = CORO_NEVER;
+    if (flags & CORO__PARK_UNINTERRUPTIBLE) {
+        shielded = self->shielded;
+        deadline = self->deadline;
+    }
+    if (__builtin_expect(self->attn | (wake_at != CORO_NEVER) |
+                         ((flags & CORO__PARK_UNINTERRUPTIBLE) != 0), 0)) {
+        int e = coro__park_slow(s, self, flags, wake_at);
+        if (e) {
+            coro_list_remove(&w->node);
+            errno = e;
+            return -1;
+        }
+    }
+    /* result and fired are written by whatever ends the wait. */
     w->coro = self;
     w->primary = w;
-    w->fired = NULL;
-    w->result = 0;
     self->wait = w;
     self->wait_what = what;
     self->wait_obj = obj;
     self->wait_num = num;
     self->wait_since = s->loop_now;
-    self->wake_at = wake_at;
-    int64_t limit = wake_at < self->deadline ? wake_at : self->deadline;
-    if (limit != CORO_NEVER)
-        coro__timer_arm(s, self, limit);
     self->state = CORO_PARKED;
-}
-
-/* What a park returns, from its waiter, once the coroutine runs again. */
-static inline int coro__park_result(const coro__waiter_t *w)
-{
+    if (flags & CORO__PARK_POLL) {
+        s->poll_waiters++;
+        if (flags & CORO__PARK_FD_BIT)
+            s->io_waits++;
+        coro__pass_clamp(s);
+    }
+    coro__switch(s);
+    if (flags & CORO__PARK_POLL) {
+        s->poll_waiters--;
+        if (flags & CORO__PARK_FD_BIT)
+            s->io_waits--;
+    }
+    if (flags & CORO__PARK_UNINTERRUPTIBLE) {
+        self->shielded = shielded;
+        self->deadline = deadline;
+        coro__attn_update(self);
+    }
     int e = w->result;
     if (__builtin_expect(e != 0, 0)) {
         errno = e;
@@ -389,35 +443,16 @@ static inline int coro__park_result(const coro__waiter_t *w)
     return 0;
 }
 
-/* The whole of coro__park for a w that is not NULL: coro__park (out of
- * line, for everyone) and coro__park_inline (sync/'s blocking paths) are
- * this. */
-static inline int coro__park_waiter(coro__waiter_t *w, int64_t wake_at, const char *what,
-                                    const void *obj, int64_t num)
+static inline int coro__can_wake(const coro__waiter_t *w)
 {
-    coro__sched_t *s = coro__tls;
-    coro_t *self = s ? s->current : NULL;
-    int e = self ? coro__checkpoint_error(self) : EPERM;
-    if (__builtin_expect(e != 0, 0)) {
-        coro_list_remove(&w->node);
-        errno = e;
-        return -1;
-    }
-    coro__park_prepare(s, self, w, wake_at, what, obj, num);
-    coro__switch(s);
-    return coro__park_result(w);
+    const coro_t *c = w->coro;
+    return c && c->state == CORO_PARKED && c->wait == w->primary;
 }
 
-static inline int coro__park_inline(coro__waiter_t *w, const char *what, const void *obj)
+/* THE wake (see sched/wait.h): coro__can_wake(w) holds. */
+static inline void coro__wake(coro__waiter_t *w, int result)
 {
-    return coro__park_waiter(w, CORO_NEVER, what, obj, -1);
-}
-
-/* End the wait of w's coroutine, which coro__can_wake(w) says is still
- * on: record the result and which waiter fired, disarm the timer. w must
- * already be unlinked. Returns the coroutine, to be made ready. */
-static inline coro_t *coro__end_wait(coro__waiter_t *w, int result)
-{
+    coro_list_remove(&w->node);
     coro_t *c = w->coro;
     coro__waiter_t *p = w->primary;
     c->wait = NULL;
@@ -425,71 +460,23 @@ static inline coro_t *coro__end_wait(coro__waiter_t *w, int result)
     p->fired = w;
     if (__builtin_expect(c->timer_index != 0, 0))
         coro__timer_disarm(c->sched, c);
-    return c;
-}
-
-/* Unlink w and, if its coroutine still waits on w's primary, end that
- * wait. Returns the coroutine to make ready, or NULL. */
-static inline coro_t *coro__finish_wait(coro__waiter_t *w, int result)
-{
-    coro_list_remove(&w->node);
-    if (!coro__can_wake(w))
-        return NULL;
-    return coro__end_wait(w, result);
-}
-
-static inline void coro__wake_live(coro__waiter_t *w, int result)
-{
-    coro_list_remove(&w->node);
-    coro_t *c = coro__end_wait(w, result);
     coro__runq_push(c->sched, c);
 }
 
-static inline int coro__wake(coro__waiter_t *w, int result)
+/* Wake every waiter of q that can be woken; unlink the others. */
+static inline size_t coro__wake_all(coro_list_t *q, int result)
 {
-    coro_t *c = coro__finish_wait(w, result);
-    if (!c)
-        return 0;
-    coro__runq_push(c->sched, c);
-    return 1;
-}
-
-static inline int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t *w,
-                                const char *what, const void *obj, int64_t num)
-{
-    coro__sched_t *s = coro__tls;
-    coro_t *self = s ? s->current : NULL;
-    if (!self) {
-        coro_list_remove(&w->node);
-        errno = EPERM;
-        return -1;
+    size_t n = 0;
+    while (!coro_list_lazy_empty(q)) {
+        coro__waiter_t *w = coro_container_of(q->next, coro__waiter_t, node);
+        if (coro__can_wake(w)) {
+            coro__wake(w, result);
+            n++;
+        } else {
+            coro_list_remove(&w->node);
+        }
     }
-    coro_t *to = wake ? coro__finish_wait(wake, result) : NULL;
-    int e = coro__checkpoint_error(self);
-    if (e) {
-        if (to)
-            coro__runq_push(s, to);
-        coro_list_remove(&w->node);
-        errno = e;
-        return -1;
-    }
-    coro__park_prepare(s, self, w, CORO_NEVER, what, obj, num);
-    if (to && !s->runq_head && s->pass_left > 0) {
-        /* Nobody else is ready and the pass has room: switch straight to
-         * the partner. (pass_left is 0 in CORO_DEBUG=slow mode.) */
-        s->pass_left--;
-        s->switches++;
-        s->current = to;
-        to->state = CORO_RUNNING;
-        coro__fiber_switch(&self->fiber, &to->fiber);
-        coro__after_switch(s);
-    } else {
-        /* Others are waiting their turn: the partner queues behind them. */
-        if (to)
-            coro__runq_push(s, to);
-        coro__switch(s);
-    }
-    return coro__park_result(w);
+    return n;
 }
 
 /* Running schedulers (sched/fork.c keeps the list, see coro__live_start):

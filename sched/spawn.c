@@ -30,9 +30,7 @@ static coro__fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
     self->status = status;
     self->state = CORO_DONE;
     s->live--;
-    coro_list_t *j = coro_list_first(&self->joiners);
-    if (j)
-        coro__wake(coro_container_of(j, coro__waiter_t, node), 0);
+    coro__wake_all(&self->joiners, 0);
     int reap = self->detached || self->is_main;
     if (self->group)
         reap = coro__group_child_done(self);
@@ -77,7 +75,8 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     f->name = name;
     /* Every field, explicitly: the header is not zeroed. */
     c->magic = CORO_MAGIC_LIVE;
-    c->cancelled = c->shielded = c->killed = c->detached = c->is_main = c->group_held = 0;
+    c->cancelled = c->shielded = c->killed = c->attn = 0;
+    c->detached = c->is_main = c->group_held = 0;
     c->fn = fn;
     c->arg = arg;
     c->status = 0;
@@ -126,7 +125,8 @@ coro_t *coro_spawn(coro_fn fn, void *arg)
     return coro_spawn_opts(fn, arg, NULL);
 }
 
-int coro_join(coro_t *c, int *status)
+/* coro_join and coro__join: flags is a constant in each copy. */
+static inline __attribute__((always_inline)) int join(coro_t *c, int *status, unsigned flags)
 {
     coro__sched_t *s = coro__tls;
     coro_t *self = s ? s->current : NULL;
@@ -147,19 +147,31 @@ int coro_join(coro_t *c, int *status)
         return -1;
     }
     if (c->state == CORO_DONE) {
-        if (coro__checkpoint() != 0)
+        if (!(flags & CORO__PARK_UNINTERRUPTIBLE) && coro__checkpoint() != 0)
             return -1;
     } else {
         coro__waiter_t w;
         coro_list_push_back(&c->joiners, &w.node);
         /* coro__park checks the caller's checkpoint first. */
-        if (coro__park(&w, CORO_NEVER, "join coroutine", c, (int64_t)c->fiber.id) != 0)
+        if (coro__park(&w, flags, CORO_NEVER, "join coroutine", c, (int64_t)c->fiber.id) != 0)
             return -1; /* c keeps running and stays joinable */
     }
     if (status)
         *status = c->status;
     coro__free_coro(s, c);
     return 0;
+}
+
+int coro_join(coro_t *c, int *status)
+{
+    return join(c, status, 0);
+}
+
+int coro__join(coro_t *c, int *status, unsigned flags)
+{
+    if (flags & CORO__PARK_UNINTERRUPTIBLE)
+        return join(c, status, CORO__PARK_UNINTERRUPTIBLE);
+    return join(c, status, 0);
 }
 
 void coro_detach(coro_t *c)

@@ -1,14 +1,16 @@
-/* sched/wait.h: the one way to wait. Every blocking call in sync/ and io/
- * goes through these few functions; cancellation and deadlines are decided
- * here once, never in each primitive.
+/* sched/wait.h: the one way to wait. Every blocking call in sched/, sync/
+ * and io/ goes through one park and one wake; cancellation, deadlines,
+ * time limits and the poller's accounting are decided there once, never
+ * in each primitive.
  *
  * A primitive that must block:
  *     coro__waiter_t w;
- *     coro_list_push_back(&obj->waiters, &w.node);   // or leave unlinked
- *     if (coro__park(&w, CORO_NEVER, "mutex", obj, -1) != 0)
+ *     coro_list_push_back(&obj->waiters, &w.node);   // or coro_list_init
+ *     if (coro__park(&w, 0, CORO_NEVER, "mutex", obj, -1) != 0)
  *         return -1;                                 // errno says why
  * and whoever completes the wait:
- *     coro__wake(w, 0);                              // unlinks w, readies its coroutine
+ *     if (coro__can_wake(w))
+ *         coro__wake(w, 0);              // unlinks w, readies its coroutine
  *
  * The waiter lives on the waiting coroutine's stack. A wake for a timeout
  * or a cancellation unlinks it from the object's list right away, so a
@@ -28,81 +30,81 @@ typedef struct coro__waiter {
     /* The parked coroutine; set by coro__park. */
     coro_t *coro;
     /* The waiter its coroutine parked on: itself (set by coro__park), or,
-     * for a coroutine waiting on several lists at once (select), the one
-     * waiter it passed to coro__park. Set coro and primary yourself on such
-     * extra waiters before linking them. */
+     * for a coroutine waiting on several lists at once (select, a
+     * descriptor's two directions), the one waiter it passed to
+     * coro__park. Set coro and primary yourself on such extra waiters
+     * before linking them. */
     struct coro__waiter *primary;
-    /* On the primary: which waiter's wake ended the wait (the primary
-     * itself for a timeout or cancellation). */
-    struct coro__waiter *fired;
-    /* Why it woke (on the primary): 0, or an errno value (ETIMEDOUT,
+    /* On the primary, written by the wake that ends the wait: which
+     * waiter's wake it was (the primary itself for a timeout or a
+     * cancellation), and the result: 0, or an errno value (ETIMEDOUT,
      * ECANCELED, or the waker's own, e.g. EPIPE). */
+    struct coro__waiter *fired;
     int result;
     /* Free for the primitive: a value handed over with the wake. */
     void *data;
 } coro__waiter_t;
 
+/* How a park waits (coro__park's flags, or'd; 0 for an ordinary wait). */
+enum {
+    /* Only the poller can end it (another thread's post, a signal): the
+     * scheduler keeps polling while it lasts and does not call the
+     * program deadlocked. */
+    CORO__PARK_POLL = 1,
+    CORO__PARK_FD_BIT = 2,
+    /* A descriptor wait: a POLL wait also counted in coro_stats' io_waits. */
+    CORO__PARK_FD = CORO__PARK_POLL | CORO__PARK_FD_BIT,
+    /* Neither a cancellation nor the deadline ends it (the coroutine runs
+     * shielded and without a deadline meanwhile; both are restored when
+     * it ends); only a deadlock's unwind does (-1, ECANCELED). For the
+     * waits that must finish whatever happens: relocking a condition
+     * variable's mutex, a group draining its children. */
+    CORO__PARK_UNINTERRUPTIBLE = 4,
+};
+
 /* Fail with ECANCELED (cancelled and not shielded) or ETIMEDOUT (the
  * deadline has passed), or EPERM outside a coroutine: what every blocking
  * call checks before it completes, even without blocking. Returns 0 or -1.
  *     int coro__checkpoint(void);
- * (inline, in sched/sched_int.h: nothing pending costs two loads) */
+ * (inline, in sched/sched_int.h: nothing pending costs one byte's load) */
 
-/* Park the running coroutine until coro__wake(w), its deadline, a
- * cancellation, or (if wake_at != CORO_NEVER) the time wake_at. Checks the
- * checkpoint first. `what`, `obj` and `num` (>= 0 to show a number such as
- * an fd or coroutine id, else -1) describe the wait for coro_dump. w may be
- * NULL for a wait that only a timer or cancellation ends.
+/* THE park. Park the running coroutine on w until coro__wake(w), its
+ * deadline, a cancellation, or (if wake_at != CORO_NEVER) the time
+ * wake_at, as `flags` says. Checks the checkpoint first. `what`, `obj` and
+ * `num` (>= 0 to show a number such as an fd or coroutine id, else -1)
+ * describe the wait for coro_dump. w's node must be linked into a list or
+ * initialised (coro_list_init).
  * Returns 0 when woken with 0 or when wake_at came; otherwise -1 with errno
- * set to the wake result. On any return w is unlinked. */
-int coro__park(coro__waiter_t *w, int64_t wake_at, const char *what,
-               const void *obj, int64_t num);
+ * set to the wake result (EPERM outside a coroutine). On any return w is
+ * unlinked.
+ *     int coro__park(coro__waiter_t *w, unsigned flags, int64_t wake_at,
+ *                    const char *what, const void *obj, int64_t num);
+ * (inline, in sched/sched_int.h: flags and wake_at are constants at each
+ * call site and the branches a site does not use vanish) */
 
-/* Wake the coroutine parked on w with `result`: unlink w, record the
- * result, make the coroutine ready. Returns 1, or 0 if w's coroutine is no
- * longer parked on w (already woken for another reason); w is unlinked
- * either way. Never blocks; call it from a coroutine of the same thread.
- *     int coro__wake(coro__waiter_t *w, int result);
- * (inline, in sched/sched_int.h) */
-
-/* coro__wake(w, result) for a w that coro__can_wake(w) has just approved
- * (nothing has run in between that could have woken its coroutine): the
- * waker of sync/ finds its waiter with that test already, and this skips
- * repeating it.
- *     void coro__wake_live(coro__waiter_t *w, int result);
- * (inline, in sched/sched_int.h) */
-
-/* coro__park(w, CORO_NEVER, what, obj, -1) for a w that is not NULL,
- * inline: the blocking paths of sync/ (one copy per primitive, each a
- * hand-off's worth of calls and register saves shorter).
- *     int coro__park_inline(coro__waiter_t *w, const char *what,
- *                           const void *obj);
- * (in sched/sched_int.h) */
-
-/* Would coro__wake(w, ...) wake anyone? (Is w's coroutine still parked on
- * w's primary?) A waker checks this before it hands anything over, so a
- * value is never copied to a coroutine that has already been woken.
+/* Is w's coroutine still parked on w's primary? A waker checks this
+ * before it hands anything over, so a value is never copied to a coroutine
+ * that has already been woken for another reason (stale waiters: a select
+ * woken through another case, a descriptor's other direction).
  *     int coro__can_wake(const coro__waiter_t *w);
  * (inline, in sched/sched_int.h) */
 
-/* coro__wake, but the woken coroutine runs next, before everyone already
- * ready (a one-off hand-off, such as a producer's last word; a loop of
- * hand-offs should use coro__handoff, which stays fair). */
-int coro__wake_next(coro__waiter_t *w, int result);
+/* THE wake, for a w that coro__can_wake(w) has just approved (nothing has
+ * run in between): unlink w, record result and which waiter fired on the
+ * primary, disarm its timer, make its coroutine ready (at the back of the
+ * run queue: a hand-off never lets anyone jump the queue). Never blocks;
+ * call it from a coroutine of the same thread, or the scheduler's context.
+ *     void coro__wake(coro__waiter_t *w, int result);
+ * (inline, in sched/sched_int.h) */
 
-/* Wake `wake` (if not NULL and still waiting) with `result`, then park
- * the caller on w as coro__park(w, CORO_NEVER, ...) does: the two halves
- * of a hand-off between two coroutines (generators: next <-> yield). When
- * no other coroutine is ready and the current pass over the run queue has
- * room, it switches straight to the woken coroutine without touching the
- * run queue; otherwise the woken one queues behind those already ready, so
- * an endless hand-off loop cannot starve them, timers or I/O. The wake
- * happens even if the caller's own checkpoint then fails (-1 with errno,
- * not parked).
- *     int coro__handoff(coro__waiter_t *wake, int result, coro__waiter_t *w,
- *                       const char *what, const void *obj, int64_t num);
- * (inline, in sched/sched_int.h: its one caller, sync/gen.c, keeps it in
- * one copy) */
+/* Wake every waiter of q that can still be woken, unlinking the stale
+ * ones; returns how many woke. q may be lazily initialised (all zero).
+ *     size_t coro__wake_all(coro_list_t *q, int result);
+ * (inline, in sched/sched_int.h) */
+
+/* coro_join(c, status) as a wait with coro__park's flags (an
+ * uninterruptible join: a generator's free waits for its producer). */
+int coro__join(coro_t *c, int *status, unsigned flags);
 
 /* THE THREAD BOUNDARY. A scheduler's state (its coroutines, their wait
  * lists) is touched by its own thread only, without locks. An object that

@@ -30,6 +30,7 @@
 #include "coro/list.h"
 #include "coro/sanitize.h"
 #include "sched/wait.h"
+#include "sync/elem.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -117,19 +118,6 @@ __attribute__((noinline, cold)) static int recv_foreign(coro_chan_t *ch, void *e
 
 /* ---- items and waiters -------------------------------------------------- */
 
-/* memcpy of a run-time size is a call; the common small sizes inline. */
-static inline void copy_elem(void *dst, const void *src, size_t n)
-{
-    switch (n) {
-    case 1: memcpy(dst, src, 1); break;
-    case 2: memcpy(dst, src, 2); break;
-    case 4: memcpy(dst, src, 4); break;
-    case 8: memcpy(dst, src, 8); break;
-    case 16: memcpy(dst, src, 16); break;
-    default: memcpy(dst, src, n); break;
-    }
-}
-
 static inline unsigned char *slot(coro_chan_t *ch, size_t i)
 {
     return ch->ring + i * ch->elem_size;
@@ -140,13 +128,13 @@ static inline void ring_put(coro_chan_t *ch, const void *elem)
     size_t i = ch->head + ch->len;
     if (i >= ch->cap)
         i -= ch->cap;
-    copy_elem(slot(ch, i), elem, ch->elem_size);
+    sync_copy_elem(slot(ch, i), elem, ch->elem_size);
     ch->len++;
 }
 
 static inline void ring_take(coro_chan_t *ch, void *elem)
 {
-    copy_elem(elem, slot(ch, ch->head), ch->elem_size);
+    sync_copy_elem(elem, slot(ch, ch->head), ch->elem_size);
     if (++ch->head == ch->cap)
         ch->head = 0;
     ch->len--;
@@ -176,20 +164,13 @@ static inline coro__waiter_t *first_live(coro_list_t *q)
     return NULL;
 }
 
-/* Wake every waiter of q (stale ones are just unlinked). */
-static void wake_all(coro_list_t *q, int result)
-{
-    while (q->next != q)
-        coro__wake(coro_container_of(q->next, coro__waiter_t, node), result);
-}
-
 /* Send elem now: to the live receiver r if there is one, else into the
  * ring (which has room). */
 static inline void send_to(coro_chan_t *ch, const void *elem, coro__waiter_t *r)
 {
     if (r) {
-        copy_elem(waiter_elem(r), elem, ch->elem_size);
-        coro__wake_live(r, 0);
+        sync_copy_elem(waiter_elem(r), elem, ch->elem_size);
+        coro__wake(r, 0);
     } else {
         ring_put(ch, elem);
     }
@@ -203,11 +184,11 @@ static inline void recv_from(coro_chan_t *ch, void *elem, coro__waiter_t *s)
         ring_take(ch, elem);
         if ((s = first_live(&ch->sendq)) != NULL) {
             ring_put(ch, waiter_elem(s));
-            coro__wake_live(s, 0);
+            coro__wake(s, 0);
         }
     } else {
-        copy_elem(elem, waiter_elem(s), ch->elem_size);
-        coro__wake_live(s, 0);
+        sync_copy_elem(elem, waiter_elem(s), ch->elem_size);
+        coro__wake(s, 0);
     }
 }
 
@@ -221,7 +202,7 @@ static int park_on(coro_list_t *q, void *elem, const char *what, const coro_chan
     coro__waiter_t me;
     me.data = elem;
     coro_list_push_back(q, &me.node);
-    return coro__park_inline(&me, what, ch);
+    return coro__park(&me, 0, CORO_NEVER, what, ch, -1);
 }
 
 /* ---- channels ----------------------------------------------------------- */
@@ -343,8 +324,8 @@ int coro_chan_try_recv(coro_chan_t *ch, void *elem)
 static void close_chan(coro_chan_t *ch)
 {
     ch->closed = 1;
-    wake_all(&ch->recvq, EPIPE);
-    wake_all(&ch->sendq, EPIPE);
+    coro__wake_all(&ch->recvq, EPIPE);
+    coro__wake_all(&ch->sendq, EPIPE);
 }
 
 int coro_chan_close(coro_chan_t *ch)
@@ -523,7 +504,7 @@ static int select_wait(coro_case_t *cases, int n)
         w->data = c;
         coro_list_push_back(c->op == CORO_SEND ? &c->ch->sendq : &c->ch->recvq, &w->node);
     }
-    coro__park(&p, CORO_NEVER, "select", cases, -1);
+    coro__park(&p, 0, CORO_NEVER, "select", cases, -1);
     int e = errno;
     /* Unlink the rest. A channel freed meanwhile has already unlinked
      * ours, so this touches no freed memory. */

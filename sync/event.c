@@ -38,7 +38,7 @@ int coro_event_wait(coro_event_t *e)
     if (e->set)
         return coro__checkpoint();
     coro__waiter_t w;
-    return waitq_park(&e->waiters, &w, NULL, "event", e); /* checkpoints first */
+    return waitq_park(&e->waiters, &w, 0, NULL, "event", e); /* checkpoints first */
 }
 
 int coro_event_is_set(const coro_event_t *e)
@@ -81,5 +81,5 @@ int coro_wg_wait(coro_wg_t *wg)
     if (wg->count == 0)
         return coro__checkpoint();
     coro__waiter_t w;
-    return waitq_park(&wg->waiters, &w, NULL, "waitgroup", wg); /* checkpoints first */
+    return waitq_park(&wg->waiters, &w, 0, NULL, "waitgroup", wg); /* checkpoints first */
 }

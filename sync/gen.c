@@ -2,11 +2,10 @@
  * and hands values out one at a time; each coro_gen_next runs it until its
  * next coro_gen_yield or its return.
  *
- * The hand-off is direct: next wakes the producer and parks in one
- * coro__handoff; yield copies the value straight into the consumer's
- * buffer and hands back the same way. With no other coroutine ready, one
- * value costs two switches and no run-queue traffic; with others ready,
- * the partner queues behind them, so a generator loop never starves them.
+ * The hand-off is direct: next wakes the producer and parks; yield copies
+ * the value straight into the consumer's buffer and hands back the same
+ * way. One value costs two switches; the woken partner queues behind the
+ * coroutines already ready, so a generator loop never starves them.
  *
  * Who touches what:
  *   g->cw   the consumer's waiter (on its stack) while a coroutine is
@@ -40,6 +39,7 @@
 #include "coro/fault.h"
 #include "sched/sched.h"
 #include "sched/wait.h"
+#include "sync/elem.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -64,29 +64,6 @@ struct coro_gen {
     unsigned char pending[];   /* elem_size bytes */
 };
 
-/* Copy one value; the common small sizes without a call. */
-static inline void copy_elem(void *dst, const void *src, size_t n)
-{
-    switch (n) {
-    case 1: memcpy(dst, src, 1); break;
-    case 2: memcpy(dst, src, 2); break;
-    case 4: memcpy(dst, src, 4); break;
-    case 8: memcpy(dst, src, 8); break;
-    case 16: memcpy(dst, src, 16); break;
-    default: memcpy(dst, src, n); break;
-    }
-}
-
-static inline void waiter_init(coro__waiter_t *w, void *data)
-{
-    coro_list_init(&w->node);
-    w->coro = NULL; /* coro__can_wake is false until coro__park sets it */
-    w->primary = w;
-    w->fired = NULL;
-    w->result = 0;
-    w->data = data;
-}
-
 /* Keep gen_switch one function: a clone per caller would undo the point. */
 #if defined(__clang__)
 #define GEN_ONE_COPY __attribute__((noinline))
@@ -105,7 +82,9 @@ static inline void waiter_init(coro__waiter_t *w, void *data)
 static GEN_ONE_COPY int gen_switch(coro_gen_t *g, coro__waiter_t *wake, void *buf)
 {
     coro__waiter_t w;
-    waiter_init(&w, buf);
+    coro_list_init(&w.node);
+    w.coro = NULL; /* coro__can_wake is false until coro__park sets it */
+    w.data = buf;
     if (buf) {
         g->cw = &w;
         g->started = 1;
@@ -114,9 +93,12 @@ static GEN_ONE_COPY int gen_switch(coro_gen_t *g, coro__waiter_t *wake, void *bu
     }
     const char *what = buf ? "gen next" : "gen yield";
     /* Hide what the branches above learnt about buf, so the compiler keeps
-     * a single call of coro__handoff rather than one per path. */
+     * a single park rather than one per path. */
     __asm__("" : "+r"(buf));
-    int r = coro__handoff(wake, 0, &w, what, g, -1);
+    /* The partner wakes even if our own checkpoint then fails. */
+    if (wake && coro__can_wake(wake))
+        coro__wake(wake, 0);
+    int r = coro__park(&w, 0, CORO_NEVER, what, g, -1);
     if (!buf) {
         g->pw = NULL; /* the producer: g lives until it has ended */
         return r;
@@ -152,7 +134,7 @@ out:
     coro__waiter_t *cw = g->cw;
     if (cw && coro__can_wake(cw)) {
         g->cw = NULL;
-        coro__wake_next(cw, ENOENT);
+        coro__wake(cw, ENOENT);
     }
     if (g->free_on_exit)
         free(g);
@@ -226,7 +208,7 @@ int coro_gen_yield(coro_gen_t *g, const void *elem)
             return -1;
     coro__waiter_t *cw = g->cw;
     if (cw && coro__can_wake(cw)) {
-        copy_elem(cw->data, elem, g->elem_size);
+        sync_copy_elem(cw->data, elem, g->elem_size);
         g->cw = NULL;
         /* A failure of the wait that follows (fn's own deadline passed
          * meanwhile, a cancellation) comes after the value was handed. */
@@ -234,7 +216,7 @@ int coro_gen_yield(coro_gen_t *g, const void *elem)
     }
     /* Nobody waits (the consumer was cancelled or timed out while fn ran):
      * keep the value for the next coro_gen_next. */
-    copy_elem(g->pending, elem, g->elem_size);
+    sync_copy_elem(g->pending, elem, g->elem_size);
     g->has_pending = 1;
     return gen_switch(g, NULL, NULL);
 }
@@ -266,7 +248,7 @@ int coro_gen_next(coro_gen_t *g, void *elem)
     }
     if (g->has_pending) {
         g->has_pending = 0;
-        copy_elem(elem, g->pending, g->elem_size);
+        sync_copy_elem(elem, g->pending, g->elem_size);
         return 0;
     }
     if (g->finished || g->freeing) {
@@ -326,7 +308,8 @@ void coro_gen_free(coro_gen_t *g)
     if (cw) {
         g->cw = NULL;
         cw->data = NULL;
-        coro__wake(cw, ENOENT);
+        if (coro__can_wake(cw))
+            coro__wake(cw, ENOENT);
     }
     if (self == g->producer) {
         /* fn frees its own generator: its later yields fail, and g goes
@@ -342,14 +325,13 @@ void coro_gen_free(coro_gen_t *g)
         coro__waiter_t *pw = g->pw;
         if (pw) {
             g->pw = NULL;
-            coro__wake(pw, ECANCELED);
+            if (coro__can_wake(pw)) /* the cancel above may have woken it */
+                coro__wake(pw, ECANCELED);
         }
     }
     /* Wait for fn to return even if the caller is cancelled or past its
      * deadline: the producer still uses g. */
-    int shield = coro_shield(1);
-    int64_t deadline = coro_set_deadline(CORO_NEVER);
-    if (coro_join(g->producer, NULL) != 0) {
+    if (coro__join(g->producer, NULL, CORO__PARK_UNINTERRUPTIBLE) != 0) {
         /* Only when the caller is being killed by a deadlock unwind
          * (which overrides shields): let the producer go on its own and
          * wait for fn to return. */
@@ -357,7 +339,5 @@ void coro_gen_free(coro_gen_t *g)
         while (!g->finished)
             coro_yield();
     }
-    coro_set_deadline(deadline);
-    coro_shield(shield);
     free(g);
 }

@@ -48,7 +48,7 @@ int coro_mutex_lock(coro_mutex_t *m)
     coro__waiter_t w;
     /* The park checks the checkpoint first. On success the unlocker has
      * already made us the owner. */
-    return waitq_park(&m->waiters, &w, NULL, "mutex", m);
+    return waitq_park(&m->waiters, &w, 0, NULL, "mutex", m);
 }
 
 int coro_mutex_trylock(coro_mutex_t *m)
@@ -85,7 +85,7 @@ int coro_mutex_unlock(coro_mutex_t *m)
     coro__waiter_t *w = waitq_first(&m->waiters);
     if (w) {
         m->owner = w->coro->fiber.id;
-        coro__wake_live(w, 0);
+        coro__wake(w, 0);
     } else {
         m->owner = 0;
     }
@@ -93,24 +93,21 @@ int coro_mutex_unlock(coro_mutex_t *m)
 }
 
 /* Lock m for coro_cond_wait's return: neither cancellation nor the
- * deadline may stop it (the caller must hold m again, also on error). Only
- * a deadlock unwind makes the park fail; then let the others run until the
- * owner, unwinding too, lets go. */
+ * deadline may stop it (the caller must hold m again, also on error): an
+ * uninterruptible wait. Only a deadlock unwind makes the park fail; then
+ * let the others run until the owner, unwinding too, lets go. */
 static void relock(coro_mutex_t *m, coro_t *self)
 {
-    int shield = coro_shield(1);
-    int64_t deadline = coro_set_deadline(CORO_NEVER);
     while (m->owner != self->fiber.id) {
         if (!m->owner) {
             m->owner = self->fiber.id;
             break;
         }
         coro__waiter_t w;
-        if (waitq_park(&m->waiters, &w, NULL, "mutex (cond relock)", m) != 0)
+        if (waitq_park(&m->waiters, &w, CORO__PARK_UNINTERRUPTIBLE, NULL, "mutex (cond relock)",
+                       m) != 0)
             coro_yield();
     }
-    coro_set_deadline(deadline);
-    coro_shield(shield);
 }
 
 void coro_cond_init(coro_cond_t *c)
@@ -136,11 +133,10 @@ int coro_cond_wait(coro_cond_t *c, coro_mutex_t *m)
         return -1; /* m is still held */
     coro__waiter_t w;
     coro_list_lazy_init(&c->waiters);
-    coro_list_init(&w.node);
     w.data = NULL;
     coro_list_push_back(&c->waiters, &w.node);
     coro_mutex_unlock(m);
-    int rc = coro__park(&w, CORO_NEVER, "cond", c, -1);
+    int rc = coro__park(&w, 0, CORO_NEVER, "cond", c, -1);
     int err = errno;
     relock(m, self);
     if (rc != 0) {
@@ -156,7 +152,7 @@ int coro_cond_signal(coro_cond_t *c)
         return -1;
     coro__waiter_t *w = waitq_first(&c->waiters);
     if (w)
-        coro__wake_live(w, 0);
+        coro__wake(w, 0);
     return 0;
 }
 

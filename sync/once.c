@@ -31,7 +31,7 @@ int coro_once(coro_once_t *o, coro_fn fn, void *arg)
             return status;
         }
         coro__waiter_t w;
-        if (waitq_park(&o->waiters, &w, NULL, "once", o) != 0)
+        if (waitq_park(&o->waiters, &w, 0, NULL, "once", o) != 0)
             return -1;
     }
 }

@@ -30,12 +30,12 @@ static void grant(coro_rwlock_t *l)
         if (w->data == &want_write) {
             if (l->readers == 0) {
                 l->writer = w->coro->fiber.id;
-                coro__wake_live(w, 0);
+                coro__wake(w, 0);
             }
             return;
         }
         l->readers++;
-        coro__wake_live(w, 0);
+        coro__wake(w, 0);
     }
 }
 
@@ -63,7 +63,7 @@ static int lock(coro_rwlock_t *l, int write, int try)
         return -1;
     }
     coro__waiter_t w;
-    if (waitq_park(&l->waiters, &w, write ? &want_write : &want_read,
+    if (waitq_park(&l->waiters, &w, 0, write ? &want_write : &want_read,
                    write ? "rwlock write" : "rwlock read", l) != 0) {
         /* Cancelled or timed out (and already out of the queue): those
          * behind may now be grantable, e.g. readers queued behind a writer

@@ -42,7 +42,7 @@ int coro_sem_acquire(coro_sem_t *s)
         return 0;
     }
     coro__waiter_t w;
-    return waitq_park(&s->waiters, &w, NULL, "sem", s); /* checkpoints first */
+    return waitq_park(&s->waiters, &w, 0, NULL, "sem", s); /* checkpoints first */
 }
 
 int coro_sem_try_acquire(coro_sem_t *s)
@@ -68,7 +68,7 @@ int coro_sem_release(coro_sem_t *s)
         return release_foreign(s, sc);
     coro__waiter_t *w = waitq_first(&s->waiters);
     if (w) {
-        coro__wake_live(w, 0);
+        coro__wake(w, 0);
         return 0;
     }
     if (s->count == LONG_MAX) {

@@ -70,18 +70,18 @@ static inline int sync_may_read(void *const *home)
     return -1;
 }
 
-/* Queue the calling coroutine's waiter w at the back of q and park until a
- * waker hands it what it waits for (0), or its deadline or a cancellation
- * ends the wait (-1 with errno; w is then already out of q). `data` rides
- * with the waiter for the waker to read. */
-static inline int waitq_park(coro_list_t *q, coro__waiter_t *w, void *data,
-                             const char *what, const void *obj)
+/* Queue the calling coroutine's waiter w at the back of q and park (with
+ * coro__park's flags) until a waker hands it what it waits for (0), or its
+ * deadline or a cancellation ends the wait (-1 with errno; w is then
+ * already out of q). `data` rides with the waiter for the waker to read. */
+static inline __attribute__((always_inline)) int
+waitq_park(coro_list_t *q, coro__waiter_t *w, unsigned flags, void *data, const char *what,
+           const void *obj)
 {
     coro_list_lazy_init(q);
-    coro_list_init(&w->node);
     w->data = data;
     coro_list_push_back(q, &w->node);
-    return coro__park_inline(w, what, obj);
+    return coro__park(w, flags, CORO_NEVER, what, obj, -1);
 }
 
 /* The first waiter that can still be woken, or NULL. Waiters already woken
@@ -107,13 +107,7 @@ static inline int waitq_empty(coro_list_t *q)
 /* Wake every waiter with `result`; returns how many. */
 static inline int waitq_wake_all(coro_list_t *q, int result)
 {
-    int n = 0;
-    coro__waiter_t *w;
-    while ((w = waitq_first(q)) != NULL) {
-        coro__wake_live(w, result);
-        n++;
-    }
-    return n;
+    return (int)coro__wake_all(q, result);
 }
 
 #endif /* CORO_SYNC_WAITQ_H */
