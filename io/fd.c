@@ -237,12 +237,23 @@ read_call(enum read_op op, int fd, const struct read_args *a)
     return -1;
 }
 
-/* The read family: one successful call's result. On a byte stream, a
- * read that comes back shorter than `full` has drained the buffer: the
- * next read would say EAGAIN, so it waits for the poller's next edge
- * first (one system call saved per message in request/response traffic;
- * see coro__fd_drained). Inline with a constant op: each caller keeps
- * only its own call. */
+/* A read of fd came back shorter than asked. On a TCP stream that means
+ * the receive buffer is empty: the next read would say EAGAIN, so it may
+ * wait for the poller's next read event first and save that system call
+ * (one per message in request/response traffic; tokio does the same).
+ * Not once the poller has reported a hang-up, an error or urgent data for
+ * fd (a read stops at the urgent mark, and after a hang-up a short read
+ * may be followed by more, or EOF), nor with a backend that cannot see
+ * urgent data at all. */
+static void note_short_read(int fd)
+{
+    if (coro__poller_sees_urgent && !(coro__fd_flags(fd) & SCHED_FD_HUP))
+        coro__fd_mark_drained(fd);
+}
+
+/* The read family: one successful call's result; a short read on a byte
+ * stream is noted (note_short_read). Inline with a constant op: each
+ * caller keeps only its own call. */
 static inline __attribute__((always_inline)) ssize_t
 read_loop(int fd, size_t full, const char *what, enum read_op op, const struct read_args *a)
 {
@@ -255,7 +266,7 @@ read_loop(int fd, size_t full, const char *what, enum read_op op, const struct r
         ssize_t r = read_call(op, fd, a);
         if (r >= 0) {
             if (r > 0 && (size_t)r < full && (flags & SCHED_FD_STREAM))
-                coro__fd_drained(fd);
+                note_short_read(fd);
             return r;
         }
         if (errno == EINTR)

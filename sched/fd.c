@@ -23,11 +23,8 @@
 #define FD_CHUNK_SHIFT 10
 #define FD_CHUNK (1u << FD_CHUNK_SHIFT)
 
-/* Entry flags beside the io/ ones: registered with the poller; the poller
- * has reported a hang-up or error (sticky: reads no longer block, so a
- * short read no longer means drained). */
+/* Entry flag beside the io/ ones: registered with the poller. */
 #define FD_ARMED 0x100
-#define FD_HUP 0x200
 
 struct coro__fd {
     uint32_t gen;
@@ -111,7 +108,7 @@ void coro__fd_ready(coro__sched_t *s, uint64_t token, int events)
     if (!e || e->gen != (uint32_t)(token >> 32))
         return; /* a stale event of a forgotten descriptor */
     if (events & SCHED_POLL_HUP)
-        e->flags |= FD_HUP;
+        e->flags |= SCHED_FD_HUP;
     if (events & SCHED_POLL_READ) {
         e->flags &= ~(uint32_t)SCHED_FD_DRAINED;
         wake_list(&e->readers, 0, events);
@@ -159,7 +156,9 @@ int coro__fd_set_flags(int fd, int flags)
         errno = ENOMEM;
         return -1;
     }
-    e->flags = (e->flags & ~0xffu) | ((uint32_t)flags & 0xff);
+    /* SCHED_FD_HUP is the table's own record, whatever io/ passes. */
+    uint32_t keep = ~0xffu | SCHED_FD_HUP;
+    e->flags = (e->flags & keep) | ((uint32_t)flags & 0xff & ~keep);
     return 0;
 }
 
@@ -229,11 +228,11 @@ int coro__fd_wait(int fd, int events, const char *what)
     return fired ? fired : events;
 }
 
-void coro__fd_drained(int fd)
+void coro__fd_mark_drained(int fd)
 {
     coro__sched_t *s = coro__tls;
     coro__fd_t *e = s ? entry(s, fd, 0) : NULL;
-    if (e && !(e->flags & FD_HUP) && coro__poller_sees_urgent)
+    if (e)
         e->flags |= SCHED_FD_DRAINED;
 }
 
@@ -269,7 +268,7 @@ void coro__fd_new(int fd, int flags)
         if (e->gen == 0)
             e->gen = 1;
     }
-    e->flags = (uint32_t)flags & 0xff;
+    e->flags = (uint32_t)flags & 0xff & ~(uint32_t)SCHED_FD_HUP;
 }
 
 static size_t list_len(const coro_list_t *l)

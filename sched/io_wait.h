@@ -31,20 +31,18 @@ enum {
                             * sockets (reads stop at SCM_RIGHTS messages)
                             * nor pipes (packet mode, O_DIRECT, reads one
                             * packet a call and F_GETFL does not show it). */
-    SCHED_FD_DRAINED = 16, /* a read came back short: nothing left to read
-                            * until the poller reports the next edge */
+    SCHED_FD_DRAINED = 16, /* io/'s mark (coro__fd_mark_drained), cleared
+                            * by the poller's next read event for fd */
+    SCHED_FD_HUP = 32,     /* the poller has reported SCHED_POLL_HUP for fd
+                            * (sticky until the entry is forgotten); the
+                            * table keeps it, io/ only reads it */
 };
 
-/* A short read on a byte stream has emptied fd's receive buffer: the next
- * read would say EAGAIN, so io/ may wait for the next edge first and save
- * that system call (tokio does the same). The flag is cleared by the next
- * read event the poller reports for fd, and when the entry is forgotten.
- * Once the poller has reported SCHED_POLL_HUP for fd (a hang-up, an error,
- * or TCP urgent data, where a read stops at the mark) it is never set
- * again: a short read may then be followed by more to read, or EOF. Nor is
- * it set with a backend that cannot report urgent data
- * (coro__poller_sees_urgent). */
-void coro__fd_drained(int fd);
+/* Set SCHED_FD_DRAINED on fd's entry: it stays until the poller reports
+ * the next read event for fd or the entry is forgotten. What it means is
+ * io/'s business (io/fd.c: the receive buffer is empty, so the next read
+ * waits for that event instead of making a system call that says EAGAIN). */
+void coro__fd_mark_drained(int fd);
 
 /* The io/ flags of fd (0 for a descriptor never seen), and setting them.
  * coro__fd_set_flags fails with EBADF for fd < 0 and ENOMEM. Both must be

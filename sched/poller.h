@@ -20,14 +20,13 @@
 
 typedef struct coro__poller coro__poller_t;
 
-/* 1 if the backend reports urgent (TCP out-of-band) data as SCHED_POLL_HUP;
- * without it a short read never counts as drained (SCHED_FD_DRAINED). */
+/* 1 if the backend reports urgent (TCP out-of-band) data as SCHED_POLL_HUP,
+ * 0 if it cannot. */
 extern const int coro__poller_sees_urgent;
 
 /* SCHED_POLL_HUP comes with READ when the peer has hung up (or closed its
  * writing side), an error is pending, or urgent (out-of-band) data has
- * arrived: from then on a short read does not mean the descriptor is
- * drained, and the descriptor table remembers it (SCHED_FD_DRAINED). */
+ * arrived (where the backend sees it). */
 enum { SCHED_POLL_READ = 1, SCHED_POLL_WRITE = 2, SCHED_POLL_HUP = 4 };
 
 /* Called for each ready registration with the token given to arm. */

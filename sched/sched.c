@@ -61,12 +61,18 @@ static inline size_t pass_length(const coro__sched_t *s, size_t n)
 
 coro_t *coro__pass_end(coro__sched_t *s)
 {
-    if (!s->runq_head || s->poll_waiters)
-        return NULL;
-    if (s->heap_len)
-        coro__timer_expire(s, coro__clock());
-    s->pass_left = pass_length(s, s->runq_len - 1);
-    return coro__runq_pop(s);
+    coro_t *next = NULL;
+    if (s->runq_head && !s->poll_waiters) {
+        if (s->heap_len)
+            coro__timer_expire(s, coro__clock());
+        s->pass_left = pass_length(s, s->runq_len - 1);
+        next = coro__runq_pop(s);
+    }
+    /* CORO_DEBUG=slow sends every switch here (pass_left is 0): the run
+     * of the current coroutine ends unless it is the one to run on. */
+    if (__builtin_expect(s->slow_ns != 0, 0) && next != s->current)
+        coro__note_run_time(s, s->current);
+    return next;
 }
 
 void coro__note_run_time(coro__sched_t *s, coro_t *self)
@@ -79,11 +85,7 @@ void coro__note_run_time(coro__sched_t *s, coro_t *self)
 
 coro__fiber_t *coro__exit_next(coro__sched_t *s)
 {
-    coro_t *self = s->current;
-    coro_t *next = coro__next_to_run(s);
-    if (__builtin_expect(s->slow_ns != 0, 0))
-        coro__note_run_time(s, self);
-    return coro__make_current(s, next);
+    return coro__make_current(s, coro__next_to_run(s));
 }
 
 void coro__yield_not_running(const coro_t *self)
@@ -91,6 +93,14 @@ void coro__yield_not_running(const coro_t *self)
     /* Inside a signal handler: only write(2) and abort(). */
     coro__fiber_report_signal_misuse(&self->fiber, "coro_yield found its coroutine half-way "
                                                   "into a park");
+}
+
+/* coro_yield when the pass is over, or nobody else is ready but timers or
+ * the poller are to be looked at. */
+__attribute__((noinline)) static void yield_slow(coro__sched_t *s, coro_t *self)
+{
+    coro__runq_push(s, self);
+    coro__switch(s);
 }
 
 void coro_yield(void)
@@ -105,7 +115,12 @@ void coro_yield(void)
     if (__builtin_expect(self->state != CORO_RUNNING, 0))
         coro__yield_not_running(self);
     coro_t *next = s->runq_head;
-    if (__builtin_expect(next && s->pass_left, 1)) { /* 0 in CORO_DEBUG=slow mode */
+    if (__builtin_expect(!next || !s->pass_left, 0)) { /* pass_left: 0 in CORO_DEBUG=slow mode */
+        if (!next && !s->heap_len && !s->poll_waiters)
+            return; /* nobody else to run and nothing to look at */
+        return yield_slow(s, self);
+    }
+    {
         /* The common case, done in place: the head leaves the queue and
          * the caller joins its tail, so the length is unchanged. */
         s->pass_left--;
@@ -118,12 +133,7 @@ void coro_yield(void)
             s->runq_head = self;
         s->runq_tail = self;
         coro__switch_to(s, self, next);
-        return;
     }
-    if (!next && !s->heap_len && !s->poll_waiters)
-        return; /* nobody else to run and nothing to look at */
-    coro__runq_push(s, self);
-    coro__switch(s);
 }
 
 /* ---- the loop ------------------------------------------------------------ */

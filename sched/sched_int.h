@@ -244,7 +244,8 @@ coro_t *coro__pass_end(coro__sched_t *s);
 /* coro_yield met a coroutine that is not running (sched/sched.c): a signal
  * handler interrupted it half-way into a park. Aborts with a message. */
 __attribute__((noreturn, cold)) void coro__yield_not_running(const coro_t *self);
-/* CORO_DEBUG=slow: account the run that is ending. */
+/* CORO_DEBUG=slow: account the run that is ending (called from
+ * coro__pass_end, where slow mode sends every switch). */
 __attribute__((cold)) void coro__note_run_time(coro__sched_t *s, coro_t *self);
 /* Free the detached coroutine that just ended (s->reap). */
 __attribute__((cold)) void coro__reap(coro__sched_t *s);
@@ -291,12 +292,12 @@ static inline void coro__switch(coro__sched_t *s)
 {
     coro_t *self = s->current;
     coro_t *next = coro__next_to_run(s);
-    if (next == self) {
+    if (__builtin_expect(next == self, 0)) {
+        /* A yield with nobody else ready, or a park whose time limit had
+         * already passed (the pass end's timer check woke it). */
         self->state = CORO_RUNNING;
         return;
     }
-    if (__builtin_expect(s->slow_ns != 0, 0))
-        coro__note_run_time(s, self);
     coro__switch_to(s, self, next);
 }
 
@@ -455,7 +456,8 @@ static inline void coro__wake(coro__waiter_t *w, int result)
     coro_list_remove(&w->node);
     coro_t *c = w->coro;
     coro__waiter_t *p = w->primary;
-    c->wait = NULL;
+    /* c->wait keeps its stale value: with c no longer PARKED,
+     * coro__can_wake is false for every waiter of c anyway. */
     p->result = result;
     p->fired = w;
     if (__builtin_expect(c->timer_index != 0, 0))
