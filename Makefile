@@ -9,6 +9,9 @@
 #   make bench           the benchmarks, as a table with ratios to the baselines
 #   make demo            a short tour of the examples
 #   make check-package   symbols, strict headers, docs/API.md (test/check_package.sh)
+#   make check-layers    each folder includes only the floors below it, and
+#                        sync/ and io/ only sched/'s wait interface
+#                        (test/check_layers.sh; part of test-native)
 #   make churn           the example servers' memory over 20k-40k connections
 #                        (test/churn.sh; ~20 s, not part of make test)
 #   make install PREFIX=/usr/local DESTDIR=   (coro.pc and coro-static.pc too)
@@ -122,7 +125,7 @@ CHURN_CLIENT := $(BUILD)/test/churn_client
 
 # ---- targets ----------------------------------------------------------------
 .SECONDARY:
-.PHONY: all lib test test-native test-valgrind test-scale check-package churn bench demo install uninstall clean
+.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers churn bench demo install uninstall clean
 all: lib $(EXAMPLES) $(BENCH) $(RUNNER) $(CHURN_CLIENT)
 lib: $(STATIC) $(SHARED)
 
@@ -182,7 +185,7 @@ test: $(RUNNER)
 	$(MAKE) --no-print-directory test-valgrind TEST_SUMMARY=$(BUILD)/test/valgrind.counts || valgrind=$$?; \
 	sh test/summary.sh native $(BUILD)/test/native.counts $$native \
 	                   valgrind $(BUILD)/test/valgrind.counts $$valgrind
-test-native: $(RUNNER)
+test-native: $(RUNNER) check-layers
 	$(RUN_TESTS)$(TEST_EXEC) $(RUNNER) $(TEST_ARGS)
 test-valgrind: $(RUNNER)
 ifneq ($(VALGRIND),)
@@ -203,6 +206,11 @@ endif
 # usual timeout each.
 test-scale: $(RUNNER)
 	$(TEST_EXEC) $(RUNNER) --scale $(TEST_ARGS)
+
+# The layering (coro/ < sched/ < sync/ < io/; sync/ and io/ use only
+# sched/'s wait interface), on the sources; part of test-native.
+check-layers:
+	@sh test/check_layers.sh
 
 # The library's symbols (coro_ prefix; libcoro.so exports only the public
 # API), the public headers as strict C11/C17 and C++11/C++20, and

@@ -184,10 +184,19 @@ extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec"
 int64_t coro__clock(void);
 
 /* The inline halves of sched/wait.h (see there). */
+static inline coro_t *coro__current_in(const coro__sched_t *s)
+{
+    return s ? s->current : NULL;
+}
+
 static inline coro_t *coro__current(void)
 {
-    coro__sched_t *s = coro__tls;
-    return s ? s->current : NULL;
+    return coro__current_in(coro__tls);
+}
+
+static inline uint64_t coro__id_of(const coro_t *c)
+{
+    return c->fiber.id;
 }
 
 /* Run queue. */

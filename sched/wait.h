@@ -129,8 +129,12 @@ int coro__join(coro_t *c, int *status, unsigned flags);
  *     int coro__home_in(void **home, coro__sched_t *s);  // s: coro__tls
  * (inline, in sched/sched_int.h) */
 
-/* The running coroutine (NULL outside one).
+/* The running coroutine (NULL outside one); the one running on s, the
+ * calling thread's scheduler (coro__tls, NULL outside coro_main); a
+ * coroutine's id (coro_id).
  *     coro_t *coro__current(void);
+ *     coro_t *coro__current_in(const coro__sched_t *s);
+ *     uint64_t coro__id_of(const coro_t *c);
  * (inline, in sched/sched_int.h) */
 
 /* Those sit on every hand-off of sync/ and io/, so they are inline;

@@ -25,7 +25,8 @@
  *
  * A freed channel's magic is overwritten, so a later call on the handle
  * aborts with a message while the memory has not been reused. */
-#include "coro.h"
+#include "sync/sync.h"
+#include "sched/sched.h"
 #include "coro/fault.h"
 #include "coro/list.h"
 #include "coro/sanitize.h"

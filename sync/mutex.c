@@ -27,14 +27,14 @@ int coro_mutex_lock(coro_mutex_t *m)
         return -1;
     }
     coro__sched_t *s = coro__tls;
-    coro_t *self = s ? s->current : NULL;
+    coro_t *self = coro__current_in(s);
     if (!self) {
         errno = EPERM;
         return -1;
     }
     if (SYNC_FOREIGN(m, s))
         return lock_foreign(m, s);
-    uint64_t me = self->fiber.id;
+    uint64_t me = coro__id_of(self);
     if (m->owner == me) {
         errno = EDEADLK;
         return -1;
@@ -60,7 +60,7 @@ int coro_mutex_trylock(coro_mutex_t *m)
         errno = EBUSY;
         return -1;
     }
-    m->owner = self->fiber.id;
+    m->owner = coro__id_of(self);
     return 0;
 }
 
@@ -71,20 +71,20 @@ int coro_mutex_unlock(coro_mutex_t *m)
         return -1;
     }
     coro__sched_t *s = coro__tls;
-    coro_t *self = s ? s->current : NULL;
+    coro_t *self = coro__current_in(s);
     if (!self) {
         errno = EPERM;
         return -1;
     }
     if (SYNC_FOREIGN(m, s))
         return unlock_foreign(m, s);
-    if (m->owner != self->fiber.id) {
+    if (m->owner != coro__id_of(self)) {
         errno = EPERM;
         return -1;
     }
     coro__waiter_t *w = waitq_first(&m->waiters);
     if (w) {
-        m->owner = w->coro->fiber.id;
+        m->owner = coro__id_of(w->coro);
         coro__wake(w, 0);
     } else {
         m->owner = 0;
@@ -98,9 +98,9 @@ int coro_mutex_unlock(coro_mutex_t *m)
  * let the others run until the owner, unwinding too, lets go. */
 static void relock(coro_mutex_t *m, coro_t *self)
 {
-    while (m->owner != self->fiber.id) {
+    while (m->owner != coro__id_of(self)) {
         if (!m->owner) {
-            m->owner = self->fiber.id;
+            m->owner = coro__id_of(self);
             break;
         }
         coro__waiter_t w;
@@ -125,7 +125,7 @@ int coro_cond_wait(coro_cond_t *c, coro_mutex_t *m)
     coro_t *self = sync_enter(SYNC_HOME(c));
     if (!self || !sync_enter(SYNC_HOME(m)))
         return -1;
-    if (m->owner != self->fiber.id) {
+    if (m->owner != coro__id_of(self)) {
         errno = EPERM;
         return -1;
     }

@@ -29,7 +29,7 @@ static void grant(coro_rwlock_t *l)
     while (!l->writer && (w = waitq_first(&l->waiters)) != NULL) {
         if (w->data == &want_write) {
             if (l->readers == 0) {
-                l->writer = w->coro->fiber.id;
+                l->writer = coro__id_of(w->coro);
                 coro__wake(w, 0);
             }
             return;
@@ -44,7 +44,7 @@ static int lock(coro_rwlock_t *l, int write, int try)
     coro_t *self = sync_enter(SYNC_HOME(l));
     if (!self)
         return -1;
-    if (l->writer == self->fiber.id) {
+    if (l->writer == coro__id_of(self)) {
         errno = try ? EBUSY : EDEADLK;
         return -1;
     }
@@ -53,7 +53,7 @@ static int lock(coro_rwlock_t *l, int write, int try)
     int free_now = !l->writer && waitq_empty(&l->waiters) && (!write || l->readers == 0);
     if (free_now) {
         if (write)
-            l->writer = self->fiber.id;
+            l->writer = coro__id_of(self);
         else
             l->readers++;
         return 0;
@@ -87,7 +87,7 @@ int coro_rwlock_unlock(coro_rwlock_t *l)
     if (!self)
         return -1;
     if (l->writer) {
-        if (l->writer != self->fiber.id) {
+        if (l->writer != coro__id_of(self)) {
             errno = EPERM;
             return -1;
         }

@@ -24,7 +24,7 @@ static inline coro_t *sync_enter(void **home)
         return NULL;
     }
     coro__sched_t *s = coro__tls;
-    coro_t *self = s ? s->current : NULL;
+    coro_t *self = coro__current_in(s);
     if (__builtin_expect(!self, 0)) {
         errno = EPERM;
         return NULL;
