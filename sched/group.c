@@ -7,8 +7,8 @@
  * An ended child is kept (its stack and all) on the group's done list until
  * coro_group_next hands it out or coro_group_wait/free collect it, and is
  * counted in s->group_held meanwhile. A CORO_GROUP_REAP group keeps
- * nothing: its child is freed right after its last switch, as a detached
- * coroutine is (s->reap), and only its status can still matter (the
+ * nothing: its child is freed when it ends, as a detached coroutine is
+ * (its stack a moment later: s->reap), and only its status can still matter (the
  * group's first failure). */
 #include "sched/sched_int.h"
 #include "coro/fault.h"

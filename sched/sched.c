@@ -3,7 +3,8 @@
  * The loop, in the order it runs (the scheduler's own context, on the
  * thread's stack, is entered only when the run queue is empty or a pass
  * over it has ended and the poller has waiters):
- *   1. free a detached coroutine that just ended (s->reap);
+ *   1. free a coroutine that ended and is to be freed at once (s->reap;
+ *      see there);
  *   2. stop when no coroutine is left;
  *   3. if nothing is ready, no timer is armed and nothing waits on the
  *      poller, nothing can ever wake anyone: report the deadlock, then
@@ -195,7 +196,8 @@ __attribute__((noreturn, cold)) static void unwind_stuck(coro__sched_t *s)
 static void run_loop(coro__sched_t *s)
 {
     for (;;) {
-        coro__after_switch(s);
+        if (s->reap)
+            coro__reap(s);
         if (s->live == 0)
             break;
         int64_t timeout;
@@ -240,6 +242,8 @@ static void coro__destroy(coro__sched_t *s)
      * run here too), then free what was never joined. */
     coro__run_exit_hooks(s);
     coro__posts_run(s);
+    if (s->reap)
+        coro__reap(s);
     while (!coro_list_empty(&s->all)) {
         coro_t *c = coro_container_of(s->all.next, coro_t, all_node);
         coro__free_coro(s, c);

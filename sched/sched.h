@@ -217,9 +217,10 @@ enum {
  * only at the end (a server's connections) grows with every child it ever
  * had (coro_stats_t.group_held counts them).
  *
- * CORO_GROUP_REAP: an ended child is freed at once, right after its last
- * switch (its stack goes back to the pool, as a detached coroutine's does);
- * the group keeps only the count of children still running and its first
+ * CORO_GROUP_REAP: an ended child is freed at once: its handle is dead when
+ * it ends, and its stack goes back to the pool as a detached coroutine's
+ * does (at the next end, the next spawn or when the scheduler idles); the
+ * group keeps only the count of children still running and its first
  * non-zero status. Everything else holds as without it: coro_group_wait
  * returns 0 or the first non-zero status in completion order, FAILFAST |
  * REAP cancels the other children on the first failure (COLLECT | REAP

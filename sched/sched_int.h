@@ -10,7 +10,8 @@
  *            its wait has a time limit;
  *   DONE     its body returned; it waits to be joined, collected by its
  *            group, or (detached, a child of a CORO_GROUP_REAP group, or
- *            the main coroutine) reaped right after its last switch.
+ *            the main coroutine) reaped at its end (the stack a moment
+ *            later: s->reap).
  * Each is on s->all until freed. Transitions: spawn -> READY; dispatch
  * READY -> RUNNING; yield RUNNING -> READY; park RUNNING -> PARKED; wake
  * PARKED -> READY; return RUNNING -> DONE; join/reap DONE -> freed. */
@@ -110,8 +111,11 @@ struct sched {
      * and the pass is unbounded (SIZE_MAX); arming either clamps it to the
      * coroutines ready now (coro__pass_clamp). */
     size_t pass_left;
-    /* A detached coroutine that just ended: freed by whoever runs next,
-     * once nothing runs on its stack. */
+    /* The last coroutine that ended and is to be freed at once (detached,
+     * a REAP group's child, the main coroutine): its own stack was in use
+     * until its last switch, so it is freed by the next such end, the next
+     * spawn, or the scheduler's context, whichever comes first (at most
+     * one stack waits; no switch pays a check for it). */
     coro_t *reap;
     /* Timer heap: a binary min-heap of entries by (when, seq). Its
      * capacity is kept >= live coroutines, so arming a timer never
@@ -256,7 +260,8 @@ __attribute__((noreturn, cold)) void coro__yield_not_running(const coro_t *self)
 /* CORO_DEBUG=slow: account the run that is ending (called from
  * coro__pass_end, where slow mode sends every switch). */
 __attribute__((cold)) void coro__note_run_time(coro__sched_t *s, coro_t *self);
-/* Free the detached coroutine that just ended (s->reap). */
+/* Free s->reap (not NULL), a coroutine that ended and that nothing runs
+ * on any more. */
 __attribute__((cold)) void coro__reap(coro__sched_t *s);
 
 static inline coro_t *coro__next_to_run(coro__sched_t *s)
@@ -266,13 +271,6 @@ static inline coro_t *coro__next_to_run(coro__sched_t *s)
         return coro__runq_pop(s);
     }
     return coro__pass_end(s);
-}
-
-/* What every context does right after it is switched to. */
-static inline void coro__after_switch(coro__sched_t *s)
-{
-    if (__builtin_expect(s->reap != NULL, 0))
-        coro__reap(s);
 }
 
 /* Make next the running coroutine (NULL: the scheduler's context) and
@@ -292,7 +290,6 @@ static inline coro__fiber_t *coro__make_current(coro__sched_t *s, coro_t *next)
 static inline void coro__switch_to(coro__sched_t *s, coro_t *self, coro_t *next)
 {
     coro__fiber_switch(&self->fiber, coro__make_current(s, next));
-    coro__after_switch(s);
 }
 
 /* The current coroutine has been queued, parked or has ended: run the next

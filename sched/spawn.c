@@ -36,8 +36,18 @@ static coro__fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
         reap = coro__group_child_done(self);
     if (self->is_main)
         s->main_status = status;
-    if (reap)
-        s->reap = self; /* freed once we are off its stack */
+    if (reap) {
+        /* Freed once we are off its stack: by the next end, spawn or the
+         * scheduler's context. The one before is off its stack now. */
+        if (s->reap)
+            coro__reap(s);
+        /* Dead to every handle and list from now on; only its stack waits
+         * (coro__free_coro's unlinks are then no-ops). */
+        coro_list_remove(&self->all_node);
+        coro_list_remove(&self->group_node);
+        self->magic = CORO_MAGIC_DEAD;
+        s->reap = self;
+    }
     return coro__exit_next(s);
 }
 
@@ -45,7 +55,6 @@ static coro__fiber_t *trampoline(coro__fiber_t *f)
 {
     coro_t *self = (coro_t *)f;
     coro__sched_t *s = self->sched;
-    coro__after_switch(s);
     return coro_exit(s, self, self->fn(self->arg));
 }
 
@@ -55,6 +64,10 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
         errno = EINVAL;
         return NULL;
     }
+    /* The last ended coroutine's stack goes back to the pool first: a
+     * loop of spawns of detached coroutines reuses one warm stack. */
+    if (s->reap)
+        coro__reap(s);
     size_t size = s->default_stack;
     if (opts && opts->stack_size && !(size = coro__stack_size_for(opts->stack_size)))
         return NULL;
