@@ -86,7 +86,10 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     coro_t *c = (coro_t *)f;
     f->id = coro__new_id();
     f->name = name;
-    /* Every field, explicitly: the header is not zeroed. */
+    /* Every field that is read before it is written, explicitly: the
+     * header is not zeroed. Not the wait's (wait, wait_what, wait_obj,
+     * wait_num, wait_since: set by every park, read only while PARKED),
+     * nor the timer's time and wake_at (set whenever timer_index is). */
     c->magic = CORO_MAGIC_LIVE;
     c->cancelled = c->shielded = c->killed = c->attn = 0;
     c->detached = c->is_main = c->group_held = 0;
@@ -94,14 +97,7 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     c->arg = arg;
     c->status = 0;
     c->sched = s;
-    c->wait = NULL;
-    c->wait_what = NULL;
-    c->wait_obj = NULL;
-    c->wait_num = -1;
-    c->wait_since = 0;
     c->deadline = CORO_NEVER;
-    c->wake_at = CORO_NEVER;
-    c->timer_when = 0;
     c->timer_index = 0;
     c->group = NULL;
     coro_list_init(&c->joiners);
