@@ -73,6 +73,12 @@ BASE_CFLAGS += -DCORO_CONTEXT_UCONTEXT
 else ifneq ($(CONTEXT),asm)
 $(error CONTEXT must be asm or ucontext)
 endif
+# x86-64: no red zone, so the inline context switch (coro/context.h) may
+# push its resume address below rsp without first stepping over 128 bytes.
+# The flag and the define go together.
+ifeq ($(ARCH),x86_64)
+BASE_CFLAGS += -mno-red-zone -DCORO_NO_RED_ZONE
+endif
 ifeq ($(COMPAT),fallback)
 BASE_CFLAGS += -DCORO_FORCE_FALLBACKS
 else ifneq ($(COMPAT),native)

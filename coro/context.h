@@ -51,7 +51,9 @@ void coro__context_make(coro__context_t *ctx, void *stack_lo, size_t size,
 
 void coro__context_entry(void);
 
-_Static_assert(CORO_FRAME_SIZE % 16 == 0, "the frame keeps 16-byte alignment");
+#if defined(__aarch64__)
+_Static_assert(CORO_FRAME_SIZE % 16 == 0, "aarch64 keeps sp 16-byte aligned at all times");
+#endif
 _Static_assert(offsetof(coro__context_t, sp) == 0, "the assembly reads ctx->sp at offset 0");
 
 /* Builds the first frame so that the first switch "returns" into
@@ -61,16 +63,11 @@ static inline void coro__context_make(coro__context_t *ctx, void *stack_lo, size
 {
     uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
     /* 16 spare bytes above the frame: after the last pop the entry runs
-     * with an aligned stack pointer and a zeroed slot above it, which ends
-     * debuggers' backtraces cleanly. */
+     * with a 16-byte aligned stack pointer (as before a `call`) and a
+     * zeroed slot above it. */
     uintptr_t *words = (uintptr_t *)(top - 16 - CORO_FRAME_SIZE);
     for (size_t i = 0; i < (CORO_FRAME_SIZE + 16) / sizeof(uintptr_t); i++)
         words[i] = 0;
-#if defined(__x86_64__)
-    /* The ABI's initial control values: all exceptions masked, round to
-     * nearest (MXCSR); x87 in double-extended precision. */
-    words[CORO_FRAME_FPU / 8] = (uintptr_t)0x037F << 32 | 0x1F80;
-#endif
     words[CORO_FRAME_RESUME / sizeof(uintptr_t)] = (uintptr_t)coro__context_entry;
     words[CORO_FRAME_ARG / sizeof(uintptr_t)] = (uintptr_t)arg;
     words[CORO_FRAME_FN / sizeof(uintptr_t)] = (uintptr_t)fn;
@@ -105,14 +102,24 @@ coro__context_switch_inline(coro__context_t *from, coro__context_t *to)
 {
     register coro__context_t *rdi __asm__("rdi") = from;
     register coro__context_t *rsi __asm__("rsi") = to;
-    /* Step over the red zone: the compiler may keep data in the 128 bytes
-     * below rsp, which the pushes would overwrite. */
-    __asm__ volatile("leaq -128(%%rsp), %%rsp\n\t"
+    /* The push below writes under rsp. The library is built with
+     * -mno-red-zone (the Makefile defines CORO_NO_RED_ZONE with it), so
+     * nothing the compiler keeps lives there; code built with a red zone
+     * steps over its 128 bytes first. Without the step, rsp at the resume
+     * point is exactly what the compiler's unwind tables expect, so a
+     * debugger unwinds a parked coroutine from its saved frame. */
+#if defined(CORO_NO_RED_ZONE)
+#define CORO_RED_ZONE_SKIP ""
+#define CORO_RED_ZONE_BACK ""
+#else
+#define CORO_RED_ZONE_SKIP "leaq -128(%%rsp), %%rsp\n\t"
+#define CORO_RED_ZONE_BACK "\n\tleaq 128(%%rsp), %%rsp"
+#endif
+    __asm__ volatile(CORO_RED_ZONE_SKIP
                      "leaq 1f(%%rip), %%rax\n\t"
                      "pushq %%rax\n\t"
                      "jmp coro__context_switch\n"
-                     "1:\n\t"
-                     "leaq 128(%%rsp), %%rsp"
+                     "1:" CORO_RED_ZONE_BACK
                      : "+r"(rdi), "+r"(rsi)
                      :
                      : "rax", "rcx", "rdx", "r8", "r9", "r10", "r11", "memory", "cc",

@@ -1,27 +1,26 @@
 /* coro/context_frame.h: the layout of a suspended context's saved-register
  * frame, shared by the assembly (which pushes and pops it) and by
- * coro/context_asm.c (which builds the first frame of a new context).
+ * coro/context.h (which builds the first frame of a new context).
  * Offsets are from the saved stack pointer upward. Plain #defines so the
  * .S files can include this through the C preprocessor. */
 #ifndef CORO_CONTEXT_FRAME_H
 #define CORO_CONTEXT_FRAME_H
 
 #if defined(__x86_64__)
-/*   sp+0   MXCSR (4 bytes) and x87 control word (2 bytes, at +4): the
- *          System V ABI makes their control bits callee-saved
- *   sp+8   r15      sp+16  r14      sp+24  r13      sp+32  r12
- *   sp+40  rbx      sp+48  rbp
- *   sp+56  resume address (where the `call` into the switch would return)
- *   sp+64  the switched-to side's stack pointer after the switch        */
-#define CORO_FRAME_FPU    0
-#define CORO_FRAME_R15    8
-#define CORO_FRAME_R14    16
-#define CORO_FRAME_R13    24
-#define CORO_FRAME_R12    32
-#define CORO_FRAME_RBX    40
-#define CORO_FRAME_RBP    48
-#define CORO_FRAME_RESUME 56
-#define CORO_FRAME_SIZE   64
+/*   sp+0   r15      sp+8   r14      sp+16  r13      sp+24  r12
+ *   sp+32  rbx      sp+40  rbp
+ *   sp+48  resume address (where the `call` into the switch would return)
+ *   sp+56  the switched-to side's stack pointer after the switch
+ * No floating-point control state: the thread owns it (see
+ * coro/switch_x86_64.S).                                                 */
+#define CORO_FRAME_R15    0
+#define CORO_FRAME_R14    8
+#define CORO_FRAME_R13    16
+#define CORO_FRAME_R12    24
+#define CORO_FRAME_RBX    32
+#define CORO_FRAME_RBP    40
+#define CORO_FRAME_RESUME 48
+#define CORO_FRAME_SIZE   56
 /* A new context starts in coro__context_entry with r12 = arg, r13 = fn,
  * r14 = its own context (for the final switch). */
 #define CORO_FRAME_ARG    CORO_FRAME_R12
@@ -35,15 +34,15 @@
  *          (all 128 bits: AAPCS64 makes only their low halves d8-d15
  *          callee-saved, but coro__context_switch_inline's clobber list
  *          promises the compiler the whole of v8-v15)
- *   sp+224 FPCR (rounding and trap modes)   sp+232 unused (keeps 16-byte
- *   alignment)   sp+240 the stack pointer after the switch              */
+ *   sp+224 the stack pointer after the switch
+ * No FPCR: the thread owns the floating-point modes (see
+ * coro/switch_aarch64.S).                                                */
 #define CORO_FRAME_X19    0
 #define CORO_FRAME_X20    8
 #define CORO_FRAME_X29    80
 #define CORO_FRAME_RESUME 88
 #define CORO_FRAME_Q8     96
-#define CORO_FRAME_FPCR   224
-#define CORO_FRAME_SIZE   240
+#define CORO_FRAME_SIZE   224
 /* A new context starts in coro__context_entry with x19 = arg, x20 = fn,
  * x21 = its own context (for the final switch). */
 #define CORO_FRAME_X21    16

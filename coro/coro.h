@@ -51,7 +51,23 @@ typedef struct coro_opts {
     /* Shown in dumps, deadlock reports and stack-overflow messages.
      * Copied; NULL means unnamed. */
     const char *name;
+    /* CORO_OWN_FPENV, or 0. Any other bit is EINVAL. */
+    unsigned flags;
 } coro_opts_t;
+
+/* The floating-point environment (rounding mode, exception masks and
+ * flags, on x86-64 also x87 precision and MXCSR's flush-to-zero; on
+ * aarch64 FPCR and FPSR) belongs to the thread: a coroutine that changes
+ * it with fesetround(3) or fesetenv(3) changes it for the scheduler and
+ * every coroutine that runs after it on the thread, as in Go, libco and
+ * minicoro. The switch then stays the bare register swap. A coroutine
+ * spawned with CORO_OWN_FPENV keeps its own instead: it starts with the
+ * spawner's environment, its changes are invisible to others, and others'
+ * are invisible to it; only its own switches pay for the save and restore
+ * (fegetenv + fesetenv, some tens of ns). With `make CONTEXT=ucontext`
+ * every coroutine keeps its own (swapcontext(3) saves it), with or without
+ * the flag. */
+#define CORO_OWN_FPENV 1u
 
 /* Stack sizes. The default costs address space, not memory: pages are
  * committed only when touched, so an idle coroutine costs about one page. */

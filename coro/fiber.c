@@ -12,6 +12,9 @@
 
 __thread coro__fiber_t *coro__fiber_running __attribute__((tls_model("initial-exec")));
 static __thread unsigned tls_colour __attribute__((tls_model("initial-exec")));
+/* The thread's floating-point environment while a fiber that owns its own
+ * runs (coro__fiber_switch_fpenv). */
+static __thread fenv_t tls_thread_fpenv;
 
 #if CORO_ASAN
 /* The fiber we switched away from, so the side that lands can tell ASan's
@@ -61,6 +64,10 @@ static coro__context_t *fiber_entry(void *arg)
     asan_landed(NULL);
 #endif
     coro__fiber_t *to = f->body(f);
+#if !defined(CORO_CONTEXT_UCONTEXT)
+    if (__builtin_expect(f->own_fpenv | to->own_fpenv, 0))
+        coro__fiber_switch_fpenv(f, to);
+#endif
     coro__fiber_running = to;
 #if CORO_ASAN
     tls_switched_from = f;
@@ -138,6 +145,7 @@ coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_b
     coro__fiber_t *f = (coro__fiber_t *)(void *)hdr;
     f->stack = st;
     f->body = body;
+    f->own_fpenv = 0;
     f->id = 0;
     f->name = NULL;
     f->asan_fake = NULL;
@@ -157,6 +165,23 @@ coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_b
 #endif
     coro__context_make(&f->ctx, st.lo, usable, fiber_entry, f);
     return f;
+}
+
+void coro__fiber_own_fpenv(coro__fiber_t *f)
+{
+    fegetenv(&f->fpenv);
+    f->own_fpenv = 1;
+}
+
+void coro__fiber_switch_fpenv(coro__fiber_t *from, coro__fiber_t *to)
+{
+    /* While a fiber with its own environment runs, the thread's waits in
+     * tls_thread_fpenv; from one such fiber to another it stays there. */
+    if (from->own_fpenv)
+        fegetenv(&from->fpenv);
+    else
+        fegetenv(&tls_thread_fpenv);
+    fesetenv(to->own_fpenv ? &to->fpenv : &tls_thread_fpenv);
 }
 
 void coro__fiber_before_switch(coro__fiber_t *from, coro__fiber_t *to)

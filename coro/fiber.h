@@ -20,6 +20,7 @@
 #include "coro/sanitize.h"
 #include "coro/stack.h"
 
+#include <fenv.h>
 #include <stdint.h>
 
 typedef struct coro__fiber coro__fiber_t;
@@ -30,6 +31,10 @@ typedef coro__fiber_t *(*coro__fiber_body)(coro__fiber_t *f);
 struct coro__fiber {
     /* Saved registers while switched out. */
     coro__context_t ctx;
+    /* Non-zero: the fiber keeps its own floating-point environment
+     * (CORO_OWN_FPENV), saved in fpenv while it is switched out. Next to
+     * ctx: the switch reads both sides' flag from the lines it loads. */
+    uint8_t own_fpenv;
     /* The stack; zeroed for the thread's own fiber. */
     coro__stack_t stack;
     /* Runs on the fiber's first switch-in. */
@@ -45,6 +50,9 @@ struct coro__fiber {
     size_t asan_size;
     /* ThreadSanitizer's fiber handle. */
     void *tsan_fiber;
+    /* The fiber's own floating-point environment while it is switched out
+     * (only when own_fpenv). */
+    fenv_t fpenv;
 };
 
 /* The fiber running on this thread (NULL before the first
@@ -63,6 +71,19 @@ void coro__fiber_fini_thread(coro__fiber_t *f);
  * (id 0, no name) and the rest of the header left for the caller to
  * initialise. NULL+ENOMEM. */
 coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_body body);
+
+/* Give f its own floating-point environment, starting as the caller's
+ * current one: from now on the environment is saved when f switches out
+ * and put back when it switches in (coro__fiber_switch_fpenv). Without
+ * it, the environment belongs to the thread: a fiber that changes the
+ * rounding mode changes it for whatever runs next. The ucontext backend
+ * needs neither: swapcontext(3) saves and restores the environment of
+ * every context. */
+void coro__fiber_own_fpenv(coro__fiber_t *f);
+
+/* The cold half of a switch where either side owns its environment:
+ * from's (or the thread's) is saved, to's (or the thread's) is loaded. */
+__attribute__((cold)) void coro__fiber_switch_fpenv(coro__fiber_t *from, coro__fiber_t *to);
 
 /* Sanitizer halves of a switch (coro/fiber.c), called only in ASan and
  * TSan builds. */
@@ -120,6 +141,10 @@ static inline void coro__fiber_check_stack(const coro__fiber_t *from)
 static inline void coro__fiber_switch(coro__fiber_t *from, coro__fiber_t *to)
 {
     coro__fiber_check_stack(from);
+#if !defined(CORO_CONTEXT_UCONTEXT)
+    if (__builtin_expect(from->own_fpenv | to->own_fpenv, 0))
+        coro__fiber_switch_fpenv(from, to);
+#endif
     coro__fiber_running = to;
 #if CORO_ASAN || CORO_TSAN
     coro__fiber_before_switch(from, to);

@@ -13,13 +13,15 @@
  *
  * THE SWITCH, STEP BY STEP (x86-64, coro/switch_x86_64.S)
  *   coro__context_switch_inline(from, to), on the side that leaves:
- *     1. step over the 128-byte red zone below rsp (the compiler may keep
- *        data there), push the address to resume at (label "1:" right
- *        after the jump), and jmp into coro__context_switch;
- *     2. push the callee-saved registers rbp rbx r12 r13 r14 r15, then
- *        the MXCSR and x87 control words (rounding modes are callee-saved
- *        state too): with the resume address, a 64-byte frame on the *old*
- *        stack;
+ *     1. push the address to resume at (label "1:" right after the
+ *        jump), and jmp into coro__context_switch (the library is built
+ *        with -mno-red-zone, so nothing lives below rsp; code built with
+ *        a red zone steps over its 128 bytes first);
+ *     2. push the callee-saved registers rbp rbx r12 r13 r14 r15: with
+ *        the resume address, a 56-byte frame on the *old* stack. The
+ *        floating-point control words are not saved: they belong to the
+ *        thread (a coroutine that wants its own asks for CORO_OWN_FPENV,
+ *        and the fiber layer above saves them around its switches only);
  *     3. store rsp into from->sp. The old side is now fully described by
  *        one pointer: everything else is on its own stack.
  *   and for the side that resumes:
@@ -28,7 +30,7 @@
  *        and jmp to it; it continues after its own step 1 as if its
  *        "function call" had just returned.
  *   (aarch64, coro/switch_aarch64.S, is the same dance with x19-x30,
- *   d8-d15 and FPCR, resuming with `br x30`; the program prints whichever
+ *   q8-q15, resuming with `br x30`; the program prints whichever
  *   frame it was built for.)
  *
  *   The frame a suspended side leaves (coro/context_frame.h has the real
@@ -37,16 +39,14 @@
  *         higher addresses
  *        +---------------------------+
  *        | ...the side's C frames... |
- *        | (128-byte red zone gap)   |
  *        +---------------------------+
- *   sp+56| resume address            |  pushed by step 1, popped last
- *   sp+48| rbp                       |
- *   sp+40| rbx                       |
- *   sp+32| r12                       |
- *   sp+24| r13                       |
- *   sp+16| r14                       |
- *   sp+8 | r15                       |
- *   sp+0 | MXCSR | x87 CW | (unused) |  <- ctx->sp
+ *   sp+48| resume address            |  pushed by step 1, popped last
+ *   sp+40| rbp                       |
+ *   sp+32| rbx                       |
+ *   sp+24| r12                       |
+ *   sp+16| r13                       |
+ *   sp+8 | r14                       |
+ *   sp+0 | r15                       |  <- ctx->sp
  *        +---------------------------+
  *         lower addresses: free stack
  *
@@ -55,7 +55,7 @@
  *   caller-saved register (rax, rcx, rdx, rsi, rdi, r8-r11, all the vector
  *   registers) clobbered, so nothing live is kept in them across it, just
  *   as across any call. Only what the ABI promises a callee will preserve
- *   needs saving: 64 bytes, a dozen instructions. swapcontext(3), by
+ *   needs saving: 56 bytes, a dozen instructions. swapcontext(3), by
  *   contrast, saves everything plus the signal mask, with a system call
  *   (build with CONTEXT=ucontext to compare).
  *
@@ -246,14 +246,6 @@ static void show_frame(const char *title, const struct side *s, int first)
                frame_slots[i].reg, frame_word(&s->ctx, frame_slots[i].off),
                first && *frame_slots[i].first_role ? "  = " : "",
                first ? frame_slots[i].first_role : "");
-#if defined(__x86_64__)
-    uint32_t mxcsr;
-    uint16_t fpucw;
-    memcpy(&mxcsr, (const char *)s->ctx.sp + CORO_FRAME_FPU, sizeof mxcsr);
-    memcpy(&fpucw, (const char *)s->ctx.sp + CORO_FRAME_FPU + 4, sizeof fpucw);
-    printf("    sp+0   MXCSR 0x%04" PRIx32 ", x87 control word 0x%04x\n", mxcsr,
-           (unsigned)fpucw);
-#endif
 }
 #endif
 

@@ -120,7 +120,7 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *opts);
  * caller next switches out (coro_yield, or a call that has to wait; a
  * checkpoint that need not wait, such as an uncontended lock, does not
  * switch). Must be called from a
- * coroutine. Errors: EINVAL fn NULL or bad opts->stack_size; EPERM no
+ * coroutine. Errors: EINVAL fn NULL, bad opts->stack_size or an unknown bit in opts->flags; EPERM no
  * scheduler on this thread; ENOMEM out of memory, address space or
  * mappings. The handle must be joined or detached.
  * The child inherits nothing of its spawner's scope: it starts with no

@@ -60,7 +60,7 @@ static coro__fiber_t *trampoline(coro__fiber_t *f)
 
 coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
 {
-    if (!fn) {
+    if (!fn || (opts && (opts->flags & ~CORO_OWN_FPENV))) {
         errno = EINVAL;
         return NULL;
     }
@@ -86,6 +86,8 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     coro_t *c = (coro_t *)f;
     f->id = coro__new_id();
     f->name = name;
+    if (opts && (opts->flags & CORO_OWN_FPENV))
+        coro__fiber_own_fpenv(f);
     /* Every field that is read before it is written, explicitly: the
      * header is not zeroed. Not the wait's (wait, wait_what, wait_obj,
      * wait_num, wait_since: set by every park, read only while PARKED),

@@ -171,6 +171,7 @@ coro_gen_t *coro_gen_new_opts(coro_gen_fn fn, void *arg, size_t elem_size,
     coro_opts_t po = { .stack_size = 0, .name = "generator" };
     if (opts) {
         po.stack_size = opts->stack_size;
+        po.flags = opts->flags; /* the producer's; unknown bits fail the spawn */
         if (opts->name)
             po.name = opts->name;
     }

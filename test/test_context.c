@@ -431,7 +431,9 @@ typedef struct quotients {
     double third, tenth;
 } quotients_t;
 
-static quotients_t quotients(void)
+/* noinline: GCC does not model the rounding mode (no -frounding-math), so
+ * inlined divisions could move across a fesetround or a switch. */
+__attribute__((noinline)) static quotients_t quotients(void)
 {
     volatile double one = 1.0, three = 3.0, ten = 10.0;
     quotients_t q = { one / three, one / ten };
@@ -443,92 +445,178 @@ static int same_quotients(quotients_t a, quotients_t b)
     return a.third == b.third && a.tenth == b.tenth;
 }
 
+/* Where the environment lives: with the assembly switch the thread owns
+ * it (a context that changes it changes it for all); swapcontext(3)
+ * saves and restores it with every context. */
+#if defined(CORO_CONTEXT_UCONTEXT)
+#define THREAD_OWNS_FPENV 0
+#else
+#define THREAD_OWNS_FPENV 1
+#endif
+
 typedef struct fp_state {
     coro__context_t main_ctx, co_ctx;
-    fp_ctl_t co_ctl;
-    quotients_t co_up, co_seen;
-    int co_round_seen, co_ctl_ok;
+    quotients_t co_up;
 } fp_state_t;
 
 static coro__context_t *fp_co(void *arg)
 {
     fp_state_t *s = arg;
-    /* Our own control state: round upward, plus the extra bits. */
     fesetround(FE_UPWARD);
-    fp_set_extra();
-    s->co_ctl = fp_read();
     s->co_up = quotients();
     coro__context_switch(&s->co_ctx, &s->main_ctx);
-    for (;;) {
-        /* Back again after the other side changed its own mode. */
-        s->co_round_seen = fegetround();
-        fp_ctl_t now = fp_read();
-        s->co_ctl_ok = now.x87 == s->co_ctl.x87 && now.sse == s->co_ctl.sse;
-        s->co_seen = quotients();
-        coro__context_switch(&s->co_ctx, &s->main_ctx);
-    }
     return NULL; /* not reached */
 }
 
-TEST(context_fpu_control_stays_with_its_context)
+/* The bare switch moves registers only: the rounding mode a context sets
+ * is the thread's, and the side that resumes runs under it. */
+TEST(context_fpu_control_belongs_to_the_thread)
 {
     skip_bare_under_tsan();
-    /* Valgrind does not model x87 precision control or MXCSR.FTZ (it warns
-     * and ignores them), and its SSE arithmetic always rounds to nearest:
-     * there only the rounding mode as stored is checked. */
-    int extra = !test_under_valgrind();
-    int arith = !test_under_valgrind();
+    int arith = !test_under_valgrind(); /* Valgrind's SSE always rounds to nearest */
     ASSERT_EQ(fesetround(FE_TONEAREST), 0);
-    const fp_ctl_t main_ctl = fp_read();
     const quotients_t near = quotients();
-
     raw_stack_t rs;
     raw_stack_new(&rs, 0);
     static fp_state_t s;
     coro__context_make(&s.co_ctx, rs.st.lo, rs.st.size, fp_co, &s);
     coro__context_switch(&s.main_ctx, &s.co_ctx);
-
-    /* The other context's upward rounding did not leak here... */
-    ASSERT_EQ(fegetround(), FE_TONEAREST);
-    if (extra) {
-        ASSERT_EQ(fp_read().x87, main_ctl.x87);
-        ASSERT_EQ(fp_read().sse, main_ctl.sse);
-    }
     if (arith)
-        ASSERT(same_quotients(quotients(), near));
-    /* ...while it did take effect there. */
-    if (arith) {
         ASSERT(s.co_up.third > near.third);
-        ASSERT(s.co_up.tenth == near.tenth);
-    }
-    if (extra)
-        ASSERT_NE(s.co_ctl.sse, main_ctl.sse);
-
-    /* Now this side rounds downward; the other keeps rounding upward. */
-    ASSERT_EQ(fesetround(FE_DOWNWARD), 0);
-    const fp_ctl_t down_ctl = fp_read();
-    const quotients_t down = quotients();
-    if (arith) {
-        ASSERT(down.third == near.third);
-        ASSERT(down.tenth < near.tenth);
-    }
-    for (int i = 0; i < 100; i++) {
-        coro__context_switch(&s.main_ctx, &s.co_ctx);
-        ASSERT_EQ(s.co_round_seen, FE_UPWARD);
-        if (extra)
-            ASSERT_EQ(s.co_ctl_ok, 1);
+    if (THREAD_OWNS_FPENV) {
+        ASSERT_EQ(fegetround(), FE_UPWARD);
         if (arith)
-            ASSERT(same_quotients(s.co_seen, s.co_up));
-        ASSERT_EQ(fegetround(), FE_DOWNWARD);
-        if (extra) {
-            ASSERT_EQ(fp_read().x87, down_ctl.x87);
-            ASSERT_EQ(fp_read().sse, down_ctl.sse);
-        }
+            ASSERT(same_quotients(quotients(), s.co_up));
+    } else {
+        ASSERT_EQ(fegetround(), FE_TONEAREST);
         if (arith)
-            ASSERT(same_quotients(quotients(), down));
+            ASSERT(same_quotients(quotients(), near));
     }
     ASSERT_EQ(fesetround(FE_TONEAREST), 0);
     raw_stack_free(&rs);
+    coro__stack_pool_release();
+}
+
+/* ---- a fiber that owns its environment ----------------------------------- */
+
+typedef struct fpenv_hdr {
+    coro__fiber_t fiber;
+    coro__fiber_t *next;   /* where it switches to */
+    int round_at_start;
+    int round_seen;        /* fegetround() each time it is back */
+    int ctl_ok;            /* its whole control state survived (own only) */
+    fp_ctl_t ctl;
+    quotients_t q_set, q_seen;
+    int rounds, stop;
+} fpenv_hdr_t;
+
+/* Owns its environment: sets upward rounding and the extra control bits,
+ * then checks at each return that they are still there. */
+static coro__fiber_t *fpenv_owner_body(coro__fiber_t *f)
+{
+    fpenv_hdr_t *h = (fpenv_hdr_t *)(void *)f;
+    h->round_at_start = fegetround();
+    fesetround(FE_UPWARD);
+    fp_set_extra();
+    h->ctl = fp_read();
+    h->q_set = quotients();
+    while (!h->stop) {
+        coro__fiber_switch(f, h->next);
+        h->round_seen = fegetround();
+        fp_ctl_t now = fp_read();
+        h->ctl_ok = now.x87 == h->ctl.x87 && now.sse == h->ctl.sse;
+        h->q_seen = quotients();
+        h->rounds++;
+    }
+    return h->next;
+}
+
+/* Does not own it: rounds toward zero once, then only looks. */
+static coro__fiber_t *fpenv_plain_body(coro__fiber_t *f)
+{
+    fpenv_hdr_t *h = (fpenv_hdr_t *)(void *)f;
+    h->round_at_start = fegetround();
+    fesetround(FE_TOWARDZERO);
+    while (!h->stop) {
+        coro__fiber_switch(f, h->next);
+        h->round_seen = fegetround();
+        h->rounds++;
+    }
+    return h->next;
+}
+
+TEST(fiber_own_fpenv_keeps_its_environment)
+{
+    /* Valgrind does not model x87 precision control or MXCSR.FTZ, and its
+     * SSE arithmetic always rounds to nearest: there only the rounding
+     * mode as stored is checked. */
+    int extra = !test_under_valgrind();
+    int arith = !test_under_valgrind();
+    coro__fiber_t main_f;
+    coro__fiber_init_thread(&main_f);
+    size_t size = coro__stack_size_for(0);
+    ASSERT_EQ(fesetround(FE_TONEAREST), 0);
+    const fp_ctl_t near_ctl = fp_read();
+    const quotients_t near = quotients();
+
+    /* The owner starts with the environment in force where it was made. */
+    ASSERT_EQ(fesetround(FE_DOWNWARD), 0);
+    fpenv_hdr_t *own = (fpenv_hdr_t *)(void *)coro__fiber_new(size, sizeof *own, fpenv_owner_body);
+    ASSERT_NOT_NULL(own);
+    coro__fiber_own_fpenv(&own->fiber);
+    ASSERT_EQ(fesetround(FE_TONEAREST), 0);
+    fpenv_hdr_t *plain = (fpenv_hdr_t *)(void *)coro__fiber_new(size, sizeof *plain, fpenv_plain_body);
+    ASSERT_NOT_NULL(plain);
+    own->next = &plain->fiber; /* owner -> plain -> main */
+    plain->next = &main_f;
+    own->rounds = plain->rounds = own->stop = plain->stop = 0;
+
+    coro__fiber_switch(&main_f, &own->fiber);
+    ASSERT_EQ(own->round_at_start, FE_DOWNWARD);
+    if (arith)
+        ASSERT(own->q_set.third > near.third);
+    if (extra)
+        ASSERT_NE(own->ctl.sse, near_ctl.sse);
+    /* The owner's upward rounding did not reach the plain fiber... */
+    ASSERT_EQ(plain->round_at_start, FE_TONEAREST);
+    /* ...whose toward-zero rounding is the thread's (asm backend), or
+     * stays its own (ucontext). */
+    ASSERT_EQ(fegetround(), THREAD_OWNS_FPENV ? FE_TOWARDZERO : FE_TONEAREST);
+    ASSERT_EQ(fesetround(FE_TONEAREST), 0);
+
+    for (int i = 0; i < 100; i++) {
+        coro__fiber_switch(&main_f, &own->fiber);
+        ASSERT_EQ(own->round_seen, FE_UPWARD);
+        if (extra)
+            ASSERT_EQ(own->ctl_ok, 1);
+        if (arith)
+            ASSERT(same_quotients(own->q_seen, own->q_set));
+        ASSERT_EQ(plain->round_seen, THREAD_OWNS_FPENV ? FE_TONEAREST : FE_TOWARDZERO);
+        ASSERT_EQ(fegetround(), FE_TONEAREST);
+        if (extra) {
+            ASSERT_EQ(fp_read().x87, near_ctl.x87);
+            ASSERT_EQ(fp_read().sse, near_ctl.sse);
+        }
+        if (arith)
+            ASSERT(same_quotients(quotients(), near));
+    }
+    ASSERT_EQ(own->rounds, 100);
+    ASSERT_EQ(plain->rounds, 100);
+
+    /* The owner ends: its environment goes with it, the thread's stays. */
+    own->stop = 1;
+    own->next = &main_f;
+    coro__fiber_switch(&main_f, &own->fiber);
+    ASSERT_EQ(fegetround(), FE_TONEAREST);
+    if (extra)
+        ASSERT_EQ(fp_read().sse, near_ctl.sse);
+    plain->stop = 1;
+    coro__fiber_switch(&main_f, &plain->fiber);
+    ASSERT_EQ(fegetround(), FE_TONEAREST);
+    coro__fiber_free(&own->fiber);
+    coro__fiber_free(&plain->fiber);
+    coro__fiber_fini_thread(&main_f);
+    ASSERT_EQ(fesetround(FE_TONEAREST), 0);
     coro__stack_pool_release();
 }
 

@@ -9,6 +9,8 @@
  * EDEADLK); coro_dump names the waits; two switches per value; an
  * allocation failure leaks nothing. */
 #include "test/test_sched.h"
+
+#include <fenv.h>
 #include "coro/fault.h"
 
 /* ---- in order, then ENOENT ---------------------------------------------- */
@@ -1254,6 +1256,19 @@ static int deep_fn(coro_gen_t *g, void *arg)
     return coro_gen_yield(g, &sum) == 0 ? 0 : 1;
 }
 
+/* Rounds upward and yields the mode it sees, twice. */
+static int round_fn(coro_gen_t *g, void *arg)
+{
+    (void)arg;
+    fesetround(FE_UPWARD);
+    for (int i = 0; i < 2; i++) {
+        int r = fegetround();
+        if (coro_gen_yield(g, &r) != 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int opts_main(void *arg)
 {
     (void)arg;
@@ -1296,6 +1311,20 @@ static int opts_main(void *arg)
     g = coro_gen_new_opts(count_fn, &(int){ 5 }, sizeof(int), NULL);
     ASSERT_NOT_NULL(g);
     ASSERT_EQ(coro_gen_next(g, &v), 0);
+    coro_gen_free(g);
+
+    /* The flags go to the producer: an unknown bit fails, and
+     * CORO_OWN_FPENV gives it its own rounding mode, not the consumer's. */
+    errno = 0;
+    ASSERT_NULL(coro_gen_new_opts(count_fn, &(int){ 5 }, sizeof(int), &(coro_opts_t){ .flags = 4 }));
+    ASSERT_EQ(errno, EINVAL);
+    g = coro_gen_new_opts(round_fn, NULL, sizeof(int), &(coro_opts_t){ .flags = CORO_OWN_FPENV });
+    ASSERT_NOT_NULL(g);
+    ASSERT_EQ(coro_gen_next(g, &v), 0);
+    ASSERT_EQ(v, FE_UPWARD);
+    ASSERT_EQ(fegetround(), FE_TONEAREST);
+    ASSERT_EQ(coro_gen_next(g, &v), 0);
+    ASSERT_EQ(v, FE_UPWARD);
     coro_gen_free(g);
 
     /* A bad stack size is the spawn's EINVAL, and nothing leaks. */

@@ -46,6 +46,88 @@ TEST(sched_spawn_join_returns_status)
     ASSERT_EQ(coro_main(spawn_join_main, NULL), 0);
 }
 
+/* ---- the floating-point environment -------------------------------------- */
+
+#include <fenv.h>
+
+typedef struct fpenv_run {
+    int owner_start, owner_bad, plain_bad, owner_rounds, plain_rounds;
+} fpenv_run_t;
+
+/* Spawned with CORO_OWN_FPENV: rounds upward, and keeps doing so across
+ * every yield while the others run under the thread's mode. */
+static int fpenv_owner(void *arg)
+{
+    fpenv_run_t *r = arg;
+    r->owner_start = fegetround();
+    fesetround(FE_UPWARD);
+    for (int i = 0; i < 50; i++) {
+        coro_yield();
+        if (fegetround() != FE_UPWARD)
+            r->owner_bad++;
+        r->owner_rounds++;
+    }
+    return 0;
+}
+
+/* Without the option: sees the thread's mode, never the owner's. */
+static int fpenv_plain(void *arg)
+{
+    fpenv_run_t *r = arg;
+    for (int i = 0; i < 50; i++) {
+        coro_yield();
+        if (fegetround() != FE_TONEAREST)
+            r->plain_bad++;
+        r->plain_rounds++;
+    }
+    /* The thread's mode, changed for all (asm backend). */
+    fesetround(FE_TOWARDZERO);
+    return 0;
+}
+
+static int fpenv_main(void *arg)
+{
+    fpenv_run_t *r = arg;
+    coro_opts_t bad = { .flags = 2 };
+    errno = 0;
+    ASSERT_NULL(coro_spawn_opts(fpenv_owner, r, &bad));
+    ASSERT_EQ(errno, EINVAL);
+
+    ASSERT_EQ(fesetround(FE_DOWNWARD), 0);
+    coro_opts_t own = { .flags = CORO_OWN_FPENV, .name = "fp-owner" };
+    coro_t *a = coro_spawn_opts(fpenv_owner, r, &own);
+    ASSERT_NOT_NULL(a);
+    ASSERT_EQ(fesetround(FE_TONEAREST), 0);
+    coro_t *b = coro_spawn(fpenv_plain, r);
+    ASSERT_NOT_NULL(b);
+    for (int i = 0; i < 60; i++) {
+        coro_yield();
+        if (i < 50)
+            ASSERT_EQ(fegetround(), FE_TONEAREST);
+    }
+    ASSERT_EQ(coro_join(a, NULL), 0);
+    ASSERT_EQ(coro_join(b, NULL), 0);
+#if defined(CORO_CONTEXT_UCONTEXT)
+    ASSERT_EQ(fegetround(), FE_TONEAREST); /* swapcontext kept ours */
+#else
+    ASSERT_EQ(fegetround(), FE_TOWARDZERO); /* the plain coroutine's, for all */
+#endif
+    ASSERT_EQ(fesetround(FE_TONEAREST), 0);
+    return 0;
+}
+
+TEST(sched_own_fpenv_option)
+{
+    fpenv_run_t r = { 0, 0, 0, 0, 0 };
+    ASSERT_EQ(coro_main(fpenv_main, &r), 0);
+    ASSERT_EQ(r.owner_start, FE_DOWNWARD); /* the spawner's at spawn time */
+    ASSERT_EQ(r.owner_rounds, 50);
+    ASSERT_EQ(r.plain_rounds, 50);
+    ASSERT_EQ(r.owner_bad, 0);
+    ASSERT_EQ(r.plain_bad, 0);
+    ASSERT_EQ(fegetround(), FE_TONEAREST);
+}
+
 /* ---- FIFO interleaving -------------------------------------------------- */
 
 #define FIFO_WORKERS 4
