@@ -22,16 +22,10 @@ SYNC_COLD_RETRY(unlock_foreign, coro_mutex_t, coro_mutex_unlock)
 
 int coro_mutex_lock(coro_mutex_t *m)
 {
-    if (!m) {
-        errno = EINVAL;
-        return -1;
-    }
     coro__sched_t *s = coro__tls;
-    coro_t *self = coro__current_in(s);
-    if (!self) {
-        errno = EPERM;
+    coro_t *self = sync_self(m, s);
+    if (!self)
         return -1;
-    }
     if (SYNC_FOREIGN(m, s))
         return lock_foreign(m, s);
     uint64_t me = coro__id_of(self);
@@ -66,16 +60,10 @@ int coro_mutex_trylock(coro_mutex_t *m)
 
 int coro_mutex_unlock(coro_mutex_t *m)
 {
-    if (!m) {
-        errno = EINVAL;
-        return -1;
-    }
     coro__sched_t *s = coro__tls;
-    coro_t *self = coro__current_in(s);
-    if (!self) {
-        errno = EPERM;
+    coro_t *self = sync_self(m, s);
+    if (!self)
         return -1;
-    }
     if (SYNC_FOREIGN(m, s))
         return unlock_foreign(m, s);
     if (m->owner != coro__id_of(self)) {

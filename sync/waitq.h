@@ -17,19 +17,26 @@
  * EINVAL when obj is NULL, NULL with EPERM outside a coroutine or when obj
  * belongs to another running scheduler (`home` is obj's home pointer, see
  * sched/wait.h; an unbound obj is bound to the caller's scheduler). */
-static inline coro_t *sync_enter(void **home)
+/* The first half of the hot calls' check: the calling coroutine of
+ * scheduler s, or NULL with EINVAL (obj NULL) or EPERM (outside a
+ * coroutine). The other half is SYNC_FOREIGN, below. */
+static inline coro_t *sync_self(const void *obj, coro__sched_t *s)
 {
-    if (!home) {
+    if (!obj) {
         errno = EINVAL;
         return NULL;
     }
-    coro__sched_t *s = coro__tls;
     coro_t *self = coro__current_in(s);
-    if (__builtin_expect(!self, 0)) {
+    if (__builtin_expect(!self, 0))
         errno = EPERM;
-        return NULL;
-    }
-    if (__builtin_expect(coro__home_in(home, s) < 0, 0))
+    return self;
+}
+
+static inline coro_t *sync_enter(void **home)
+{
+    coro__sched_t *s = coro__tls;
+    coro_t *self = sync_self(home, s);
+    if (__builtin_expect(self && coro__home_in(home, s) < 0, 0))
         return NULL;
     return self;
 }
