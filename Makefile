@@ -112,8 +112,11 @@ LIB_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIB_SRC)) $(patsubst %.S,$(BUIL
 
 TEST_SRC  := $(wildcard test/*.c)
 TEST_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SRC))
-BENCH_SRC := $(wildcard bench/*.c)
-BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRC))
+BENCH_SRC := $(filter-out bench/icount.c,$(wildcard bench/*.c))
+# The benchmarks' own bare switch (bench/switch_bare.h), the floor of the
+# switch ratios: with the assembly backend, on the CPUs it is written for.
+BENCH_ASM := $(if $(filter asm,$(CONTEXT)),$(wildcard bench/switch_bare_$(ARCH).S))
+BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRC)) $(patsubst %.S,$(BUILD)/obj/%.o,$(BENCH_ASM))
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
