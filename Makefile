@@ -7,6 +7,10 @@
 #   make test-scale      the scale tests the default run skips (a million
 #                        coroutines: about 4 GiB of RAM and 20-60 s)
 #   make bench           the benchmarks, as a table with ratios to the baselines
+#   make icount          instructions per yield pair, mutex hand-offs, channel
+#                        round trip, spawn+join, generator value and select,
+#                        counted by Valgrind's Callgrind (bench/icount.sh;
+#                        deterministic, unlike the timings; not part of make test)
 #   make demo            a short tour of the examples
 #   make check-package   symbols, strict headers, docs/API.md (test/check_package.sh)
 #   make check-layers    each folder includes only the floors below it, and
@@ -124,12 +128,13 @@ STATIC := $(BUILD)/libcoro.a
 SHARED := $(BUILD)/libcoro.so
 RUNNER := $(BUILD)/test/runner
 BENCH  := $(BUILD)/bench/coro_bench
+ICOUNT := $(BUILD)/bench/icount
 CHURN_CLIENT := $(BUILD)/test/churn_client
 
 # ---- targets ----------------------------------------------------------------
 .SECONDARY:
-.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers churn bench demo install uninstall clean
-all: lib $(EXAMPLES) $(BENCH) $(RUNNER) $(CHURN_CLIENT)
+.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers churn bench icount demo install uninstall clean
+all: lib $(EXAMPLES) $(BENCH) $(ICOUNT) $(RUNNER) $(CHURN_CLIENT)
 lib: $(STATIC) $(SHARED)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS) Makefile
@@ -232,6 +237,18 @@ churn: $(BUILD)/examples/echo_server $(BUILD)/examples/http_server $(CHURN_CLIEN
 
 bench: $(BENCH)
 	$(BENCH)
+
+# Instructions per step of the scheduler's and sync/'s hot paths: each
+# scenario of bench/icount.c under Callgrind for N and 2N steps, the
+# difference divided by N, against the targets in bench/icount.sh. The
+# driver links the library of this build (the optimized one by default).
+# ICOUNT_N sets N.
+ICOUNT_N ?= 100000
+$(ICOUNT): $(BUILD)/obj/bench/icount.o $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $< $(STATIC) -o $@ $(LIBS)
+icount: $(ICOUNT)
+	@VALGRIND="$(VALGRIND)" sh bench/icount.sh $(ICOUNT) $(ICOUNT_N)
 
 demo: $(EXAMPLES)
 	@sh examples/tour.sh $(BUILD)/examples
