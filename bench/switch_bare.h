@@ -77,14 +77,22 @@ bench_bare_switch_inline(bench_bare_ctx_t *from, bench_bare_ctx_t *to)
 {
     register bench_bare_ctx_t *a0 __asm__("rdi") = from;
     register bench_bare_ctx_t *a1 __asm__("rsi") = to;
-    /* The pushes must not land in the caller's red zone (128 bytes below
-     * rsp, where it may keep live data): step over it first. */
-    __asm__ volatile("lea -128(%%rsp), %%rsp\n\t"
+    /* The push must not land in the caller's red zone (128 bytes below
+     * rsp, where it may keep live data): step over it first, unless the
+     * build has no red zone (-mno-red-zone, which defines CORO_NO_RED_ZONE
+     * with it), as the library's inline switch does. */
+#if defined(CORO_NO_RED_ZONE)
+#define BENCH_BARE_SKIP ""
+#define BENCH_BARE_BACK ""
+#else
+#define BENCH_BARE_SKIP "lea -128(%%rsp), %%rsp\n\t"
+#define BENCH_BARE_BACK "\n\tlea 128(%%rsp), %%rsp"
+#endif
+    __asm__ volatile(BENCH_BARE_SKIP
                      "lea 2f(%%rip), %%rax\n\t"
                      "push %%rax\n\t"
                      "jmp bench_bare_switch\n"
-                     "2:\n\t"
-                     "lea 128(%%rsp), %%rsp"
+                     "2:" BENCH_BARE_BACK
                      : "+r"(a0), "+r"(a1)
                      :
                      : "rax", "rcx", "rdx", "r8", "r9", "r10", "r11", "memory", "cc",
