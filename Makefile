@@ -7,6 +7,10 @@
 #   make test-scale      the scale tests the default run skips (a million
 #                        coroutines: about 4 GiB of RAM and 20-60 s)
 #   make bench           the benchmarks, as a table with ratios to the baselines
+#   make icount          instructions per yield pair, mutex hand-offs, channel
+#                        round trip, spawn+join, generator value and select,
+#                        counted by Valgrind's Callgrind (bench/icount.sh;
+#                        deterministic, unlike the timings; not part of make test)
 #   make demo            a short tour of the examples
 #   make check-package   symbols, strict headers, docs/API.md (test/check_package.sh)
 #   make check-layers    each folder includes only the floors below it, and
@@ -118,8 +122,11 @@ LIB_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(LIB_SRC)) $(patsubst %.S,$(BUIL
 
 TEST_SRC  := $(wildcard test/*.c)
 TEST_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SRC))
-BENCH_SRC := $(wildcard bench/*.c)
-BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRC))
+BENCH_SRC := $(filter-out bench/icount.c,$(wildcard bench/*.c))
+# The benchmarks' own bare switch (bench/switch_bare.h), the floor of the
+# switch ratios: with the assembly backend, on the CPUs it is written for.
+BENCH_ASM := $(if $(filter asm,$(CONTEXT)),$(wildcard bench/switch_bare_$(ARCH).S))
+BENCH_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(BENCH_SRC)) $(patsubst %.S,$(BUILD)/obj/%.o,$(BENCH_ASM))
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLES  := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
@@ -127,12 +134,13 @@ STATIC := $(BUILD)/libcoro.a
 SHARED := $(BUILD)/libcoro.so
 RUNNER := $(BUILD)/test/runner
 BENCH  := $(BUILD)/bench/coro_bench
+ICOUNT := $(BUILD)/bench/icount
 CHURN_CLIENT := $(BUILD)/test/churn_client
 
 # ---- targets ----------------------------------------------------------------
 .SECONDARY:
-.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers churn bench demo install uninstall clean
-all: lib $(EXAMPLES) $(BENCH) $(RUNNER) $(CHURN_CLIENT)
+.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers churn bench icount demo install uninstall clean
+all: lib $(EXAMPLES) $(BENCH) $(ICOUNT) $(RUNNER) $(CHURN_CLIENT)
 lib: $(STATIC) $(SHARED)
 
 $(BUILD)/obj/%.o: %.c $(HEADERS) Makefile
@@ -235,6 +243,18 @@ churn: $(BUILD)/examples/echo_server $(BUILD)/examples/http_server $(CHURN_CLIEN
 
 bench: $(BENCH)
 	$(BENCH)
+
+# Instructions per step of the scheduler's and sync/'s hot paths: each
+# scenario of bench/icount.c under Callgrind for N and 2N steps, the
+# difference divided by N, against the targets in bench/icount.sh. The
+# driver links the library of this build (the optimized one by default).
+# ICOUNT_N sets N.
+ICOUNT_N ?= 100000
+$(ICOUNT): $(BUILD)/obj/bench/icount.o $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $< $(STATIC) -o $@ $(LIBS)
+icount: $(ICOUNT)
+	@VALGRIND="$(VALGRIND)" sh bench/icount.sh $(ICOUNT) $(ICOUNT_N)
 
 demo: $(EXAMPLES)
 	@sh examples/tour.sh $(BUILD)/examples

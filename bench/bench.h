@@ -11,6 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 1 where the benchmarks' own bare switch (bench/switch_bare.h) is built:
+ * the assembly context backend on x86-64 and aarch64. It is the floor of
+ * the switch ratios; without it they are taken to BenchmarkSwitchRaw. */
+#if !defined(CORO_CONTEXT_UCONTEXT) && (defined(__x86_64__) || defined(__aarch64__))
+#define BENCH_HAVE_BARE 1
+#else
+#define BENCH_HAVE_BARE 0
+#endif
+
 /* One run of one benchmark. */
 typedef struct bench_run {
     /* In: operations to do (a multiple of the benchmark's quantum). */
@@ -28,7 +37,9 @@ typedef struct bench_run {
     char note[200];
 } bench_run_t;
 
-/* Returns 0, or -1 after printing what went wrong to stderr. */
+/* Returns 0, -1 after printing what went wrong to stderr, or BENCH_SKIP
+ * with the reason in r->note (the benchmark cannot run in this build). */
+#define BENCH_SKIP 1
 typedef int (*bench_fn)(bench_run_t *r);
 
 enum bench_kind {
@@ -50,13 +61,19 @@ typedef struct bench_def {
     int64_t quantum;
     /* BENCH_ONCE: n. */
     int64_t n_full, n_short;
+    /* Optional: a second benchmark of the same family this one's ratio is
+     * also shown against (the library's own switch, next to the bare one). */
+    const char *also;
     /* Targets (0 = none): value <= target_ratio x the baseline's value,
-     * and/or value <= target_value in the benchmark's unit. */
+     * and/or value <= target_value in the benchmark's unit, and/or
+     * value <= target_floor x the floor (floor_mult x the floor's value). */
     double target_ratio;
     double target_value;
+    double target_floor;
     /* Optional: a benchmark of the same family that bounds this one from
      * below whatever the library does, and how many of it one operation
-     * needs; the table shows that floor as a ratio to the baseline too. */
+     * needs; the table shows that floor as a ratio to the baseline too,
+     * and this one's value as a multiple of it. */
     const char *floor;
     double floor_mult;
     /* Run in a forked child, so memory measurements start from a clean
@@ -88,6 +105,9 @@ uint64_t bench_rand(uint64_t *state);
 /* ---- the benchmarks ------------------------------------------------------ */
 
 /* bench/bench_switch.c */
+int bench_switch_bare(bench_run_t *r);
+int bench_switch_bare_call(bench_run_t *r);
+int bench_switch_bare_call_two_sites(bench_run_t *r);
 int bench_switch_raw(bench_run_t *r);
 int bench_switch_call(bench_run_t *r);
 int bench_switch_call_two_sites(bench_run_t *r);

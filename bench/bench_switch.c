@@ -1,9 +1,16 @@
 /* bench/bench_switch.c: the cost of one switch.
  *
- *   BenchmarkSwitchRaw  two bare contexts (coro/context.h) ping-ponging with
- *                       coro__context_switch_inline, the switch the scheduler
- *                       uses: the floor, and the baseline of the scheduler
- *                       benchmarks.
+ *   BenchmarkSwitchBare two bare contexts ping-ponging with the benchmarks'
+ *                       own switch (bench/switch_bare.h): the six (x86-64)
+ *                       or twenty (aarch64) callee-saved registers, the
+ *                       stack pointer, an indirect jump, nothing else. The
+ *                       floor of every switch ratio, and the baseline of the
+ *                       scheduler benchmarks. Skipped (the ratios fall back
+ *                       to SwitchRaw) where it is not built: CONTEXT=ucontext
+ *                       builds and other CPUs.
+ *   BenchmarkSwitchRaw  the same with coro__context_switch_inline
+ *                       (coro/context.h), the switch the scheduler uses,
+ *                       with whatever it does beyond the bare one.
  *   BenchmarkYield      two coroutines ping-ponging through coro_yield()
  *                       (run queue, pass bookkeeping, fiber switch). Both
  *                       run the same body, so each resumes at the call site
@@ -14,22 +21,24 @@
  *                       (a producer and a consumer): each switch resumes a
  *                       call other than the last one made, and the `ret` that
  *                       leaves the switch path mispredicts.
- *   BenchmarkSwitchCall  the bare switch of SwitchRaw behind a function call
- *                       (a library call that blocks), both sides running
- *                       one body, so one call site: each `ret` after a
- *                       switch returns where the other side's call was
- *                       made, and is predicted.
- *   BenchmarkSwitchCallTwoSites  the same from two bodies, so two call
- *                       sites: each `ret` after a switch returns somewhere
- *                       other than where the return-stack buffer says (the
- *                       call made last was the other side's). No library
- *                       code at all: the floor of any hand-off between two
- *                       different coroutine bodies through a called
- *                       function (a channel's ping and pong, a generator's
- *                       consumer and producer), which sync benchmarks'
- *                       "floor" column quotes.
+ *   BenchmarkSwitchBareCall, BenchmarkSwitchCall  the bare switch / the
+ *                       library's behind a function call (a library call
+ *                       that blocks), both sides running one body, so one
+ *                       call site: each `ret` after a switch returns where
+ *                       the other side's call was made, and is predicted.
+ *   BenchmarkSwitchBareCallTwoSites, BenchmarkSwitchCallTwoSites  the same
+ *                       from two bodies, so two call sites: each `ret` after
+ *                       a switch returns somewhere other than where the
+ *                       return-stack buffer says (the call made last was the
+ *                       other side's). The bare one has no library code at
+ *                       all: the floor of any hand-off between two different
+ *                       coroutine bodies through a called function (a
+ *                       channel's ping and pong, a generator's consumer and
+ *                       producer), which sync benchmarks' "floor" column
+ *                       quotes.
  * All report ns per one-way switch. */
 #include "bench/bench.h"
+#include "bench/switch_bare.h"
 
 #include "coro.h"
 #include "coro/context.h"
@@ -37,36 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* ---- BenchmarkSwitchRaw -------------------------------------------------- */
-
 #define RAW_STACK ((size_t)64 * 1024)
-
-typedef struct raw {
-    coro__context_t main_ctx, ping_ctx, pong_ctx;
-    int64_t rounds;
-    bench_clock_t clock;
-    bench_run_t *r;
-} raw_t;
-
-/* Each round is two switches: ping -> pong -> ping. */
-static coro__context_t *raw_ping(void *arg)
-{
-    raw_t *p = arg;
-    bench_start(&p->clock);
-    for (int64_t i = p->rounds; i > 0; i--)
-        coro__context_switch_inline(&p->ping_ctx, &p->pong_ctx);
-    bench_stop(&p->clock, p->r, 2 * p->rounds);
-    return &p->main_ctx;
-}
-
-/* Never returns: abandoned, suspended, after ping's last round. */
-static coro__context_t *raw_pong(void *arg)
-{
-    raw_t *p = arg;
-    for (;;)
-        coro__context_switch_inline(&p->pong_ctx, &p->ping_ctx);
-    return NULL;
-}
 
 /* Two stacks of RAW_STACK bytes for the two sides (b usable up to
  * *b_size). Two malloc'd stacks lie a whole number of pages (plus a malloc
@@ -89,100 +69,88 @@ static int raw_stacks(char **a, char **b, size_t *b_size, const char *who)
     return 0;
 }
 
+/* ---- BenchmarkSwitchRaw, BenchmarkSwitchCall, BenchmarkSwitchCallTwoSites */
+
+#define PP(name) raw_##name
+#define PP_CTX coro__context_t
+#define PP_MAKE coro__context_make
+#define PP_SWITCH coro__context_switch_inline
+#include "bench/switch_pingpong.h"
+#undef PP
+#undef PP_CTX
+#undef PP_MAKE
+#undef PP_SWITCH
+
 int bench_switch_raw(bench_run_t *r)
 {
-    static raw_t p; /* not on the thread's stack: plain, like a scheduler's */
-    char *ping_stack, *pong_stack;
-    size_t pong_size;
-    if (raw_stacks(&ping_stack, &pong_stack, &pong_size, "BenchmarkSwitchRaw") != 0)
-        return -1;
-    p.rounds = r->n / 2;
-    p.r = r;
-    coro__context_make(&p.ping_ctx, ping_stack, RAW_STACK, raw_ping, &p);
-    coro__context_make(&p.pong_ctx, pong_stack, pong_size, raw_pong, &p);
-    coro__context_switch_inline(&p.main_ctx, &p.ping_ctx);
-    free(ping_stack);
-    free(pong_stack);
-    return 0;
-}
-
-/* ---- BenchmarkSwitchCall, BenchmarkSwitchCallTwoSites ------------------- */
-
-/* The switch behind a real call: never inlined, never cloned per caller,
- * and not a tail call (the empty asm after the switch), so each use is a
- * call, the switch, and a ret. */
-#if defined(__clang__)
-__attribute__((noinline))
-#else
-__attribute__((noinline, noipa))
-#endif
-static void switch_call(coro__context_t *from, coro__context_t *to)
-{
-    coro__context_switch_inline(from, to);
-    __asm__ volatile("" ::: "memory");
-}
-
-typedef struct call_side {
-    raw_t *p;
-    coro__context_t *self, *other;
-    int timed; /* the side that starts first, times, and ends the run */
-} call_side_t;
-
-/* The one body of BenchmarkSwitchCall: both sides call switch_call from
- * here. The untimed side is abandoned, suspended, after the last round. */
-static coro__context_t *call_one_site(void *arg)
-{
-    call_side_t *sd = arg;
-    raw_t *p = sd->p;
-    if (sd->timed)
-        bench_start(&p->clock);
-    for (int64_t i = p->rounds; i > 0; i--)
-        switch_call(sd->self, sd->other);
-    if (sd->timed)
-        bench_stop(&p->clock, p->r, 2 * p->rounds);
-    return &p->main_ctx;
-}
-
-/* BenchmarkSwitchCallTwoSites: the timed side is call_one_site, the other
- * this second body (a call site of its own). */
-static coro__context_t *call_other_site(void *arg)
-{
-    call_side_t *sd = arg;
-    for (;;) {
-        switch_call(sd->self, sd->other);
-        __asm__ volatile("" ::: "memory"); /* different code: not merged */
-    }
-    return NULL;
-}
-
-static int switch_call_run(bench_run_t *r, coro__context_fn second, const char *who)
-{
-    static raw_t p;
-    char *a_stack, *b_stack;
-    size_t b_size;
-    if (raw_stacks(&a_stack, &b_stack, &b_size, who) != 0)
-        return -1;
-    p.rounds = r->n / 2;
-    p.r = r;
-    call_side_t a = { &p, &p.ping_ctx, &p.pong_ctx, 1 };
-    call_side_t b = { &p, &p.pong_ctx, &p.ping_ctx, 0 };
-    coro__context_make(&p.ping_ctx, a_stack, RAW_STACK, call_one_site, &a);
-    coro__context_make(&p.pong_ctx, b_stack, b_size, second, &b);
-    coro__context_switch_inline(&p.main_ctx, &p.ping_ctx);
-    free(a_stack);
-    free(b_stack);
-    return 0;
+    return raw_pingpong_run(r, "BenchmarkSwitchRaw");
 }
 
 int bench_switch_call(bench_run_t *r)
 {
-    return switch_call_run(r, call_one_site, "BenchmarkSwitchCall");
+    return raw_call_run(r, 0, "BenchmarkSwitchCall");
 }
 
 int bench_switch_call_two_sites(bench_run_t *r)
 {
-    return switch_call_run(r, call_other_site, "BenchmarkSwitchCallTwoSites");
+    return raw_call_run(r, 1, "BenchmarkSwitchCallTwoSites");
 }
+
+/* ---- BenchmarkSwitchBare, BenchmarkSwitchBareCall, ...TwoSites --------- */
+
+#if BENCH_HAVE_BARE
+#define PP(name) bare_##name
+#define PP_CTX bench_bare_ctx_t
+#define PP_MAKE bench_bare_make
+#define PP_SWITCH bench_bare_switch_inline
+#include "bench/switch_pingpong.h"
+#undef PP
+#undef PP_CTX
+#undef PP_MAKE
+#undef PP_SWITCH
+
+int bench_switch_bare(bench_run_t *r)
+{
+    return bare_pingpong_run(r, "BenchmarkSwitchBare");
+}
+
+int bench_switch_bare_call(bench_run_t *r)
+{
+    return bare_call_run(r, 0, "BenchmarkSwitchBareCall");
+}
+
+int bench_switch_bare_call_two_sites(bench_run_t *r)
+{
+    return bare_call_run(r, 1, "BenchmarkSwitchBareCallTwoSites");
+}
+#else
+static int no_bare(bench_run_t *r)
+{
+    snprintf(r->note, sizeof r->note,
+#if defined(CORO_CONTEXT_UCONTEXT)
+             "no bare switch in a CONTEXT=ucontext build"
+#else
+             "no bare switch for this CPU"
+#endif
+             "; switch ratios are to BenchmarkSwitchRaw");
+    return BENCH_SKIP;
+}
+
+int bench_switch_bare(bench_run_t *r)
+{
+    return no_bare(r);
+}
+
+int bench_switch_bare_call(bench_run_t *r)
+{
+    return no_bare(r);
+}
+
+int bench_switch_bare_call_two_sites(bench_run_t *r)
+{
+    return no_bare(r);
+}
+#endif
 
 /* ---- BenchmarkYield ------------------------------------------------------ */
 

@@ -22,16 +22,19 @@
  *                          yields a counter. ns per value; a value is two
  *                          hand-offs (next switches to the producer, its
  *                          yield switches back).
- * All compare with BenchmarkSwitchRaw (ns per one-way bare switch) from the
- * same run; each note gives the switches counted per operation.
+ * All compare with BenchmarkSwitchBare (ns per one-way switch of the
+ * benchmarks' own bare switch, bench/switch_bare.h; BenchmarkSwitchRaw where
+ * that is not built) from the same run, with the ratio to SwitchRaw (the
+ * library's switch) next to it; each note gives the switches counted per
+ * operation.
  *
- * Floors worth knowing when reading the ratios: ChanPingPong and GenNext
- * switch between two different bodies (ping/pong, consumer/producer), so
- * every switch resumes code the CPU's return predictor did not expect, as
- * in BenchmarkYieldTwoSites; two such switches cost about twice
- * YieldTwoSites before any channel or generator work. MutexHandoff's two
- * sides run the same body and park at the same call site, so its floor is
- * BenchmarkYield. */
+ * Floors (bench/main.c's "floor" column): ChanPingPong and GenNext switch
+ * between two different bodies (ping/pong, consumer/producer), each switch
+ * entered from a call, so every switch resumes code the CPU's return
+ * predictor did not expect: their floor is two BenchmarkSwitchBareCallTwoSites,
+ * before any channel or generator work (ChanPingPong's target is 1.5x
+ * that). MutexHandoff's two sides run the same body and park at the same
+ * call site: its floor is one BenchmarkSwitchBareCall. */
 #include "bench/bench.h"
 
 #include "coro.h"

@@ -16,11 +16,18 @@
  * Memory benchmarks run once, each in a child process of its own.
  *
  * Selecting a benchmark with -bench also runs its baseline (a ratio needs
- * both). A benchmark may name a floor (a benchmark of its family that
+ * both). The switch family's baseline is BenchmarkSwitchBare, the
+ * benchmarks' own bare switch (bench/switch_bare.h: callee-saved registers
+ * and the stack pointer, nothing else), and each ratio to it is shown with
+ * the ratio to BenchmarkSwitchRaw, the library's switch, next to it
+ * ("also"); where the bare switch is not built (CONTEXT=ucontext, other
+ * CPUs) it is skipped with a message and the ratios are to SwitchRaw.
+ * A benchmark may name a floor (a benchmark of its family that
  * bounds it from below whatever the library does, such as the bare switch
  * behind a call from two different call sites for a ping-pong); the table
- * shows it as a ratio to the baseline next to the target, so a target below
- * its floor reads as such (selecting the benchmark runs its floor too).
+ * shows it as a ratio to the baseline, and the benchmark as a multiple of
+ * it, so a target below its floor reads as such; a target may also be a
+ * multiple of the floor (selecting the benchmark runs its floor too).
  * The exit status is 0 even when a target is missed (MISS is information);
  * it is 1 only when a benchmark failed to run. */
 #include "bench/bench.h"
@@ -39,35 +46,69 @@
 
 /* ---- the benchmarks ------------------------------------------------------ */
 
+/* The floor of the switch ratios: the benchmarks' own bare switch where it
+ * is built (bench/switch_bare.h), the library's otherwise. The library's
+ * own switch (SwitchRaw) is shown next to it. */
+#if BENCH_HAVE_BARE
+#define SWITCH_FLOOR "BenchmarkSwitchBare"
+#define SWITCH_ALSO "BenchmarkSwitchRaw"
+#define CALL_FLOOR "BenchmarkSwitchBareCall"
+#define CALL2_FLOOR "BenchmarkSwitchBareCallTwoSites"
+#else
+#define SWITCH_FLOOR "BenchmarkSwitchRaw"
+#define SWITCH_ALSO NULL
+#define CALL_FLOOR "BenchmarkSwitchCall"
+#define CALL2_FLOOR "BenchmarkSwitchCallTwoSites"
+#endif
+
 static const bench_def_t benches[] = {
+    /* Skips (with a message) where BENCH_HAVE_BARE is 0. */
+    { .name = "BenchmarkSwitchBare", .unit = "ns/op", .kind = BENCH_TIMED, .quantum = 2,
+      .fn = bench_switch_bare },
+#if BENCH_HAVE_BARE
+    { .name = "BenchmarkSwitchRaw", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .kind = BENCH_TIMED, .quantum = 2, .fn = bench_switch_raw },
+#else
     { .name = "BenchmarkSwitchRaw", .unit = "ns/op", .kind = BENCH_TIMED, .quantum = 2,
       .fn = bench_switch_raw },
-    { .name = "BenchmarkSwitchCall", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = 2, .fn = bench_switch_call },
-    { .name = "BenchmarkSwitchCallTwoSites", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = 2, .fn = bench_switch_call_two_sites },
-    { .name = "BenchmarkYield", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
+#endif
+    { .name = "BenchmarkSwitchBareCall", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .kind = BENCH_TIMED, .quantum = 2, .fn = bench_switch_bare_call },
+    { .name = "BenchmarkSwitchBareCallTwoSites", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .kind = BENCH_TIMED, .quantum = 2, .fn = bench_switch_bare_call_two_sites },
+    { .name = "BenchmarkSwitchCall", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 2, .fn = bench_switch_call },
+    { .name = "BenchmarkSwitchCallTwoSites", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 2,
+      .fn = bench_switch_call_two_sites },
+    { .name = "BenchmarkYield", .unit = "ns/op", .baseline = SWITCH_FLOOR, .also = SWITCH_ALSO,
       .kind = BENCH_TIMED, .quantum = 2, .target_ratio = 1.5, .fn = bench_yield },
-    { .name = "BenchmarkYieldTwoSites", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = 2, .fn = bench_yield_two_sites },
-    { .name = "BenchmarkSpawnJoin", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = 1, .target_ratio = 12, .fn = bench_spawn_join },
-    { .name = "BenchmarkSpawnBatch1000", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = BENCH_BATCH, .fn = bench_spawn_batch },
-    { .name = "BenchmarkChanPingPong", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = 1, .target_ratio = 8,
-      .floor = "BenchmarkSwitchCallTwoSites", .floor_mult = 2, .fn = bench_chan_ping_pong },
-    { .name = "BenchmarkChanBuffered", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = 1, .fn = bench_chan_buffered },
-    { .name = "BenchmarkMutexHandoff", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = 2, .target_ratio = 3,
-      .floor = "BenchmarkSwitchCall", .floor_mult = 1, .fn = bench_mutex_handoff },
-    { .name = "BenchmarkSelect2", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = 4, .fn = bench_select2 },
-    /* Per value, which is two hand-offs: the target is 3x per hand-off. */
-    { .name = "BenchmarkGenNext", .unit = "ns/op", .baseline = "BenchmarkSwitchRaw",
-      .kind = BENCH_TIMED, .quantum = 1, .target_ratio = 6,
-      .floor = "BenchmarkSwitchCallTwoSites", .floor_mult = 2, .fn = bench_gen_next },
+    { .name = "BenchmarkYieldTwoSites", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 2, .fn = bench_yield_two_sites },
+    { .name = "BenchmarkSpawnJoin", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 1, .target_ratio = 12,
+      .fn = bench_spawn_join },
+    { .name = "BenchmarkSpawnBatch1000", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = BENCH_BATCH,
+      .fn = bench_spawn_batch },
+    /* A round trip is two switches, each entered from a call, at two
+     * different sites (ping's and pong's): its floor is two two-site
+     * switches, and the target is 1.5x that. */
+    { .name = "BenchmarkChanPingPong", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 1, .target_floor = 1.5,
+      .floor = CALL2_FLOOR, .floor_mult = 2, .fn = bench_chan_ping_pong },
+    { .name = "BenchmarkChanBuffered", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 1, .fn = bench_chan_buffered },
+    { .name = "BenchmarkMutexHandoff", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 2, .target_ratio = 3,
+      .floor = CALL_FLOOR, .floor_mult = 1, .fn = bench_mutex_handoff },
+    { .name = "BenchmarkSelect2", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 4, .fn = bench_select2 },
+    /* Per value, which is two hand-offs (next and yield, from two sites):
+     * the target is 3x the bare switch per hand-off. */
+    { .name = "BenchmarkGenNext", .unit = "ns/op", .baseline = SWITCH_FLOOR,
+      .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 1, .target_ratio = 6,
+      .floor = CALL2_FLOOR, .floor_mult = 2, .fn = bench_gen_next },
     { .name = "BenchmarkSleepBaseline", .unit = "ns/op", .kind = BENCH_TIMED,
       .quantum = BENCH_SLEEPERS, .fn = bench_sleep_baseline },
     { .name = "BenchmarkSleep", .unit = "ns/op", .baseline = "BenchmarkSleepBaseline",
@@ -327,6 +368,7 @@ static int name_matches(const char *name)
 typedef struct result {
     int selected;  /* to run: matched, or the baseline of one that matched */
     int failed;
+    int skipped;   /* BENCH_SKIP: cannot run in this build (why: note) */
     int nruns;
     int64_t n;
     double runs[MAX_RUNS];
@@ -370,10 +412,10 @@ static int run_one(const bench_def_t *d, bench_run_t *r)
     if (pid == 0) {
         close(fds[0]);
         int rc = d->fn(r);
-        if (rc == 0 && write(fds[1], r, sizeof *r) != (ssize_t)sizeof *r)
+        if ((rc == 0 || rc == BENCH_SKIP) && write(fds[1], r, sizeof *r) != (ssize_t)sizeof *r)
             rc = -1;
         fflush(stderr);
-        _exit(rc == 0 ? 0 : 1);
+        _exit(rc == 0 ? 0 : rc == BENCH_SKIP ? 77 : 1);
     }
     close(fds[1]);
     ssize_t got = 0, k;
@@ -390,6 +432,8 @@ static int run_one(const bench_def_t *d, bench_run_t *r)
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (got == (ssize_t)sizeof *r && WIFEXITED(status) && WEXITSTATUS(status) == 77)
+        return BENCH_SKIP;
     if (got != (ssize_t)sizeof *r || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         if (WIFSIGNALED(status))
             fprintf(stderr, "%s: killed by signal %d\n", d->name, WTERMSIG(status));
@@ -477,7 +521,13 @@ static int size_run(const bench_def_t *d, result_t *res)
     for (;;) {
         memset(&r, 0, sizeof r);
         r.n = n;
-        if (run_one(d, &r) != 0)
+        int rc = run_one(d, &r);
+        if (rc == BENCH_SKIP) {
+            res->skipped = 1;
+            memcpy(res->note, r.note, sizeof res->note);
+            return 0;
+        }
+        if (rc != 0)
             return -1;
         if (r.wall_ns >= probe_ns || n >= (int64_t)1e13)
             break;
@@ -514,12 +564,16 @@ static void print_line(const bench_def_t *d, const result_t *res)
         printf("--- FAIL: %s\n", d->name);
         return;
     }
+    if (res->skipped) {
+        printf("--- SKIP: %s\n    %s\n", d->name, res->note);
+        return;
+    }
     if (res->nother == res->nruns && res->nother > 0) {
         char v[32];
         snprintf(other, sizeof other, "; %s %s", opt.use_cpu ? "wall" : "cpu",
                  fmt_value(v, sizeof v, res->other_median));
     }
-    printf("%-26s %10lld %10s %-12s", d->name, (long long)res->n,
+    printf("%-32s %10lld %10s %-12s", d->name, (long long)res->n,
            fmt_value(med, sizeof med, res->median), d->unit);
     if (res->nruns > 1)
         printf("  (median of %d, min %s, max %s%s%s%s)\n", res->nruns,
@@ -556,13 +610,19 @@ static void run_family(int base)
         for (int k = 0; k < m; k++) {
             const bench_def_t *d = &benches[members[k]];
             result_t *res = &results[members[k]];
-            if (res->failed || (d->kind == BENCH_ONCE && round > 0) ||
+            if (res->failed || res->skipped || (d->kind == BENCH_ONCE && round > 0) ||
                 res->nruns >= opt.count)
                 continue;
             bench_run_t r;
             memset(&r, 0, sizeof r);
             r.n = res->n;
-            if (run_one(d, &r) != 0) {
+            int rc = run_one(d, &r);
+            if (rc == BENCH_SKIP) {
+                res->skipped = 1;
+                memcpy(res->note, r.note, sizeof res->note);
+                continue;
+            }
+            if (rc != 0) {
                 res->failed = 1;
                 continue;
             }
@@ -571,9 +631,9 @@ static void run_family(int base)
     }
     for (int k = 0; k < m; k++) {
         result_t *res = &results[members[k]];
-        if (!res->failed && res->nruns == 0)
+        if (!res->failed && !res->skipped && res->nruns == 0)
             res->failed = 1;
-        if (!res->failed)
+        if (!res->failed && !res->skipped)
             summarise(res);
         print_line(&benches[members[k]], res);
     }
@@ -581,52 +641,84 @@ static void run_family(int base)
 
 /* ---- the table ----------------------------------------------------------- */
 
+/* A usable median: selected, run, neither failed nor skipped. */
+static int have(int i)
+{
+    return i >= 0 && results[i].selected && !results[i].failed && !results[i].skipped &&
+           results[i].median > 0;
+}
+
+static const char *short_name(const char *name)
+{
+    return strncmp(name, "Benchmark", 9) == 0 ? name + 9 : name;
+}
+
+/* Columns: the median; its ratio to the baseline (for the switch family,
+ * the bare switch) and to a second reference ("also": the library's own
+ * switch); the target (a ratio to the baseline, a value, or a multiple of
+ * the floor) and PASS/MISS; the floor as a ratio to the baseline, and the
+ * median as a multiple of that floor. */
 static void print_table(void)
 {
-    printf("\n%-28s %10s  %-12s %-24s %8s  %-10s %-6s %s\n", "name", "median", "unit",
-           "baseline", "ratio", "target", "result", "floor");
+    printf("\n%-32s %10s  %-11s %-20s %7s  %-18s %-14s %-6s %s\n", "name", "median", "unit",
+           "baseline", "ratio", "also", "target", "result", "floor");
     for (size_t i = 0; i < NBENCH; i++) {
         const bench_def_t *d = &benches[i];
         const result_t *res = &results[i];
         if (!res->selected)
             continue;
-        char med[32], ratio[32] = "-", target[32] = "-";
-        const char *verdict = "-";
-        int b = index_of(d->baseline);
-        if (res->failed) {
-            printf("%-28s %10s  %-12s %-24s %8s  %-10s %s\n", d->name, "-", d->unit,
-                   d->baseline ? d->baseline : "-", "-", "-", "FAIL");
+        const char *base = d->baseline ? short_name(d->baseline) : "-";
+        if (res->failed || res->skipped) {
+            printf("%-32s %10s  %-11s %-20s %7s  %-18s %-14s %s\n", d->name, "-", d->unit,
+                   base, "-", "-", "-", res->failed ? "FAIL" : "SKIP");
             continue;
         }
-        double r = -1;
-        if (b >= 0 && !results[b].failed && results[b].median > 0) {
+        char med[32], ratio[32] = "-", also[48] = "-", target[48] = "-", floor[96] = "";
+        const char *verdict = "-";
+        int b = index_of(d->baseline), a = index_of(d->also), f = index_of(d->floor);
+        double r = -1, fl = -1;
+        if (have(b)) {
             r = res->median / results[b].median;
             snprintf(ratio, sizeof ratio, "%.2fx", r);
         }
+        if (have(a))
+            snprintf(also, sizeof also, "%.2fx %s", res->median / results[a].median,
+                     short_name(d->also));
+        if (have(f))
+            fl = d->floor_mult * results[f].median; /* the floor, in the unit */
         int pass = 1, have_target = 0;
+        size_t tl = 0;
         if (d->target_ratio > 0) {
             have_target = 1;
-            snprintf(target, sizeof target, "<= %gx", d->target_ratio);
+            tl += (size_t)snprintf(target + tl, sizeof target - tl, "<= %gx", d->target_ratio);
             pass = r >= 0 && r <= d->target_ratio;
         }
-        if (d->target_value > 0) {
+        if (d->target_value > 0 && tl < sizeof target) {
             have_target = 1;
             char unit[16];
             snprintf(unit, sizeof unit, "%.*s", (int)strcspn(d->unit, "/"), d->unit);
-            snprintf(target, sizeof target, "<= %g %s", d->target_value, unit);
+            tl += (size_t)snprintf(target + tl, sizeof target - tl, "%s<= %g %s",
+                                   tl ? ", " : "", d->target_value, unit);
             pass = pass && res->median <= d->target_value;
+        }
+        if (d->target_floor > 0 && tl < sizeof target) {
+            have_target = 1;
+            snprintf(target + tl, sizeof target - tl, "%s<= %gx floor", tl ? ", " : "",
+                     d->target_floor);
+            pass = pass && fl > 0 && res->median <= d->target_floor * fl;
         }
         if (have_target)
             verdict = pass ? "PASS" : "MISS";
-        char floor[64] = "";
-        int f = index_of(d->floor);
-        if (f >= 0 && r >= 0 && !results[f].failed && results[f].selected)
-            snprintf(floor, sizeof floor, "%.2fx (%g x %s)",
-                     d->floor_mult * results[f].median / results[b].median, d->floor_mult,
-                     d->floor);
-        printf("%-28s %10s  %-12s %-24s %8s  %-10s %-6s %s\n", d->name,
-               fmt_value(med, sizeof med, res->median), d->unit,
-               d->baseline ? d->baseline : "-", ratio, target, verdict, floor);
+        if (fl > 0 && r >= 0)
+            snprintf(floor, sizeof floor, "%.2fx (%g x %s); %.2fx the floor",
+                     fl / results[b].median, d->floor_mult, short_name(d->floor),
+                     res->median / fl);
+        else if (fl > 0)
+            snprintf(floor, sizeof floor, "%g x %s; %.2fx the floor", d->floor_mult,
+                     short_name(d->floor), res->median / fl);
+        printf("%-32s %10s  %-11s %-20s %7s  %-18s %-14s %-6s %s\n", d->name,
+               fmt_value(med, sizeof med, res->median), d->unit, base, ratio, also, target,
+               verdict, floor);
     }
 }
 
@@ -661,6 +753,12 @@ static void print_header(void)
     else
         printf("# %d runs per benchmark of ~%.0f ms each, median reported%s\n", opt.count,
                (double)opt.run_ns / 1e6, opt.is_short ? " (-short)" : "");
+#if BENCH_HAVE_BARE
+    printf("# switch ratios: to BenchmarkSwitchBare (the benchmarks' own bare switch, "
+           "bench/switch_bare.h); \"also\": to BenchmarkSwitchRaw (the library's switch)\n");
+#else
+    printf("# switch ratios: to BenchmarkSwitchRaw (no bare switch in this build)\n");
+#endif
     if (opt.use_cpu)
         printf("# timed benchmarks: thread CPU time per op (-cpu); \"wall\" in the comment: "
                "median wall time\n");
@@ -684,6 +782,9 @@ int main(int argc, char **argv)
         int f = index_of(benches[i].floor);
         if (f >= 0 && !opt.no_baseline)
             results[f].selected = 1;
+        int a = index_of(benches[i].also);
+        if (a >= 0 && !opt.no_baseline)
+            results[a].selected = 1;
         any = 1;
     }
     if (!any) {
