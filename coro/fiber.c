@@ -55,6 +55,8 @@ size_t coro__fiber_stack_bytes(const coro__fiber_t *f)
     return (size_t)((const char *)f - f->stack.lo);
 }
 
+static void fpenv_swap(coro__fiber_t *from, coro__fiber_t *to);
+
 /* Runs a fiber's body, then announces the last switch out of it; the
  * assembly entry routine makes that switch once every C frame has returned. */
 static coro__context_t *fiber_entry(void *arg)
@@ -66,7 +68,7 @@ static coro__context_t *fiber_entry(void *arg)
     coro__fiber_t *to = f->body(f);
 #if !defined(CORO_CONTEXT_UCONTEXT)
     if (__builtin_expect(f->own_fpenv | to->own_fpenv, 0))
-        coro__fiber_switch_fpenv(f, to);
+        fpenv_swap(f, to);
 #endif
     coro__fiber_running = to;
 #if CORO_ASAN
@@ -98,10 +100,15 @@ void coro__fiber_report_signal_misuse(const coro__fiber_t *f, const char *what)
     abort();
 }
 
+void coro__fiber_misuse(const coro__fiber_t *f, const char *what)
+{
+    coro__fiber_report_signal_misuse(f, what);
+}
+
 void coro__fiber_init_thread(coro__fiber_t *f)
 {
     memset(f, 0, sizeof *f);
-    f->stack.size = SIZE_MAX; /* coro__fiber_check_stack: the thread's own stack */
+    f->stack.size = SIZE_MAX; /* coro__fiber_stack_ok: the thread's own stack */
 #if CORO_TSAN
     f->tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -173,7 +180,8 @@ void coro__fiber_own_fpenv(coro__fiber_t *f)
     f->own_fpenv = 1;
 }
 
-void coro__fiber_switch_fpenv(coro__fiber_t *from, coro__fiber_t *to)
+/* Leave from's environment (its own, or the thread's) for to's. */
+static void fpenv_swap(coro__fiber_t *from, coro__fiber_t *to)
 {
     /* While a fiber with its own environment runs, the thread's waits in
      * tls_thread_fpenv; from one such fiber to another it stays there. */
@@ -182,6 +190,12 @@ void coro__fiber_switch_fpenv(coro__fiber_t *from, coro__fiber_t *to)
     else
         fegetenv(&tls_thread_fpenv);
     fesetenv(to->own_fpenv ? &to->fpenv : &tls_thread_fpenv);
+}
+
+void coro__fiber_switch_fpenv(coro__fiber_t *from, coro__fiber_t *to)
+{
+    fpenv_swap(from, to);
+    coro__fiber_switch_unchecked(from, to);
 }
 
 void coro__fiber_before_switch(coro__fiber_t *from, coro__fiber_t *to)

@@ -81,8 +81,8 @@ coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_b
  * every context. */
 void coro__fiber_own_fpenv(coro__fiber_t *f);
 
-/* The cold half of a switch where either side owns its environment:
- * from's (or the thread's) is saved, to's (or the thread's) is loaded. */
+/* The switch where either side owns its environment: from's (or the
+ * thread's) is saved, to's (or the thread's) is loaded, then the switch. */
 __attribute__((cold)) void coro__fiber_switch_fpenv(coro__fiber_t *from, coro__fiber_t *to);
 
 /* Sanitizer halves of a switch (coro/fiber.c), called only in ASan and
@@ -119,7 +119,7 @@ void coro__fiber_report_signal_misuse(const coro__fiber_t *f, const char *what);
  * through a clobbered frame (the "jump to address 0"). One subtraction and
  * one compare per switch catch both and abort with a message. The
  * thread's own fiber has stack.size SIZE_MAX: never checked. */
-static inline void coro__fiber_check_stack(const coro__fiber_t *from)
+static inline int coro__fiber_stack_ok(const coro__fiber_t *from)
 {
     uintptr_t sp;
 #if defined(__x86_64__)
@@ -132,19 +132,18 @@ static inline void coro__fiber_check_stack(const coro__fiber_t *from)
     sp = (uintptr_t)&probe;
 #endif
     /* Below from (the header tops the stack) by at most the stack's size. */
-    if (__builtin_expect((uintptr_t)from - sp > from->stack.size, 0))
-        coro__fiber_report_signal_misuse(from, "a switch away on a stack that is not its own");
+    return __builtin_expect((uintptr_t)from - sp <= from->stack.size, 1);
 }
 
-/* Switch from the running fiber `from` to `to`; returns when switched back.
- * Inline: it is the heart of every yield, park and wake. */
-static inline void coro__fiber_switch(coro__fiber_t *from, coro__fiber_t *to)
+/* coro__fiber_report_signal_misuse (it aborts) under a declaration
+ * without noreturn: a fast path whose check fails in tail position reaches
+ * it by a jump, so the fast path needs no stack frame of its own for it. */
+__attribute__((cold)) void coro__fiber_misuse(const coro__fiber_t *f, const char *what);
+
+/* The switch proper, once the checks have passed. */
+static inline __attribute__((always_inline)) void
+coro__fiber_switch_unchecked(coro__fiber_t *from, coro__fiber_t *to)
 {
-    coro__fiber_check_stack(from);
-#if !defined(CORO_CONTEXT_UCONTEXT)
-    if (__builtin_expect(from->own_fpenv | to->own_fpenv, 0))
-        coro__fiber_switch_fpenv(from, to);
-#endif
     coro__fiber_running = to;
 #if CORO_ASAN || CORO_TSAN
     coro__fiber_before_switch(from, to);
@@ -153,6 +152,23 @@ static inline void coro__fiber_switch(coro__fiber_t *from, coro__fiber_t *to)
 #if CORO_ASAN
     coro__fiber_after_switch(from);
 #endif
+}
+
+/* Switch from the running fiber `from` to `to`; returns when switched back.
+ * Inline: it is the heart of every yield, park and wake. The two rare
+ * cases leave by tail calls (the misuse report, and the switch that
+ * carries a floating-point environment, coro__fiber_switch_fpenv), so a
+ * caller whose switch is its last act needs no stack frame. */
+static inline __attribute__((always_inline)) void
+coro__fiber_switch(coro__fiber_t *from, coro__fiber_t *to)
+{
+    if (!coro__fiber_stack_ok(from))
+        return coro__fiber_misuse(from, "a switch away on a stack that is not its own");
+#if !defined(CORO_CONTEXT_UCONTEXT)
+    if (__builtin_expect(from->own_fpenv | to->own_fpenv, 0))
+        return coro__fiber_switch_fpenv(from, to);
+#endif
+    coro__fiber_switch_unchecked(from, to);
 }
 
 /* Release a fiber that is not running (and never will again): its

@@ -100,7 +100,7 @@ void coro_stats(coro_stats_t *out)
     memset(out, 0, sizeof *out);
     if (!s)
         return;
-    out->switches = s->switches;
+    out->switches = coro__switches(s);
     out->spawned = s->spawned;
     out->live = s->live;
     out->io_waits = s->io_waits;

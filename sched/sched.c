@@ -66,8 +66,9 @@ coro_t *coro__pass_end(coro__sched_t *s)
     if (s->runq_head && !s->poll_waiters) {
         if (s->heap_len)
             coro__timer_expire(s, coro__clock());
-        s->pass_left = pass_length(s, s->runq_len - 1);
+        coro__pass_set(s, pass_length(s, s->runq_len - 1));
         next = coro__runq_pop(s);
+        s->switches++; /* a dispatch outside the pass's count */
     }
     /* CORO_DEBUG=slow sends every switch here (pass_left is 0): the run
      * of the current coroutine ends unless it is the one to run on. */
@@ -89,12 +90,6 @@ coro__fiber_t *coro__exit_next(coro__sched_t *s)
     return coro__make_current(s, coro__next_to_run(s));
 }
 
-void coro__yield_not_running(const coro_t *self)
-{
-    /* Inside a signal handler: only write(2) and abort(). */
-    coro__fiber_report_signal_misuse(&self->fiber, "coro_yield found its coroutine half-way "
-                                                  "into a park");
-}
 
 /* coro_yield when the pass is over, or nobody else is ready but timers or
  * the poller are to be looked at. */
@@ -114,7 +109,8 @@ void coro_yield(void)
      * park (the stack itself is checked at every switch, in
      * coro__fiber_switch). */
     if (__builtin_expect(self->state != CORO_RUNNING, 0))
-        coro__yield_not_running(self);
+        return coro__fiber_misuse(&self->fiber, "coro_yield found its coroutine half-way "
+                                                "into a park");
     coro_t *next = s->runq_head;
     if (__builtin_expect(!next || !s->pass_left, 0)) { /* pass_left: 0 in CORO_DEBUG=slow mode */
         if (!next && !s->heap_len && !s->poll_waiters)
@@ -227,7 +223,8 @@ static void run_loop(coro__sched_t *s)
         coro_t *next = coro__runq_pop(s);
         if (!next)
             continue;
-        s->pass_left = pass_length(s, s->runq_len);
+        coro__pass_set(s, pass_length(s, s->runq_len));
+        s->switches++; /* this dispatch is outside the pass's count */
         if (s->slow_ns)
             s->run_since = coro__clock();
         coro__fiber_switch(&s->fiber, coro__make_current(s, next));

@@ -111,6 +111,11 @@ struct sched {
      * and the pass is unbounded (SIZE_MAX); arming either clamps it to the
      * coroutines ready now (coro__pass_clamp). */
     size_t pass_left;
+    /* pass_left as last set: a dispatch from the run queue is a switch,
+     * so the switches counted below are short by pass_start - pass_left
+     * (coro__switches adds them; coro__pass_set folds them in). The hot
+     * paths then count their switch by the decrement they make anyway. */
+    size_t pass_start;
     /* The last coroutine that ended and is to be freed at once (detached,
      * a REAP group's child, the main coroutine): its own stack was in use
      * until its last switch, so it is freed by the next such end, the next
@@ -132,7 +137,7 @@ struct sched {
     coro_list_t all;
     size_t live;
     uint64_t spawned;
-    uint64_t switches;
+    uint64_t switches;   /* see pass_start */
     int64_t max_lag;
     /* Time at the last poll: the "since" of parks (a clock read per park
      * would cost more than the park). */
@@ -241,10 +246,23 @@ static inline coro_t *coro__runq_pop(coro__sched_t *s)
 
 /* Something the end of a pass must look at exists now (an armed timer, a
  * poller waiter): end the current pass after the coroutines ready now. */
+/* Start a pass (or shorten this one) with `left` dispatches. */
+static inline void coro__pass_set(coro__sched_t *s, size_t left)
+{
+    s->switches += s->pass_start - s->pass_left;
+    s->pass_left = s->pass_start = left;
+}
+
+/* Context switches so far: every dispatch of this pass is one. */
+static inline uint64_t coro__switches(const coro__sched_t *s)
+{
+    return s->switches + (s->pass_start - s->pass_left);
+}
+
 static inline void coro__pass_clamp(coro__sched_t *s)
 {
     if (s->pass_left > s->runq_len)
-        s->pass_left = s->runq_len;
+        coro__pass_set(s, s->runq_len);
 }
 
 /* ---- the switch path (inline: every yield, park and hand-off runs it) ---- */
@@ -254,9 +272,6 @@ static inline void coro__pass_clamp(coro__sched_t *s)
  * inline, or NULL to enter the scheduler's context (to wait for events,
  * or to poll descriptors between passes). */
 coro_t *coro__pass_end(coro__sched_t *s);
-/* coro_yield met a coroutine that is not running (sched/sched.c): a signal
- * handler interrupted it half-way into a park. Aborts with a message. */
-__attribute__((noreturn, cold)) void coro__yield_not_running(const coro_t *self);
 /* CORO_DEBUG=slow: account the run that is ending (called from
  * coro__pass_end, where slow mode sends every switch). */
 __attribute__((cold)) void coro__note_run_time(coro__sched_t *s, coro_t *self);
@@ -274,13 +289,16 @@ static inline coro_t *coro__next_to_run(coro__sched_t *s)
 }
 
 /* Make next the running coroutine (NULL: the scheduler's context) and
- * return the fiber to switch to. */
+ * return the fiber to switch to. A switch to a coroutine has been counted
+ * by the pass (or by whoever took next from the run queue outside it); a
+ * switch to the scheduler's context is counted here. */
 static inline coro__fiber_t *coro__make_current(coro__sched_t *s, coro_t *next)
 {
-    s->switches++;
     s->current = next;
-    if (!next)
+    if (!next) {
+        s->switches++;
         return &s->fiber;
+    }
     next->state = CORO_RUNNING;
     return &next->fiber;
 }
@@ -300,7 +318,9 @@ static inline void coro__switch(coro__sched_t *s)
     coro_t *next = coro__next_to_run(s);
     if (__builtin_expect(next == self, 0)) {
         /* A yield with nobody else ready, or a park whose time limit had
-         * already passed (the pass end's timer check woke it). */
+         * already passed (the pass end's timer check woke it): no switch
+         * after all. */
+        s->switches--;
         self->state = CORO_RUNNING;
         return;
     }

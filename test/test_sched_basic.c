@@ -627,6 +627,77 @@ static int stats_main(void *arg)
     return 0;
 }
 
+/* The switch count is exact: a yield to the one other ready coroutine
+ * and its yield back are two switches, with passes unbounded (nothing
+ * armed), bounded by an armed timer (a pass ends every two dispatches and
+ * the next starts in the pass end), and with a parked join woken by an
+ * end; a yield with nobody else ready is none. */
+static int stats_partner(void *arg)
+{
+    int n = *(int *)arg;
+    for (int i = 0; i < n; i++)
+        coro_yield();
+    return 0;
+}
+
+static int stats_long_sleeper(void *arg)
+{
+    (void)arg;
+    return coro_sleep(3600 * CORO_SEC) == -1 && errno == ECANCELED ? 0 : 1;
+}
+
+static int stats_exact_main(void *arg)
+{
+    (void)arg;
+    coro_stats_t a, b;
+    coro_stats(&a);
+    coro_yield(); /* nobody else: no switch */
+    coro_stats(&b);
+    ASSERT_EQ(b.switches, a.switches);
+
+    for (int armed = 0; armed < 2; armed++) {
+        coro_t *sleeper = NULL;
+        if (armed) {
+            sleeper = coro_spawn(stats_long_sleeper, NULL);
+            ASSERT_NOT_NULL(sleeper);
+            coro_yield(); /* it runs and parks in its sleep */
+            /* A timer to look at, nobody else ready: the yield goes
+             * through the pass end and comes back without a switch. */
+            coro_stats(&a);
+            coro_yield();
+            coro_stats(&b);
+            ASSERT_EQ(b.switches, a.switches);
+        }
+        int n = 100;
+        coro_t *c = coro_spawn(stats_partner, &n);
+        ASSERT_NOT_NULL(c);
+        coro_stats(&a);
+        for (int i = 0; i < n; i++)
+            coro_yield();
+        coro_stats(&b);
+        ASSERT_EQ(b.switches - a.switches, (uint64_t)(2 * n));
+        /* It has ended (its last yield came back here, then it returned
+         * when this side yielded the last time)? Not yet: one more round
+         * lets it return, and the join then does not park. */
+        coro_stats(&a);
+        ASSERT_EQ(coro_join(c, NULL), 0);
+        coro_stats(&b);
+        ASSERT_EQ(b.switches - a.switches, 2); /* to c, which ends, and back */
+        if (sleeper) {
+            int st = -1;
+            ASSERT_EQ(coro_cancel(sleeper), 0);
+            ASSERT_EQ(coro_join(sleeper, &st), 0);
+            ASSERT_EQ(st, 0);
+        }
+    }
+    return 0;
+}
+
+TEST(sched_stats_switches_exact)
+{
+    ASSERT_EQ(coro_main(stats_exact_main, NULL), 0);
+}
+
 TEST(sched_stats_counts)
 {
     coro_stats_t out;
