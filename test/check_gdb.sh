@@ -42,7 +42,7 @@ case $out in
 esac
 
 # Can gdb run a program here? (ptrace may be refused.)
-out=$($limit "$GDB" -batch -nx -ex 'set disable-randomization off' -ex run "$target" 2>&1)
+out=$($limit "$GDB" -batch -nx -ex run "$target" 2>&1)
 case $out in
 *"exited normally"*) ;;
 *"ptrace: Operation not permitted"*|*"Could not trace the inferior"*|*"Couldn't get registers"*)
@@ -54,7 +54,7 @@ case $out in
 esac
 
 log=$(CORO_GDB_SCRIPT=tools/coro-gdb.py $limit "$GDB" -batch -nx \
-      -iex 'set disable-randomization off' -x test/gdb/check.py "$target" 2>&1)
+      -x test/gdb/check.py "$target" 2>&1)
 status=$?
 last=$(echo "$log" | grep '^check_gdb: ' | tail -n 1)
 if [ $status -eq 0 ] && echo "$last" | grep -q '^check_gdb: ok'; then

@@ -64,14 +64,15 @@ import gdb
 FRAME_LAYOUTS = {
     "x86-64": [
         {
-            # MXCSR and the x87 control word at sp+0.
-            "name": "x86-64 with the FPU control slot (64 bytes)",
+            # MXCSR and the x87 control word at sp+0 (or any 8 bytes of
+            # padding there: the same offsets).
+            "name": "x86-64, 64 bytes: a control or padding slot at sp+0",
             "regs": {"r15": 8, "r14": 16, "r13": 24, "r12": 32, "rbx": 40, "rbp": 48},
             "resume": 56,
             "sp_after": 64,
         },
         {
-            "name": "x86-64 without the FPU control slot (56 bytes)",
+            "name": "x86-64, 56 bytes: no slot below r15",
             "regs": {"r15": 0, "r14": 8, "r13": 16, "r12": 24, "rbx": 32, "rbp": 40},
             "resume": 48,
             "sp_after": 56,

@@ -22,8 +22,10 @@
 static coro_chan_t *chan;
 static coro_mutex_t lock = CORO_MUTEX_INIT;
 static int other_pipe[2];
-static volatile int other_parked;
-static volatile pid_t other_tid;
+/* Set by the other thread, read by main's (atomics: TSan builds run this
+ * too). */
+static int other_parked;
+static pid_t other_tid;
 static volatile int keep_yielding = 1;
 
 volatile uint64_t id_main, id_sleeper, id_receiver, id_locker, id_yielder, id_other;
@@ -102,8 +104,9 @@ static int other_body(void *arg)
     (void)arg;
     char c = 0;
     id_other = coro_id(coro_self());
-    other_tid = (pid_t)syscall(SYS_gettid);
-    other_parked = 1; /* set before the park: main polls until it reads 1 */
+    __atomic_store_n(&other_tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELAXED);
+    /* Set before the park: main polls until it reads 1. */
+    __atomic_store_n(&other_parked, 1, __ATOMIC_RELEASE);
     CHECK(parked_in_other_thread(&c) == 1 && c == 'x');
     return 0;
 }
@@ -165,9 +168,10 @@ static int main_body(void *arg)
     coro_yield();
     /* The other thread's coroutine parks (other_parked is set just
      * before), and its thread then sleeps in the poller. */
-    while (!other_parked)
+    while (!__atomic_load_n(&other_parked, __ATOMIC_ACQUIRE))
         CHECK(coro_sleep(CORO_MS) == 0);
-    for (int i = 0; i < 5000 && !thread_sleeps(other_tid); i++)
+    pid_t tid = __atomic_load_n(&other_tid, __ATOMIC_RELAXED);
+    for (int i = 0; i < 5000 && !thread_sleeps(tid); i++)
         CHECK(coro_sleep(CORO_MS) == 0);
     CHECK(coro_sleep(5 * CORO_MS) == 0);
 
