@@ -17,7 +17,8 @@
 #                        part of test-native; skipped without gdb or ptrace)
 #   make churn           the example servers' memory over 20k-40k connections
 #                        (test/churn.sh; ~20 s, not part of make test)
-#   make install PREFIX=/usr/local DESTDIR=   (coro.pc and coro-static.pc too)
+#   make install PREFIX=/usr/local DESTDIR=   (coro.pc and coro-static.pc too, and
+#                        share/coro/coro-gdb.py)
 #   make clean
 #
 # Switches:
@@ -253,8 +254,10 @@ demo: $(EXAMPLES)
 # their includes are rewritten from repository paths to installed ones.
 INCDIR := $(DESTDIR)$(PREFIX)/include
 LIBDIR := $(DESTDIR)$(PREFIX)/lib
+SHAREDIR := $(DESTDIR)$(PREFIX)/share/coro
 install: lib
-	mkdir -p $(INCDIR)/coro $(LIBDIR)/pkgconfig
+	mkdir -p $(INCDIR)/coro $(LIBDIR)/pkgconfig $(SHAREDIR)
+	cp tools/coro-gdb.py $(SHAREDIR)/coro-gdb.py
 	for h in $(PUBLIC_HEADERS); do \
 	  if [ $$h = coro.h ]; then dst=$(INCDIR)/coro.h; else dst=$(INCDIR)/coro/$$h; fi; \
 	  mkdir -p $$(dirname $$dst); \
@@ -272,7 +275,8 @@ VERSION := $(shell sed -n 's/^\#define CORO_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0
 
 uninstall:
 	rm -rf $(INCDIR)/coro $(INCDIR)/coro.h $(LIBDIR)/libcoro.a $(LIBDIR)/libcoro.so \
-	       $(LIBDIR)/libcoro.so.0 $(LIBDIR)/pkgconfig/coro.pc $(LIBDIR)/pkgconfig/coro-static.pc
+	       $(LIBDIR)/libcoro.so.0 $(LIBDIR)/pkgconfig/coro.pc $(LIBDIR)/pkgconfig/coro-static.pc \
+	       $(SHAREDIR)
 
 clean:
 	rm -rf build

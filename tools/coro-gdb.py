@@ -396,8 +396,13 @@ def _thread_label(thread):
 def schedulers(all_threads):
     """[(Sched)] for the selected thread, or for every thread. Each Sched
     knows its thread when TLS could be read."""
+    if gdb.selected_thread() is None:
+        raise CoroError("coro-gdb: the program is not being run")
+    if gdb.lookup_global_symbol("coro__tls") is None:
+        raise CoroError("coro-gdb: no symbol coro__tls: is the program linked with coro, "
+                        "and the library built with debug information (-g)?")
     found = []
-    tls_ok = True
+    tls_error = None
     with _KeepSelection():
         threads = gdb.selected_inferior().threads() if all_threads else [gdb.selected_thread()]
         # Oldest thread first, as `info threads` lists them.
@@ -405,28 +410,35 @@ def schedulers(all_threads):
             try:
                 t.switch()
                 s = _tls_sched()
-            except gdb.error:
-                tls_ok = False
+            except gdb.error as e:
+                tls_error = e
                 continue
             if s is not None:
                 found.append(Sched(s, t))
-    if tls_ok and (found or not all_threads):
+    if tls_error is None or found:
         return found, None
-    # No TLS (a static program without libthread_db, or a core gdb cannot
-    # map TLS in): the process-wide list, threads unknown.
-    scheds = [Sched(p) for p in _live_list_schedulers()]
-    note = "coro-gdb: cannot read coro__tls here: listing every scheduler of the process"
-    if not all_threads:
-        # Pick the scheduler whose running coroutine's stack holds the
-        # selected thread's stack pointer.
-        sp = _u64(gdb.newest_frame().read_register("sp"))
-        for s in scheds:
-            for c in s.coroutines():
-                lo, hi = c.stack_range()
-                if c.running and lo <= sp < hi:
-                    s.thread = gdb.selected_thread()
-                    return [s], None
-    return scheds, note
+    # No TLS (a static program without libthread_db, a core file gdb cannot
+    # map TLS in, a thread not yet initialised): sched/fork.c's list of
+    # every running scheduler, threads unknown.
+    try:
+        scheds = [Sched(p) for p in _live_list_schedulers()]
+        if not all_threads:
+            # The scheduler whose running coroutine's stack holds the
+            # selected thread's stack pointer.
+            sp = _u64(gdb.newest_frame().read_register("sp"))
+            for s in scheds:
+                for c in s.coroutines():
+                    lo, hi = c.stack_range()
+                    if c.running and lo <= sp < hi:
+                        s.thread = gdb.selected_thread()
+                        return [s], None
+    except gdb.error:
+        scheds = []
+    if not scheds:
+        raise CoroError("coro-gdb: cannot read coro__tls (%s), and no running scheduler "
+                        "found otherwise" % tls_error)
+    return scheds, ("coro-gdb: cannot read coro__tls (%s): listing every scheduler of "
+                    "the process" % tls_error)
 
 
 def find_coroutines(spec):
@@ -618,14 +630,30 @@ def _now(sched):
     return None
 
 
+def _thread_running(c):
+    """The thread whose stack pointer is in c's stack (when TLS could not
+    tell which thread runs c's scheduler)."""
+    lo, hi = c.stack_range()
+    for t in gdb.selected_inferior().threads():
+        t.switch()
+        if lo <= _u64(gdb.newest_frame().read_register("sp")) < hi:
+            return t
+    return None
+
+
 def run_in_coroutine(c, command):
     """Run a gdb command with c's frames as the thread's; returns its
     output."""
     if c.state == 3:
         return "(ended: its stack holds no frames)\n"
     with _KeepSelection():
-        if c.sched.thread is not None and c.sched.thread != gdb.selected_thread():
-            c.sched.thread.switch()
+        thread = c.sched.thread
+        if thread is None and c.running:
+            thread = _thread_running(c)
+            if thread is None:
+                return "(running on a thread not found: none has its stack pointer in this stack)\n"
+        if thread is not None and thread != gdb.selected_thread():
+            thread.switch()
         if c.running:
             sp = _u64(gdb.newest_frame().read_register("sp"))
             lo, hi = c.stack_range()
@@ -763,9 +791,9 @@ Example: coro apply 3 frame apply all -q info locals"""
 
 
 class CoroLayout(gdb.Command):
-    """Show which saved-register frame layout (FRAME_LAYOUTS in
-tools/coro-gdb.py) the suspended coroutines of this thread's scheduler
-match."""
+    """Show the saved-register frame layout each suspended coroutine matches.
+The layouts are FRAME_LAYOUTS in tools/coro-gdb.py; the coroutines are the
+selected thread's scheduler's."""
 
     def __init__(self):
         super().__init__("coro layout", gdb.COMMAND_STACK)
