@@ -8,7 +8,8 @@
 # second thread, then checks `info coroutines` (states, what they wait on,
 # functions, names), `coro bt` of each (its own function names), that the
 # registers and the selected frame are given back, and that TARGET then
-# exits normally. Prints one line on success, gdb's whole output on failure
+# exits normally; then the same from a core file gdb wrote at the
+# breakpoint (TARGET.core, removed after), where the stacks are in it. Prints one line on success, gdb's whole output on failure
 # (exit 1).
 #
 # Skipped, with a line saying why and exit status 0, where it cannot run:
@@ -53,9 +54,12 @@ case $out in
     exit 1 ;;
 esac
 
-log=$(CORO_GDB_SCRIPT=tools/coro-gdb.py $limit "$GDB" -batch -nx \
+core=$target.core
+rm -f "$core"
+log=$(CORO_GDB_SCRIPT=tools/coro-gdb.py CORO_GDB_CORE=$core $limit "$GDB" -batch -nx \
       -x test/gdb/check.py "$target" 2>&1)
 status=$?
+rm -f "$core"
 last=$(echo "$log" | grep '^check_gdb: ' | tail -n 1)
 if [ $status -eq 0 ] && echo "$last" | grep -q '^check_gdb: ok'; then
     echo "$last: info coroutines and coro bt of tools/coro-gdb.py, with $("$GDB" --version | head -n 1)"

@@ -30,8 +30,9 @@
 # callee-saved registers), runs the command, and puts every register back
 # in a `finally`, whatever the command did, before re-selecting the frame
 # the user had selected. The process is never resumed in between. A core
-# file's registers cannot be written: there `coro bt` prints the resume
-# address only.
+# file's registers cannot be written: there a Python unwinder grafts the
+# suspended frame onto the thread's innermost one instead (see
+# _GraftUnwinder).
 #
 # Everything about the C structs is read by field name through the debug
 # information (the library must be built with -g, as `make` does by
@@ -641,6 +642,90 @@ def _thread_running(c):
     return None
 
 
+# ---------------------------------------------------------------------------
+# Core files: registers cannot be written there, so the suspended frame is
+# grafted on instead. An unwinder, active only while the command runs,
+# makes the thread's innermost real frame "return" into the coroutine's
+# resume point with the saved registers; the frames printed up to and
+# including that real one are then cut from the output and the rest
+# renumbered from 0.
+
+try:
+    from gdb.unwinder import Unwinder as _Unwinder, register_unwinder as _register_unwinder
+except ImportError:                                 # gdb without unwinders
+    _Unwinder = None
+
+
+class _FrameId:
+    def __init__(self, sp, pc):
+        self.sp = sp
+        self.pc = pc
+
+
+if _Unwinder is not None:
+    class _GraftUnwinder(_Unwinder):
+        def __init__(self):
+            super().__init__("coro-gdb graft")
+            self.regs = None        # the coroutine's, while grafting
+            self.level = None       # the frame to graft onto
+
+        def __call__(self, pending):
+            if self.regs is None or not hasattr(pending, "level") or pending.level() != self.level:
+                return None
+            info = pending.create_unwind_info(
+                _FrameId(pending.read_register("sp"), pending.read_register("pc")))
+            for r, v in self.regs.items():
+                info.add_saved_register(r, gdb.Value(v).cast(pending.read_register(r).type))
+            return info
+
+    _GRAFT = _GraftUnwinder()
+    _register_unwinder(None, _GRAFT, replace=True)
+else:
+    _GRAFT = None
+
+
+def _renumber_frames(text, cut):
+    """Drop frames 0..cut-1 of a backtrace's text, renumber the rest."""
+    out, keep = [], True
+    for line in text.splitlines(True):
+        m = re.match(r"#(\d+)\s+", line)
+        if m:
+            n = int(m.group(1))
+            keep = n >= cut
+            if keep:
+                line = ("#%-3d" % (n - cut)).rstrip() + " " * max(1, 4 - len(str(n - cut)) - 1) \
+                    + line[m.end():]
+        if keep:
+            out.append(line)
+    return "".join(out)
+
+
+def _run_grafted(regs, command):
+    if _GRAFT is None:
+        raise CoroError("coro-gdb: this gdb has no Python unwinders")
+    frame = gdb.newest_frame()
+    level = 0
+    while frame.type() == gdb.INLINE_FRAME and frame.older() is not None:
+        frame = frame.older()
+        level += 1
+    words = command.split()
+    if words and words[0] in ("bt", "backtrace"):
+        # A frame count counts the frames cut too.
+        words = [str(int(w) + level + 1) if re.fullmatch(r"\d+", w) else w for w in words]
+        command = " ".join(words)
+    _GRAFT.regs, _GRAFT.level = regs, level
+    gdb.invalidate_cached_frames()
+    try:
+        out = gdb.execute(command, to_string=True)
+    finally:
+        _GRAFT.regs = _GRAFT.level = None
+        gdb.invalidate_cached_frames()
+    if words and words[0] in ("bt", "backtrace"):
+        return _renumber_frames(out, level + 1)
+    return ("(frames %d and below are the thread's own: the coroutine's start at frame %d)\n"
+            % (level, level + 1)) + out
+
+
 def run_in_coroutine(c, command):
     """Run a gdb command with c's frames as the thread's; returns its
     output."""
@@ -664,10 +749,13 @@ def run_in_coroutine(c, command):
             gdb.newest_frame().select()
             return note + gdb.execute(command, to_string=True)
         regs = suspended_registers(c)
-        try:
+        if _is_live_process():
             with _SwappedRegisters(regs):
                 return gdb.execute(command, to_string=True)
-        except CoroError as e:
+        # A core file (or a remote target): graft the frames on.
+        try:
+            return _run_grafted(regs, command)
+        except (CoroError, gdb.error) as e:
             return "%s\nresumes at 0x%x in %s, stack pointer 0x%x\n" % (
                 e, regs["pc"], _symbol_at(regs["pc"], True), regs["sp"])
 
