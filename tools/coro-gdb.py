@@ -99,12 +99,32 @@ UCONTEXT_X86_64 = {"r12": 4, "r13": 5, "r14": 6, "r15": 7, "rbp": 10, "rbx": 11,
 
 # Commands that would resume the process: refused by `coro apply`, which
 # runs with another coroutine's registers loaded.
+# (Calling the program's functions, by `call` or within `print`, would run
+# on the coroutine's stack: do not.)
 RESUMING = re.compile(r"^\s*(c|cont|continue|s|step|si|stepi|n|next|ni|nexti|"
                       r"finish|fin|u|until|adv|advance|j|jump|r|run|start|starti|"
-                      r"call|print\s.*\(|p\s.*\(|signal|queue-signal|kill|detach|"
-                      r"return|reverse-\w+|rc|rs|rn|record)\b")
+                      r"call|signal|queue-signal|kill|detach|return|"
+                      r"reverse-\w+|rc|rs|rn|record)\b")
 
+# struct coro's state (enum coro_state of sched/sched_int.h), read from the
+# debug information when it has the enum; these are the values otherwise.
 STATE_NAMES = {0: "ready", 1: "running", 2: "parked", 3: "done"}
+READY, RUNNING, PARKED, DONE = 0, 1, 2, 3
+
+
+def _load_states():
+    global READY, RUNNING, PARKED, DONE
+    try:
+        enum = gdb.lookup_type("enum coro_state")
+    except gdb.error:
+        return
+    values = {f.name: f.enumval for f in enum.fields()}
+    if all(("CORO_" + n) in values for n in ("READY", "RUNNING", "PARKED", "DONE")):
+        READY, RUNNING, PARKED, DONE = (values["CORO_" + n]
+                                        for n in ("READY", "RUNNING", "PARKED", "DONE"))
+        STATE_NAMES.clear()
+        STATE_NAMES.update({READY: "ready", RUNNING: "running", PARKED: "parked",
+                            DONE: "done"})
 
 
 class CoroError(gdb.GdbError):
@@ -293,7 +313,7 @@ class Coro:
     def wait_text(self, now):
         """What coro_dump writes after the state."""
         c = self.value
-        if self.state == 2:
+        if self.state == PARKED:
             what = c["wait_what"]
             text = what.string() if _u64(what) else "?"
             num, obj = int(c["wait_num"]), _u64(c["wait_obj"])
@@ -309,7 +329,7 @@ class Coro:
                 parts.append("%s in %s" % ("deadline" if when == int(c["deadline"]) else "wakes",
                                            _fmt_duration(when - now)))
             return ", ".join(parts)
-        if self.state == 3:
+        if self.state == DONE:
             return "status %d, %s" % (int(c["status"]),
                                      "held by its group" if int(c["group_held"]) else "not yet joined")
         return ""
@@ -352,7 +372,8 @@ class Sched:
 def _live_list_schedulers():
     """Every running scheduler of the process, from sched/fork.c's `live`
     list (no TLS needed)."""
-    for sym in gdb.lookup_static_symbols("live"):
+    lookup = getattr(gdb, "lookup_static_symbols", None)          # gdb 10+
+    for sym in (lookup("live") if lookup else []):
         if sym.symtab is None or not sym.symtab.filename.endswith("fork.c"):
             continue
         head = sym.value()
@@ -402,6 +423,7 @@ def schedulers(all_threads):
     if gdb.lookup_global_symbol("coro__tls") is None:
         raise CoroError("coro-gdb: no symbol coro__tls: is the program linked with coro, "
                         "and the library built with debug information (-g)?")
+    _load_states()
     found = []
     tls_error = None
     with _KeepSelection():
@@ -729,7 +751,7 @@ def _run_grafted(regs, command):
 def run_in_coroutine(c, command):
     """Run a gdb command with c's frames as the thread's; returns its
     output."""
-    if c.state == 3:
+    if c.state == DONE:
         return "(ended: its stack holds no frames)\n"
     with _KeepSelection():
         thread = c.sched.thread
@@ -792,25 +814,28 @@ it was spawned with, and its name."""
     def _print_sched(s, with_thread):
         coros = s.coroutines()
         now = _now(s)
-        counts = [0, 0, 0, 0]
+        counts = {}
         for c in coros:
-            if 0 <= c.state < 4:
-                counts[c.state] += 1
+            counts[c.state] = counts.get(c.state, 0) + 1
         head = "%d coroutines: %d running, %d ready, %d parked, %d done" % (
-            len(coros), counts[1], counts[0], counts[2], counts[3])
+            len(coros), counts.get(RUNNING, 0), counts.get(READY, 0), counts.get(PARKED, 0),
+            counts.get(DONE, 0))
         if with_thread:
             print("%s, scheduler 0x%x: %s" % (_thread_label(s.thread), s.addr, head))
         else:
             print(head)
         rows = [("", "Id", "State", "Function", "Name")]
+        names = {}                  # many coroutines share a function
         for c in coros:
+            if c.fn not in names:
+                names[c.fn] = _symbol_at(c.fn)
             state = c.state_name
             wait = c.wait_text(now)
             if wait:
                 state += ": " + wait
             if int(c.value["cancelled"]):
                 state += " (cancelled)"
-            rows.append(("*" if c.running else "", str(c.id), state, _symbol_at(c.fn),
+            rows.append(("*" if c.running else "", str(c.id), state, names[c.fn],
                          '"%s"' % c.name if c.name else ""))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         for r in rows:
@@ -893,7 +918,7 @@ selected thread's scheduler's."""
             print("No coro scheduler runs on this thread.")
             return
         for c in scheds[0].coroutines():
-            if c.running or c.state == 3:
+            if c.running or c.state == DONE:
                 continue
             ctx = c.fiber["ctx"]
             if "uc" in [f.name for f in ctx.type.strip_typedefs().fields()]:
