@@ -103,8 +103,9 @@ def main():
           "info coroutines all shows two threads' schedulers", out)
     other = [line for line in out.splitlines() if re.match(r"^[* ] ?%d\s" % ids["other"], line)
              and "other_body" in line]
-    check(len(other) == 1 and "parked: read fd" in other[0],
-          "info coroutines all: the other thread's coroutine is parked reading a pipe", out)
+    fd = int(gdb.parse_and_eval("other_pipe[0]"))
+    check(len(other) == 1 and ("parked: read fd %d," % fd) in other[0],
+          "info coroutines all: the other thread's coroutine is parked reading fd %d" % fd, out)
 
     # ---- coro bt of parked and ready coroutines: their own frames.
     before = regs(["pc", "sp"])
