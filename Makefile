@@ -16,9 +16,13 @@
 #   make check-layers    each folder includes only the floors below it, and
 #                        sync/ and io/ only sched/'s wait interface
 #                        (test/check_layers.sh; part of test-native)
+#   make check-gdb       tools/coro-gdb.py in gdb: `info coroutines` and
+#                        `coro bt` against test/gdb/target.c (test/check_gdb.sh;
+#                        part of test-native; skipped without gdb or ptrace)
 #   make churn           the example servers' memory over 20k-40k connections
 #                        (test/churn.sh; ~20 s, not part of make test)
-#   make install PREFIX=/usr/local DESTDIR=   (coro.pc and coro-static.pc too)
+#   make install PREFIX=/usr/local DESTDIR=   (coro.pc and coro-static.pc too, and
+#                        share/coro/coro-gdb.py)
 #   make clean
 #
 # Switches:
@@ -139,7 +143,7 @@ CHURN_CLIENT := $(BUILD)/test/churn_client
 
 # ---- targets ----------------------------------------------------------------
 .SECONDARY:
-.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers churn bench icount demo install uninstall clean
+.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers check-gdb churn bench icount demo install uninstall clean
 all: lib $(EXAMPLES) $(BENCH) $(ICOUNT) $(RUNNER) $(CHURN_CLIENT)
 lib: $(STATIC) $(SHARED)
 
@@ -199,7 +203,7 @@ test: $(RUNNER)
 	$(MAKE) --no-print-directory test-valgrind TEST_SUMMARY=$(BUILD)/test/valgrind.counts || valgrind=$$?; \
 	sh test/summary.sh native $(BUILD)/test/native.counts $$native \
 	                   valgrind $(BUILD)/test/valgrind.counts $$valgrind
-test-native: $(RUNNER) check-layers
+test-native: $(RUNNER) check-layers check-gdb
 	$(RUN_TESTS)$(TEST_EXEC) $(RUNNER) $(TEST_ARGS)
 test-valgrind: $(RUNNER)
 ifneq ($(VALGRIND),)
@@ -225,6 +229,18 @@ test-scale: $(RUNNER)
 # sched/'s wait interface), on the sources; part of test-native.
 check-layers:
 	@sh test/check_layers.sh
+
+# tools/coro-gdb.py against a program with coroutines parked in known
+# functions (a few seconds; skipped, with a line, without gdb, ptrace or
+# where TEST_EXEC runs the programs); part of test-native. The program is
+# built -O0 -g, as a user's debug build would be, against the library of
+# this configuration.
+GDB_TARGET := $(BUILD)/test/gdb_target
+$(GDB_TARGET): test/gdb/target.c $(PUBLIC_HEADERS) $(STATIC) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) -O0 -g $(ALL_LDFLAGS) $< $(STATIC) -o $@ $(LIBS)
+check-gdb: $(GDB_TARGET)
+	@TEST_EXEC="$(TEST_EXEC)" sh test/check_gdb.sh $(GDB_TARGET)
 
 # The library's symbols (coro_ prefix; libcoro.so exports only the public
 # API), the public headers as strict C11/C17 and C++11/C++20, and
@@ -264,8 +280,10 @@ demo: $(EXAMPLES)
 # their includes are rewritten from repository paths to installed ones.
 INCDIR := $(DESTDIR)$(PREFIX)/include
 LIBDIR := $(DESTDIR)$(PREFIX)/lib
+SHAREDIR := $(DESTDIR)$(PREFIX)/share/coro
 install: lib
-	mkdir -p $(INCDIR)/coro $(LIBDIR)/pkgconfig
+	mkdir -p $(INCDIR)/coro $(LIBDIR)/pkgconfig $(SHAREDIR)
+	cp tools/coro-gdb.py $(SHAREDIR)/coro-gdb.py
 	for h in $(PUBLIC_HEADERS); do \
 	  if [ $$h = coro.h ]; then dst=$(INCDIR)/coro.h; else dst=$(INCDIR)/coro/$$h; fi; \
 	  mkdir -p $$(dirname $$dst); \
@@ -283,7 +301,8 @@ VERSION := $(shell sed -n 's/^\#define CORO_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0
 
 uninstall:
 	rm -rf $(INCDIR)/coro $(INCDIR)/coro.h $(LIBDIR)/libcoro.a $(LIBDIR)/libcoro.so \
-	       $(LIBDIR)/libcoro.so.0 $(LIBDIR)/pkgconfig/coro.pc $(LIBDIR)/pkgconfig/coro-static.pc
+	       $(LIBDIR)/libcoro.so.0 $(LIBDIR)/pkgconfig/coro.pc $(LIBDIR)/pkgconfig/coro-static.pc \
+	       $(SHAREDIR)
 
 clean:
 	rm -rf build
