@@ -178,6 +178,8 @@ static void check_guards(void)
      * keeps its guard. */
     unsigned old = coro__stack_pool_set_hot(0);
     coro__stack_free(&a);
+    coro__stack_trim();
+    ASSERT_EQ(resident_pages(a.lo, a.size), 0);
     coro__stack_t c;
     ASSERT_EQ(coro__stack_alloc(&c, sz), 0);
     ASSERT_PTR_EQ(c.lo, a.lo);
@@ -279,7 +281,11 @@ TEST(stack_pool_high_water_mark)
     for (int i = 0; i < N; i++)
         coro__stack_free(&st[i]);
     /* The first two freed went onto the hot list; the other three were
-     * over the mark: their pages are gone, and read back as zeroes. */
+     * over the mark: they wait, pages kept, for the next release... */
+    for (int i = 2; i < N; i++)
+        ASSERT_EQ(resident_pages(st[i].lo, sz), np);
+    coro__stack_trim();
+    /* ...after which their pages are gone, and read back as zeroes. */
     for (int i = 0; i < 2; i++) {
         ASSERT_EQ(resident_pages(st[i].lo, sz), np);
         ASSERT_EQ((unsigned char)st[i].lo[0], 0x10 + i);
@@ -299,12 +305,13 @@ TEST(stack_pool_high_water_mark)
     coro__stack_pool_release();
 }
 
-/* With no hot list, a freed stack's pages go back at once, and a slab
- * with nothing in use is unmapped. */
+/* With no hot list and a batch of one, a freed stack's pages go back at
+ * once, and a slab with nothing in use is unmapped. */
 TEST(stack_pool_hot_zero_returns_pages_and_unmaps_slab)
 {
     size_t sz = coro__stack_size_for(0), np = sz / page();
     ASSERT_EQ(coro__stack_pool_set_hot(0), CORO_STACK_POOL_HOT);
+    ASSERT_EQ(coro__stack_pool_set_batch(1), CORO_STACK_POOL_BATCH);
     long maps0 = test_count_mappings();
     coro__stack_t a, b;
     ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
@@ -336,6 +343,7 @@ TEST(stack_pool_hot_zero_returns_pages_and_unmaps_slab)
     coro__stack_free(&a);
     ASSERT_MAPPINGS_BACK(maps0);
     coro__stack_pool_set_hot(CORO_STACK_POOL_HOT);
+    coro__stack_pool_set_batch(CORO_STACK_POOL_BATCH);
     coro__stack_pool_release();
 }
 
