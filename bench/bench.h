@@ -114,6 +114,7 @@ int bench_page_fault(bench_run_t *r);
 int bench_cold_start(bench_run_t *r);
 int bench_madvise_munmap(bench_run_t *r);
 int bench_cold_teardown(bench_run_t *r);
+int bench_cold_teardown_sleep(bench_run_t *r);
 /* bench/bench_sync.c */
 int bench_chan_ping_pong(bench_run_t *r);
 int bench_chan_buffered(bench_run_t *r);

@@ -12,9 +12,9 @@
  *                              each filling a 4 KiB buffer on its stack (a
  *                              read buffer, as an echo handler has: with
  *                              the header and the frames, COLD_PAGES
- *                              pages) and parking in a long sleep. ns per
- *                              coroutine from the first spawn until all
- *                              are parked.
+ *                              pages) and parking on an event that is
+ *                              never set. ns per coroutine from the first
+ *                              spawn until all are parked.
  *   BenchmarkMadviseMunmap     the floor of a teardown: the same pages as
  *                              BenchmarkPageFault, written (not timed),
  *                              then given back with one madvise
@@ -23,6 +23,14 @@
  *   BenchmarkColdTeardown100k  the coroutines of BenchmarkColdStart100k
  *                              (started, not timed), then each cancelled
  *                              and joined in spawn order. ns per coroutine.
+ *   BenchmarkColdTeardownSleep100k  the same, the coroutines parked in a
+ *                              one-hour sleep instead: a cancel also takes
+ *                              the coroutine's timer out of the heap, whose
+ *                              sift moves write the timer index into other
+ *                              coroutines' headers, each on a page of its
+ *                              own (a cache and TLB miss per heap level).
+ *                              The difference from ColdTeardown100k is that
+ *                              cost, not the stacks'.
  * The comment of the coroutine lines gives the resident memory (VmRSS):
  * before the first spawn, with all parked, after the last join (the warm
  * pool and the stacks waiting for release still held) and after coro_main
@@ -123,33 +131,38 @@ int bench_madvise_munmap(bench_run_t *r)
 
 typedef struct cold_run {
     bench_run_t *r;
+    const char *what;
     int time_teardown; /* 0: time the start; 1: the teardown */
+    int sleep;         /* park in a sleep (a timer) rather than on the event */
+    coro_event_t never; /* never set */
+    int64_t parked;
     int64_t rss_before, rss_parked, rss_joined;
     coro_t **handles;
 } cold_run_t;
 
 static int cold_body(void *arg)
 {
-    (void)arg;
+    cold_run_t *cr = arg;
     char buf[COLD_BUFFER];
     memset(buf, 'x', sizeof buf);
     /* The compiler must believe the buffer is read. */
     __asm__ volatile("" : : "r"(buf) : "memory");
-    if (coro_sleep(3600 * CORO_SEC) == -1 && errno == ECANCELED)
-        return 0;
-    return 1;
+    cr->parked++;
+    int rc = cr->sleep ? coro_sleep(3600 * CORO_SEC) : coro_event_wait(&cr->never);
+    return rc == -1 && errno == ECANCELED ? 0 : 1;
 }
 
 static int cold_main(void *arg)
 {
     cold_run_t *cr = arg;
     bench_run_t *r = cr->r;
-    const char *what = cr->time_teardown ? "BenchmarkColdTeardown100k" : "BenchmarkColdStart100k";
+    const char *what = cr->what;
+    coro_event_init(&cr->never);
     cr->rss_before = bench_proc_status_bytes("VmRSS:");
     bench_clock_t clock;
     bench_start(&clock);
     for (int64_t i = 0; i < r->n; i++) {
-        if (!(cr->handles[i] = coro_spawn(cold_body, NULL))) {
+        if (!(cr->handles[i] = coro_spawn(cold_body, cr))) {
             fprintf(stderr, "%s: coro_spawn #%lld: %s\n", what, (long long)i, strerror(errno));
             return 1;
         }
@@ -159,10 +172,8 @@ static int cold_main(void *arg)
     if (!cr->time_teardown)
         bench_stop(&clock, r, r->n);
     cr->rss_parked = bench_proc_status_bytes("VmRSS:");
-    coro_stats_t st;
-    coro_stats(&st);
-    if (st.timers != (uint64_t)r->n) {
-        fprintf(stderr, "%s: %llu of %lld parked\n", what, (unsigned long long)st.timers,
+    if (cr->parked != r->n) {
+        fprintf(stderr, "%s: %lld of %lld parked\n", what, (long long)cr->parked,
                 (long long)r->n);
         return 1;
     }
@@ -185,9 +196,9 @@ static int cold_main(void *arg)
     return 0;
 }
 
-static int cold(bench_run_t *r, int time_teardown, const char *what)
+static int cold(bench_run_t *r, int time_teardown, int sleep, const char *what)
 {
-    cold_run_t cr = { .r = r, .time_teardown = time_teardown };
+    cold_run_t cr = { .r = r, .what = what, .time_teardown = time_teardown, .sleep = sleep };
     cr.handles = calloc((size_t)r->n, sizeof *cr.handles);
     if (!cr.handles) {
         perror(what);
@@ -214,10 +225,15 @@ static int cold(bench_run_t *r, int time_teardown, const char *what)
 
 int bench_cold_start(bench_run_t *r)
 {
-    return cold(r, 0, "BenchmarkColdStart100k");
+    return cold(r, 0, 0, "BenchmarkColdStart100k");
 }
 
 int bench_cold_teardown(bench_run_t *r)
 {
-    return cold(r, 1, "BenchmarkColdTeardown100k");
+    return cold(r, 1, 0, "BenchmarkColdTeardown100k");
+}
+
+int bench_cold_teardown_sleep(bench_run_t *r)
+{
+    return cold(r, 1, 1, "BenchmarkColdTeardownSleep100k");
 }

@@ -91,6 +91,9 @@ static const bench_def_t benches[] = {
     { .name = "BenchmarkColdTeardown100k", .unit = "ns/op",
       .baseline = "BenchmarkMadviseMunmap", .kind = BENCH_TIMED, .quantum = 1,
       .n_full = BENCH_COLD, .target_ratio = 3, .isolate = 1, .fn = bench_cold_teardown },
+    { .name = "BenchmarkColdTeardownSleep100k", .unit = "ns/op",
+      .baseline = "BenchmarkMadviseMunmap", .kind = BENCH_TIMED, .quantum = 1,
+      .n_full = BENCH_COLD, .isolate = 1, .fn = bench_cold_teardown_sleep },
     /* Network (bench/bench_net.c): coro servers against plain epoll ones. */
     { .name = "BenchmarkEchoPingPong/conns=1/epoll", .unit = "p50-ns", .kind = BENCH_TIMED,
       .quantum = 1, .fn = bench_echo1_epoll },
