@@ -15,7 +15,13 @@
  * mprotect(PROT_NONE) range, which splits the mapping in two per stack and
  * so limits a process to about vm.max_map_count / 2 live stacks (ENOMEM
  * after that). Either way a write into the guard faults, and
- * coro/overflow.c names the coroutine before the process dies. */
+ * coro/overflow.c names the coroutine before the process dies.
+ *
+ * Freed stacks stay in this thread's pool: up to CORO_STACK_POOL_HOT per
+ * size warm on a hot list; past it, "pending" until a release gives back
+ * the pages of every pending stack of the size at once, one
+ * madvise(MADV_DONTNEED) per run of adjacent slots (the guards between
+ * them survive it). See coro__stack_free and coro/stack_release.c. */
 #ifndef CORO_STACK_H
 #define CORO_STACK_H
 
