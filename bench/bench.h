@@ -59,7 +59,10 @@ typedef struct bench_def {
     enum bench_kind kind;
     /* BENCH_TIMED: n is a multiple of this (>= 1). */
     int64_t quantum;
-    /* BENCH_ONCE: n. */
+    /* BENCH_ONCE: n. BENCH_TIMED: when n_full is set, n is fixed instead
+     * of sized to -benchtime (a benchmark defined by its size, such as
+     * 100k coroutines on fresh stacks), and the run still repeats -count
+     * times; -benchtime Nx overrides it. */
     int64_t n_full, n_short;
     /* Optional: a second benchmark of the same family this one's ratio is
      * also shown against (the library's own switch, next to the bare one). */
@@ -124,6 +127,14 @@ int bench_sleep_baseline(bench_run_t *r);
 /* bench/bench_idle.c */
 int bench_idle(bench_run_t *r);
 int bench_idle_baseline(bench_run_t *r);
+/* bench/bench_cold.c: per coroutine (or per stack slot, for the floors);
+ * a run is BENCH_COLD coroutines. */
+#define BENCH_COLD 100000
+int bench_page_fault(bench_run_t *r);
+int bench_cold_start(bench_run_t *r);
+int bench_madvise_munmap(bench_run_t *r);
+int bench_cold_teardown(bench_run_t *r);
+int bench_cold_teardown_sleep(bench_run_t *r);
 /* bench/bench_sync.c */
 int bench_chan_ping_pong(bench_run_t *r);
 int bench_chan_buffered(bench_run_t *r);

@@ -6,7 +6,8 @@
  *
  * Benchmarks come in families: a baseline and the benchmarks compared with
  * it. A family runs as a unit: each timed benchmark is sized first (n so
- * that one run takes -benchtime), then the runs are interleaved
+ * that one run takes -benchtime, unless the benchmark fixes n, as the
+ * 100k-coroutine cold-stack ones do), then the runs are interleaved
  * (baseline, a, b, baseline, a, b, ...) -count times, so that a ratio
  * compares runs that saw the same load on this shared, noisy machine. Each
  * line reports the median over the runs, with min and max in the comment,
@@ -118,6 +119,22 @@ static const bench_def_t benches[] = {
     { .name = "BenchmarkIdle1M", .unit = "B/coroutine", .baseline = "BenchmarkIdle1MBaseline",
       .kind = BENCH_ONCE, .n_full = 1000000, .n_short = 100000, .target_value = 4608,
       .isolate = 1, .fn = bench_idle },
+    /* Fresh stacks (bench/bench_cold.c): each run is a new process, so the
+     * stack pool starts empty; the floors are the kernel's own cost for the
+     * same pages. */
+    { .name = "BenchmarkPageFault", .unit = "ns/op", .kind = BENCH_TIMED,
+      .quantum = 1, .n_full = BENCH_COLD, .isolate = 1, .fn = bench_page_fault },
+    { .name = "BenchmarkColdStart100k", .unit = "ns/op", .baseline = "BenchmarkPageFault",
+      .kind = BENCH_TIMED, .quantum = 1, .n_full = BENCH_COLD, .target_ratio = 1.25,
+      .isolate = 1, .fn = bench_cold_start },
+    { .name = "BenchmarkMadviseMunmap", .unit = "ns/op", .kind = BENCH_TIMED,
+      .quantum = 1, .n_full = BENCH_COLD, .isolate = 1, .fn = bench_madvise_munmap },
+    { .name = "BenchmarkColdTeardown100k", .unit = "ns/op",
+      .baseline = "BenchmarkMadviseMunmap", .kind = BENCH_TIMED, .quantum = 1,
+      .n_full = BENCH_COLD, .target_ratio = 3, .isolate = 1, .fn = bench_cold_teardown },
+    { .name = "BenchmarkColdTeardownSleep100k", .unit = "ns/op",
+      .baseline = "BenchmarkMadviseMunmap", .kind = BENCH_TIMED, .quantum = 1,
+      .n_full = BENCH_COLD, .isolate = 1, .fn = bench_cold_teardown_sleep },
     /* Network (bench/bench_net.c): coro servers against plain epoll ones. */
     { .name = "BenchmarkEchoPingPong/conns=1/epoll", .unit = "p50-ns", .kind = BENCH_TIMED,
       .quantum = 1, .fn = bench_echo1_epoll },
@@ -601,7 +618,9 @@ static void run_family(int base)
         if (d->kind == BENCH_ONCE) {
             res->n = opt.fixed_n ? opt.fixed_n : opt.is_short ? d->n_short : d->n_full;
         } else {
-            if (size_run(d, res) != 0)
+            if (d->n_full && !opt.fixed_n)
+                res->n = opt.is_short && d->n_short ? d->n_short : d->n_full;
+            else if (size_run(d, res) != 0)
                 res->failed = 1;
             rounds = opt.count;
         }

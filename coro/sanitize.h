@@ -48,6 +48,7 @@
 #define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
 #define VALGRIND_MAKE_MEM_UNDEFINED(p, n) ((void)(p), (void)(n))
 #define VALGRIND_GET_VBITS(a, v, n) 0u
+#define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
 #endif
 
 #endif /* CORO_SANITIZE_H */

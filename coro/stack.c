@@ -1,17 +1,21 @@
 /* coro/stack.c: the stack allocator (see coro/stack.h for the layout and
- * the guard trade-off).
+ * the guard trade-off): size classes, slabs, guards, the hot list.
  *
  * Per thread, per stack size, a "size class" holds:
  *   - a hot list: freed stacks kept as they are (pages still committed), so
  *     spawn/exit churn reuses warm memory without a system call. The list
  *     is threaded through the stacks themselves (a small record at the top
  *     of each free stack).
- *   - slabs: mappings carved into slots of guard + stack. A slot is either
- *     in use (or hot), "cold" (free, pages returned to the system), or not
- *     yet touched (above the slab's bump index). A slab whose slots are all
- *     cold or untouched is unmapped.
- * Freeing past the hot list's high-water mark makes the stack cold. */
-#include "coro/stack.h"
+ *   - slabs: mappings carved into slots of guard + stack. A slot is in use
+ *     (or hot), pending, cold or untouched (coro/stack_int.h).
+ * Freeing past the hot list's high-water mark makes the stack pending:
+ * coro/stack_release.c gives pending stacks back in batches, a run of
+ * adjacent slots per madvise, instead of one madvise (and one TLB flush)
+ * per stack. Taking a stack prefers, in order: the hot list, a pending
+ * stack (still warm: no fault, and one madvise saved), a cold slot, an
+ * untouched one, a new slab. A slab with nothing in use or hot is unmapped
+ * at once, with whatever is pending in it. */
+#include "coro/stack_int.h"
 #include "coro/compat.h"
 #include "coro/coro.h"
 #include "coro/fault.h"
@@ -39,46 +43,11 @@
 /* Address space per slab: large enough that a million default stacks need
  * only a few thousand mappings. */
 #define SLAB_BYTES ((size_t)32 * 1024 * 1024)
-#define SLAB_MAX_SLOTS 1024u
-
-struct size_class;
-
-typedef struct stack_slab {
-    struct stack_slab *next, *prev;   /* in the class's list of all slabs */
-    struct stack_slab *pnext, *pprev; /* in the class's "has cold or untouched slots" list */
-    int in_partial;
-    struct size_class *cls;
-    char *base;                       /* the mapping */
-    size_t bytes;
-    uint32_t nslots;
-    uint32_t bump;                    /* slots [bump, nslots) never handed out */
-    uint32_t ncold;                   /* entries in cold[] */
-    uint32_t used;                    /* slots in use or on the hot list */
-    uint32_t cold[];                  /* free slots whose pages were returned */
-} stack_slab_t;
-
-/* The record at the top of a stack on the hot list: the next one, and the
- * stack's own handle, ready to hand out again. */
-typedef struct hot_stack {
-    struct hot_stack *next;
-    coro__stack_t st;
-} hot_stack_t;
-
-typedef struct size_class {
-    struct size_class *next;
-    size_t size;                      /* usable bytes per stack */
-    size_t slot_bytes;                /* guard + size */
-    uint32_t slots_per_slab;
-    hot_stack_t *hot;
-    unsigned nhot;
-    stack_slab_t *slabs;              /* all slabs */
-    stack_slab_t *partial;            /* slabs with a cold or untouched slot */
-} size_class_t;
-
 static __thread size_class_t *tls_classes;
 /* The class asked for last: nearly every spawn uses the same size. */
 static __thread size_class_t *tls_last;
 static unsigned pool_hot_max = CORO_STACK_POOL_HOT;
+__thread coro__stack_stats_t coro__stack_tls_stats;
 
 /* How guards are made: decided once per process by the first slab. */
 enum { GUARD_UNKNOWN, GUARD_REGION, GUARD_MPROTECT };
@@ -167,7 +136,7 @@ static int really_guarded(const char *g)
  * macOS, the BSDs, COMPAT=fallback). */
 static int install_guard(stack_slab_t *sl, uint32_t i)
 {
-    char *g = sl->base + (size_t)i * sl->cls->slot_bytes;
+    char *g = coro__slot_base(sl, i);
     size_t gb = coro__stack_guard_size();
     if (coro__fault(CORO_FAULT_GUARD)) {
         errno = ENOMEM;
@@ -216,7 +185,7 @@ static size_class_t *class_for(size_t size)
     return tls_last = c;
 }
 
-static void partial_add(size_class_t *c, stack_slab_t *sl)
+void coro__stack_partial_add(size_class_t *c, stack_slab_t *sl)
 {
     if (sl->in_partial)
         return;
@@ -269,12 +238,14 @@ static stack_slab_t *slab_new(size_class_t *c)
     if (c->slabs)
         c->slabs->prev = sl;
     c->slabs = sl;
-    partial_add(c, sl);
+    coro__stack_partial_add(c, sl);
+    coro__stack_tls_stats.slabs++;
     return sl;
 }
 
-static void slab_unmap(size_class_t *c, stack_slab_t *sl)
+void coro__stack_slab_unmap(size_class_t *c, stack_slab_t *sl)
 {
+    coro__stack_drop_pending(c, sl);
     partial_remove(c, sl);
     if (sl->prev)
         sl->prev->next = sl->next;
@@ -282,14 +253,28 @@ static void slab_unmap(size_class_t *c, stack_slab_t *sl)
         c->slabs = sl->next;
     if (sl->next)
         sl->next->prev = sl->prev;
+    /* No madvise first: unmapping frees the pages and the guards. */
     munmap(sl->base, sl->bytes);
     free(sl);
+    coro__stack_tls_stats.slabs--;
+    coro__stack_tls_stats.slabs_unmapped++;
+}
+
+int coro__stack_under_valgrind(void)
+{
+    static int cached = -1;
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = RUNNING_ON_VALGRIND ? 1 : 0;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 
 /* A slot leaves the slab for use: describe it and register it. */
 static void fill(coro__stack_t *st, stack_slab_t *sl, uint32_t slot)
 {
-    st->lo = sl->base + (size_t)slot * sl->cls->slot_bytes + coro__stack_guard_size();
+    st->lo = coro__slot_base(sl, slot) + coro__stack_guard_size();
     st->size = sl->cls->size;
     st->slab = sl;
     st->slot = slot;
@@ -306,7 +291,12 @@ int coro__stack_alloc(coro__stack_t *st, size_t size)
         hot_stack_t *h = c->hot;
         c->hot = h->next;
         c->nhot--;
+        coro__stack_tls_stats.hot--;
         *st = h->st;
+        return 0;
+    }
+    if (c->dirty) {
+        coro__stack_unpend(c, st);
         return 0;
     }
     stack_slab_t *sl = c->partial;
@@ -320,7 +310,7 @@ int coro__stack_alloc(coro__stack_t *st, size_t size)
         if (install_guard(sl, slot) != 0) {
             int e = errno;
             if (sl->used == 0 && sl->ncold == 0 && sl->bump == 0)
-                slab_unmap(c, sl);
+                coro__stack_slab_unmap(c, sl);
             errno = e == EINVAL ? EINVAL : ENOMEM;
             return -1;
         }
@@ -333,20 +323,18 @@ int coro__stack_alloc(coro__stack_t *st, size_t size)
     return 0;
 }
 
-/* Return a stack's pages to the system and its slot to the slab; unmap the
- * slab once nothing in it is in use. */
-static void make_cold(size_class_t *c, const coro__stack_t *st)
+/* A stack leaves the hot list (or never joins it): it waits for release,
+ * unless nothing else of its slab is in use or hot, in which case the slab
+ * goes now. */
+static void unhot(size_class_t *c, const coro__stack_t *st)
 {
     stack_slab_t *sl = st->slab;
-    uint32_t slot = st->slot;
-    VALGRIND_STACK_DEREGISTER(st->vg_id);
-    madvise(st->lo, c->size, MADV_DONTNEED); /* guard regions survive DONTNEED */
-    sl->cold[sl->ncold++] = slot;
-    sl->used--;
-    if (sl->used == 0)
-        slab_unmap(c, sl);
-    else
-        partial_add(c, sl);
+    if (--sl->used == 0) {
+        VALGRIND_STACK_DEREGISTER(st->vg_id);
+        coro__stack_slab_unmap(c, sl);
+        return;
+    }
+    coro__stack_pend(c, st);
 }
 
 void coro__stack_free(const coro__stack_t *st)
@@ -362,9 +350,10 @@ void coro__stack_free(const coro__stack_t *st)
         h->next = c->hot;
         c->hot = h;
         c->nhot++;
+        coro__stack_tls_stats.hot++;
         return;
     }
-    make_cold(c, st);
+    unhot(c, st);
 }
 
 void coro__stack_pool_release(void)
@@ -372,13 +361,18 @@ void coro__stack_pool_release(void)
     size_class_t *c, *next, *kept = NULL;
     for (c = tls_classes; c; c = next) {
         next = c->next;
+        /* Hot stacks join the pending ones (their slabs unmapped as they
+         * empty), then whatever is left pending in slabs still in use is
+         * released in runs. */
         while (c->hot) {
             hot_stack_t *h = c->hot;
             c->hot = h->next;
             c->nhot--;
+            coro__stack_tls_stats.hot--;
             coro__stack_t st = h->st; /* h lives on that stack */
-            make_cold(c, &st);
+            unhot(c, &st);
         }
+        coro__stack_release_pending(c);
         if (c->slabs) { /* stacks still in use: keep the class */
             c->next = kept;
             kept = c;
@@ -388,4 +382,18 @@ void coro__stack_pool_release(void)
     }
     tls_classes = kept;
     tls_last = NULL;
+}
+
+void coro__stack_trim(void)
+{
+    if (!coro__stack_tls_stats.pending)
+        return;
+    for (size_class_t *c = tls_classes; c; c = c->next)
+        if (c->npending)
+            coro__stack_release_pending(c);
+}
+
+void coro__stack_stats(coro__stack_stats_t *out)
+{
+    *out = coro__stack_tls_stats;
 }

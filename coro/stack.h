@@ -15,7 +15,13 @@
  * mprotect(PROT_NONE) range, which splits the mapping in two per stack and
  * so limits a process to about vm.max_map_count / 2 live stacks (ENOMEM
  * after that). Either way a write into the guard faults, and
- * coro/overflow.c names the coroutine before the process dies. */
+ * coro/overflow.c names the coroutine before the process dies.
+ *
+ * Freed stacks stay in this thread's pool: up to CORO_STACK_POOL_HOT per
+ * size warm on a hot list; past it, "pending" until a release gives back
+ * the pages of every pending stack of the size at once, one
+ * madvise(MADV_DONTNEED) per run of adjacent slots (the guards between
+ * them survive it). See coro__stack_free and coro/stack_release.c. */
 #ifndef CORO_STACK_H
 #define CORO_STACK_H
 
@@ -54,12 +60,24 @@ size_t coro__stack_size_for(size_t requested);
  * with ENOMEM. */
 int coro__stack_alloc(coro__stack_t *st, size_t size);
 
-/* Give a stack back to this thread's pool. The pool keeps recently freed
- * stacks warm; past its high-water mark a stack's pages go back to the
- * system (MADV_DONTNEED) and a slab with no stacks in use is unmapped. */
+/* Give a stack back to this thread's pool, without a system call unless a
+ * slab empties or a batch fills. The pool keeps recently freed stacks warm
+ * on a hot list; past its high-water mark a freed stack is "pending": its
+ * pages are kept until the next release, which gives back the pages of all
+ * pending stacks of its size at once, one madvise(MADV_DONTNEED) per run
+ * of adjacent slots (guards included: they survive it). A release happens
+ * when CORO_STACK_POOL_BATCH stacks of a size are pending, or at
+ * coro__stack_trim. A slab left with nothing in use or hot is unmapped at
+ * once, pending stacks and all (one munmap, no madvise). */
 void coro__stack_free(const coro__stack_t *st);
 
-/* Unmap every pooled stack of this thread. Stacks still in use stay. */
+/* Release every pending stack of this thread now. Cheap when none is
+ * pending: the scheduler calls it each time it is about to block in its
+ * poller, so a batch never holds memory while the thread is idle. */
+void coro__stack_trim(void);
+
+/* Unmap every pooled (hot or pending) stack of this thread. Stacks still
+ * in use stay. */
 void coro__stack_pool_release(void);
 
 /* "guard-region" or "mprotect": how guards are made in this process. */
@@ -69,5 +87,24 @@ const char *coro__stack_guard_kind(void);
  * pool keeps warm (default CORO_STACK_POOL_HOT). Returns the old value. */
 #define CORO_STACK_POOL_HOT 1024
 unsigned coro__stack_pool_set_hot(unsigned max_hot);
+/* How many pending stacks of one size trigger a release (default
+ * CORO_STACK_POOL_BATCH; 1 releases every stack as it is freed). Returns
+ * the old value. Past the hot list, a size class holds at most this many
+ * freed stacks' pages; a default slab has 227 slots, so a teardown in
+ * spawn order empties and unmaps whole slabs before a batch fills. */
+#define CORO_STACK_POOL_BATCH 256
+unsigned coro__stack_pool_set_batch(unsigned batch);
+
+/* This thread's pool, for tests and benchmarks. */
+typedef struct coro__stack_stats {
+    uint64_t hot;             /* stacks on the hot lists now */
+    uint64_t pending;         /* stacks waiting for release now */
+    uint64_t slabs;           /* slabs mapped now */
+    uint64_t releases;        /* releases of pending stacks (a batch, or a trim with some) */
+    uint64_t release_calls;   /* madvise calls they made: one per run of adjacent slots */
+    uint64_t released;        /* stacks whose pages they gave back */
+    uint64_t slabs_unmapped;  /* slabs unmapped, each with one munmap */
+} coro__stack_stats_t;
+void coro__stack_stats(coro__stack_stats_t *out);
 
 #endif /* CORO_STACK_H */

@@ -12,7 +12,8 @@
  *      loop still ends only when every coroutine has ended, so no waiter
  *      of a freed stack is ever left in an object's wait list;
  *   4. poll: without blocking if coroutines are ready, else until the
- *      earliest timer (or forever);
+ *      earliest timer (or forever), after releasing the stacks freed
+ *      since the last release (coro__stack_trim);
  *   5. wake every coroutine whose timer is due;
  *   6. start a pass: switch to the first ready coroutine.
  * Coroutines switch straight to each other (coro__switch); between passes
@@ -211,6 +212,10 @@ static void run_loop(coro__sched_t *s)
             continue;
         }
         if (s->poll_waiters || timeout > 0) {
+            /* About to sleep: stacks freed since the last release go back
+             * now, so an idle thread holds no more than its warm pool. */
+            if (timeout != 0)
+                coro__stack_trim();
             if (coro__poller_wait(s->poller, timeout, poll_ready, s) < 0) {
                 /* Only a broken epoll fd gets here: report it, don't spin. */
                 perror("coro: poller");

@@ -1,13 +1,16 @@
 /* test/test_sched_memory.c: memory under load. 100k spawn/exit cycles (a
  * million in `make test-scale`) keep the mapping count and RSS flat; 100k
  * coroutines parked at once, and (natively) 50k without timers (a million
- * in `make test-scale`), cost at most a few KiB each; a failing malloc or
+ * in `make test-scale`), cost at most a few KiB each; 100k torn down give
+ * their stacks back (RSS down to the warm pool's, then to nothing after
+ * coro_main), and the loop releases pending stacks before it sleeps; a failing malloc or
  * mmap (fault injection) or a real address-space limit gives ENOMEM from
  * coro_spawn / coro_main, without leaks, and the scheduler keeps working. */
 #include "test/test_sched.h"
 #include "coro/fault.h"
 #include "coro/stack.h"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 /* ---- spawn/exit churn ----------------------------------------------------- */
@@ -150,7 +153,6 @@ static int parked_body(void *arg)
 typedef struct many {
     long n;
     int64_t sleep_ns;
-    int fast_teardown;
     long rss_before, rss_parked;
     long maps_parked;
 } many_t;
@@ -176,16 +178,11 @@ static int many_main(void *arg)
     ASSERT_EQ(s.timers, m->sleep_ns == CORO_NEVER ? 0 : (uint64_t)m->n);
     for (long i = 0; i < m->n; i++)
         ASSERT_EQ(coro_cancel(h[i]), 0);
-    /* Optionally keep every freed stack warm rather than returning its
-     * pages one madvise at a time: coro_main's end unmaps them in bulk. */
-    unsigned old_hot = m->fast_teardown ? coro__stack_pool_set_hot(~0u) : 0;
     for (long i = 0; i < m->n; i++) {
         int st = 0;
         ASSERT_EQ(coro_join(h[i], &st), 0);
         ASSERT_EQ(st, 2);
     }
-    if (m->fast_teardown)
-        coro__stack_pool_set_hot(old_hot);
     free(h);
     coro_stats(&s);
     ASSERT_EQ(s.live, 1);
@@ -235,7 +232,7 @@ static void parked_without_timers(long n, long max_maps)
     /* Parked without a timer (CORO_NEVER; main keeps running, so this is
      * no deadlock): the timer heap at scale is the 100k test's job, and
      * on a VM with slow page walks a million heap updates cost seconds. */
-    many_t m = { .n = n, .sleep_ns = CORO_NEVER, .fast_teardown = 1 };
+    many_t m = { .n = n, .sleep_ns = CORO_NEVER };
     int64_t t0 = test_now_ns();
     ASSERT_EQ(coro_main(many_main, &m), 0);
     long per = (m.rss_parked - m.rss_before) * 1024 / m.n;
@@ -255,6 +252,173 @@ TEST_SCALE(sched_million_parked_default_settings)
 {
     /* About 4 GiB, and 20-60 s on a 2-core VM. */
     parked_without_timers(1000000, 60000);
+}
+
+/* ---- stacks go back after a teardown --------------------------------------- */
+
+/* Let the loop sleep in its poller, which it does after releasing the
+ * pending stacks. A sleep of a millisecond may find its timer already due
+ * under Valgrind (the loop then runs on without sleeping): try again,
+ * longer, a few times. */
+static void idle_until_nothing_pending(void)
+{
+    coro__stack_stats_t s;
+    int64_t ns = CORO_MS;
+    for (int k = 0; k < 8; k++, ns *= 2) {
+        ASSERT_EQ(coro_sleep(ns), 0);
+        coro__stack_stats(&s);
+        if (s.pending == 0)
+            return;
+    }
+}
+
+/* A coroutine as a server's handler is: a 4 KiB buffer on its stack (two
+ * pages with its header and frames), then parked until cancelled. */
+typedef struct teardown {
+    long n;
+    coro_event_t never;
+    long parked;
+    long rss_before, rss_parked, rss_joined, rss_idle;
+    coro__stack_stats_t joined, idle;
+    char *first_lo;   /* the page of a stack's buffer that ends pending */
+} teardown_t;
+
+static int teardown_body(void *arg)
+{
+    teardown_t *t = arg;
+    volatile char buf[4096];
+    memset((char *)buf, 0x5c, sizeof buf);
+    t->parked++;
+    int rc = coro_event_wait(&t->never);
+    return rc == -1 && errno == ECANCELED ? (int)buf[100] : -1;
+}
+
+static int teardown_main(void *arg)
+{
+    teardown_t *t = arg;
+    coro_event_init(&t->never);
+    coro_t **h = calloc((size_t)t->n, sizeof *h);
+    ASSERT_NOT_NULL(h);
+    memset(h, 0, (size_t)t->n * sizeof *h); /* counted before, not in the delta */
+    t->rss_before = ts_rss_kib();
+    for (long i = 0; i < t->n; i++) {
+        h[i] = coro_spawn(teardown_body, t);
+        if (!h[i])
+            test_fail(__FILE__, __LINE__, "spawn #%ld failed: %s", i, strerror(errno));
+    }
+    coro_yield(); /* every one of them runs and parks */
+    ASSERT_EQ(t->parked, t->n);
+    t->rss_parked = ts_rss_kib();
+    for (long i = 0; i < t->n; i++) {
+        int st = 0;
+        ASSERT_EQ(coro_cancel(h[i]), 0);
+        ASSERT_EQ(coro_join(h[i], &st), 0);
+        ASSERT_EQ(st, 0x5c);
+    }
+    free(h);
+    t->rss_joined = ts_rss_kib();
+    coro__stack_stats(&t->joined);
+    idle_until_nothing_pending();
+    t->rss_idle = ts_rss_kib();
+    coro__stack_stats(&t->idle);
+    return 0;
+}
+
+/* 100k coroutines started and torn down: past the warm pool, their stacks
+ * go back (whole slabs unmapped as they empty, the rest released in runs),
+ * so RSS falls back to the pool's size, and to where it started once
+ * coro_main has returned. */
+TEST(sched_teardown_100k_gives_stacks_back)
+{
+    long n = test_under_valgrind() || CORO_TSAN ? 3000 : guards_split_mappings() ? 20000 : 100000;
+    teardown_t t = { .n = ts_count(n, n < 20000 ? n : 20000) };
+    long maps0 = test_count_mappings();
+    int64_t t0 = test_now_ns();
+    ASSERT_EQ(coro_main(teardown_main, &t), 0);
+    long rss_after = ts_rss_kib();
+    coro__stack_stats_t end;
+    coro__stack_stats(&end);
+    printf("%ld coroutines, %lld ms; RSS KiB: %ld before, %ld parked, %ld joined, %ld idle, "
+           "%ld after coro_main; %llu slabs unmapped, %llu stacks released in %llu madvise "
+           "calls\n", t.n, (long long)ts_ms(test_now_ns() - t0), t.rss_before, t.rss_parked,
+           t.rss_joined, t.rss_idle, rss_after, (unsigned long long)end.slabs_unmapped,
+           (unsigned long long)end.released, (unsigned long long)end.release_calls);
+    /* Joined: the hot list is full, less than a batch waits, and nearly
+     * all the rest went back with whole slabs (a slab has at most 1024
+     * slots), not a madvise (the slab holding both hot and pending stacks
+     * adds its pending ones to the next slab's, which can fill a batch). */
+    ASSERT_EQ(t.joined.hot, CORO_STACK_POOL_HOT);
+    ASSERT_LT(t.joined.pending, CORO_STACK_POOL_BATCH);
+    ASSERT_GE(t.joined.slabs_unmapped, (uint64_t)(t.n - CORO_STACK_POOL_HOT) / 1024);
+    ASSERT_LE(t.joined.released, (uint64_t)t.n / 10);
+    /* Idle: nothing pending, released in one go if there was any. */
+    ASSERT_EQ(t.idle.pending, 0);
+    ASSERT_EQ(t.idle.releases - t.joined.releases, t.joined.pending ? 1 : 0);
+    ASSERT_EQ(t.idle.released - t.joined.released, t.joined.pending);
+    /* After coro_main: nothing pooled, nothing mapped. */
+    ASSERT_EQ(end.hot + end.pending + end.slabs, 0);
+    if (!ts_slow() && !test_under_emulator()) {
+        /* Two pages per coroutine while parked; afterwards the pool's
+         * (1024 stacks of about two pages) and what waits (under a batch),
+         * then nothing. */
+        long pool_kib = (CORO_STACK_POOL_HOT + CORO_STACK_POOL_BATCH) * 12;
+        ASSERT_GE(t.rss_parked - t.rss_before, t.n * 6);
+        ASSERT_LE(t.rss_joined - t.rss_before, pool_kib + 4096);
+        ASSERT_LE(t.rss_idle - t.rss_before, CORO_STACK_POOL_HOT * 12 + 4096);
+        ASSERT_LE(rss_after - t.rss_before, 4096);
+        ASSERT_LE(test_count_mappings(), maps0 + 2);
+    }
+}
+
+/* Stacks freed past the hot list while the loop is busy wait; the loop
+ * releases them before it sleeps, pages gone. */
+static int idle_body(void *arg)
+{
+    char **lo = arg;
+    volatile char buf[2048];
+    memset((char *)buf, 1, sizeof buf);
+    *lo = (char *)((uintptr_t)buf & ~(uintptr_t)(sysconf(_SC_PAGESIZE) - 1));
+    return buf[7];
+}
+
+static int idle_release_main(void *arg)
+{
+    (void)arg;
+    enum { N = 10 };
+    char *page[N];
+    unsigned old_hot = coro__stack_pool_set_hot(0);
+    coro__stack_stats_t s0, s1, s2;
+    coro__stack_stats(&s0);
+    coro_t *h[N];
+    for (int i = 0; i < N; i++)
+        ASSERT_NOT_NULL(h[i] = coro_spawn(idle_body, &page[i]));
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ(coro_join(h[i], NULL), 0);
+    coro__stack_stats(&s1);
+    ASSERT_EQ(s1.pending - s0.pending, N); /* main's stack keeps the slab */
+    ASSERT_EQ(s1.releases, s0.releases);
+    unsigned char vec;
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(mincore(page[i], 1, &vec), 0);
+        ASSERT_EQ(vec & 1, 1);
+    }
+    idle_until_nothing_pending();
+    coro__stack_stats(&s2);
+    ASSERT_EQ(s2.pending, 0);
+    ASSERT_EQ(s2.releases - s1.releases, 1);
+    ASSERT_EQ(s2.released - s1.released, N);
+    ASSERT_EQ(s2.release_calls - s1.release_calls, 1); /* adjacent slots: one run */
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(mincore(page[i], 1, &vec), 0);
+        ASSERT_EQ(vec & 1, 0);
+    }
+    coro__stack_pool_set_hot(old_hot);
+    return 0;
+}
+
+TEST(sched_idle_loop_releases_pending_stacks)
+{
+    ASSERT_EQ(coro_main(idle_release_main, NULL), 0);
 }
 
 /* ---- fault injection ------------------------------------------------------ */

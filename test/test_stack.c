@@ -1,6 +1,9 @@
 /* test/test_stack.c: the stack allocator (coro/stack.h): sizes, usable
  * range, guards that fault, the per-size pool (LIFO hot list, high-water
- * mark, pages and slabs going back to the system), the mapping count of a
+ * mark, pages and slabs going back to the system), the release of freed
+ * stacks in batches (pages really gone after a release, one madvise per
+ * run of adjacent slots, guards inside a run still faulting, empty slabs
+ * unmapped without a madvise, pending stacks reused warm), the mapping count of a
  * hundred thousand stacks, and failures injected at every allocation point
  * giving ENOMEM with no mapping left behind (and no heap leak: the Valgrind
  * and LeakSanitizer runs check that; glibc's mallinfo cannot, its tcache
@@ -178,6 +181,8 @@ static void check_guards(void)
      * keeps its guard. */
     unsigned old = coro__stack_pool_set_hot(0);
     coro__stack_free(&a);
+    coro__stack_trim();
+    ASSERT_EQ(resident_pages(a.lo, a.size), 0);
     coro__stack_t c;
     ASSERT_EQ(coro__stack_alloc(&c, sz), 0);
     ASSERT_PTR_EQ(c.lo, a.lo);
@@ -279,7 +284,11 @@ TEST(stack_pool_high_water_mark)
     for (int i = 0; i < N; i++)
         coro__stack_free(&st[i]);
     /* The first two freed went onto the hot list; the other three were
-     * over the mark: their pages are gone, and read back as zeroes. */
+     * over the mark: they wait, pages kept, for the next release... */
+    for (int i = 2; i < N; i++)
+        ASSERT_EQ(resident_pages(st[i].lo, sz), np);
+    coro__stack_trim();
+    /* ...after which their pages are gone, and read back as zeroes. */
     for (int i = 0; i < 2; i++) {
         ASSERT_EQ(resident_pages(st[i].lo, sz), np);
         ASSERT_EQ((unsigned char)st[i].lo[0], 0x10 + i);
@@ -299,12 +308,13 @@ TEST(stack_pool_high_water_mark)
     coro__stack_pool_release();
 }
 
-/* With no hot list, a freed stack's pages go back at once, and a slab
- * with nothing in use is unmapped. */
+/* With no hot list and a batch of one, a freed stack's pages go back at
+ * once, and a slab with nothing in use is unmapped. */
 TEST(stack_pool_hot_zero_returns_pages_and_unmaps_slab)
 {
     size_t sz = coro__stack_size_for(0), np = sz / page();
     ASSERT_EQ(coro__stack_pool_set_hot(0), CORO_STACK_POOL_HOT);
+    ASSERT_EQ(coro__stack_pool_set_batch(1), CORO_STACK_POOL_BATCH);
     long maps0 = test_count_mappings();
     coro__stack_t a, b;
     ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
@@ -336,6 +346,7 @@ TEST(stack_pool_hot_zero_returns_pages_and_unmaps_slab)
     coro__stack_free(&a);
     ASSERT_MAPPINGS_BACK(maps0);
     coro__stack_pool_set_hot(CORO_STACK_POOL_HOT);
+    coro__stack_pool_set_batch(CORO_STACK_POOL_BATCH);
     coro__stack_pool_release();
 }
 
@@ -385,6 +396,338 @@ TEST(stack_pool_release_returns_pooled_stacks)
     coro__stack_pool_release();
     ASSERT(!test_is_mapped(st[0].lo));
     ASSERT_MAPPINGS_BACK(maps0);
+}
+
+/* ---- release in batches ------------------------------------------------- */
+
+static coro__stack_stats_t stats(void)
+{
+    coro__stack_stats_t s;
+    coro__stack_stats(&s);
+    return s;
+}
+
+/* No hot list and a batch that never fills: every freed stack stays
+ * pending until coro__stack_trim. Returns nothing; undone by unbatch(). */
+static void batch_only(void)
+{
+    coro__stack_pool_set_hot(0);
+    coro__stack_pool_set_batch(1000000);
+}
+
+static void unbatch(void)
+{
+    coro__stack_pool_set_hot(CORO_STACK_POOL_HOT);
+    coro__stack_pool_set_batch(CORO_STACK_POOL_BATCH);
+}
+
+/* n stacks of size sz from one fresh slab, in slot order, all touched. */
+static void take_adjacent(coro__stack_t *st, int n, size_t sz)
+{
+    for (int i = 0; i < n; i++) {
+        ASSERT_EQ(coro__stack_alloc(&st[i], sz), 0);
+        ASSERT_PTR_EQ(st[i].slab, st[0].slab);
+        ASSERT_EQ(st[i].slot, st[0].slot + (uint32_t)i);
+        touch(&st[i], (unsigned char)(0x40 + i));
+    }
+}
+
+TEST(stack_pool_set_batch_returns_old_value)
+{
+    ASSERT_EQ(coro__stack_pool_set_batch(7), CORO_STACK_POOL_BATCH);
+    ASSERT_EQ(coro__stack_pool_set_batch(0), 7); /* 0 means 1 */
+    ASSERT_EQ(coro__stack_pool_set_batch(CORO_STACK_POOL_BATCH), 1);
+}
+
+/* A freed stack past the hot list keeps its pages until the release; then
+ * they are gone (not resident, read back as zeroes) and the slot is
+ * mapped still. */
+TEST(stack_release_pending_gives_pages_back)
+{
+    size_t sz = coro__stack_size_for(0), np = sz / page();
+    batch_only();
+    enum { N = 8 };
+    coro__stack_t st[N + 1];
+    take_adjacent(st, N + 1, sz); /* st[N] keeps the slab mapped */
+    for (int i = 0; i < N; i++)
+        coro__stack_free(&st[i]);
+    coro__stack_stats_t s0 = stats();
+    ASSERT_EQ(s0.pending, N);
+    ASSERT_EQ(s0.hot, 0);
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(resident_pages(st[i].lo, sz), np);
+        ASSERT_EQ((unsigned char)st[i].lo[sz / 2], 0x40 + i);
+    }
+    coro__stack_trim();
+    coro__stack_stats_t s1 = stats();
+    ASSERT_EQ(s1.pending, 0);
+    ASSERT_EQ(s1.released - s0.released, N);
+    ASSERT_EQ(s1.releases - s0.releases, 1);
+    for (int i = 0; i < N; i++) {
+        ASSERT(test_is_mapped(st[i].lo));
+        ASSERT_EQ(resident_pages(st[i].lo, sz), 0);
+        ASSERT_EQ(st[i].lo[0], 0);
+        ASSERT_EQ(st[i].lo[sz - 1], 0);
+    }
+    /* The stack in use is untouched. */
+    ASSERT_EQ(resident_pages(st[N].lo, sz), np);
+    ASSERT_EQ((unsigned char)st[N].lo[0], 0x40 + N);
+    /* A trim with nothing pending makes no release. */
+    coro__stack_trim();
+    ASSERT_EQ(stats().releases, s1.releases);
+    coro__stack_free(&st[N]);
+    unbatch();
+    coro__stack_pool_release();
+}
+
+/* Pending slots next to each other go back with one madvise per run: four
+ * runs here (0-5, 8, 10, 12-14), whatever order they were freed in. */
+TEST(stack_release_coalesces_adjacent_slots)
+{
+    size_t sz = coro__stack_size_for(0);
+    batch_only();
+    enum { N = 16 };
+    coro__stack_t st[N];
+    take_adjacent(st, N, sz);
+    static const int freed[] = { 13, 2, 0, 8, 5, 14, 1, 10, 4, 12, 3 };
+    enum { NF = sizeof freed / sizeof freed[0] };
+    for (int k = 0; k < NF; k++)
+        coro__stack_free(&st[freed[k]]);
+    coro__stack_stats_t s0 = stats();
+    coro__stack_trim();
+    coro__stack_stats_t s1 = stats();
+    ASSERT_EQ(s1.release_calls - s0.release_calls, 4);
+    ASSERT_EQ(s1.released - s0.released, NF);
+    ASSERT_EQ(s1.slabs_unmapped, s0.slabs_unmapped);
+    /* Freed ones are empty, the others (6, 7, 9, 11, 15) intact. */
+    for (int i = 0; i < N; i++) {
+        int was_freed = 0;
+        for (int k = 0; k < NF; k++)
+            was_freed |= freed[k] == i;
+        if (was_freed) {
+            ASSERT_EQ(resident_pages(st[i].lo, sz), 0);
+        } else {
+            ASSERT_EQ(resident_pages(st[i].lo, sz), sz / page());
+            ASSERT_EQ((unsigned char)st[i].lo[sz - 1], 0x40 + i);
+        }
+    }
+    /* One long run: 6, 7, 9, 11 join the freed ones: 0-14 is one run. */
+    for (int i = 0; i < N; i++)
+        if (i == 6 || i == 7 || i == 9 || i == 11)
+            coro__stack_free(&st[i]);
+    /* (Those four are pending now, the rest cold: only the four go back,
+     * in three runs: 6-7, 9, 11.) */
+    s0 = stats();
+    coro__stack_trim();
+    s1 = stats();
+    ASSERT_EQ(s1.release_calls - s0.release_calls, 3);
+    ASSERT_EQ(s1.released - s0.released, 4);
+    coro__stack_free(&st[15]);
+    unbatch();
+    coro__stack_pool_release();
+}
+
+/* The batch threshold: the stack that makes CORO_STACK_POOL_BATCH (here 4)
+ * pending releases all of them, in one run when they are adjacent. */
+TEST(stack_release_when_batch_fills)
+{
+    size_t sz = coro__stack_size_for(0);
+    coro__stack_pool_set_hot(0);
+    coro__stack_pool_set_batch(4);
+    coro__stack_t st[6];
+    take_adjacent(st, 6, sz);
+    coro__stack_stats_t s0 = stats();
+    for (int i = 0; i < 3; i++)
+        coro__stack_free(&st[i]);
+    ASSERT_EQ(stats().pending, 3);
+    ASSERT_EQ(stats().releases, s0.releases);
+    ASSERT_EQ(resident_pages(st[0].lo, sz), sz / page());
+    coro__stack_free(&st[3]);
+    coro__stack_stats_t s1 = stats();
+    ASSERT_EQ(s1.pending, 0);
+    ASSERT_EQ(s1.releases - s0.releases, 1);
+    ASSERT_EQ(s1.release_calls - s0.release_calls, 1);
+    ASSERT_EQ(s1.released - s0.released, 4);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(resident_pages(st[i].lo, sz), 0);
+    coro__stack_free(&st[4]);
+    coro__stack_free(&st[5]);
+    unbatch();
+    coro__stack_pool_release();
+}
+
+/* The guards inside a released run (madvise from the first stack to the
+ * end of the last covers them) still fault, and still do once the slots
+ * are in use again. */
+static void check_guards_after_run_release(void)
+{
+    size_t sz = coro__stack_size_for(0), g = coro__stack_guard_size();
+    batch_only();
+    enum { N = 5 };
+    coro__stack_t st[N];
+    take_adjacent(st, N, sz);
+    for (int i = 0; i < N - 1; i++)
+        coro__stack_free(&st[i]);
+    coro__stack_stats_t s0 = stats();
+    coro__stack_trim();
+    ASSERT_EQ(stats().release_calls - s0.release_calls, 1); /* one run over 3 guards */
+    for (int i = 1; i < N; i++) {
+        ASSERT_WRITE_FAULTS(st[i].lo - 1);
+        ASSERT_WRITE_FAULTS(st[i].lo - g);
+    }
+    /* In use again (cold slots, zeroed): usable, and guarded. */
+    coro__stack_t again[N - 1];
+    for (int i = 0; i < N - 1; i++) {
+        ASSERT_EQ(coro__stack_alloc(&again[i], sz), 0);
+        ASSERT_PTR_EQ(again[i].slab, st[0].slab);
+        touch(&again[i], 0x33);
+    }
+    for (int i = 0; i < N - 1; i++)
+        ASSERT_WRITE_FAULTS(again[i].lo - 1);
+    ASSERT_WRITE_FAULTS(st[N - 1].lo - g / 2);
+    for (int i = 0; i < N - 1; i++)
+        coro__stack_free(&again[i]);
+    coro__stack_free(&st[N - 1]);
+    unbatch();
+    coro__stack_pool_release();
+}
+
+TEST(stack_guards_fault_after_run_release)
+{
+    check_guards_after_run_release();
+}
+
+TEST(stack_guards_fault_after_run_release_mprotect)
+{
+    ASSERT_EQ(setenv("CORO_STACK_GUARD", "mprotect", 1), 0);
+    check_guards_after_run_release();
+    ASSERT_STR_EQ(coro__stack_guard_kind(), "mprotect");
+}
+
+/* A slab left with nothing in use or hot goes with one munmap, its pending
+ * stacks with it: no madvise first. */
+TEST(stack_empty_slab_unmapped_without_madvise)
+{
+    size_t sz = coro__stack_size_for(0);
+    batch_only();
+    long maps0 = test_count_mappings();
+    enum { N = 6 };
+    coro__stack_t st[N];
+    take_adjacent(st, N, sz);
+    coro__stack_stats_t s0 = stats();
+    ASSERT_EQ(s0.slabs, 1);
+    for (int i = 0; i < N - 1; i++)
+        coro__stack_free(&st[i]);
+    ASSERT_EQ(stats().pending, N - 1);
+    ASSERT(test_is_mapped(st[0].lo));
+    coro__stack_free(&st[N - 1]); /* the last one in use */
+    coro__stack_stats_t s1 = stats();
+    ASSERT_EQ(s1.pending, 0);
+    ASSERT_EQ(s1.slabs, 0);
+    ASSERT_EQ(s1.slabs_unmapped - s0.slabs_unmapped, 1);
+    ASSERT_EQ(s1.release_calls, s0.release_calls); /* no madvise */
+    ASSERT_EQ(s1.released, s0.released);
+    for (int i = 0; i < N; i++)
+        ASSERT(!test_is_mapped(st[i].lo));
+    ASSERT_MAPPINGS_BACK(maps0);
+    /* A hot stack keeps its slab: with a hot list, the same frees leave it
+     * mapped, and coro__stack_pool_release unmaps it, again without a
+     * madvise. */
+    coro__stack_pool_set_hot(1);
+    take_adjacent(st, N, sz);
+    for (int i = 0; i < N; i++)
+        coro__stack_free(&st[i]);
+    s0 = stats();
+    ASSERT_EQ(s0.hot, 1);
+    ASSERT_EQ(s0.pending, N - 1);
+    ASSERT(test_is_mapped(st[0].lo));
+    coro__stack_pool_release();
+    s1 = stats();
+    ASSERT_EQ(s1.hot + s1.pending + s1.slabs, 0);
+    ASSERT_EQ(s1.release_calls, s0.release_calls);
+    ASSERT_EQ(s1.slabs_unmapped - s0.slabs_unmapped, 1);
+    ASSERT_MAPPINGS_BACK(maps0);
+    unbatch();
+}
+
+/* A pending stack is handed out again before a cold or untouched slot, as
+ * it is: its pages and contents kept (no fault, no madvise), its handle
+ * (Valgrind id, header colour) the one it was freed with. */
+TEST(stack_pending_stack_reused_warm)
+{
+    size_t sz = coro__stack_size_for(0), np = sz / page();
+    batch_only();
+    coro__stack_t a, b, keep, x, y;
+    ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&b, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&keep, sz), 0);
+    touch(&a, 0x5a);
+    touch(&b, 0xa5);
+    a.colour = 3;
+    b.colour = 6;
+    coro__stack_free(&a);
+    coro__stack_free(&b);
+    coro__stack_stats_t s0 = stats();
+    ASSERT_EQ(s0.pending, 2);
+    /* The highest pending slot first: b, then a. */
+    ASSERT_EQ(coro__stack_alloc(&x, sz), 0);
+    ASSERT_EQ(coro__stack_alloc(&y, sz), 0);
+    ASSERT_PTR_EQ(x.lo, b.lo);
+    ASSERT_PTR_EQ(y.lo, a.lo);
+    ASSERT_EQ(x.colour, 6);
+    ASSERT_EQ(y.colour, 3);
+    ASSERT_EQ(x.vg_id, b.vg_id);
+    ASSERT_EQ(y.vg_id, a.vg_id);
+    ASSERT_EQ(resident_pages(y.lo, sz), np);
+    ASSERT_EQ((unsigned char)y.lo[0], 0x5a);
+    ASSERT_EQ((unsigned char)x.lo[sz / 2], 0xa5);
+    coro__stack_stats_t s1 = stats();
+    ASSERT_EQ(s1.pending, 0);
+    ASSERT_EQ(s1.release_calls, s0.release_calls);
+    /* Nothing pending, no hot list: the next one is a fresh slot. */
+    coro__stack_t z;
+    ASSERT_EQ(coro__stack_alloc(&z, sz), 0);
+    ASSERT(z.lo != a.lo && z.lo != b.lo && z.lo != keep.lo);
+    ASSERT_EQ(z.colour, CORO_STACK_FRESH);
+    coro__stack_free(&x);
+    coro__stack_free(&y);
+    coro__stack_free(&z);
+    coro__stack_free(&keep);
+    unbatch();
+    coro__stack_pool_release();
+}
+
+/* Pending stacks of several sizes: coro__stack_trim releases every class. */
+TEST(stack_trim_releases_every_size)
+{
+    const size_t sizes[] = { CORO_STACK_MIN, 0, 256 * 1024 };
+    enum { NS = sizeof sizes / sizeof *sizes };
+    batch_only();
+    long maps0 = test_count_mappings();
+    coro__stack_t st[NS][3];
+    for (int k = 0; k < NS; k++)
+        take_adjacent(st[k], 3, coro__stack_size_for(sizes[k]));
+    for (int k = 0; k < NS; k++)
+        for (int i = 0; i < 2; i++)
+            coro__stack_free(&st[k][i]);
+    ASSERT_EQ(stats().pending, 2 * NS);
+    coro__stack_stats_t s0 = stats();
+    coro__stack_trim();
+    coro__stack_stats_t s1 = stats();
+    ASSERT_EQ(s1.pending, 0);
+    ASSERT_EQ(s1.release_calls - s0.release_calls, NS); /* one run per size */
+    for (int k = 0; k < NS; k++)
+        for (int i = 0; i < 2; i++)
+            ASSERT_EQ(resident_pages(st[k][i].lo, st[k][i].size), 0);
+    /* The last stack of each slab: the slab goes with it. */
+    for (int k = 0; k < NS; k++)
+        coro__stack_free(&st[k][2]);
+    s1 = stats();
+    ASSERT_EQ(s1.pending + s1.hot + s1.slabs, 0);
+    ASSERT_EQ(s1.slabs_unmapped - s0.slabs_unmapped, NS);
+    ASSERT_MAPPINGS_BACK(maps0);
+    coro__stack_pool_release();
+    unbatch();
 }
 
 /* ---- many stacks, few mappings ------------------------------------------ */

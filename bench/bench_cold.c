@@ -1,0 +1,239 @@
+/* bench/bench_cold.c: coroutines on fresh stacks, against the kernel's own
+ * cost for the same pages.
+ *
+ *   BenchmarkPageFault         the floor of a cold start: in one
+ *                              MAP_NORESERVE mapping of n stack slots
+ *                              (guard + default stack, 144 KiB apart), the
+ *                              top COLD_PAGES pages of each slot are
+ *                              written, top first, as a coroutine's stack
+ *                              is. ns per slot.
+ *   BenchmarkColdStart100k     n coroutines spawned on fresh stacks (the
+ *                              pool is empty: each run is a new process),
+ *                              each filling a 4 KiB buffer on its stack (a
+ *                              read buffer, as an echo handler has: with
+ *                              the header and the frames, COLD_PAGES
+ *                              pages) and parking on an event that is
+ *                              never set. ns per coroutine from the first
+ *                              spawn until all are parked.
+ *   BenchmarkMadviseMunmap     the floor of a teardown: the same pages as
+ *                              BenchmarkPageFault, written (not timed),
+ *                              then given back with one madvise
+ *                              (MADV_DONTNEED) and one munmap of the whole
+ *                              mapping. ns per slot.
+ *   BenchmarkColdTeardown100k  the coroutines of BenchmarkColdStart100k
+ *                              (started, not timed), then each cancelled
+ *                              and joined in spawn order. ns per coroutine.
+ *   BenchmarkColdTeardownSleep100k  the same, the coroutines parked in a
+ *                              one-hour sleep instead: a cancel also takes
+ *                              the coroutine's timer out of the heap, whose
+ *                              sift moves write the timer index into other
+ *                              coroutines' headers, each on a page of its
+ *                              own (a cache and TLB miss per heap level).
+ *                              The difference from ColdTeardown100k is that
+ *                              cost, not the stacks'.
+ * The comment of the coroutine lines gives the resident memory (VmRSS):
+ * before the first spawn, with all parked, after the last join (the warm
+ * pool and the stacks waiting for release still held) and after coro_main
+ * has returned (the pool released). A run fails if the memory after
+ * coro_main is not back within COLD_RSS_SLACK of where it started. */
+#include "bench/bench.h"
+
+#include "coro.h"
+#include "coro/stack.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* Pages a cold coroutine touches: its header and frames in the top one,
+ * its 4 KiB buffer reaching into the next. */
+#define COLD_PAGES 2
+#define COLD_BUFFER 4096
+/* What may stay resident after coro_main: the allocator's caches. */
+#define COLD_RSS_SLACK ((int64_t)16 << 20)
+
+static double mib(int64_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+/* ---- the floors ---------------------------------------------------------- */
+
+typedef struct slots {
+    char *map;
+    size_t stride, bytes;
+    int64_t n;
+} slots_t;
+
+static int slots_map(slots_t *s, int64_t n, const char *what)
+{
+    s->n = n;
+    s->stride = coro__stack_guard_size() + coro__stack_size_for(0);
+    s->bytes = s->stride * (size_t)n;
+    s->map = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (s->map == MAP_FAILED) {
+        fprintf(stderr, "%s: mmap: %s\n", what, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Write the top COLD_PAGES pages of every slot, top page first. */
+static void slots_touch(const slots_t *s)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    for (char *top = s->map + s->stride; top <= s->map + s->bytes; top += s->stride)
+        for (size_t p = 1; p <= COLD_PAGES; p++)
+            *(volatile char *)(top - p * ps) = 1;
+}
+
+int bench_page_fault(bench_run_t *r)
+{
+    slots_t s;
+    if (slots_map(&s, r->n, "BenchmarkPageFault") != 0)
+        return -1;
+    bench_clock_t clock;
+    bench_start(&clock);
+    slots_touch(&s);
+    bench_stop(&clock, r, r->n);
+    munmap(s.map, s.bytes);
+    snprintf(r->note, sizeof r->note, "%d pages per slot, %zu KiB apart", COLD_PAGES,
+             s.stride / 1024);
+    return 0;
+}
+
+int bench_madvise_munmap(bench_run_t *r)
+{
+    slots_t s;
+    if (slots_map(&s, r->n, "BenchmarkMadviseMunmap") != 0)
+        return -1;
+    slots_touch(&s);
+    int64_t rss0 = bench_proc_status_bytes("VmRSS:");
+    bench_clock_t clock;
+    bench_start(&clock);
+    int rc = madvise(s.map, s.bytes, MADV_DONTNEED);
+    int rc2 = munmap(s.map, s.bytes);
+    bench_stop(&clock, r, r->n);
+    if (rc != 0 || rc2 != 0) {
+        perror("BenchmarkMadviseMunmap");
+        return -1;
+    }
+    int64_t rss1 = bench_proc_status_bytes("VmRSS:");
+    snprintf(r->note, sizeof r->note, "%.0f MiB given back", mib(rss0 - rss1));
+    return 0;
+}
+
+/* ---- the coroutines ------------------------------------------------------ */
+
+typedef struct cold_run {
+    bench_run_t *r;
+    const char *what;
+    int time_teardown; /* 0: time the start; 1: the teardown */
+    int sleep;         /* park in a sleep (a timer) rather than on the event */
+    coro_event_t never; /* never set */
+    int64_t parked;
+    int64_t rss_before, rss_parked, rss_joined;
+    coro_t **handles;
+} cold_run_t;
+
+static int cold_body(void *arg)
+{
+    cold_run_t *cr = arg;
+    char buf[COLD_BUFFER];
+    memset(buf, 'x', sizeof buf);
+    /* The compiler must believe the buffer is read. */
+    __asm__ volatile("" : : "r"(buf) : "memory");
+    cr->parked++;
+    int rc = cr->sleep ? coro_sleep(3600 * CORO_SEC) : coro_event_wait(&cr->never);
+    return rc == -1 && errno == ECANCELED ? 0 : 1;
+}
+
+static int cold_main(void *arg)
+{
+    cold_run_t *cr = arg;
+    bench_run_t *r = cr->r;
+    const char *what = cr->what;
+    coro_event_init(&cr->never);
+    cr->rss_before = bench_proc_status_bytes("VmRSS:");
+    bench_clock_t clock;
+    bench_start(&clock);
+    for (int64_t i = 0; i < r->n; i++) {
+        if (!(cr->handles[i] = coro_spawn(cold_body, cr))) {
+            fprintf(stderr, "%s: coro_spawn #%lld: %s\n", what, (long long)i, strerror(errno));
+            return 1;
+        }
+    }
+    /* To the back of the run queue: every coroutine runs and parks first. */
+    coro_yield();
+    if (!cr->time_teardown)
+        bench_stop(&clock, r, r->n);
+    cr->rss_parked = bench_proc_status_bytes("VmRSS:");
+    if (cr->parked != r->n) {
+        fprintf(stderr, "%s: %lld of %lld parked\n", what, (long long)cr->parked,
+                (long long)r->n);
+        return 1;
+    }
+    if (cr->time_teardown)
+        bench_start(&clock);
+    int bad = 0;
+    for (int64_t i = 0; i < r->n; i++) {
+        int status = 1;
+        coro_cancel(cr->handles[i]);
+        if (coro_join(cr->handles[i], &status) != 0 || status != 0)
+            bad++;
+    }
+    if (cr->time_teardown)
+        bench_stop(&clock, r, r->n);
+    cr->rss_joined = bench_proc_status_bytes("VmRSS:");
+    if (bad) {
+        fprintf(stderr, "%s: %d coroutines did not end with ECANCELED\n", what, bad);
+        return 1;
+    }
+    return 0;
+}
+
+static int cold(bench_run_t *r, int time_teardown, int sleep, const char *what)
+{
+    cold_run_t cr = { .r = r, .what = what, .time_teardown = time_teardown, .sleep = sleep };
+    cr.handles = calloc((size_t)r->n, sizeof *cr.handles);
+    if (!cr.handles) {
+        perror(what);
+        return -1;
+    }
+    int rc = bench_coro_main(cold_main, &cr, what);
+    free(cr.handles);
+    if (rc != 0)
+        return -1;
+    int64_t rss_after = bench_proc_status_bytes("VmRSS:");
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    snprintf(r->note, sizeof r->note,
+             "%.2f pages/coroutine; RSS MiB: %.0f before, %.0f parked, %.0f joined, %.0f after "
+             "coro_main",
+             (double)(cr.rss_parked - cr.rss_before) / (double)ps / (double)r->n,
+             mib(cr.rss_before), mib(cr.rss_parked), mib(cr.rss_joined), mib(rss_after));
+    if (rss_after - cr.rss_before > COLD_RSS_SLACK) {
+        fprintf(stderr, "%s: RSS not back after coro_main: %.0f MiB before, %.0f MiB after\n",
+                what, mib(cr.rss_before), mib(rss_after));
+        return -1;
+    }
+    return 0;
+}
+
+int bench_cold_start(bench_run_t *r)
+{
+    return cold(r, 0, 0, "BenchmarkColdStart100k");
+}
+
+int bench_cold_teardown(bench_run_t *r)
+{
+    return cold(r, 1, 0, "BenchmarkColdTeardown100k");
+}
+
+int bench_cold_teardown_sleep(bench_run_t *r)
+{
+    return cold(r, 1, 1, "BenchmarkColdTeardownSleep100k");
+}
