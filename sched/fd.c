@@ -182,6 +182,11 @@ int coro__fd_wait(int fd, int events, const char *what)
         errno = ENOMEM;
         return -1;
     }
+    if (__builtin_expect(s->sim != NULL, 0)) {
+        /* A real descriptor's readiness is the kernel's, not the seed's. */
+        errno = EPERM;
+        return -1;
+    }
     if (!(e->flags & FD_ARMED)) {
         /* Check the checkpoint first: a cancelled caller need not register. */
         if (coro__checkpoint() != 0)

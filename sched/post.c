@@ -126,7 +126,9 @@ int coro__signal_park(const sigset_t *set)
 int coro__signal_park_until(const sigset_t *set, int64_t wake_at, const char *what, int64_t num)
 {
     coro__sched_t *s = coro__tls;
-    if (!s || !s->current) {
+    /* A simulation refuses a real signal's wait: its timing is the
+     * kernel's, not the seed's. */
+    if (!s || !s->current || s->sim) {
         errno = EPERM;
         return -1;
     }

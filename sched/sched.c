@@ -33,6 +33,9 @@ __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
 
 int64_t coro__clock(void)
 {
+    coro__sched_t *s = coro__tls;
+    if (__builtin_expect(s && s->sim, 0))
+        return s->sim->now;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -56,13 +59,15 @@ void coro__reap(coro__sched_t *s)
  * through the slow path (where run times are measured). */
 static inline size_t pass_length(const coro__sched_t *s, size_t n)
 {
-    if (s->slow_ns)
+    if (s->slow_ns || s->sim)
         return 0;
     return (s->heap_len || s->poll_waiters) ? n : SIZE_MAX;
 }
 
 coro_t *coro__pass_end(coro__sched_t *s)
 {
+    if (s->sim)
+        return coro__sim_pick(s);
     coro_t *next = NULL;
     if (s->runq_head && !s->poll_waiters) {
         if (s->heap_len)
@@ -200,6 +205,9 @@ static void run_loop(coro__sched_t *s)
         int64_t timeout;
         if (s->runq_head) {
             timeout = 0;
+        } else if (s->heap_len && s->sim) {
+            coro__sim_advance(s); /* everyone is blocked: time moves */
+            timeout = 0;
         } else if (s->heap_len) {
             int64_t now = coro__clock();
             int64_t next = coro__timer_next(s);
@@ -225,11 +233,16 @@ static void run_loop(coro__sched_t *s)
         s->loop_now = coro__clock();
         if (s->heap_len)
             coro__timer_expire(s, s->loop_now);
-        coro_t *next = coro__runq_pop(s);
-        if (!next)
-            continue;
+        coro_t *next;
+        if (s->sim) {
+            if (!(next = coro__sim_pick(s)))
+                continue;
+        } else {
+            if (!(next = coro__runq_pop(s)))
+                continue;
+            s->switches++; /* this dispatch is outside the pass's count */
+        }
         coro__pass_set(s, pass_length(s, s->runq_len));
-        s->switches++; /* this dispatch is outside the pass's count */
         if (s->slow_ns)
             s->run_since = coro__clock();
         coro__fiber_switch(&s->fiber, coro__make_current(s, next));
@@ -259,6 +272,7 @@ static void coro__destroy(coro__sched_t *s)
     coro__overflow_thread_fini();
     coro__stack_pool_release();
     coro__tls = NULL;
+    free(s->sim); /* a start whose main coroutine never spawned */
     free(s);
 }
 
@@ -268,14 +282,14 @@ int coro_main(coro_fn fn, void *arg)
 }
 
 /* EINVAL for what can never be right, ENOTSUP for what a later release
- * builds (a simulation, several scheduler threads). */
+ * builds (several scheduler threads). */
 static int check_main_opts(const coro_main_opts_t *o)
 {
     if (o->threads < 0 || o->pool_threads < 0 || o->pool_threads > CORO__POOL_MAX_THREADS) {
         errno = EINVAL;
         return -1;
     }
-    if (o->sim || o->threads >= 2) {
+    if (o->threads >= 2) {
         errno = ENOTSUP;
         return -1;
     }
@@ -301,14 +315,23 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
     coro_list_init(&s->signal_waiters);
     coro_list_init(&s->live_node);
     pthread_mutex_init(&s->post_lock, NULL);
+    if (o && o->sim && coro__sim_start(s, o->sim) != 0) {
+        int e = errno;
+        pthread_mutex_destroy(&s->post_lock);
+        free(s);
+        errno = e;
+        return -1;
+    }
     s->pool_threads = o ? o->pool_threads : 0;
     coro__mask_record(s);
     s->default_stack = coro__stack_size_for(0);
-    s->loop_now = coro__clock();
+    if (!s->sim)
+        s->loop_now = coro__clock();
     if (coro__live_start(s) != 0 || coro__overflow_thread_init() != 0) {
         int e = errno;
         coro__live_end(s);
         pthread_mutex_destroy(&s->post_lock);
+        free(s->sim);
         free(s);
         errno = e;
         return -1;
@@ -332,6 +355,8 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
 
     int deadlocked = s->deadlocked;
     int status = s->main_status;
+    if (s->sim)
+        coro__sim_end(s, status, deadlocked);
     coro__destroy(s);
     if (deadlocked) {
         errno = EDEADLK;

@@ -81,11 +81,30 @@ CORO_PUBLIC_BEGIN
  * covered. */
 int coro_main(coro_fn fn, void *arg);
 
-/* A deterministic simulation (virtual clock, seeded order, simulated
- * network): not yet built; a later release. coro_main_opts fails with
- * ENOTSUP when given one. */
+/* A deterministic simulation: coro_main_opts with opts->sim runs fn on a
+ * scheduler whose clock is virtual and whose choices come from one seed.
+ *  - Virtual time: coro_now() starts at the same value in every run
+ *    (1000 s) and moves only when every coroutine is blocked, then straight
+ *    to the earliest timer or deadline: an hour of sleeps takes
+ *    microseconds, a deadline fires exactly at its limit.
+ *  - Seeded order: which ready coroutine runs next, and which ready case a
+ *    coro_select takes, are drawn from the seed; the same seed gives the
+ *    same run step for step (coro_sim_trace tells), another seed another.
+ *  - Replay: seed 0 chooses one and prints it; CORO_SIM_SEED=<n> in the
+ *    environment overrides the seed; when the run fails (fn's status is
+ *    non-zero, or a deadlock: -1/EDEADLK after the usual dump) stderr says
+ *    "replay with CORO_SIM_SEED=<n>".
+ *  - Escapes are refused, never silently nondeterministic: waiting on a
+ *    real descriptor (every socket, pipe and stream call that would block)
+ *    and coro_signal_wait fail with EPERM, as does a coro_getaddrinfo that
+ *    needs a lookup; coro_run_blocking runs its job inline, at no virtual
+ *    cost. Another thread's calls on the simulation's objects fail with
+ *    EPERM as always.
+ * The simulated network (fault_rate, latency_*) is not built yet: the
+ * fields are checked (EINVAL outside 0..1, negative, or min > max) and
+ * otherwise unused. */
 typedef struct coro_sim {
-    uint64_t seed;          /* CORO_SIM_SEED in the environment overrides it */
+    uint64_t seed;          /* 0: one is chosen and printed; CORO_SIM_SEED overrides */
     double   fault_rate;    /* 0..1 */
     int64_t  latency_min, latency_max;  /* simulated network delivery, ns */
 } coro_sim_t;
@@ -93,8 +112,7 @@ typedef struct coro_sim {
 /* Options of coro_main_opts; zero every field you do not set
  * (`coro_main_opts_t o = { .pool_threads = 4 };`). */
 typedef struct coro_main_opts {
-    /* Non-NULL: run as a deterministic simulation. Not yet built; a later
-     * release: ENOTSUP. */
+    /* Non-NULL: run as a deterministic simulation (see coro_sim_t). */
     const coro_sim_t *sim;
     /* >= 2: that many schedulers, one per thread (the caller's is index 0).
      * Not yet built; a later release: ENOTSUP. 0 or 1: one scheduler, on
@@ -110,9 +128,18 @@ typedef struct coro_main_opts {
 
 /* coro_main with options; opts NULL is coro_main(fn, arg). Returns as
  * coro_main, with its errors, and: EINVAL threads or pool_threads negative,
- * or pool_threads above 1024; ENOTSUP sim non-NULL or threads >= 2 (not
+ * or pool_threads above 1024, a bad sim (see coro_sim_t) or a
+ * CORO_SIM_SEED that is not a decimal number; ENOTSUP threads >= 2 (not
  * yet built; a later release). */
 int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *opts);
+
+/* The running simulation's seed (as given, from CORO_SIM_SEED, or
+ * chosen); 0 outside one. */
+uint64_t coro_sim_seed(void);
+/* A hash of every choice the running simulation has drawn and every step
+ * of its clock so far: two runs with equal traces at the same point took
+ * the same path. 0 outside a simulation. */
+uint64_t coro_sim_trace(void);
 
 /* ---- Coroutines -------------------------------------------------------- */
 

@@ -149,6 +149,9 @@ struct sched {
     int main_status;
     /* Set once the deadlock detector has fired. */
     int deadlocked;
+    /* Non-NULL while the scheduler runs a deterministic simulation
+     * (sched/sim.c): virtual time, seeded order. */
+    struct coro__sim *sim;
     /* CORO_DEBUG=slow:<ms>: 0 = off; when the running coroutine started. */
     int64_t slow_ns;
     int64_t run_since;
@@ -189,6 +192,29 @@ struct sched {
 };
 
 extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
+
+/* ---- deterministic simulation (sched/sim.c) ----------------------------- */
+
+typedef struct coro__sim {
+    uint64_t seed;   /* as given, from CORO_SIM_SEED, or chosen */
+    uint64_t rng;    /* the one source of every random choice */
+    uint64_t trace;  /* a hash of every choice and time step so far */
+    int64_t now;     /* the virtual clock */
+    uint64_t steps;  /* dispatches drawn */
+} coro__sim_t;
+
+/* Start a simulation on s as cfg says (seed: CORO_SIM_SEED overrides;
+ * 0 chooses one and prints it). 0, or -1 with EINVAL (a bad cfg or
+ * CORO_SIM_SEED) or ENOMEM. */
+int coro__sim_start(coro__sched_t *s, const coro_sim_t *cfg);
+/* End it: on failure (status non-zero or a deadlock) print how to replay
+ * it, then free it. */
+void coro__sim_end(coro__sched_t *s, int status, int deadlocked);
+/* Take the next coroutine to run from the run queue, drawn by the seed
+ * (NULL if the queue is empty). */
+coro_t *coro__sim_pick(coro__sched_t *s);
+/* Everyone is blocked: move the clock to the earliest timer. */
+void coro__sim_advance(coro__sched_t *s);
 
 int64_t coro__clock(void);
 

@@ -102,6 +102,12 @@ enum {
  *     size_t coro__wake_all(coro_list_t *q, int result);
  * (inline, in sched/sched_int.h) */
 
+/* Deterministic simulation (sched/sim.c): is the calling thread's
+ * scheduler simulating; and a draw below n (n > 0) from the simulation's
+ * seeded generator (only while simulating). */
+int coro__sim_active(void);
+uint32_t coro__sim_below(uint32_t n);
+
 /* coro_join(c, status) as a wait with coro__park's flags (an
  * uninterruptible join: a generator's free waits for its producer). */
 int coro__join(coro_t *c, int *status, unsigned flags);

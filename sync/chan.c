@@ -398,6 +398,8 @@ static __thread uint64_t select_rng __attribute__((tls_model("initial-exec")));
 
 static uint32_t rand_below(uint32_t n)
 {
+    if (__builtin_expect(coro__sim_active(), 0))
+        return coro__sim_below(n); /* the simulation's seed decides */
     uint64_t x = select_rng;
     if (__builtin_expect(x == 0, 0)) {
         struct timespec ts;

@@ -456,10 +456,9 @@ TEST(sched_main_opts_einval_enotsup_and_null_opts)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ASSERT_ERRNO(coro_main_opts(never_runs, NULL, &bad[i]), EINVAL);
 
-    /* Not yet built (a later release): a simulation, several schedulers. */
+    /* Not yet built (a later release): several schedulers. */
     coro_sim_t sim = { .seed = 42, .fault_rate = 0.0, .latency_min = 0, .latency_max = 0 };
     coro_main_opts_t later[] = {
-        { .sim = &sim },
         { .threads = 2 },
         { .threads = 8, .pool_threads = 2 },
         { .sim = &sim, .threads = 2 },

@@ -1,0 +1,188 @@
+/* sched/sim.c: deterministic simulation, the scheduler's half: a virtual
+ * clock that moves only when every coroutine is blocked (then straight to
+ * the earliest timer), and one seeded generator that draws which ready
+ * coroutine runs next (and which ready case a select takes). The same seed
+ * gives the same run, step for step; a hash of every draw and every clock
+ * step tells two runs apart (coro_sim_trace).
+ *
+ * How it plugs in: a simulation's passes have length 0 (as in
+ * CORO_DEBUG=slow), so every switch goes through coro__pass_end, which
+ * asks coro__sim_pick; the loop asks coro__sim_advance instead of
+ * sleeping in the poller; coro__clock reads the virtual clock. Nothing of
+ * it is on the path of a scheduler that does not simulate. */
+#include "sched/sched_int.h"
+#include "coro/fault.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Where the virtual clock starts in every run: 1000 s, far from 0 so that
+ * "now - x" arithmetic in programs never goes negative. */
+#define SIM_EPOCH ((int64_t)1000 * CORO_SEC)
+
+/* splitmix64: a full-period generator whose every seed, 0 included, gives
+ * a good stream. */
+static uint64_t next_random(coro__sim_t *sim)
+{
+    uint64_t z = (sim->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* A uniform draw below n (n > 0). */
+static uint64_t below(coro__sim_t *sim, uint64_t n)
+{
+    /* Lemire's multiply-shift; the bias for the small n used here is far
+     * below anything a test could see, and it is deterministic. */
+    return (uint64_t)(((unsigned __int128)next_random(sim) * n) >> 64);
+}
+
+static void mix(coro__sim_t *sim, uint64_t v)
+{
+    /* FNV-1a over the eight bytes of v. */
+    uint64_t h = sim->trace;
+    for (int i = 0; i < 8; i++) {
+        h ^= (v >> (8 * i)) & 0xff;
+        h *= 0x100000001B3ull;
+    }
+    sim->trace = h;
+}
+
+/* CORO_SIM_SEED: 1 and *seed set, 0 when unset, -1 when it is not a whole
+ * decimal number. */
+static int seed_from_env(uint64_t *seed)
+{
+    const char *v = getenv("CORO_SIM_SEED");
+    if (!v || !*v)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end || *v == '-')
+        return -1;
+    *seed = x;
+    return 1;
+}
+
+static uint64_t chosen_seed(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^
+                 (uint64_t)getpid() << 32;
+    x ^= x >> 29;
+    return x ? x : 1;
+}
+
+int coro__sim_start(coro__sched_t *s, const coro_sim_t *cfg)
+{
+    if (!(cfg->fault_rate >= 0.0 && cfg->fault_rate <= 1.0) || cfg->latency_min < 0 ||
+        cfg->latency_max < cfg->latency_min) {
+        errno = EINVAL;
+        return -1;
+    }
+    uint64_t seed = cfg->seed;
+    int from_env = seed_from_env(&seed);
+    if (from_env < 0) {
+        fprintf(stderr, "coro: CORO_SIM_SEED=%s is not a seed (a decimal number)\n",
+                getenv("CORO_SIM_SEED"));
+        errno = EINVAL;
+        return -1;
+    }
+    if (!from_env && seed == 0) {
+        seed = chosen_seed();
+        fprintf(stderr, "coro: simulation seed %" PRIu64 " (CORO_SIM_SEED=%" PRIu64
+                        " replays this run)\n", seed, seed);
+    }
+    coro__sim_t *sim = coro__calloc(1, sizeof *sim);
+    if (!sim)
+        return -1;
+    sim->seed = seed;
+    sim->rng = seed;
+    sim->trace = 0xCBF29CE484222325ull;
+    sim->now = SIM_EPOCH;
+    s->sim = sim;
+    s->loop_now = sim->now;
+    return 0;
+}
+
+void coro__sim_end(coro__sched_t *s, int status, int deadlocked)
+{
+    coro__sim_t *sim = s->sim;
+    if (deadlocked || status != 0) {
+        fprintf(stderr, "coro: simulation failed (%s%d) after %" PRIu64 " steps at virtual time "
+                        "%" PRId64 " ns; replay with CORO_SIM_SEED=%" PRIu64 "\n",
+                deadlocked ? "deadlock; status " : "status ", status, sim->steps,
+                sim->now - SIM_EPOCH, sim->seed);
+    }
+    s->sim = NULL;
+    free(sim);
+}
+
+coro_t *coro__sim_pick(coro__sched_t *s)
+{
+    size_t n = s->runq_len;
+    if (n == 0)
+        return NULL;
+    coro__sim_t *sim = s->sim;
+    size_t k = n == 1 ? 0 : (size_t)below(sim, n);
+    mix(sim, (uint64_t)k << 32 | (uint64_t)n);
+    sim->steps++;
+    /* Unlink the k-th of the singly linked queue. */
+    coro_t *prev = NULL, *c = s->runq_head;
+    for (size_t i = 0; i < k; i++) {
+        prev = c;
+        c = c->next_ready;
+    }
+    if (prev)
+        prev->next_ready = c->next_ready;
+    else
+        s->runq_head = c->next_ready;
+    if (s->runq_tail == c)
+        s->runq_tail = prev;
+    c->next_ready = NULL;
+    s->runq_len--;
+    s->switches++; /* a dispatch outside the pass's count (passes are empty) */
+    return c;
+}
+
+void coro__sim_advance(coro__sched_t *s)
+{
+    coro__sim_t *sim = s->sim;
+    int64_t next = coro__timer_next(s);
+    if (next > sim->now) {
+        sim->now = next;
+        mix(sim, (uint64_t)next);
+    }
+}
+
+uint64_t coro_sim_seed(void)
+{
+    coro__sched_t *s = coro__tls;
+    return s && s->sim ? s->sim->seed : 0;
+}
+
+uint64_t coro_sim_trace(void)
+{
+    coro__sched_t *s = coro__tls;
+    return s && s->sim ? s->sim->trace : 0;
+}
+
+int coro__sim_active(void)
+{
+    coro__sched_t *s = coro__tls;
+    return s && s->sim;
+}
+
+uint32_t coro__sim_below(uint32_t n)
+{
+    coro__sim_t *sim = coro__tls->sim;
+    uint32_t r = (uint32_t)below(sim, n);
+    mix(sim, (uint64_t)r << 32 | n);
+    return r;
+}
