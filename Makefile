@@ -16,6 +16,9 @@
 #   make check-layers    each folder includes only the floors below it, and
 #                        sync/ and io/ only sched/'s wait interface
 #                        (test/check_layers.sh; part of test-native)
+#   make check-examples-sim  retry_backoff and circuit_breaker --sim SEED:
+#                        repeatable per seed, varied across seeds, fast
+#                        (test/check_examples_sim.sh; part of test-native)
 #   make check-gdb       tools/coro-gdb.py in gdb: `info coroutines` and
 #                        `coro bt` against test/gdb/target.c (test/check_gdb.sh;
 #                        part of test-native; skipped without gdb or ptrace)
@@ -143,7 +146,7 @@ CHURN_CLIENT := $(BUILD)/test/churn_client
 
 # ---- targets ----------------------------------------------------------------
 .SECONDARY:
-.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers check-gdb churn bench icount demo install uninstall clean
+.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers check-gdb check-examples-sim churn bench icount demo install uninstall clean
 all: lib $(EXAMPLES) $(BENCH) $(ICOUNT) $(RUNNER) $(CHURN_CLIENT)
 lib: $(STATIC) $(SHARED)
 
@@ -203,7 +206,7 @@ test: $(RUNNER)
 	$(MAKE) --no-print-directory test-valgrind TEST_SUMMARY=$(BUILD)/test/valgrind.counts || valgrind=$$?; \
 	sh test/summary.sh native $(BUILD)/test/native.counts $$native \
 	                   valgrind $(BUILD)/test/valgrind.counts $$valgrind
-test-native: $(RUNNER) check-layers check-gdb
+test-native: $(RUNNER) check-layers check-gdb check-examples-sim
 	$(RUN_TESTS)$(TEST_EXEC) $(RUNNER) $(TEST_ARGS)
 test-valgrind: $(RUNNER)
 ifneq ($(VALGRIND),)
@@ -241,6 +244,11 @@ $(GDB_TARGET): test/gdb/target.c $(PUBLIC_HEADERS) $(STATIC) Makefile
 	$(CC) $(BASE_CFLAGS) -O0 -g $(ALL_LDFLAGS) $< $(STATIC) -o $@ $(LIBS)
 check-gdb: $(GDB_TARGET)
 	@TEST_EXEC="$(TEST_EXEC)" sh test/check_gdb.sh $(GDB_TARGET)
+
+# The examples' deterministic simulations (retry_backoff, circuit_breaker
+# --sim SEED): repeatable per seed, varied across seeds, fast.
+check-examples-sim: $(BUILD)/examples/retry_backoff $(BUILD)/examples/circuit_breaker
+	@TEST_EXEC="$(TEST_EXEC)" sh test/check_examples_sim.sh $(BUILD)
 
 # The library's symbols (coro_ prefix; libcoro.so exports only the public
 # API), the public headers as strict C11/C17 and C++11/C++20, and

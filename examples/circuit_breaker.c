@@ -38,12 +38,26 @@
  *     trial per cool-down; every other call failed fast.
  *   The transitions and counts are checked; the program exits non-zero if
  *   the breaker misbehaves. (The exact number of calls depends on timing,
- *   so that is not checked.) */
+ *   so that is not checked.)
+ *
+ * TESTING IT IN SIMULATED TIME: `circuit_breaker --sim [SEED]`
+ *   The same client and breaker run in a deterministic simulation
+ *   (coro_main_opts with a coro_sim_t) on a scale of seconds instead of
+ *   milliseconds: two hours of calls every 5 s, an outage whose start
+ *   (10-40 min) and length (20-80 min) the seed picks, a 10 s per-call
+ *   deadline and a 30 s cool-down; it runs in milliseconds of wall time.
+ *   The clock is virtual, so the number of calls is checked exactly too.
+ *   The same seed prints the same run byte for byte (test/
+ *   check_examples_sim.sh compares two); a failing run prints the seed
+ *   that replays it (CORO_SIM_SEED=<n>). */
 #include <coro.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int failures;
 
@@ -56,19 +70,22 @@ static int failures;
         }                                                                   \
     } while (0)
 
-#define RUN_MS 200
-#define INTERVAL_MS 5
-#define DOWN_FROM_MS 40
-#define DOWN_UNTIL_MS 130
-#define CALL_TIMEOUT_MS 10
 #define THRESHOLD 3
-#define COOLDOWN_MS 30
+
+/* The time scale: milliseconds on the real clock, seconds (and a seeded
+ * outage) in a simulation. Every duration below is in `unit`s. */
+static struct timing {
+    int64_t unit;
+    const char *unit_name;
+    int64_t run, interval, down_from, down_until, call_timeout, cooldown;
+} T = { CORO_MS, "ms", 200, 5, 40, 130, 10, 30 };
+static int simulated;
 
 static int64_t t0;
 
 static double since_start(void)
 {
-    return (double)(coro_now() - t0) / 1e6;
+    return (double)(coro_now() - t0) / (double)T.unit;
 }
 
 /* ---- the service ----------------------------------------------------------- */
@@ -81,24 +98,24 @@ struct service {
 static int service_is_down(void)
 {
     int64_t t = coro_now() - t0;
-    return t >= DOWN_FROM_MS * CORO_MS && t < DOWN_UNTIL_MS * CORO_MS;
+    return t >= T.down_from * T.unit && t < T.down_until * T.unit;
 }
 
-/* Answers in 1 ms, or, while down, hangs for a second. */
+/* Answers in 1 unit, or, while down, hangs for 1000. */
 static int service_call(struct service *s)
 {
     s->calls++;
     if (service_is_down()) {
         s->calls_while_down++;
-        return coro_sleep(CORO_SEC) == 0 ? 0 : -1;
+        return coro_sleep(1000 * T.unit) == 0 ? 0 : -1;
     }
-    return coro_sleep(CORO_MS);
+    return coro_sleep(T.unit);
 }
 
 /* The client's call: the service, under a per-call deadline. */
 static int call_with_timeout(struct service *s)
 {
-    int64_t saved = coro_timeout(CALL_TIMEOUT_MS * CORO_MS);
+    int64_t saved = coro_timeout(T.call_timeout * T.unit);
     int rc = service_call(s);
     int err = errno;
     coro_set_deadline(saved);
@@ -111,7 +128,7 @@ static int call_with_timeout(struct service *s)
 enum state { CLOSED, OPEN, HALF_OPEN };
 static const char *const state_names[] = { "closed", "open", "half-open" };
 
-#define MAX_TRANSITIONS 32
+#define MAX_TRANSITIONS 1024
 
 struct breaker {
     enum state state;
@@ -125,7 +142,7 @@ struct breaker {
 
 static void transition(struct breaker *b, enum state to, const char *why)
 {
-    printf("  +%6.2f ms  %s -> %s (%s)\n", since_start(), state_names[b->state],
+    printf("  +%6.2f %s  %s -> %s (%s)\n", since_start(), T.unit_name, state_names[b->state],
            state_names[to], why);
     if (b->ntransitions < MAX_TRANSITIONS) {
         b->from[b->ntransitions] = b->state;
@@ -144,7 +161,7 @@ static void transition(struct breaker *b, enum state to, const char *why)
 static int breaker_call(struct breaker *b, struct service *s)
 {
     if (b->state == OPEN) {
-        if (coro_now() - b->opened_at < COOLDOWN_MS * CORO_MS) {
+        if (coro_now() - b->opened_at < T.cooldown * T.unit) {
             b->refused++;
             errno = EAGAIN;
             return -1;
@@ -182,21 +199,34 @@ static int breaker_call(struct breaker *b, struct service *s)
 
 /* ---- the client ------------------------------------------------------------ */
 
+static int body(void *arg);
+
+/* --sim: seconds instead of milliseconds, and an outage the seed places. */
+static int sim_body(void *arg)
+{
+    T = (struct timing){ CORO_SEC, "s", 2 * 3600, 5, 0, 0, 10, 30 };
+    T.down_from = (10 + (int64_t)(coro_random() % 31)) * 60;
+    T.down_until = T.down_from + (20 + (int64_t)(coro_random() % 61)) * 60;
+    return body(arg);
+}
+
 static int body(void *arg)
 {
     (void)arg;
     struct service s = { 0, 0 };
     struct breaker b = { .state = CLOSED };
-    char timeline[256];
+    char timeline[2048];
     size_t len = 0;
     int ok = 0, timed_out = 0;
 
-    printf("a call every %d ms for %d ms; the service hangs from +%d to +%d ms; "
-           "per-call deadline %d ms\n",
-           INTERVAL_MS, RUN_MS, DOWN_FROM_MS, DOWN_UNTIL_MS, CALL_TIMEOUT_MS);
-    printf("  +  0.00 ms  state: closed\n");
+    printf("a call every %lld %s for %lld %s; the service hangs from +%lld to +%lld %s; "
+           "per-call deadline %lld %s\n",
+           (long long)T.interval, T.unit_name, (long long)T.run, T.unit_name,
+           (long long)T.down_from, (long long)T.down_until, T.unit_name,
+           (long long)T.call_timeout, T.unit_name);
+    printf("  +  0.00 %s  state: closed\n", T.unit_name);
     t0 = coro_now();
-    while (coro_now() - t0 < RUN_MS * CORO_MS) {
+    while (coro_now() - t0 < T.run * T.unit) {
         char c;
         if (breaker_call(&b, &s) == 0) {
             ok++;
@@ -213,7 +243,7 @@ static int body(void *arg)
         }
         if (len < sizeof timeline - 1)
             timeline[len++] = c;
-        if (coro_sleep(INTERVAL_MS * CORO_MS) != 0) {
+        if (coro_sleep(T.interval * T.unit) != 0) {
             fprintf(stderr, "circuit_breaker: coro_sleep: %s\n", strerror(errno));
             failures++;
             break;
@@ -247,13 +277,38 @@ static int body(void *arg)
     CHECK(b.refused > 0, "no call was refused");
     CHECK(s.calls == ok + timed_out, "the service saw %d calls, %d accounted for", s.calls,
           ok + timed_out);
+    if (simulated) {
+        /* Virtual time is exact: every iteration takes its call (1 unit
+         * answered, the deadline timed out, nothing refused) plus the
+         * interval, so the count of calls follows. */
+        int64_t spent = (int64_t)ok * (1 + T.interval) +
+                        (int64_t)timed_out * (T.call_timeout + T.interval) +
+                        (int64_t)b.refused * T.interval;
+        CHECK(spent >= T.run && spent < T.run + T.call_timeout + T.interval,
+              "%lld %s accounted for, the run lasted %lld", (long long)spent, T.unit_name,
+              (long long)T.run);
+    }
     return failures ? 1 : 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* keep stdout and stderr in order */
-    int rc = coro_main(body, NULL);
+    int rc;
+    if (argc >= 2 && strcmp(argv[1], "--sim") == 0) {
+        simulated = 1;
+        coro_sim_t sim = { .seed = argc >= 3 ? strtoull(argv[2], NULL, 10) : 0 };
+        coro_main_opts_t o = { .sim = &sim };
+        struct timespec w0, w1;
+        clock_gettime(CLOCK_MONOTONIC, &w0);
+        rc = coro_main_opts(sim_body, NULL, &o);
+        clock_gettime(CLOCK_MONOTONIC, &w1);
+        double wall = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
+        /* On stderr: wall time differs from run to run, stdout must not. */
+        fprintf(stderr, "circuit_breaker: simulated run took %.3f s of wall time\n", wall);
+    } else {
+        rc = coro_main(body, NULL);
+    }
     if (rc < 0) {
         fprintf(stderr, "circuit_breaker: coro_main: %s\n", strerror(errno));
         return 1;

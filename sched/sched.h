@@ -133,6 +133,12 @@ typedef struct coro_main_opts {
  * yet built; a later release). */
 int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *opts);
 
+/* 64 random bits. In a simulation they are drawn from its seed (so a
+ * program's own random choices, such as a retry's jitter, replay with
+ * the run); elsewhere from a per-thread generator seeded from the clock.
+ * Not for cryptography. Any thread, no errors. */
+uint64_t coro_random(void);
+
 /* The running simulation's seed (as given, from CORO_SIM_SEED, or
  * chosen); 0 outside one. */
 uint64_t coro_sim_seed(void);

@@ -161,6 +161,27 @@ void coro__sim_advance(coro__sched_t *s)
     }
 }
 
+uint64_t coro_random(void)
+{
+    coro__sched_t *s = coro__tls;
+    if (s && s->sim) {
+        uint64_t r = next_random(s->sim);
+        mix(s->sim, r);
+        return r;
+    }
+    /* Outside a simulation: a per-thread stream seeded once from the clock
+     * and the thread's own address. */
+    static __thread coro__sim_t local;
+    if (!local.seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        local.seed = 1;
+        local.rng = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^
+                    (uint64_t)(uintptr_t)&local;
+    }
+    return next_random(&local);
+}
+
 uint64_t coro_sim_seed(void)
 {
     coro__sched_t *s = coro__tls;

@@ -357,3 +357,29 @@ TEST(sim_escapes_are_refused_or_inline)
 {
     ASSERT_EQ(run_sim(escapes_main, NULL, 11), 0);
 }
+
+/* ---- coro_random ------------------------------------------------------------ */
+
+static int random_main(void *arg)
+{
+    uint64_t *out = arg;
+    for (int i = 0; i < 8; i++)
+        out[i] = coro_random();
+    out[8] = coro_sim_trace();
+    return 0;
+}
+
+TEST(sim_coro_random_follows_the_seed)
+{
+    uint64_t a[9], b[9], c[9];
+    ASSERT_EQ(run_sim(random_main, a, 77), 0);
+    ASSERT_EQ(run_sim(random_main, b, 77), 0);
+    ASSERT_EQ(run_sim(random_main, c, 78), 0);
+    ASSERT_EQ(memcmp(a, b, sizeof a), 0); /* the draws and the trace */
+    ASSERT_NE(memcmp(a, c, 8 * sizeof a[0]), 0);
+    ASSERT_NE(a[8], c[8]);
+    /* Outside a simulation: still random, and not the simulation's. */
+    uint64_t x = coro_random(), y = coro_random();
+    ASSERT_NE(x, y);
+    ASSERT_NE(x, a[0]);
+}
