@@ -272,7 +272,7 @@ static void coro__destroy(coro__sched_t *s)
     coro__overflow_thread_fini();
     coro__stack_pool_release();
     coro__tls = NULL;
-    free(s->sim); /* a start whose main coroutine never spawned */
+    coro__sim_free(s); /* a start whose main coroutine never spawned */
     free(s);
 }
 
@@ -331,7 +331,7 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
         int e = errno;
         coro__live_end(s);
         pthread_mutex_destroy(&s->post_lock);
-        free(s->sim);
+        coro__sim_free(s);
         free(s);
         errno = e;
         return -1;

@@ -93,7 +93,10 @@ int coro_main(coro_fn fn, void *arg);
  *  - Replay: seed 0 chooses one and prints it; CORO_SIM_SEED=<n> in the
  *    environment overrides the seed; when the run fails (fn's status is
  *    non-zero, or a deadlock: -1/EDEADLK after the usual dump) stderr says
- *    "replay with CORO_SIM_SEED=<n>".
+ *    "replay with CORO_SIM_SEED=<n>"; so does an abort(3) during the run
+ *    (the library's own reports and assert(3) end in one): a SIGABRT
+ *    handler is installed for the simulation's length, chaining to the
+ *    program's own, and the old action is put back at the end.
  *  - Escapes are refused, never silently nondeterministic: waiting on a
  *    real descriptor (every socket, pipe and stream call that would block)
  *    and coro_signal_wait fail with EPERM, as does a coro_getaddrinfo that

@@ -201,6 +201,7 @@ typedef struct coro__sim {
     uint64_t trace;  /* a hash of every choice and time step so far */
     int64_t now;     /* the virtual clock */
     uint64_t steps;  /* dispatches drawn */
+    struct sigaction old_abort; /* SIGABRT's action before the simulation */
 } coro__sim_t;
 
 /* Start a simulation on s as cfg says (seed: CORO_SIM_SEED overrides;
@@ -210,6 +211,8 @@ int coro__sim_start(coro__sched_t *s, const coro_sim_t *cfg);
 /* End it: on failure (status non-zero or a deadlock) print how to replay
  * it, then free it. */
 void coro__sim_end(coro__sched_t *s, int status, int deadlocked);
+/* Free it without a word (a start that failed later); NULL: nothing. */
+void coro__sim_free(coro__sched_t *s);
 /* Take the next coroutine to run from the run queue, drawn by the seed
  * (NULL if the queue is empty). */
 coro_t *coro__sim_pick(coro__sched_t *s);

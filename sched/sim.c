@@ -14,6 +14,7 @@
 #include "coro/fault.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,63 @@ static void mix(coro__sim_t *sim, uint64_t v)
         h *= 0x100000001B3ull;
     }
     sim->trace = h;
+}
+
+/* ---- an abort names the seed ----------------------------------------------- */
+
+/* The seed of the simulation that installed the handler (the latest, if
+ * several threads simulate), for the SIGABRT handler to print. */
+static volatile sig_atomic_t abort_armed;
+static uint64_t abort_seed;
+static struct sigaction abort_chain;
+
+/* Async-signal-safe: digits by hand, write(2). */
+static void on_abort(int sig)
+{
+    if (abort_armed) {
+        char buf[96] = "coro: simulation aborted; replay with CORO_SIM_SEED=";
+        size_t n = strlen(buf);
+        char digits[24];
+        size_t d = 0;
+        uint64_t v = abort_seed;
+        do {
+            digits[d++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        while (d)
+            buf[n++] = digits[--d];
+        buf[n++] = '\n';
+        ssize_t w = write(STDERR_FILENO, buf, n);
+        (void)w;
+    }
+    /* Then whatever was there before: a handler of the program's, or the
+     * default (abort(3) raises again once a handler returns). */
+    if (abort_chain.sa_handler != SIG_DFL && abort_chain.sa_handler != SIG_IGN &&
+        !(abort_chain.sa_flags & SA_SIGINFO))
+        abort_chain.sa_handler(sig);
+    else
+        signal(SIGABRT, SIG_DFL);
+}
+
+static void abort_arm(coro__sim_t *sim)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_abort;
+    sigemptyset(&sa.sa_mask);
+    abort_seed = sim->seed;
+    if (sigaction(SIGABRT, &sa, &sim->old_abort) == 0) {
+        abort_chain = sim->old_abort;
+        abort_armed = 1;
+    }
+}
+
+static void abort_disarm(coro__sim_t *sim)
+{
+    if (abort_armed) {
+        abort_armed = 0;
+        sigaction(SIGABRT, &sim->old_abort, NULL);
+    }
 }
 
 /* CORO_SIM_SEED: 1 and *seed set, 0 when unset, -1 when it is not a whole
@@ -108,6 +166,7 @@ int coro__sim_start(coro__sched_t *s, const coro_sim_t *cfg)
     sim->now = SIM_EPOCH;
     s->sim = sim;
     s->loop_now = sim->now;
+    abort_arm(sim);
     return 0;
 }
 
@@ -120,6 +179,15 @@ void coro__sim_end(coro__sched_t *s, int status, int deadlocked)
                 deadlocked ? "deadlock; status " : "status ", status, sim->steps,
                 sim->now - SIM_EPOCH, sim->seed);
     }
+    coro__sim_free(s);
+}
+
+void coro__sim_free(coro__sched_t *s)
+{
+    coro__sim_t *sim = s->sim;
+    if (!sim)
+        return;
+    abort_disarm(sim);
     s->sim = NULL;
     free(sim);
 }

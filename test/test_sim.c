@@ -3,8 +3,8 @@
  * firing exactly at its limit, the clock still while anyone is ready),
  * seeded order (40 coroutines of sleeps and yields interleave identically
  * under one seed and differently under others; coro_sim_trace agrees),
- * CORO_SIM_SEED overriding the seed, the replay line of a failed run and of
- * a deadlock (-1/EDEADLK), a chosen seed printed, bad configurations, and
+ * CORO_SIM_SEED overriding the seed, the replay line of a failed run, of
+ * a deadlock (-1/EDEADLK) and of an abort, a chosen seed printed, bad configurations, and
  * the escapes refused (a real descriptor's wait, a signal wait, a name
  * lookup: EPERM) or made deterministic (a blocking job runs inline). */
 #include "test/test_sched.h"
@@ -382,4 +382,35 @@ TEST(sim_coro_random_follows_the_seed)
     uint64_t x = coro_random(), y = coro_random();
     ASSERT_NE(x, y);
     ASSERT_NE(x, a[0]);
+}
+
+/* ---- an abort names the seed ------------------------------------------------ */
+
+static int aborts_main(void *arg)
+{
+    (void)arg;
+    coro_sleep(5 * CORO_MS);
+    abort();
+}
+
+static void child_aborting_sim(void *arg)
+{
+    (void)arg;
+    run_sim(aborts_main, NULL, 31337);
+}
+
+TEST(sim_abort_prints_the_replay_seed)
+{
+    char out[4096];
+    int status;
+    ASSERT_EQ(test_run_child(child_aborting_sim, NULL, out, sizeof out, &status), 0);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    ASSERT_CONTAINS(out, "CORO_SIM_SEED=31337");
+    /* After a simulation, SIGABRT's action is what it was. */
+    struct sigaction before, after;
+    ASSERT_EQ(sigaction(SIGABRT, NULL, &before), 0);
+    uint64_t seen = 0;
+    ASSERT_EQ(run_sim(seed_main, &seen, 1), 0);
+    ASSERT_EQ(sigaction(SIGABRT, NULL, &after), 0);
+    ASSERT(before.sa_handler == after.sa_handler);
 }
