@@ -6,7 +6,8 @@
  * CORO_SIM_SEED overriding the seed, the replay line of a failed run, of
  * a deadlock (-1/EDEADLK) and of an abort, a chosen seed printed, bad configurations, and
  * the escapes refused (a real descriptor's wait, a signal wait, a name
- * lookup: EPERM) or made deterministic (a blocking job runs inline). */
+ * lookup, another thread: EPERM) or made deterministic (a blocking job
+ * runs inline). */
 #include "test/test_sched.h"
 
 #include <signal.h>
@@ -413,4 +414,45 @@ TEST(sim_abort_prints_the_replay_seed)
     ASSERT_EQ(run_sim(seed_main, &seen, 1), 0);
     ASSERT_EQ(sigaction(SIGABRT, NULL, &after), 0);
     ASSERT(before.sa_handler == after.sa_handler);
+}
+
+/* ---- another thread cannot cross in ----------------------------------------- */
+
+#include <pthread.h>
+
+typedef struct crossing {
+    coro_chan_t *ch;
+    int rc, err;
+} crossing_t;
+
+static void *crossing_thread(void *arg)
+{
+    crossing_t *x = arg;
+    int v = 1;
+    errno = 0;
+    x->rc = coro_chan_try_send(x->ch, &v);
+    x->err = errno;
+    return NULL;
+}
+
+static int crossing_main(void *arg)
+{
+    crossing_t *x = arg;
+    ASSERT_NOT_NULL(x->ch = coro_chan_new(sizeof(int), 4));
+    int v = 0;
+    ASSERT_EQ(coro_chan_try_send(x->ch, &v), 0); /* the simulation's now */
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, crossing_thread, x), 0);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    ASSERT_EQ(coro_chan_len(x->ch), 1); /* nothing got in */
+    coro_chan_free(x->ch);
+    return 0;
+}
+
+TEST(sim_another_thread_is_refused)
+{
+    crossing_t x = { NULL, 0, 0 };
+    ASSERT_EQ(run_sim(crossing_main, &x, 9), 0);
+    ASSERT_EQ(x.rc, -1);
+    ASSERT_EQ(x.err, EPERM);
 }
