@@ -94,6 +94,7 @@ static int deadline_main(void *arg)
     volatile uint64_t x = 0;
     for (int i = 0; i < 1000000; i++)
         x += (uint64_t)i;
+    ASSERT_GT(x, 0);
     coro_yield();
     ASSERT_EQ(coro_now(), t1);
     /* A timeout scope and a zero sleep. */
