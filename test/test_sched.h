@@ -34,6 +34,16 @@ static inline int64_t ts_bound(int64_t native)
     return native;
 }
 
+/* Run fn(arg) in a deterministic simulation with the given seed: virtual
+ * time, so a test of logic (deadlines, shields, groups) asserts times that
+ * no loaded machine can stretch. */
+static inline int ts_main_sim(coro_fn fn, void *arg, uint64_t seed)
+{
+    coro_sim_t sim = { .seed = seed };
+    coro_main_opts_t o = { .sim = &sim };
+    return coro_main_opts(fn, arg, &o);
+}
+
 /* Pick a loop count: n natively, n_slow under Valgrind or a sanitizer. */
 static inline long ts_count(long n, long n_slow)
 {
