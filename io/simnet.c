@@ -1058,12 +1058,22 @@ int coro__simnet_wait(simsock_t *s, int events)
         }
         if (ready & events)
             return ready & events;
-        /* A writer's room comes from the peer's reads: wait there too, by
-         * waking up at the next delivery at the latest. */
-        if ((events & CORO_WRITE) && s->kind == SK_CONN && s->peer && !(events & CORO_READ))
-            q = &s->peer->writers;
-        if (park_until(s, q, until, "sim wait") != 0)
-            return -1;
+        coro__waiter_t w, room;
+        w.data = s;
+        coro_list_push_back(q, &w.node);
+        /* A writer's room comes from the peer's reads: wait there too. */
+        coro_list_init(&room.node);
+        if ((events & CORO_WRITE) && s->kind == SK_CONN && s->peer) {
+            room.coro = coro__current();
+            room.primary = &w;
+            room.data = s;
+            coro_list_push_back(&s->peer->writers, &room.node);
+        }
+        int r = until == CORO_NEVER ? coro__park(&w, 0, CORO_NEVER, "sim wait", s, s->fd)
+                                    : coro__park(&w, 0, until, "sim wait", s, s->fd);
+        coro_list_remove(&room.node);
+        if (r != 0 && errno != EPIPE && errno != ECONNRESET)
+            return -1; /* those two: the peer went; look again (ready) */
     }
 }
 

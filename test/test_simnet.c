@@ -302,6 +302,12 @@ static int bp_writer(void *arg)
     return 0;
 }
 
+static int bp_room(void *arg)
+{
+    bp_t *b = arg;
+    return coro_wait_fd(b->fd, CORO_READ | CORO_WRITE);
+}
+
 static int bp_main(void *arg)
 {
     (void)arg;
@@ -325,8 +331,11 @@ static int bp_main(void *arg)
     ASSERT_EQ(b.done, 0);
     int64_t old = coro_timeout(10 * CORO_MS);
     ASSERT_ERRNO(coro_wait_fd(b.fd, CORO_WRITE), ETIMEDOUT); /* no room */
+    ASSERT_ERRNO(coro_wait_fd(b.fd, CORO_WRITE | CORO_READ), ETIMEDOUT);
     coro_set_deadline(old);
-    /* Reading lets it go on. */
+    /* Reading lets it go on (and a wait for room ends). */
+    coro_t *room = coro_spawn(bp_room, &b);
+    ASSERT_NOT_NULL(room);
     int got = 0;
     while (got < BIG) {
         ssize_t r = coro_read(s, in + got, (size_t)(BIG - got));
@@ -334,6 +343,9 @@ static int bp_main(void *arg)
         got += (int)r;
     }
     ASSERT_EQ(coro_join(w, NULL), 0);
+    int st = -1;
+    ASSERT_EQ(coro_join(room, &st), 0);
+    ASSERT_EQ(st, CORO_WRITE);
     ASSERT_EQ(b.done, 1);
     ASSERT_EQ(b.wrote, BIG);
     ASSERT_EQ(memcmp(in, b.data, BIG), 0);
