@@ -491,3 +491,70 @@ TEST(simnet_unix_sockets_and_udp)
 {
     ASSERT_EQ(run_net(unix_udp_main, NULL, 6, 0.0), 0);
 }
+
+/* ---- giving up: a dial's deadline, a listener closed with a backlog, streams ---- */
+
+static int dialer(void *arg)
+{
+    (void)arg;
+    return coro_tcp_dial("lb", "443") < 0 ? errno : 0;
+}
+
+static int giveup_main(void *arg)
+{
+    (void)arg;
+    /* A dial whose deadline comes before its connection arrives. */
+    int l = coro_tcp_listen("lb", "443", 0);
+    ASSERT_GE(l, 0);
+    int64_t t0 = coro_now();
+    int64_t old = coro_timeout(500 * CORO_US); /* below latency_min */
+    ASSERT_ERRNO(coro_tcp_dial("lb", "443"), ETIMEDOUT);
+    coro_set_deadline(old);
+    ASSERT_EQ(coro_now() - t0, 500 * CORO_US);
+    /* The abandoned connection still arrives, and reads end of file. */
+    int s = coro_accept(l, NULL, NULL);
+    ASSERT_GE(s, 0);
+    char buf[64];
+    ASSERT_EQ(coro_read(s, buf, sizeof buf), 0);
+    ASSERT_EQ(coro_close(s), 0);
+    /* Dials under way when the listener closes are refused; an
+     * established one in the backlog is reset. */
+    int c1 = coro_tcp_dial("lb", "443");
+    ASSERT_GE(c1, 0);
+    coro_t *d = coro_spawn(dialer, NULL);
+    ASSERT_NOT_NULL(d);
+    coro_yield();
+    ASSERT_EQ(coro_close(l), 0);
+    int st = -1;
+    ASSERT_EQ(coro_join(d, &st), 0);
+    ASSERT_EQ(st, ECONNREFUSED);
+    ASSERT_ERRNO(coro_read(c1, buf, sizeof buf), ECONNRESET);
+    ASSERT_EQ(coro_close(c1), 0);
+    /* Streams work over simulated sockets. */
+    l = coro_tcp_listen(NULL, "25", 0);
+    ASSERT_GE(l, 0);
+    int c = coro_tcp_dial("mail", "25");
+    ASSERT_GE(c, 0);
+    s = coro_accept(l, NULL, NULL);
+    ASSERT_GE(s, 0);
+    coro_stream_t *out = coro_stream_new(c, 0), *in = coro_stream_new(s, 0);
+    ASSERT_NOT_NULL(out);
+    ASSERT_NOT_NULL(in);
+    ASSERT_EQ(coro_stream_write(out, "HELO sim\r\nQUIT\r\n", 16), 16);
+    ASSERT_EQ(coro_stream_flush(out), 0);
+    ASSERT_EQ(coro_stream_readline(in, buf, sizeof buf), 10);
+    ASSERT_EQ(memcmp(buf, "HELO sim\r\n", 10), 0);
+    ASSERT_EQ(coro_stream_readline(in, buf, sizeof buf), 6);
+    coro_stream_free(out);
+    coro_stream_free(in);
+    /* Left open on purpose: freed when coro_main returns. */
+    (void)c;
+    return 0;
+}
+
+TEST(simnet_dial_deadline_listener_close_and_streams)
+{
+    int fds = open_fds();
+    ASSERT_EQ(run_net(giveup_main, NULL, 8, 0.0), 0);
+    ASSERT_EQ(open_fds(), fds);
+}
