@@ -1071,6 +1071,8 @@ int coro__simnet_wait(simsock_t *s, int events)
         }
         int r = until == CORO_NEVER ? coro__park(&w, 0, CORO_NEVER, "sim wait", s, s->fd)
                                     : coro__park(&w, 0, until, "sim wait", s, s->fd);
+        /* Woken through one of the two: unlink the other. */
+        coro_list_remove(&w.node);
         coro_list_remove(&room.node);
         if (r != 0 && errno != EPIPE && errno != ECONNRESET)
             return -1; /* those two: the peer went; look again (ready) */
