@@ -17,6 +17,7 @@
  * belongs to the dead scheduler: an atfork child handler forgets it, so a
  * fresh coro_main starts over (see sched/fork.c). */
 #include "io/io_int.h"
+#include "io/simnet.h"
 #include "coro/compat.h"
 
 #include <errno.h>
@@ -164,6 +165,9 @@ int coro__io_wait_release(int64_t ns)
 
 int coro_wait_fd(int fd, int events)
 {
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0))
+        return coro__simnet_wait(sim, events);
     if (coro__checkpoint() != 0)
         return -1;
     if (fd < 0) {
@@ -288,12 +292,20 @@ static size_t iov_total(const struct iovec *iov, int cnt)
 
 ssize_t coro_read(int fd, void *buf, size_t n)
 {
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0)) {
+        struct iovec v = { buf, n };
+        return coro__simnet_readv(sim, &v, 1, 0);
+    }
     struct read_args a = { .buf = buf, .n = n };
     return read_loop(fd, n, "read fd", READ_PLAIN, &a);
 }
 
 ssize_t coro_readv(int fd, const struct iovec *iov, int cnt)
 {
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0))
+        return coro__simnet_readv(sim, iov, cnt, 0);
     size_t n = iov_total(iov, cnt);
     struct read_args a = { .iov = iov, .cnt = cnt };
     return read_loop(fd, n, "read fd", READ_VEC, &a);
@@ -301,6 +313,11 @@ ssize_t coro_readv(int fd, const struct iovec *iov, int cnt)
 
 ssize_t coro_recv(int fd, void *buf, size_t n, int flags)
 {
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0)) {
+        struct iovec v = { buf, n };
+        return coro__simnet_readv(sim, &v, 1, flags);
+    }
     /* MSG_PEEK leaves the data there: a short peek drains nothing. */
     size_t full = (flags & MSG_PEEK) ? 0 : n;
     struct read_args a = { .buf = buf, .n = n, .flags = flags };
@@ -310,6 +327,9 @@ ssize_t coro_recv(int fd, void *buf, size_t n, int flags)
 ssize_t coro_recvfrom(int fd, void *buf, size_t n, int flags,
                       struct sockaddr *from, socklen_t *fromlen)
 {
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0))
+        return coro__simnet_recvfrom(sim, buf, n, flags, from, fromlen);
     /* Datagrams: one per call, a short one says nothing of the next. */
     size_t never_short = 0;
     struct read_args a = { .buf = buf, .n = n, .flags = flags, .from = from, .fromlen = fromlen };
@@ -336,6 +356,11 @@ static ssize_t write_once(int fd, int fdflags, const void *buf, size_t n, int fl
 
 static ssize_t write_all(int fd, const void *buf, size_t n, int flags, int use_send)
 {
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0)) {
+        struct iovec v = { (void *)buf, n };
+        return coro__simnet_writev(sim, &v, 1);
+    }
     int fdflags = coro__io_enter(fd);
     if (fdflags < 0)
         return -1;
@@ -372,6 +397,9 @@ ssize_t coro_send(int fd, const void *buf, size_t n, int flags)
 ssize_t coro_sendto(int fd, const void *buf, size_t n, int flags,
                     const struct sockaddr *to, socklen_t tolen)
 {
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0))
+        return coro__simnet_sendto(sim, buf, n, to, tolen);
     if (coro__io_enter(fd) < 0)
         return -1;
     for (;;) {
@@ -391,6 +419,9 @@ ssize_t coro_sendto(int fd, const void *buf, size_t n, int flags,
 
 ssize_t coro_writev(int fd, const struct iovec *iov, int cnt)
 {
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0))
+        return coro__simnet_writev(sim, iov, cnt);
     /* The checkpoint and fd checks first, as in every other I/O call. */
     int fdflags = coro__io_enter(fd);
     if (fdflags < 0)
@@ -475,6 +506,9 @@ int coro_close(int fd)
         errno = EBADF;
         return -1;
     }
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0))
+        return coro__simnet_close(sim);
     /* Another thread's scheduler waits on fd: closing it would leave its
      * waiters parked forever. EPERM, and fd stays open. */
     if (coro__fd_close(fd) != 0)

@@ -169,6 +169,60 @@ int coro_udp_bind(const char *host, const char *port);
  * ENOTSOCK (getsockname); EINVAL not an IPv4 or IPv6 socket. */
 int coro_sock_port(int fd);
 
+/* ---- The simulated network ------------------------------------------------ */
+
+/* Inside a deterministic simulation (coro_main_opts with a sim, see
+ * sched/sched.h) the socket calls above work on an in-memory network,
+ * on virtual time, drawn from the seed (io/simnet.c has the model):
+ *  - Descriptors: real numbers (each held by a /dev/null placeholder), so
+ *    they never collide with real ones; coro_close frees them, and what is
+ *    left is freed when coro_main returns. Outside a simulation nothing
+ *    changes (one thread-local load per call).
+ *  - Names: coro_tcp_listen(host, port) / coro_udp_bind bind the name
+ *    "host:port" (no lookup: any host string; NULL or "" binds the port on
+ *    every host; port "0" picks one from 49152 up, coro_sock_port reads
+ *    it; a numeric port only, else EINVAL; EADDRINUSE for a name bound
+ *    twice). coro_unix_listen / coro_unix_dial use the path as the name
+ *    and make no file. A dialing socket's own host is "client".
+ *  - coro_tcp_dial: ECONNREFUSED one latency later when nobody listens;
+ *    otherwise the connection reaches the listener's backlog one latency
+ *    later, and the dial returns then. coro_accept parks until a
+ *    connection has arrived. coro_connect on a simulated socket: EISCONN.
+ *  - Reads (coro_read, readv, recv, recvfrom on a connection) park until
+ *    data written by the peer has arrived (each write's bytes arrive one
+ *    latency after it, in order), and return what has (up to the buffer);
+ *    0 once the peer has closed and everything is read; ECONNRESET after
+ *    a reset. recv honours MSG_PEEK and MSG_DONTWAIT (EAGAIN). Writes
+ *    (coro_write, writev, send, sendto on a connection) park while 256 KiB
+ *    are queued unread for the peer and go on as it reads; EPIPE once the
+ *    peer has closed (never SIGPIPE). coro_wait_fd waits for the same.
+ *  - UDP: coro_sendto a numeric address ("127.0.0.1", port) reaches the
+ *    socket bound to that name (or to its port on every host) one latency
+ *    later; a datagram nobody is bound for is dropped silently;
+ *    coro_recvfrom reports the sender as a numeric address.
+ *  - Faults, drawn with probability fault_rate per call (never when 0),
+ *    only of kinds the call may report anyway: a short read; ECONNRESET
+ *    from a read or a write (both ends are reset; a write that had sent
+ *    some bytes returns that short count with errno ECONNRESET); a write
+ *    split in two deliveries (the reader sees short reads); ECONNREFUSED
+ *    from a dial; EMFILE from an accept, after its usual 100 ms back-off
+ *    (the connection stays queued); a datagram lost or delayed (reordered).
+ *  - Every blocking call is a checkpoint and honours the deadline exactly
+ *    in virtual time. Not simulated: coro_connect on a socket of your own
+ *    (any socket(2) descriptor is a real one: waiting on it is EPERM). */
+
+/* Partition hosts a and b of the simulated network (b NULL: a from every
+ * host): until coro_sim_heal, whatever travels between them (bytes, end
+ * of file, connections being dialed, datagrams) is held, not lost, and
+ * goes on one fresh latency after the heal, in order; what had already
+ * arrived stays readable. A host is the part of a name before ':' (the
+ * listener's host as dialed; "client" for a dialing socket). Partitions
+ * add up; coro_sim_heal(a, b) removes the a-b one, coro_sim_heal(a, NULL)
+ * every one that names a. 0, or -1 with errno: EPERM outside a
+ * simulation, EINVAL a NULL or empty, ENOMEM. */
+int coro_sim_partition(const char *a, const char *b);
+int coro_sim_heal(const char *a, const char *b);
+
 /* ---- Buffered streams ----------------------------------------------------- */
 
 typedef struct coro_stream coro_stream_t;

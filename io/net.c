@@ -20,6 +20,7 @@
  * wildcard is the fallback when the system has no IPv6 (or, after
  * CORO_IPV6ONLY, never). */
 #include "io/io_int.h"
+#include "io/simnet.h"
 #include "coro/compat.h"
 
 #include <arpa/inet.h>
@@ -165,6 +166,9 @@ static int bind_addr(const char *host, const char *port, int socktype, int flags
     }
     if (coro__checkpoint() != 0)
         return -1;
+    if (__builtin_expect(coro__simnet_on(), 0))
+        return socktype == SOCK_STREAM ? coro__simnet_listen(host, port, 0)
+                                       : coro__simnet_udp_bind(host, port);
     int any = !host || !*host;
     struct addrinfo *res;
     if (resolve(any ? NULL : host, port, AF_UNSPEC, socktype, 1, &res) < 0)
@@ -205,6 +209,8 @@ int coro_tcp_dial(const char *host, const char *port)
         return -1;
     if (coro__checkpoint() != 0)
         return -1;
+    if (__builtin_expect(coro__simnet_on(), 0))
+        return coro__simnet_dial(host, port, 0);
     struct addrinfo *res;
     if (resolve(host && *host ? host : NULL, port, AF_UNSPEC, SOCK_STREAM, 0, &res) < 0)
         return -1;
@@ -252,6 +258,8 @@ int coro_unix_listen(const char *path)
     socklen_t len;
     if (unix_addr(path, &sa, &len) < 0 || coro__checkpoint() != 0)
         return -1;
+    if (__builtin_expect(coro__simnet_on(), 0))
+        return coro__simnet_listen(NULL, path, 1); /* no file is made */
     /* A socket file left behind by an earlier listener: bind would say
      * EADDRINUSE. Anything else at path is left alone (and bind fails). */
     struct stat st;
@@ -271,6 +279,8 @@ int coro_unix_dial(const char *path)
     socklen_t len;
     if (unix_addr(path, &sa, &len) < 0 || coro__checkpoint() != 0)
         return -1;
+    if (__builtin_expect(coro__simnet_on(), 0))
+        return coro__simnet_dial(NULL, path, 1);
     int fd = new_socket(AF_UNIX, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
@@ -283,6 +293,9 @@ int coro_unix_dial(const char *path)
 
 int coro_sock_port(int fd)
 {
+    struct coro__simsock *sim = coro__simnet_sock(fd);
+    if (__builtin_expect(sim != NULL, 0))
+        return coro__simnet_port(sim);
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)

@@ -1,5 +1,6 @@
 /* io/socket.c: accepting and connecting (see io/io.h). */
 #include "io/io_int.h"
+#include "io/simnet.h"
 #include "coro/compat.h"
 
 #include <errno.h>
@@ -19,6 +20,9 @@ static int out_of_resources(int e)
 
 int coro_accept(int lfd, struct sockaddr *sa, socklen_t *len)
 {
+    struct coro__simsock *sim = coro__simnet_sock(lfd);
+    if (__builtin_expect(sim != NULL, 0))
+        return coro__simnet_accept(sim, sa, len);
     int lflags = coro__io_enter(lfd);
     if (lflags < 0)
         return -1;
@@ -72,6 +76,13 @@ static int connect_finish(int fd)
 
 int coro_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
+    if (__builtin_expect(coro__simnet_sock(fd) != NULL, 0)) {
+        /* Simulated sockets are made connected (coro_tcp_dial) or bound. */
+        if (coro__checkpoint() != 0)
+            return -1;
+        errno = EISCONN;
+        return -1;
+    }
     if (coro__io_enter(fd) < 0)
         return -1;
     int64_t backoff = CORO_MS;

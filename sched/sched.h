@@ -98,14 +98,16 @@ int coro_main(coro_fn fn, void *arg);
  *    handler is installed for the simulation's length, chaining to the
  *    program's own, and the old action is put back at the end.
  *  - Escapes are refused, never silently nondeterministic: waiting on a
- *    real descriptor (every socket, pipe and stream call that would block)
+ *    real descriptor (a pipe, a terminal, a socket not made by the
+ *    simulated network's calls)
  *    and coro_signal_wait fail with EPERM, as does a coro_getaddrinfo that
  *    needs a lookup; coro_run_blocking runs its job inline, at no virtual
  *    cost. Another thread's calls on the simulation's objects fail with
  *    EPERM as always.
- * The simulated network (fault_rate, latency_*) is not built yet: the
- * fields are checked (EINVAL outside 0..1, negative, or min > max) and
- * otherwise unused. */
+ *  - The socket calls of io/io.h work on a simulated network (see "The
+ *    simulated network" there): deliveries take latency_min..latency_max
+ *    ns of virtual time, and each call draws a fault with probability
+ *    fault_rate (EINVAL outside 0..1, a negative latency, or min > max). */
 typedef struct coro_sim {
     uint64_t seed;          /* 0: one is chosen and printed; CORO_SIM_SEED overrides */
     double   fault_rate;    /* 0..1 */

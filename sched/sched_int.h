@@ -202,6 +202,9 @@ typedef struct coro__sim {
     int64_t now;     /* the virtual clock */
     uint64_t steps;  /* dispatches drawn */
     struct sigaction old_abort; /* SIGABRT's action before the simulation */
+    /* The simulated network's configuration (io/simnet.c draws from it). */
+    double fault_rate;
+    int64_t latency_min, latency_max;
 } coro__sim_t;
 
 /* Start a simulation on s as cfg says (seed: CORO_SIM_SEED overrides;

@@ -164,6 +164,9 @@ int coro__sim_start(coro__sched_t *s, const coro_sim_t *cfg)
     sim->rng = seed;
     sim->trace = 0xCBF29CE484222325ull;
     sim->now = SIM_EPOCH;
+    sim->fault_rate = cfg->fault_rate;
+    sim->latency_min = cfg->latency_min;
+    sim->latency_max = cfg->latency_max;
     s->sim = sim;
     s->loop_now = sim->now;
     abort_arm(sim);
@@ -274,4 +277,25 @@ uint32_t coro__sim_below(uint32_t n)
     uint32_t r = (uint32_t)below(sim, n);
     mix(sim, (uint64_t)r << 32 | n);
     return r;
+}
+
+int64_t coro__sim_latency(void)
+{
+    coro__sim_t *sim = coro__tls->sim;
+    uint64_t span = (uint64_t)(sim->latency_max - sim->latency_min);
+    uint64_t r = span == UINT64_MAX ? next_random(sim) : below(sim, span + 1);
+    mix(sim, r ^ 0x4c4154ull);
+    return sim->latency_min + (int64_t)r;
+}
+
+int coro__sim_fault(void)
+{
+    coro__sim_t *sim = coro__tls->sim;
+    if (!(sim->fault_rate > 0.0))
+        return 0; /* no draw at all: a run without faults keeps its trace */
+    /* 53 random bits as a double in [0, 1). */
+    double u = (double)(next_random(sim) >> 11) * (1.0 / 9007199254740992.0);
+    int hit = u < sim->fault_rate;
+    mix(sim, 0x46415500ull | (uint64_t)hit);
+    return hit;
 }

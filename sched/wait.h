@@ -107,6 +107,11 @@ enum {
  * seeded generator (only while simulating). */
 int coro__sim_active(void);
 uint32_t coro__sim_below(uint32_t n);
+/* For the simulated network (io/simnet.c), only while simulating: a
+ * delivery latency drawn from latency_min..latency_max (ns), and a fault
+ * drawn true with probability fault_rate (never drawn when it is 0). */
+int64_t coro__sim_latency(void);
+int coro__sim_fault(void);
 
 /* coro_join(c, status) as a wait with coro__park's flags (an
  * uninterruptible join: a generator's free waits for its producer). */
