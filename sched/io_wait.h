@@ -95,6 +95,8 @@ int coro__fd_waiters(int fd);
 typedef struct coro__post {
     struct coro__post *next;
     void (*fn)(struct coro__post *m);
+    /* Set by the scheduler (a post between the schedulers of a run). */
+    int counted;
 } coro__post_t;
 
 /* The scheduler of the calling thread, as a handle other threads may post

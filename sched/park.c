@@ -87,10 +87,20 @@ int coro_cancel(coro_t *c)
 {
     coro__sched_t *s = coro__tls;
     if (!coro__valid(s, c)) {
+        int live = c && c->magic == CORO_MAGIC_LIVE;
+        /* Another scheduler's coroutine in the caller's run: cancelled
+         * there (sched/remote.c). */
+        if (live && coro__same_run(s, c->sched))
+            return coro__remote_cancel(s, c);
         /* A live coroutine of another running scheduler: EPERM. */
-        errno = c && c->magic == CORO_MAGIC_LIVE && c->sched != s ? EPERM : EINVAL;
+        errno = live && c->sched != s ? EPERM : EINVAL;
         return -1;
     }
+    return coro__cancel_local(c);
+}
+
+int coro__cancel_local(coro_t *c)
+{
     if (c->state == CORO_DONE)
         return 0;
     c->cancelled = 1;

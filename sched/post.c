@@ -23,22 +23,47 @@ struct sched *coro__self(void)
     return coro__tls;
 }
 
-int coro__post(struct sched *s, coro__post_t *m)
+static void push(coro__sched_t *s, coro__post_t *m)
 {
     pthread_mutex_lock(&s->post_lock);
     int was_empty = s->posts == NULL;
     m->next = s->posts;
-    s->posts = m;
+    __atomic_store_n(&s->posts, m, __ATOMIC_RELAXED); /* coro__posts_pending reads it */
     pthread_mutex_unlock(&s->post_lock);
     /* notify_armed was set on the scheduler's thread before any thread
-     * could post (coro__park_external arms it), and the mutex orders it. */
-    if (was_empty)
-        coro__poller_notify(s->poller);
+     * could post (coro__park_external arms it; a run arms every
+     * scheduler's before any starts), and the mutex orders it. Only the
+     * push that finds the stack empty wakes the poller; in a run, only
+     * while the scheduler sleeps in it: a running one looks for posts
+     * between passes and before it sleeps. The fences pair with the
+     * sleeper's (poll_events in sched/sched.c): either it sees this post
+     * and does not sleep, or this sees it sleeping. */
+    if (!was_empty)
+        return;
+    if (s->run) {
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (!__atomic_load_n(&s->sleeping, __ATOMIC_SEQ_CST))
+            return;
+    }
+    coro__poller_notify(s->poller);
+}
+
+int coro__post(struct sched *s, coro__post_t *m)
+{
+    m->counted = 0;
+    push(s, m);
     return 0;
+}
+
+void coro__post_push(coro__sched_t *s, coro__post_t *m)
+{
+    push(s, m);
 }
 
 void coro__posts_run(coro__sched_t *s)
 {
+    if (s->quiet)
+        coro__run_busy(s);
     pthread_mutex_lock(&s->post_lock);
     coro__post_t *m = s->posts;
     s->posts = NULL;
@@ -52,7 +77,10 @@ void coro__posts_run(coro__sched_t *s)
     }
     while (fifo) {
         coro__post_t *next = fifo->next;
+        int counted = fifo->counted;
         fifo->fn(fifo); /* may free fifo */
+        if (counted)
+            coro__run_post_done(s);
         fifo = next;
     }
 }

@@ -61,7 +61,8 @@ static inline size_t pass_length(const coro__sched_t *s, size_t n)
 {
     if (s->slow_ns || s->sim)
         return 0;
-    return (s->heap_len || s->poll_waiters) ? n : SIZE_MAX;
+    /* In a run, other schedulers' posts are looked for between passes. */
+    return (s->heap_len || s->poll_waiters || s->run) ? n : SIZE_MAX;
 }
 
 coro_t *coro__pass_end(coro__sched_t *s)
@@ -69,7 +70,8 @@ coro_t *coro__pass_end(coro__sched_t *s)
     if (s->sim)
         return coro__sim_pick(s);
     coro_t *next = NULL;
-    if (s->runq_head && !s->poll_waiters) {
+    /* Posts from the run's other schedulers are run by the loop. */
+    if (s->runq_head && !s->poll_waiters && !(s->run && coro__posts_pending(s))) {
         if (s->heap_len)
             coro__timer_expire(s, coro__clock());
         coro__pass_set(s, pass_length(s, s->runq_len - 1));
@@ -119,7 +121,7 @@ void coro_yield(void)
                                                 "into a park");
     coro_t *next = s->runq_head;
     if (__builtin_expect(!next || !s->pass_left, 0)) { /* pass_left: 0 in CORO_DEBUG=slow mode */
-        if (!next && !s->heap_len && !s->poll_waiters)
+        if (!next && !s->heap_len && !s->poll_waiters && !(s->run && coro__posts_pending(s)))
             return; /* nobody else to run and nothing to look at */
         return yield_slow(s, self);
     }
@@ -156,15 +158,20 @@ static void poll_ready(void *ctx, uint64_t token, int events)
  * overridden, so every coroutine unwinds through its error paths. */
 static size_t on_deadlock(coro__sched_t *s)
 {
-    size_t woken = 0;
     if (!s->deadlocked) {
         char head[160];
         snprintf(head, sizeof head,
                  "coro: deadlock: all %zu coroutines are blocked and nothing can wake them",
                  s->live);
         coro__dump_to(s, STDERR_FILENO, head);
-        s->deadlocked = 1;
     }
+    return coro__kill_all(s);
+}
+
+size_t coro__kill_all(coro__sched_t *s)
+{
+    size_t woken = 0;
+    s->deadlocked = 1;
     for (coro_list_t *n = s->all.next; n != &s->all; n = n->next) {
         coro_t *c = coro_container_of(n, coro_t, all_node);
         if (c->state == CORO_DONE)
@@ -195,14 +202,40 @@ __attribute__((noreturn, cold)) static void unwind_stuck(coro__sched_t *s)
     abort();
 }
 
+/* Block in the poller for at most timeout ns (-1: until an event). In a
+ * run, the sleeping flag tells posters to wake this thread through the
+ * kernel; a post that came before the flag was seen is run instead of
+ * sleeping (see coro__post). */
+static void poll_events(coro__sched_t *s, int64_t timeout)
+{
+    if (s->run && timeout != 0) {
+        __atomic_store_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (coro__posts_pending(s))
+            timeout = 0;
+    }
+    if (coro__poller_wait(s->poller, timeout, poll_ready, s) < 0) {
+        /* Only a broken epoll fd gets here: report it, don't spin. */
+        perror("coro: poller");
+        abort();
+    }
+    if (s->run)
+        __atomic_store_n(&s->sleeping, 0, __ATOMIC_RELAXED);
+}
+
 static void run_loop(coro__sched_t *s)
 {
     for (;;) {
         if (s->reap)
             coro__reap(s);
-        if (s->live == 0)
+        /* A scheduler of a run stays up while the run lasts: another may
+         * spawn on it (coro__run_idle says when the run has ended). */
+        if (s->live == 0 && !s->run)
             break;
+        if (s->run && coro__posts_pending(s))
+            coro__posts_run(s);
         int64_t timeout;
+        int wait_for_posts = 0;
         if (s->runq_head) {
             timeout = 0;
         } else if (s->heap_len && s->sim) {
@@ -214,21 +247,26 @@ static void run_loop(coro__sched_t *s)
             timeout = next > now ? next - now : 0;
         } else if (s->poll_waiters) {
             timeout = -1;
+        } else if (s->run) {
+            /* Only another scheduler of the run can give this one work. */
+            int v = coro__run_idle(s);
+            if (v > 0)
+                break;
+            if (v < 0)
+                continue;
+            timeout = -1;
+            wait_for_posts = 1;
         } else {
             if (on_deadlock(s) == 0)
                 unwind_stuck(s);
             continue;
         }
-        if (s->poll_waiters || timeout > 0) {
+        if (s->poll_waiters || timeout > 0 || wait_for_posts) {
             /* About to sleep: stacks freed since the last release go back
              * now, so an idle thread holds no more than its warm pool. */
             if (timeout != 0)
                 coro__stack_trim();
-            if (coro__poller_wait(s->poller, timeout, poll_ready, s) < 0) {
-                /* Only a broken epoll fd gets here: report it, don't spin. */
-                perror("coro: poller");
-                abort();
-            }
+            poll_events(s, timeout);
         }
         s->loop_now = coro__clock();
         if (s->heap_len)
@@ -251,7 +289,7 @@ static void run_loop(coro__sched_t *s)
 
 /* ---- coro_main ----------------------------------------------------------- */
 
-static void coro__destroy(coro__sched_t *s)
+void coro__sched_free(coro__sched_t *s)
 {
     /* Everything has ended: let io/ stop its threads (their last posts are
      * run here too), then free what was never joined. */
@@ -281,46 +319,37 @@ int coro_main(coro_fn fn, void *arg)
     return coro_main_opts(fn, arg, NULL);
 }
 
-/* EINVAL for what can never be right, ENOTSUP for what a later release
- * builds (several scheduler threads). */
+/* EINVAL for what can never be right. */
 static int check_main_opts(const coro_main_opts_t *o)
 {
-    if (o->threads < 0 || o->pool_threads < 0 || o->pool_threads > CORO__POOL_MAX_THREADS) {
+    if (o->threads < 0 || o->threads > CORO__MAX_THREADS || o->pool_threads < 0 ||
+        o->pool_threads > CORO__POOL_MAX_THREADS || (o->threads >= 2 && o->sim)) {
         errno = EINVAL;
-        return -1;
-    }
-    if (o->threads >= 2) {
-        errno = ENOTSUP;
         return -1;
     }
     return 0;
 }
 
-int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
+coro__sched_t *coro__sched_new(const coro_main_opts_t *o)
 {
-    if (!fn) {
-        errno = EINVAL;
-        return -1;
-    }
-    if (o && check_main_opts(o) != 0)
-        return -1;
     if (coro__tls) {
         errno = EBUSY;
-        return -1;
+        return NULL;
     }
     coro__sched_t *s = coro__calloc(1, sizeof *s);
     if (!s)
-        return -1;
+        return NULL;
     coro_list_init(&s->all);
     coro_list_init(&s->signal_waiters);
     coro_list_init(&s->live_node);
+    coro_list_init(&s->remote_held);
     pthread_mutex_init(&s->post_lock, NULL);
     if (o && o->sim && coro__sim_start(s, o->sim) != 0) {
         int e = errno;
         pthread_mutex_destroy(&s->post_lock);
         free(s);
         errno = e;
-        return -1;
+        return NULL;
     }
     s->pool_threads = o ? o->pool_threads : 0;
     coro__mask_record(s);
@@ -334,17 +363,21 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
         coro__sim_free(s);
         free(s);
         errno = e;
-        return -1;
+        return NULL;
     }
     coro__debug_init(s);
     coro__fiber_init_thread(&s->fiber);
     coro__tls = s;
+    return s;
+}
 
+int coro__sched_run(coro__sched_t *s, coro_fn fn, void *arg)
+{
     coro_opts_t opts = { .stack_size = 0, .name = "main" };
     coro_t *m = coro__spawn(s, fn, arg, &opts);
     if (!m) {
         int e = errno;
-        coro__destroy(s);
+        coro__sched_free(s);
         errno = e;
         return -1;
     }
@@ -357,10 +390,26 @@ int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
     int status = s->main_status;
     if (s->sim)
         coro__sim_end(s, status, deadlocked);
-    coro__destroy(s);
+    coro__sched_free(s);
     if (deadlocked) {
         errno = EDEADLK;
         return -1;
     }
     return status;
+}
+
+int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *o)
+{
+    if (!fn) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (o && check_main_opts(o) != 0)
+        return -1;
+    if (o && o->threads >= 2)
+        return coro__run_main(fn, arg, o);
+    coro__sched_t *s = coro__sched_new(o);
+    if (!s)
+        return -1;
+    return coro__sched_run(s, fn, arg);
 }

@@ -119,9 +119,9 @@ typedef struct coro_sim {
 typedef struct coro_main_opts {
     /* Non-NULL: run as a deterministic simulation (see coro_sim_t). */
     const coro_sim_t *sim;
-    /* >= 2: that many schedulers, one per thread (the caller's is index 0).
-     * Not yet built; a later release: ENOTSUP. 0 or 1: one scheduler, on
-     * the calling thread. */
+    /* >= 2: a run of that many schedulers, one per thread (see RUNS OF
+     * SEVERAL SCHEDULERS below). 0 or 1: one scheduler, on the calling
+     * thread. */
     int threads;
     /* The blocking pool's size (coro_run_blocking, coro_getaddrinfo): at
      * most that many jobs run at once, on threads started as needed. 0:
@@ -133,10 +133,46 @@ typedef struct coro_main_opts {
 
 /* coro_main with options; opts NULL is coro_main(fn, arg). Returns as
  * coro_main, with its errors, and: EINVAL threads or pool_threads negative,
- * or pool_threads above 1024, a bad sim (see coro_sim_t) or a
- * CORO_SIM_SEED that is not a decimal number; ENOTSUP threads >= 2 (not
- * yet built; a later release). */
+ * threads or pool_threads above 1024, a sim with threads >= 2 (a
+ * simulation runs on one thread), a bad sim (see coro_sim_t) or a
+ * CORO_SIM_SEED that is not a decimal number; EAGAIN (or pthread_create's
+ * other errors) a thread of a run could not be started.
+ *
+ * RUNS OF SEVERAL SCHEDULERS (threads >= 2): thread per core, no
+ * migration. Scheduler 0 runs on the calling thread, schedulers 1 ..
+ * threads-1 on threads started for the run; every one runs fn(arg) as its
+ * main coroutine (coro_thread_index tells them apart). Each is a whole
+ * scheduler of its own: its coroutines, timers, descriptors, blocking
+ * pool (pool_threads each) and stacks never move to another thread, and
+ * the thread boundary above holds between them, except where a call says
+ * otherwise: coro_spawn_on, and coro_join, coro_cancel and coro_detach of
+ * a coroutine of another scheduler of the run.
+ * The run lasts until no coroutine is left on any scheduler: a scheduler
+ * whose coroutines have all ended waits (another may still spawn on it).
+ * Then it returns -1/EDEADLK if the run was deadlocked (below), else the
+ * first non-zero status of the main coroutines by index (with that
+ * scheduler's errno), else 0.
+ * Deadlock: when every scheduler is blocked with nothing that can wake
+ * any of them (no ready coroutine, timer, descriptor, blocking job or
+ * signal wait, and no message between schedulers on its way) while
+ * coroutines remain, the run is deadlocked: stderr gets a dump of every
+ * scheduler's coroutines, under its index, and they are all cancelled,
+ * shields overridden, as in a lone coro_main.
+ * Signals: the run's other threads block every signal except those the
+ * kernel sends to the thread that caused them (SIGSEGV, SIGBUS, SIGFPE,
+ * SIGILL, SIGTRAP, SIGSYS, SIGABRT), so a signal sent to the process is
+ * delivered to the calling thread as without a run. coro_signal_wait works
+ * on scheduler 0; on another scheduler it sees a signal only if the
+ * calling thread blocks it too (block it before coro_main_opts, or wait on
+ * scheduler 0 and pass the news on). */
 int coro_main_opts(coro_fn fn, void *arg, const coro_main_opts_t *opts);
+
+/* This scheduler's index in its run (0 .. coro_thread_count()-1; 0 in a
+ * lone coro_main); -1 on a thread that runs no scheduler. */
+int coro_thread_index(void);
+/* The number of schedulers of the caller's run: 1 in a lone coro_main, 0
+ * on a thread that runs no scheduler. */
+int coro_thread_count(void);
 
 /* 64 random bits. In a simulation they are drawn from its seed (so a
  * program's own random choices, such as a retry's jitter, replay with
@@ -169,17 +205,32 @@ uint64_t coro_sim_trace(void);
 coro_t *coro_spawn(coro_fn fn, void *arg);
 coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts);
 
+/* coro_spawn on scheduler `index` of the caller's run (its own index:
+ * coro_spawn). The new coroutine runs fn(arg) there; the handle may be
+ * joined, cancelled or detached from any scheduler of the run (it must
+ * be joined or detached, once). The caller waits while the other
+ * scheduler makes the coroutine (a message there and back); not a
+ * checkpoint. Errors: EPERM not called from a coroutine; EINVAL fn NULL
+ * or no scheduler with that index; ENOMEM (the caller's or the other
+ * scheduler's memory); ECANCELED a deadlock's unwind ended the wait (the
+ * coroutine, if made, is detached). */
+coro_t *coro_spawn_on(int index, coro_fn fn, void *arg);
+
 /* Wait for c to end, store its status (if status is not NULL), free it.
- * A checkpoint. Errors: EDEADLK c is the caller; EINVAL c is NULL,
+ * A checkpoint. c may belong to another scheduler of the caller's run
+ * (the join is then made there, and c is freed there once the caller has
+ * its status). Errors: EDEADLK c is the caller; EINVAL c is NULL,
  * detached, owned by a group, the main coroutine, already being joined,
  * or was freed (see STALE HANDLES below); EPERM outside a coroutine, or c
- * belongs to a scheduler running on another thread; ECANCELED/ETIMEDOUT the caller was cancelled
- * or its deadline passed: c keeps running and stays joinable. */
+ * belongs to a scheduler running on another thread outside the caller's
+ * run; ECANCELED/ETIMEDOUT the caller was cancelled or its deadline
+ * passed: c keeps running and stays joinable. */
 int coro_join(coro_t *c, int *status);
 
 /* Let c be freed when it ends; it can no longer be joined. Ignores NULL,
  * stale handles, group children, a coroutine already being joined and
- * another thread's coroutine.
+ * another thread's coroutine, unless that thread's scheduler is in the
+ * caller's run (then it is done there, a moment later).
  *
  * STALE HANDLES. A coroutine's struct lives at the top of its stack, and
  * stacks are reused. A handle to a freed coroutine is recognised (EINVAL)
@@ -197,10 +248,15 @@ void coro_detach(coro_t *c);
  * idempotent; cancelling a finished or never-started coroutine is harmless
  * (a never-started one still runs and meets ECANCELED at its first
  * checkpoint). Returns 0. Errors: EINVAL c is NULL or a stale handle;
- * EPERM c is a live coroutine of a scheduler running on another thread
+ * EPERM c is a live coroutine of a scheduler running on another thread,
+ * outside the caller's run
  * (also when no scheduler runs on this thread; a NULL or dead handle there
  * is EINVAL). */
 int coro_cancel(coro_t *c);
+/* A coroutine of another scheduler of the caller's run is cancelled
+ * there: coro_cancel sends the request and returns 0 (ENOMEM if it
+ * cannot); the coroutine sees it once its scheduler has taken the
+ * message, which it does between two of its switches. */
 
 /* Go to the back of the ready queue; other ready coroutines, expired timers
  * and ready I/O get their turn. Not a checkpoint: never fails. */

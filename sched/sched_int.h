@@ -95,6 +95,10 @@ struct coro {
     coro_list_t group_node;
     /* On s->all. */
     coro_list_t all_node;
+    /* A join from another scheduler of the run (sched/remote.c), waiting
+     * for this coroutine's end or, once told of it, for the word to free
+     * or keep it; NULL if none. Counts as "being joined". */
+    struct coro__remote_call *remote_joiner;
 };
 
 struct sched {
@@ -189,6 +193,20 @@ struct sched {
      * can be reused by a later scheduler; this cannot). */
     coro_list_t live_node;
     uint64_t serial;
+    /* A run of several schedulers (sched/run.c), NULL for a lone
+     * coro_main: this one's index in it; whether it is quiet (nothing
+     * ready, no timer, no poller waiter: only another scheduler can give
+     * it work), kept under the run's lock; the last deadlock verdict of
+     * the run it has applied; and whether it sleeps in its poller now
+     * (posts from other threads wake it through the kernel only then). */
+    struct coro__run *run;
+    int run_index;
+    int quiet;
+    uint64_t verdicts_seen;
+    int sleeping;
+    /* Cross-scheduler joins held by this scheduler's coroutines until
+     * they end (sched/remote.c). */
+    coro_list_t remote_held;
 };
 
 extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
@@ -596,6 +614,69 @@ void coro__mask_restore(coro__sched_t *s);
 /* Groups (sched/group.c): a child of a group has ended. Returns 1 if it is
  * to be freed at once (a CORO_GROUP_REAP group's), 0 if its group keeps it. */
 int coro__group_child_done(coro_t *c);
+
+/* ---- runs of several schedulers (sched/run.c, sched/remote.c) ---------- */
+
+typedef struct coro__run coro__run_t;
+
+/* A scheduler for the calling thread, as o says (NULL: the defaults),
+ * the thread's own (coro__tls) from now on; NULL with errno (EBUSY the
+ * thread has one, ENOMEM, EMFILE, EINVAL a bad sim). */
+coro__sched_t *coro__sched_new(const coro_main_opts_t *o);
+/* Run fn(arg) as s's main coroutine until the loop ends, free s, and
+ * return as coro_main does. */
+int coro__sched_run(coro__sched_t *s, coro_fn fn, void *arg);
+/* Free s (nothing runs on it any more). */
+void coro__sched_free(coro__sched_t *s);
+/* The most schedulers a run may have. */
+#define CORO__MAX_THREADS 1024
+
+/* coro_main_opts with threads >= 2: every scheduler runs fn(arg). */
+int coro__run_main(coro_fn fn, void *arg, const coro_main_opts_t *o);
+/* The loop of s (in a run) found nothing to do: mark it quiet and, if
+ * every scheduler of the run is quiet with no post between them in
+ * flight, decide: the run has ended (no coroutine left anywhere) or is
+ * deadlocked (a dump of every scheduler, then each unwinds). Returns 1
+ * when the run has ended (leave the loop), -1 when a deadlock verdict has
+ * just been applied to s (its coroutines are ready: go on), 0 to sleep
+ * until a post comes. */
+int coro__run_idle(coro__sched_t *s);
+/* s's thread took posts while quiet: it is busy again. */
+void coro__run_busy(coro__sched_t *s);
+/* Scheduler `index` of s's run, NULL if out of range. */
+coro__sched_t *coro__run_sched(const coro__sched_t *s, int index);
+/* Post m to another scheduler of the same run, counted as in flight until
+ * it has run there (the run cannot be called quiet meanwhile). */
+void coro__run_post(coro__sched_t *to, struct coro__post *m);
+/* Queue m for s as coro__post does, m->counted as the caller set it. */
+void coro__post_push(coro__sched_t *s, struct coro__post *m);
+/* A post counted by coro__run_post has run. */
+void coro__run_post_done(coro__sched_t *s);
+/* Is there a post waiting for s (one relaxed load)? */
+static inline int coro__posts_pending(coro__sched_t *s)
+{
+    return __atomic_load_n(&s->posts, __ATOMIC_RELAXED) != NULL;
+}
+
+/* Are a and b schedulers of the same run (and not the same one)? */
+static inline int coro__same_run(const coro__sched_t *a, const coro__sched_t *b)
+{
+    return a && b && a != b && a->run && a->run == b->run;
+}
+
+/* Operations on another scheduler's coroutine, c->sched in the caller's
+ * run (sched/remote.c): they travel as posts and run on c's scheduler. */
+int coro__remote_join(coro__sched_t *s, coro_t *c, int *status, unsigned flags);
+int coro__remote_cancel(coro__sched_t *s, coro_t *c);
+void coro__remote_detach(coro__sched_t *s, coro_t *c);
+/* c, with a remote joiner, has ended: tell the joiner. */
+void coro__remote_joined_end(coro__sched_t *s, coro_t *c);
+/* The local halves, also run on c's own scheduler for a remote request. */
+int coro__cancel_local(coro_t *c);
+void coro__detach_local(coro__sched_t *s, coro_t *c);
+/* Nothing can wake anyone: cancel every coroutine of s, shields overridden
+ * (after the dump, which the caller has written). Returns how many woke. */
+size_t coro__kill_all(coro__sched_t *s);
 
 /* Dump (sched/dump.c): write the dump with a headline. */
 void coro__dump_to(coro__sched_t *s, int fd, const char *headline);

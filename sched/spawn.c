@@ -31,6 +31,8 @@ static coro__fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
     self->state = CORO_DONE;
     s->live--;
     coro__wake_all(&self->joiners, 0);
+    if (__builtin_expect(self->remote_joiner != NULL, 0))
+        coro__remote_joined_end(s, self);
     int reap = self->detached || self->is_main;
     if (self->group)
         reap = coro__group_child_done(self);
@@ -102,6 +104,7 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     c->deadline = CORO_NEVER;
     c->timer_index = 0;
     c->group = NULL;
+    c->remote_joiner = NULL;
     coro_list_init(&c->joiners);
     coro_list_init(&c->group_node);
     coro_list_push_back(&s->all, &c->all_node);
@@ -150,10 +153,15 @@ static inline __attribute__((always_inline)) int join(coro_t *c, int *status, un
         return -1;
     }
     if (!coro__valid(s, c)) {
+        /* Another scheduler's coroutine, in the caller's run: joined
+         * there (sched/remote.c). */
+        if (c && c->magic == CORO_MAGIC_LIVE && coro__same_run(s, c->sched))
+            return coro__remote_join(s, c, status, flags);
         errno = invalid_errno(s, c);
         return -1;
     }
-    if (c->detached || c->group || c->is_main || coro_list_linked(&c->joiners)) {
+    if (c->detached || c->group || c->is_main || coro_list_linked(&c->joiners) ||
+        c->remote_joiner) {
         errno = EINVAL;
         return -1;
     }
@@ -188,8 +196,18 @@ int coro__join(coro_t *c, int *status, unsigned flags)
 void coro_detach(coro_t *c)
 {
     coro__sched_t *s = coro__tls;
-    if (!coro__valid(s, c) || c->detached || c->group || c->is_main ||
-        coro_list_linked(&c->joiners))
+    if (!coro__valid(s, c)) {
+        if (c && c->magic == CORO_MAGIC_LIVE && coro__same_run(s, c->sched))
+            coro__remote_detach(s, c);
+        return;
+    }
+    coro__detach_local(s, c);
+}
+
+void coro__detach_local(coro__sched_t *s, coro_t *c)
+{
+    if (c->detached || c->group || c->is_main || coro_list_linked(&c->joiners) ||
+        c->remote_joiner)
         return;
     if (c->state == CORO_DONE) {
         coro__free_coro(s, c);
