@@ -89,15 +89,8 @@ int coro__fd_waiters(int fd);
 
 /* ---- Other threads ------------------------------------------------------ */
 
-/* A message posted to a scheduler from any thread; fn runs on the
- * scheduler's thread, in its own context (not a coroutine: it may wake
- * waiters, never park). */
-typedef struct coro__post {
-    struct coro__post *next;
-    void (*fn)(struct coro__post *m);
-    /* Set by the scheduler (a post between the schedulers of a run). */
-    int counted;
-} coro__post_t;
+/* coro__post_t, a message posted to a scheduler from any thread, is
+ * defined in sched/wait.h (a cross-thread wait embeds one). */
 
 /* The scheduler of the calling thread, as a handle other threads may post
  * to (NULL outside coro_main). */

@@ -24,6 +24,8 @@
 #include "coro/coro.h"
 #include "coro/list.h"
 
+#include <pthread.h>
+
 typedef struct coro__waiter {
     /* In the wait list of the object waited on (or unlinked). */
     coro_list_t node;
@@ -43,7 +45,22 @@ typedef struct coro__waiter {
     int result;
     /* Free for the primitive: a value handed over with the wake. */
     void *data;
+    /* For a channel waiter: NULL, or the claim word of a cross-thread
+     * wait it belongs to (a select with a shared channel among its cases:
+     * see coro__xwait_t); a waker that can wake it must also win the
+     * claim. */
+    int *claim;
 } coro__waiter_t;
+
+/* A message posted to a scheduler from any thread; fn runs on the
+ * scheduler's thread, in its own context (not a coroutine: it may wake
+ * waiters, never park). */
+typedef struct coro__post {
+    struct coro__post *next;
+    void (*fn)(struct coro__post *m);
+    /* Set by the scheduler (a post between the schedulers of a run). */
+    int counted;
+} coro__post_t;
 
 /* How a park waits (coro__park's flags, or'd; 0 for an ordinary wait). */
 enum {
@@ -112,6 +129,69 @@ uint32_t coro__sim_below(uint32_t n);
  * drawn true with probability fault_rate (never drawn when it is 0). */
 int64_t coro__sim_latency(void);
 int coro__sim_fault(void);
+
+/* A WAIT THAT ANOTHER THREAD MAY END (sched/xwait.c): what a shared
+ * channel (sync/chan_shared.c) parks on, for a coroutine of any scheduler
+ * or a plain thread. Whoever completes the wait first wins its claim word
+ * (coro__xwait_claim: a compare-and-swap, so a peer's completion and the
+ * waiter's own cancellation or deadline can never both win); the winner
+ * of a completion hands its item over, then coro__xwait_deliver wakes the
+ * owner on its own thread (directly when that is the caller's, else with
+ * a post, or the condition variable of a plain thread).
+ *
+ *     coro__xwait_t x;
+ *     coro__xwait_init(&x);                  // the calling thread's
+ *     ...link x's queue nodes under the object's lock...
+ *     if (coro__xwait_park(&x, flags, "chan recv", obj) != 0)
+ *         ...x was not completed: unlink under the lock, return -1...
+ * and a peer, under the object's lock:
+ *     if (coro__xwait_claim(&x)) { hand over; x.fired = i; x.result = 0;
+ *                                  unlink; coro__xwait_deliver(&x); }
+ * x lives on the waiter's stack: coro__xwait_park returns only once a
+ * delivery that was started has arrived. */
+typedef struct coro__xwait {
+    int claimed;            /* atomic: 0 until a completion or the owner wins it */
+    int delivered;          /* set on the owner's thread once the winner's news is in */
+    int fired;              /* for the winner: which case (a select), and the result */
+    int result;
+    struct sched *sched;    /* the owner's scheduler; NULL for a plain thread */
+    coro__waiter_t w;       /* a coroutine parks on it (a select's primary) */
+    coro__post_t post;      /* the delivery to another scheduler */
+    pthread_mutex_t mu;     /* a plain thread waits on these */
+    pthread_cond_t cv;
+    int plain;              /* mu and cv are set up */
+} coro__xwait_t;
+
+/* Set x up for the calling thread (a coroutine, or a plain thread).
+ * 0, or -1 with errno (EMFILE: no descriptor for the scheduler's wake-up
+ * channel), before anything is linked. */
+int coro__xwait_init(coro__xwait_t *x);
+/* Win x's claim (1) or find it won already (0). */
+static inline int coro__xwait_claim_word(int *claim)
+{
+    int zero = 0;
+    return __atomic_compare_exchange_n(claim, &zero, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+static inline int coro__xwait_claim(coro__xwait_t *x)
+{
+    return coro__xwait_claim_word(&x->claimed);
+}
+/* After winning x's claim and handing over: wake x's owner. Any thread. */
+void coro__xwait_deliver(coro__xwait_t *x);
+/* Block until x is completed (0: x.fired and x.result say how; for a
+ * select, x.w.fired may instead name a local case's waiter that a peer
+ * on this thread completed) or, for a coroutine, until a cancellation or
+ * deadline wins the claim first (-1 with errno; nobody will touch x
+ * again once the caller has unlinked its nodes). flags: coro__park's
+ * (CORO__PARK_POLL when a plain thread may be the one to complete it: the
+ * scheduler then never counts the wait as deadlocked). */
+int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const void *obj);
+/* Done with x (a plain thread's mutex and condition variable). */
+void coro__xwait_fini(coro__xwait_t *x);
+/* The run of several schedulers the calling thread's scheduler belongs
+ * to, as an opaque identity; NULL for a plain thread or a lone
+ * scheduler. */
+const void *coro__xwait_run(void);
 
 /* coro_join(c, status) as a wait with coro__park's flags (an
  * uninterruptible join: a generator's free waits for its producer). */

@@ -25,13 +25,10 @@
  *
  * A freed channel's magic is overwritten, so a later call on the handle
  * aborts with a message while the memory has not been reused. */
-#include "sync/sync.h"
+#include "sync/chan_int.h"
 #include "sched/sched.h"
 #include "coro/fault.h"
-#include "coro/list.h"
-#include "coro/sanitize.h"
 #include "sched/wait.h"
-#include "sync/elem.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -39,58 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define CHAN_MAGIC_LIVE 0xC4A7F1F0u
-#define CHAN_MAGIC_DEAD 0xC4A7DEADu
-
-/* Cases of a select whose waiters fit on the caller's stack; a select of
- * more allocates them (and can fail with ENOMEM). */
-#define SELECT_STACK_CASES 32
-
-struct coro_chan {
-    /* Parked receivers (ring empty) and senders (ring full), FIFO. First:
-     * free() reuses the first bytes of a block for its own links, and the
-     * magic below must survive it. */
-    coro_list_t recvq, sendq;
-    /* CHAN_MAGIC_LIVE from new to free, then CHAN_MAGIC_DEAD. */
-    uint32_t magic;
-    /* Set by coro_chan_close: no send succeeds any more. */
-    int closed;
-    /* The scheduler it belongs to (sched/wait.h's thread boundary). */
-    void *home;
-    size_t elem_size;
-    /* Ring capacity in items (0: unbuffered). */
-    size_t cap;
-    /* The oldest buffered item's slot, and how many are buffered. */
-    size_t head, len;
-    /* The ring: cap * elem_size bytes. */
-    unsigned char ring[];
-};
-
-/* ---- checks ------------------------------------------------------------- */
-
-__attribute__((noreturn, noinline, cold))
-static void chan_bad(const coro_chan_t *ch, const char *fn, int freed)
-{
-    fprintf(stderr, "coro: %s(%p): %s\n", fn, (const void *)ch,
-            freed ? "the channel has been freed (use after coro_chan_free)"
-                  : "not a channel (corrupt handle, or freed and reused)");
-    fflush(stderr);
-    abort();
-}
-
-/* Abort on a freed or bogus handle. Under AddressSanitizer a freed
- * channel's memory is poisoned: ask first, so the message is ours. */
-static inline void chan_check(const coro_chan_t *ch, const char *fn)
-{
-#if CORO_ASAN
-    if (__asan_address_is_poisoned(&ch->magic))
-        chan_bad(ch, fn, 1);
-#endif
-    uint32_t m = ch->magic;
-    if (__builtin_expect(m != CHAN_MAGIC_LIVE, 0))
-        chan_bad(ch, fn, m == CHAN_MAGIC_DEAD);
-}
 
 /* A live channel that the caller may use: 0, or -1/EPERM (another running
  * scheduler's channel). */
@@ -109,37 +54,19 @@ int coro_chan_recv(coro_chan_t *ch, void *elem);
 
 __attribute__((noinline, cold)) static int send_foreign(coro_chan_t *ch, const void *elem)
 {
+    if (ch->sh)
+        return coro__chan_shared_send(ch, elem, 1);
     return coro__home(&ch->home) < 0 ? -1 : coro_chan_send(ch, elem);
 }
 
 __attribute__((noinline, cold)) static int recv_foreign(coro_chan_t *ch, void *elem)
 {
+    if (ch->sh)
+        return coro__chan_shared_recv(ch, elem, 1);
     return coro__home(&ch->home) < 0 ? -1 : coro_chan_recv(ch, elem);
 }
 
 /* ---- items and waiters -------------------------------------------------- */
-
-static inline unsigned char *slot(coro_chan_t *ch, size_t i)
-{
-    return ch->ring + i * ch->elem_size;
-}
-
-static inline void ring_put(coro_chan_t *ch, const void *elem)
-{
-    size_t i = ch->head + ch->len;
-    if (i >= ch->cap)
-        i -= ch->cap;
-    sync_copy_elem(slot(ch, i), elem, ch->elem_size);
-    ch->len++;
-}
-
-static inline void ring_take(coro_chan_t *ch, void *elem)
-{
-    sync_copy_elem(elem, slot(ch, ch->head), ch->elem_size);
-    if (++ch->head == ch->cap)
-        ch->head = 0;
-    ch->len--;
-}
 
 /* The buffer a waiter sends from or receives into. */
 static inline void *waiter_elem(const coro__waiter_t *w)
@@ -149,20 +76,42 @@ static inline void *waiter_elem(const coro__waiter_t *w)
     return ((coro_case_t *)w->data)->elem;
 }
 
+/* Can w be woken and completed by the caller? A waiter of a select that
+ * also waits on a shared channel must first win that select's claim
+ * (a peer on another thread may be completing it through a shared case);
+ * a plain waiter has no claim word and costs one test. */
+static inline int can_take(coro__waiter_t *w)
+{
+    if (__builtin_expect(!coro__can_wake(w), 0))
+        return 0;
+    return __builtin_expect(!w->claim, 1) || coro__xwait_claim_word(w->claim);
+}
+
 /* The first waiter of q that can still be woken, or NULL; stale waiters
  * met on the way are unlinked. The running coroutine's own waiters never
  * qualify (it is not parked), so a select with a send and a receive on
- * one channel cannot meet itself. */
+ * one channel cannot meet itself. A waiter returned with a claim word
+ * has been claimed: it must be completed (coro__wake) now. */
 static inline coro__waiter_t *first_live(coro_list_t *q)
 {
     coro_list_t *n;
     while ((n = q->next) != q) {
         coro__waiter_t *w = coro_container_of(n, coro__waiter_t, node);
-        if (__builtin_expect(coro__can_wake(w), 1))
+        if (__builtin_expect(can_take(w), 1))
             return w;
         coro_list_remove(n);
     }
     return NULL;
+}
+
+/* Wake w (taken by first_live) with result. For a claimed waiter, its
+ * cross-thread wait learns here that it was completed on its own thread
+ * (the select then reads which case from the primary's fired). */
+static inline void take(coro__waiter_t *w, int result)
+{
+    if (__builtin_expect(w->claim != NULL, 0))
+        coro_container_of(w->claim, coro__xwait_t, claimed)->delivered = 1;
+    coro__wake(w, result);
 }
 
 /* Send elem now: to the live receiver r if there is one, else into the
@@ -171,7 +120,7 @@ static inline void send_to(coro_chan_t *ch, const void *elem, coro__waiter_t *r)
 {
     if (r) {
         sync_copy_elem(waiter_elem(r), elem, ch->elem_size);
-        coro__wake(r, 0);
+        take(r, 0);
     } else {
         ring_put(ch, elem);
     }
@@ -185,11 +134,11 @@ static inline void recv_from(coro_chan_t *ch, void *elem, coro__waiter_t *s)
         ring_take(ch, elem);
         if ((s = first_live(&ch->sendq)) != NULL) {
             ring_put(ch, waiter_elem(s));
-            coro__wake(s, 0);
+            take(s, 0);
         }
     } else {
         sync_copy_elem(elem, waiter_elem(s), ch->elem_size);
-        coro__wake(s, 0);
+        take(s, 0);
     }
 }
 
@@ -202,6 +151,7 @@ static int park_on(coro_list_t *q, void *elem, const char *what, const coro_chan
 {
     coro__waiter_t me;
     me.data = elem;
+    me.claim = NULL;
     coro_list_push_back(q, &me.node);
     return coro__park(&me, 0, CORO_NEVER, what, ch, -1);
 }
@@ -228,6 +178,7 @@ coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity)
     ch->cap = capacity;
     ch->head = 0;
     ch->len = 0;
+    ch->sh = NULL;
     coro_list_init(&ch->recvq);
     coro_list_init(&ch->sendq);
     return ch;
@@ -290,6 +241,9 @@ int coro_chan_try_send(coro_chan_t *ch, const void *elem)
         errno = EINVAL;
         return -1;
     }
+    chan_check(ch, "coro_chan_try_send");
+    if (__builtin_expect(ch->sh != NULL, 0))
+        return coro__chan_shared_send(ch, elem, 0);
     if (chan_enter(ch, "coro_chan_try_send") != 0)
         return -1;
     if (ch->closed) {
@@ -311,6 +265,9 @@ int coro_chan_try_recv(coro_chan_t *ch, void *elem)
         errno = EINVAL;
         return -1;
     }
+    chan_check(ch, "coro_chan_try_recv");
+    if (__builtin_expect(ch->sh != NULL, 0))
+        return coro__chan_shared_recv(ch, elem, 0);
     if (chan_enter(ch, "coro_chan_try_recv") != 0)
         return -1;
     coro__waiter_t *s = NULL;
@@ -322,11 +279,20 @@ int coro_chan_try_recv(coro_chan_t *ch, void *elem)
     return 0;
 }
 
+/* Wake every waiter of q that can be taken with result; unlink the
+ * rest. */
+static void take_all(coro_list_t *q, int result)
+{
+    coro__waiter_t *w;
+    while ((w = first_live(q)) != NULL)
+        take(w, result);
+}
+
 static void close_chan(coro_chan_t *ch)
 {
     ch->closed = 1;
-    coro__wake_all(&ch->recvq, EPIPE);
-    coro__wake_all(&ch->sendq, EPIPE);
+    take_all(&ch->recvq, EPIPE);
+    take_all(&ch->sendq, EPIPE);
 }
 
 int coro_chan_close(coro_chan_t *ch)
@@ -335,6 +301,9 @@ int coro_chan_close(coro_chan_t *ch)
         errno = EINVAL;
         return -1;
     }
+    chan_check(ch, "coro_chan_close");
+    if (ch->sh)
+        return coro__chan_shared_close(ch);
     if (chan_enter(ch, "coro_chan_close") != 0)
         return -1;
     if (ch->closed) {
@@ -352,6 +321,8 @@ size_t coro_chan_len(const coro_chan_t *ch)
         return 0;
     }
     chan_check(ch, "coro_chan_len");
+    if (ch->sh)
+        return coro__chan_shared_len(ch);
     void *h = __atomic_load_n(&ch->home, __ATOMIC_RELAXED);
     if (h && h != (void *)coro__tls && coro__sched_alive(h)) {
         errno = EPERM;
@@ -374,6 +345,11 @@ void coro_chan_free(coro_chan_t *ch)
 {
     if (!ch)
         return;
+    chan_check(ch, "coro_chan_free");
+    if (ch->sh) {
+        coro__chan_shared_free(ch);
+        return;
+    }
     if (chan_enter(ch, "coro_chan_free") != 0) {
         fprintf(stderr, "coro: coro_chan_free(%p): the channel belongs to a scheduler running "
                         "on another thread; not freed\n", (void *)ch);
@@ -417,9 +393,12 @@ static uint32_t rand_below(uint32_t n)
     return (uint32_t)(((uint64_t)r * n) >> 32);
 }
 
-/* Check the cases; clear every err. Returns 0, or -1/EINVAL. */
-static int select_validate(coro_case_t *cases, int n)
+/* Check the cases; clear every err. Returns 0 (*shared: whether a case
+ * is on a shared channel), or -1/EINVAL (EPERM another scheduler's
+ * channel). */
+static int select_validate(coro_case_t *cases, int n, int *shared)
 {
+    *shared = 0;
     if (!cases || n <= 0) {
         errno = EINVAL;
         return -1;
@@ -430,7 +409,10 @@ static int select_validate(coro_case_t *cases, int n)
         c->err = 0;
         if (!c->ch)
             continue;
-        if (chan_enter(c->ch, "coro_select") != 0)
+        chan_check(c->ch, "coro_select");
+        if (c->ch->sh)
+            *shared = 1;
+        else if (coro__home(&c->ch->home) < 0)
             return -1;
         if ((c->op != CORO_SEND && c->op != CORO_RECV) || !c->elem) {
             errno = EINVAL;
@@ -505,6 +487,7 @@ static int select_wait(coro_case_t *cases, int n)
         w->fired = NULL;
         w->result = 0;
         w->data = c;
+        w->claim = NULL;
         coro_list_push_back(c->op == CORO_SEND ? &c->ch->sendq : &c->ch->recvq, &w->node);
     }
     coro__park(&p, 0, CORO_NEVER, "select", cases, -1);
@@ -530,8 +513,11 @@ static int select_wait(coro_case_t *cases, int n)
 
 static int select_impl(coro_case_t *cases, int n, int block)
 {
-    if (select_validate(cases, n) != 0)
+    int shared;
+    if (select_validate(cases, n, &shared) != 0)
         return -1;
+    if (__builtin_expect(shared, 0))
+        return coro__chan_select_shared(cases, n, block);
     int pick = -1;
     uint32_t ready = 0;
     for (int i = 0; i < n; i++) {
@@ -563,4 +549,27 @@ int coro_select(coro_case_t *cases, int n)
 int coro_try_select(coro_case_t *cases, int n)
 {
     return select_impl(cases, n, 0);
+}
+
+/* ---- for a select that mixes local and shared channels --------------------- */
+
+int coro__chan_case_ready(coro_case_t *c)
+{
+    return case_ready(c);
+}
+
+void coro__chan_case_complete(coro_case_t *c)
+{
+    case_complete(c);
+}
+
+void coro__chan_case_link(coro_case_t *c, coro__waiter_t *w, coro__waiter_t *primary, int *claim)
+{
+    w->coro = coro__current();
+    w->primary = primary;
+    w->fired = NULL;
+    w->result = 0;
+    w->data = c;
+    w->claim = claim;
+    coro_list_push_back(c->op == CORO_SEND ? &c->ch->sendq : &c->ch->recvq, &w->node);
 }

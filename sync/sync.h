@@ -200,6 +200,22 @@ typedef struct coro_chan coro_chan_t;
  * sender's buffer to the receiver's). Errors: EINVAL elem_size 0;
  * ENOMEM. */
 coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity);
+/* A SHARED CHANNEL: the calls below (coro_select too, also mixing shared
+ * and local channels) work on it from a coroutine of any scheduler and
+ * from a plain thread with no scheduler, where the blocking calls block
+ * the thread (and a plain thread's select may have only shared cases:
+ * EPERM otherwise). It may be made and freed on any thread, outside any
+ * coroutine too. Items keep their order; a hand-off is complete before
+ * its waiter wakes, as on a local channel. Its calls take a mutex, so a
+ * local channel (coro_chan_new) is faster where one scheduler is enough.
+ * Deadlock detection in a run of several schedulers counts a wait on it
+ * as a plain wait, unless the channel was made outside a coroutine of the
+ * run or has been used by a plain thread, a lone scheduler or another run:
+ * then something outside can still end the wait, and it never counts as
+ * deadlocked. Freeing it while coroutines or threads wait on it wakes
+ * them with EPIPE (as coro_chan_free); no thread may call on it after
+ * coro_chan_free has returned. Errors: as coro_chan_new. */
+coro_chan_t *coro_chan_new_shared(size_t elem_size, size_t capacity);
 /* Blocks while full (unbuffered: until a receiver takes it). Errors: EPIPE
  * closed (also when closed while waiting); EINVAL; ECANCELED, ETIMEDOUT,
  * EPERM. */

@@ -330,7 +330,9 @@ static int teardown_main(void *arg)
  * coro_main has returned. */
 TEST(sched_teardown_100k_gives_stacks_back)
 {
-    long n = test_under_valgrind() || CORO_TSAN ? 3000 : guards_split_mappings() ? 20000 : 100000;
+    /* TSan keeps most of a megabyte and a few ms of work per coroutine
+     * (its fiber state): past the warm pool, but not by much. */
+    long n = test_under_valgrind() ? 3000 : CORO_TSAN ? 1500 : guards_split_mappings() ? 20000 : 100000;
     teardown_t t = { .n = ts_count(n, n < 20000 ? n : 20000) };
     long maps0 = test_count_mappings();
     int64_t t0 = test_now_ns();
@@ -350,7 +352,8 @@ TEST(sched_teardown_100k_gives_stacks_back)
     ASSERT_EQ(t.joined.hot, CORO_STACK_POOL_HOT);
     ASSERT_LT(t.joined.pending, CORO_STACK_POOL_BATCH);
     ASSERT_GE(t.joined.slabs_unmapped, (uint64_t)(t.n - CORO_STACK_POOL_HOT) / 1024);
-    ASSERT_LE(t.joined.released, (uint64_t)t.n / 10);
+    ASSERT_LE(t.joined.released, t.n / 10 > CORO_STACK_POOL_BATCH ? (uint64_t)t.n / 10
+                                                                   : CORO_STACK_POOL_BATCH);
     /* Idle: nothing pending, released in one go if there was any. */
     ASSERT_EQ(t.idle.pending, 0);
     ASSERT_EQ(t.idle.releases - t.joined.releases, t.joined.pending ? 1 : 0);

@@ -1,0 +1,460 @@
+/* test/test_chan_shared.c: shared channels (coro_chan_new_shared) across
+ * the schedulers of a run, with plain threads, in selects that mix them
+ * with local channels, under cancellation and deadlines, and a
+ * randomized many-to-many model where every item must arrive exactly
+ * once. */
+#include "test/test_sched.h"
+#include "sync/chan_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+
+static int run_threads(coro_fn fn, void *arg, int n)
+{
+    coro_main_opts_t o = { .threads = n };
+    return coro_main_opts(fn, arg, &o);
+}
+
+/* ---- streaming from scheduler 0 to scheduler 1 ---------------------------- */
+
+typedef struct stream {
+    coro_chan_t *ch;
+    long n;
+} stream_t;
+
+static int stream_main(void *arg)
+{
+    stream_t *st = arg;
+    if (coro_thread_index() == 0) {
+        for (long i = 0; i < st->n; i++)
+            ASSERT_EQ(coro_chan_send(st->ch, &i), 0);
+        ASSERT_EQ(coro_chan_close(st->ch), 0);
+        return 0;
+    }
+    long want = 0, v;
+    while (coro_chan_recv(st->ch, &v) == 0) {
+        ASSERT_EQ(v, want);
+        want++;
+    }
+    ASSERT_EQ(errno, EPIPE);
+    ASSERT_EQ(want, st->n);
+    return 0;
+}
+
+TEST(chan_shared_streams_in_order_from_scheduler_0_to_1)
+{
+    size_t caps[] = { 0, 1, 64 };
+    for (size_t k = 0; k < sizeof caps / sizeof caps[0]; k++) {
+        stream_t st = { coro_chan_new_shared(sizeof(long), caps[k]), ts_count(20000, 2000) };
+        ASSERT_NOT_NULL(st.ch);
+        ASSERT_EQ(coro_chan_cap(st.ch), caps[k]);
+        ASSERT_EQ(run_threads(stream_main, &st, 2), 0);
+        ASSERT_EQ(coro_chan_len(st.ch), 0);
+        coro_chan_free(st.ch);
+    }
+}
+
+/* ---- round trips across schedulers ---------------------------------------- */
+
+typedef struct pingpong {
+    coro_chan_t *ping, *pong;
+    int rounds;
+} pingpong_t;
+
+static int pingpong_main(void *arg)
+{
+    pingpong_t *p = arg;
+    int v;
+    if (coro_thread_index() == 0) {
+        for (int i = 0; i < p->rounds; i++) {
+            ASSERT_EQ(coro_chan_send(p->ping, &i), 0);
+            ASSERT_EQ(coro_chan_recv(p->pong, &v), 0);
+            ASSERT_EQ(v, i + 1);
+        }
+        ASSERT_EQ(coro_chan_close(p->ping), 0);
+        return 0;
+    }
+    while (coro_chan_recv(p->ping, &v) == 0) {
+        v++;
+        ASSERT_EQ(coro_chan_send(p->pong, &v), 0);
+    }
+    return 0;
+}
+
+TEST(chan_shared_round_trips_between_two_schedulers)
+{
+    pingpong_t p = { coro_chan_new_shared(sizeof(int), 0), coro_chan_new_shared(sizeof(int), 0),
+                     (int)ts_count(5000, 500) };
+    ASSERT_NOT_NULL(p.ping);
+    ASSERT_NOT_NULL(p.pong);
+    ASSERT_EQ(run_threads(pingpong_main, &p, 2), 0);
+    coro_chan_free(p.ping);
+    coro_chan_free(p.pong);
+}
+
+/* ---- a plain thread ---------------------------------------------------------- */
+
+static void *plain_sender(void *arg)
+{
+    coro_chan_t *ch = arg;
+    for (int i = 0; i < 1000; i++)
+        if (coro_chan_send(ch, &i) != 0)
+            return (void *)1;
+    return coro_chan_close(ch) == 0 ? NULL : (void *)2;
+}
+
+static int read_1000(void *arg)
+{
+    coro_chan_t *ch = arg;
+    if (coro_thread_index() > 0)
+        return 0;
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, plain_sender, ch), 0);
+    int v, want = 0;
+    while (coro_chan_recv(ch, &v) == 0)
+        ASSERT_EQ(v, want++);
+    ASSERT_EQ(errno, EPIPE);
+    ASSERT_EQ(want, 1000);
+    void *ret = (void *)-1;
+    ASSERT_EQ(pthread_join(th, &ret), 0);
+    ASSERT_NULL(ret);
+    return 0;
+}
+
+static void *plain_receiver(void *arg)
+{
+    coro_chan_t *ch = arg;
+    long sum = 0;
+    int v;
+    while (coro_chan_recv(ch, &v) == 0)
+        sum += v;
+    return errno == EPIPE ? (void *)(intptr_t)sum : NULL;
+}
+
+static int write_to_plain(void *arg)
+{
+    coro_chan_t *ch = arg;
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, plain_receiver, ch), 0);
+    for (int i = 1; i <= 500; i++)
+        ASSERT_EQ(coro_chan_send(ch, &i), 0);
+    ASSERT_EQ(coro_chan_close(ch), 0);
+    void *ret = NULL;
+    ASSERT_EQ(pthread_join(th, &ret), 0);
+    ASSERT_EQ((intptr_t)ret, 500 * 501 / 2);
+    return 0;
+}
+
+TEST(chan_shared_plain_thread_sends_1000_items_to_a_coroutine)
+{
+    for (size_t cap = 0; cap <= 8; cap += 8) {
+        /* A lone scheduler, and scheduler 0 of a run. */
+        coro_chan_t *ch = coro_chan_new_shared(sizeof(int), cap);
+        ASSERT_NOT_NULL(ch);
+        ASSERT_EQ(coro_main(read_1000, ch), 0);
+        coro_chan_free(ch);
+        ASSERT_NOT_NULL(ch = coro_chan_new_shared(sizeof(int), cap));
+        ASSERT_EQ(run_threads(read_1000, ch, 2), 0);
+        coro_chan_free(ch);
+        /* And the other way. */
+        ASSERT_NOT_NULL(ch = coro_chan_new_shared(sizeof(int), cap));
+        ASSERT_EQ(coro_main(write_to_plain, ch), 0);
+        coro_chan_free(ch);
+    }
+}
+
+TEST(chan_shared_try_calls_len_and_errors_from_a_plain_thread)
+{
+    ASSERT_NULL(coro_chan_new_shared(0, 1));
+    ASSERT_EQ(errno, EINVAL);
+    coro_chan_t *ch = coro_chan_new_shared(sizeof(int), 2);
+    ASSERT_NOT_NULL(ch);
+    int v = 5;
+    ASSERT_EQ(coro_chan_try_send(ch, &v), 0);
+    v = 6;
+    ASSERT_EQ(coro_chan_try_send(ch, &v), 0);
+    ASSERT_ERRNO(coro_chan_try_send(ch, &v), EAGAIN);
+    ASSERT_EQ(coro_chan_len(ch), 2);
+    ASSERT_EQ(coro_chan_try_recv(ch, &v), 0);
+    ASSERT_EQ(v, 5);
+    ASSERT_EQ(coro_chan_close(ch), 0);
+    ASSERT_ERRNO(coro_chan_close(ch), EPIPE);
+    ASSERT_ERRNO(coro_chan_send(ch, &v), EPIPE);
+    ASSERT_EQ(coro_chan_recv(ch, &v), 0); /* buffered items stay receivable */
+    ASSERT_EQ(v, 6);
+    ASSERT_ERRNO(coro_chan_recv(ch, &v), EPIPE);
+    ASSERT_ERRNO(coro_chan_try_recv(ch, &v), EPIPE);
+    coro_chan_free(ch);
+}
+
+/* ---- deadlines, cancellation, close and free across threads --------------- */
+
+static int recv_until_cancelled(void *arg)
+{
+    coro_chan_t *ch = arg;
+    int v;
+    return coro_chan_recv(ch, &v) == -1 && errno == ECANCELED ? 0 : 1;
+}
+
+static int recv_until_closed(void *arg)
+{
+    coro_chan_t *ch = arg;
+    int v;
+    return coro_chan_recv(ch, &v) == -1 && errno == EPIPE ? 0 : 1;
+}
+
+static int deadline_cancel_close(void *arg)
+{
+    coro_chan_t *ch = arg;
+    if (coro_thread_index() != 0)
+        return 0;
+    int v;
+    int64_t old = coro_timeout(2 * CORO_MS);
+    ASSERT_ERRNO(coro_chan_recv(ch, &v), ETIMEDOUT);
+    coro_set_deadline(old);
+    /* Parked on scheduler 1, cancelled from here. */
+    coro_t *c = coro_spawn_on(1, recv_until_cancelled, ch);
+    ASSERT_NOT_NULL(c);
+    ASSERT_EQ(coro_sleep(CORO_MS), 0);
+    ASSERT_EQ(coro_cancel(c), 0);
+    int st = -1;
+    ASSERT_EQ(coro_join(c, &st), 0);
+    ASSERT_EQ(st, 0);
+    /* Parked on scheduler 1, woken by a close here. */
+    c = coro_spawn_on(1, recv_until_closed, ch);
+    ASSERT_NOT_NULL(c);
+    ASSERT_EQ(coro_sleep(CORO_MS), 0);
+    ASSERT_EQ(coro_chan_close(ch), 0);
+    ASSERT_EQ(coro_join(c, &st), 0);
+    ASSERT_EQ(st, 0);
+    return 0;
+}
+
+TEST(chan_shared_deadline_cancel_and_close_across_schedulers)
+{
+    coro_chan_t *ch = coro_chan_new_shared(sizeof(int), 0);
+    ASSERT_NOT_NULL(ch);
+    ASSERT_EQ(run_threads(deadline_cancel_close, ch, 2), 0);
+    coro_chan_free(ch);
+}
+
+static void *free_later(void *arg)
+{
+    /* Once the coroutine waits in its receive. */
+    struct timespec ts = { 0, 200 * 1000 };
+    while (coro__chan_shared_waiting(arg) == 0)
+        nanosleep(&ts, NULL);
+    coro_chan_free(arg);
+    return NULL;
+}
+
+static int free_while_waiting(void *arg)
+{
+    (void)arg;
+    coro_chan_t *ch = coro_chan_new_shared(sizeof(int), 0);
+    ASSERT_NOT_NULL(ch);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, free_later, ch), 0);
+    int v;
+    ASSERT_ERRNO(coro_chan_recv(ch, &v), EPIPE); /* freed by the thread meanwhile */
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    return 0;
+}
+
+TEST(chan_shared_freed_by_a_thread_while_a_coroutine_waits)
+{
+    ASSERT_EQ(coro_main(free_while_waiting, NULL), 0);
+}
+
+/* ---- select mixing local and shared channels ------------------------------ */
+
+typedef struct mixed {
+    coro_chan_t *shared;
+    int n;
+} mixed_t;
+
+static int local_feeder(void *arg)
+{
+    coro_chan_t *local = arg;
+    for (int i = 0; i < 1000; i++)
+        if (coro_chan_send(local, &i) != 0)
+            return 1;
+    return coro_chan_close(local);
+}
+
+static int mixed_main(void *arg)
+{
+    mixed_t *m = arg;
+    if (coro_thread_index() == 1) {
+        for (int i = 0; i < m->n; i++)
+            ASSERT_EQ(coro_chan_send(m->shared, &i), 0);
+        ASSERT_EQ(coro_chan_close(m->shared), 0);
+        return 0;
+    }
+    coro_chan_t *local = coro_chan_new(sizeof(int), 0);
+    ASSERT_NOT_NULL(local);
+    coro_t *f = coro_spawn(local_feeder, local);
+    ASSERT_NOT_NULL(f);
+    int a, b, next_a = 0, next_b = 0, open = 2;
+    coro_case_t cases[2] = {
+        { .ch = m->shared, .op = CORO_RECV, .elem = &a },
+        { .ch = local, .op = CORO_RECV, .elem = &b },
+    };
+    while (open > 0) {
+        int i = coro_select(cases, 2);
+        ASSERT_GE(i, 0);
+        if (cases[i].err == EPIPE) {
+            cases[i].ch = NULL;
+            open--;
+        } else if (i == 0) {
+            ASSERT_EQ(a, next_a++);
+        } else {
+            ASSERT_EQ(b, next_b++);
+        }
+    }
+    ASSERT_EQ(next_a, m->n);
+    ASSERT_EQ(next_b, 1000);
+    ASSERT_EQ(coro_join(f, NULL), 0);
+    coro_chan_free(local);
+    return 0;
+}
+
+TEST(chan_shared_select_mixes_shared_and_local_channels)
+{
+    mixed_t m = { coro_chan_new_shared(sizeof(int), 0), (int)ts_count(5000, 500) };
+    ASSERT_NOT_NULL(m.shared);
+    ASSERT_EQ(run_threads(mixed_main, &m, 2), 0);
+    coro_chan_free(m.shared);
+}
+
+/* ---- a deadlock on a shared channel within a run ---------------------------- */
+
+static coro_chan_t *deadlock_ch;
+
+static int shared_deadlock(void *arg)
+{
+    (void)arg;
+    coro_chan_t **chp = &deadlock_ch;
+    if (coro_thread_index() == 0)
+        __atomic_store_n(chp, coro_chan_new_shared(sizeof(int), 0), __ATOMIC_RELEASE);
+    coro_chan_t *c;
+    while (!(c = __atomic_load_n(chp, __ATOMIC_ACQUIRE)))
+        coro_yield();
+    int v;
+    int r = coro_chan_recv(c, &v); /* both wait; nobody sends */
+    ASSERT_EQ(r, -1);
+    ASSERT_EQ(errno, ECANCELED);
+    return 0;
+}
+
+TEST(chan_shared_deadlock_within_a_run_is_edeadlk)
+{
+    ts_capture_t cap;
+    ts_capture_begin(&cap);
+    int r = run_threads(shared_deadlock, NULL, 2);
+    int e = errno;
+    char *out = ts_capture_end(&cap);
+    ASSERT_EQ(r, -1);
+    ASSERT_EQ(e, EDEADLK);
+    ASSERT(strstr(out, "chan recv") != NULL);
+    free(out);
+    coro_chan_free(deadlock_ch);
+    deadlock_ch = NULL;
+}
+
+/* ---- many to many, with deadlines and a plain thread: nothing lost ----------- */
+
+enum { MODEL_PRODUCERS = 3, MODEL_ITEMS = 3000 };
+
+typedef struct model {
+    coro_chan_t *ch;
+    long sum;          /* of everything received */
+    long count;
+    int producers_left;
+} model_t;
+
+static int model_producer(void *arg)
+{
+    model_t *m = arg;
+    for (long i = 1; i <= MODEL_ITEMS; i++) {
+        while (coro_chan_send(m->ch, &i) != 0)
+            ASSERT_EQ(errno, ETIMEDOUT); /* only our own deadline below */
+        if (i % 97 == 0)
+            coro_yield();
+    }
+    if (__atomic_sub_fetch(&m->producers_left, 1, __ATOMIC_ACQ_REL) == 0)
+        ASSERT_EQ(coro_chan_close(m->ch), 0);
+    return 0;
+}
+
+static int model_consumer(void *arg)
+{
+    model_t *m = arg;
+    long v, sum = 0, count = 0;
+    for (;;) {
+        /* Short deadlines: some receives give up, racing with senders
+         * that are handing them an item. None may be lost. */
+        int64_t old = coro_timeout((int64_t)(coro_random() % 50) * CORO_US);
+        int r = coro_chan_recv(m->ch, &v);
+        coro_set_deadline(old);
+        if (r == 0) {
+            sum += v;
+            count++;
+        } else if (errno == EPIPE) {
+            break;
+        } else {
+            ASSERT_EQ(errno, ETIMEDOUT);
+        }
+    }
+    __atomic_fetch_add(&m->sum, sum, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&m->count, count, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void *model_plain_producer(void *arg)
+{
+    model_t *m = arg;
+    for (long i = 1; i <= MODEL_ITEMS; i++)
+        if (coro_chan_send(m->ch, &i) != 0)
+            return (void *)1;
+    if (__atomic_sub_fetch(&m->producers_left, 1, __ATOMIC_ACQ_REL) == 0)
+        coro_chan_close(m->ch);
+    return NULL;
+}
+
+static int model_main(void *arg)
+{
+    model_t *m = arg;
+    coro_t *h[4];
+    int k = 0;
+    /* Each scheduler: a producer and two consumers (scheduler 0: one
+     * producer, plus the plain thread's). */
+    ASSERT_NOT_NULL(h[k++] = coro_spawn(model_producer, m));
+    ASSERT_NOT_NULL(h[k++] = coro_spawn(model_consumer, m));
+    ASSERT_NOT_NULL(h[k++] = coro_spawn(model_consumer, m));
+    pthread_t th;
+    if (coro_thread_index() == 0)
+        ASSERT_EQ(pthread_create(&th, NULL, model_plain_producer, m), 0);
+    for (int i = 0; i < k; i++)
+        ASSERT_EQ(coro_join(h[i], NULL), 0);
+    if (coro_thread_index() == 0) {
+        void *ret = (void *)1;
+        ASSERT_EQ(pthread_join(th, &ret), 0);
+        ASSERT_NULL(ret);
+    }
+    return 0;
+}
+
+TEST(chan_shared_model_many_to_many_with_deadlines_loses_nothing)
+{
+    for (size_t cap = 0; cap <= 16; cap += 16) {
+        model_t m = { coro_chan_new_shared(sizeof(long), cap), 0, 0, MODEL_PRODUCERS };
+        ASSERT_NOT_NULL(m.ch);
+        ASSERT_EQ(run_threads(model_main, &m, 2), 0);
+        long per = (long)MODEL_ITEMS * (MODEL_ITEMS + 1) / 2;
+        ASSERT_EQ(m.count, (long)MODEL_PRODUCERS * MODEL_ITEMS);
+        ASSERT_EQ(m.sum, MODEL_PRODUCERS * per);
+        coro_chan_free(m.ch);
+    }
+}
