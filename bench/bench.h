@@ -141,5 +141,9 @@ int bench_chan_buffered(bench_run_t *r);
 int bench_mutex_handoff(bench_run_t *r);
 int bench_select2(bench_run_t *r);
 int bench_gen_next(bench_run_t *r);
+/* bench/bench_shared.c */
+int bench_thread_ping_pong(bench_run_t *r);
+int bench_shared_chan_ping_pong(bench_run_t *r);
+int bench_shared_chan_stream(bench_run_t *r);
 
 #endif /* CORO_BENCH_BENCH_H */

@@ -110,6 +110,17 @@ static const bench_def_t benches[] = {
     { .name = "BenchmarkGenNext", .unit = "ns/op", .baseline = SWITCH_FLOOR,
       .also = SWITCH_ALSO, .kind = BENCH_TIMED, .quantum = 1, .target_ratio = 6,
       .floor = CALL2_FLOOR, .floor_mult = 2, .fn = bench_gen_next },
+    /* Across two schedulers of a run (bench/bench_shared.c): the floor is
+     * two plain threads handing a token over with a mutex and condition
+     * variables. Go's figures for the same workloads: bench/cross.sh. */
+    { .name = "BenchmarkThreadPingPong", .unit = "ns/op", .kind = BENCH_TIMED, .quantum = 1,
+      .fn = bench_thread_ping_pong },
+    { .name = "BenchmarkSharedChanPingPong", .unit = "ns/op",
+      .baseline = "BenchmarkThreadPingPong", .kind = BENCH_TIMED, .quantum = 1,
+      .fn = bench_shared_chan_ping_pong },
+    { .name = "BenchmarkSharedChanStream", .unit = "ns/op",
+      .baseline = "BenchmarkThreadPingPong", .kind = BENCH_TIMED, .quantum = 1,
+      .fn = bench_shared_chan_stream },
     { .name = "BenchmarkSleepBaseline", .unit = "ns/op", .kind = BENCH_TIMED,
       .quantum = BENCH_SLEEPERS, .fn = bench_sleep_baseline },
     { .name = "BenchmarkSleep", .unit = "ns/op", .baseline = "BenchmarkSleepBaseline",
