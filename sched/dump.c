@@ -89,7 +89,24 @@ void coro_dump(int fd)
         dprintf(fd, "coro: no scheduler runs on this thread\n");
         return;
     }
-    coro__dump_to(s, fd, NULL);
+    if (!s->run || !s->current) {
+        coro__dump_to(s, fd, NULL);
+        return;
+    }
+    /* A run: every scheduler in index order, each written on its own
+     * thread (its state is its thread's) while the caller waits. */
+    int n = coro_thread_count_of(s);
+    for (int i = 0; i < n; i++) {
+        coro__sched_t *t = coro__run_sched(s, i);
+        if (t != s) {
+            if (coro__remote_dump(s, t, fd) != 0)
+                dprintf(fd, "coro: scheduler %d of %d: no answer (%s)\n", i, n, strerror(errno));
+            continue;
+        }
+        char head[64];
+        snprintf(head, sizeof head, "coro: scheduler %d of %d:", i, n);
+        coro__dump_to(s, fd, head);
+    }
 }
 
 void coro_stats(coro_stats_t *out)
@@ -100,6 +117,29 @@ void coro_stats(coro_stats_t *out)
     memset(out, 0, sizeof *out);
     if (!s)
         return;
+    coro__stats_of(s, out);
+    if (!s->run || !s->current)
+        return;
+    /* A run: the sum over its schedulers (the worst lag), each asked on
+     * its own thread. */
+    for (int i = 0; i < coro_thread_count_of(s); i++) {
+        coro__sched_t *t = coro__run_sched(s, i);
+        coro_stats_t o;
+        if (t == s || coro__remote_stats(s, t, &o) != 0)
+            continue;
+        out->switches += o.switches;
+        out->spawned += o.spawned;
+        out->live += o.live;
+        out->io_waits += o.io_waits;
+        out->timers += o.timers;
+        out->group_held += o.group_held;
+        if (o.max_loop_lag_ns > out->max_loop_lag_ns)
+            out->max_loop_lag_ns = o.max_loop_lag_ns;
+    }
+}
+
+void coro__stats_of(coro__sched_t *s, coro_stats_t *out)
+{
     out->switches = coro__switches(s);
     out->spawned = s->spawned;
     out->live = s->live;

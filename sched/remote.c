@@ -33,6 +33,7 @@
 #include "coro/fault.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 typedef struct coro__remote_call {
@@ -55,6 +56,9 @@ typedef struct coro__remote_call {
     int err;
     /* What an orphaned answer does (on the caller's scheduler). */
     void (*orphaned)(struct coro__remote_call *rc);
+    /* coro_dump's descriptor; coro_stats' answer. */
+    int fd;
+    coro_stats_t stats;
 } remote_call_t;
 
 static uint64_t call_ids;
@@ -329,4 +333,58 @@ void coro__remote_detach(coro__sched_t *s, coro_t *c)
     remote_call_t *rc = call_new(s, c->sched, c);
     if (rc)
         send_to(rc, rc->to, detach_at_target);
+}
+
+/* ---- dump and stats of the whole run ------------------------------------------ */
+
+static void free_orphan(remote_call_t *rc)
+{
+    free(rc);
+}
+
+static void dump_at_target(coro__post_t *m)
+{
+    remote_call_t *rc = (remote_call_t *)m;
+    char head[64];
+    snprintf(head, sizeof head, "coro: scheduler %d of %d:", rc->to->run_index,
+             coro_thread_count_of(rc->to));
+    coro__dump_to(rc->to, rc->fd, head);
+    answer(rc);
+}
+
+static void stats_at_target(coro__post_t *m)
+{
+    remote_call_t *rc = (remote_call_t *)m;
+    coro__stats_of(rc->to, &rc->stats);
+    answer(rc);
+}
+
+/* Ask scheduler `to` for its dump (written to fd there) or its stats;
+ * the caller waits, uninterruptibly (only a deadlock's unwind ends it). */
+int coro__remote_dump(coro__sched_t *s, coro__sched_t *to, int fd)
+{
+    remote_call_t *rc = call_new(s, to, NULL);
+    if (!rc)
+        return -1;
+    rc->fd = fd;
+    rc->orphaned = free_orphan;
+    int away;
+    if (call(rc, dump_at_target, CORO__PARK_UNINTERRUPTIBLE, "dump of scheduler", &away) != 0)
+        return -1;
+    free(rc);
+    return 0;
+}
+
+int coro__remote_stats(coro__sched_t *s, coro__sched_t *to, coro_stats_t *out)
+{
+    remote_call_t *rc = call_new(s, to, NULL);
+    if (!rc)
+        return -1;
+    rc->orphaned = free_orphan;
+    int away;
+    if (call(rc, stats_at_target, CORO__PARK_UNINTERRUPTIBLE, "stats of scheduler", &away) != 0)
+        return -1;
+    *out = rc->stats;
+    free(rc);
+    return 0;
 }

@@ -175,12 +175,15 @@ int coro_thread_index(void)
     return s->run ? s->run_index : 0;
 }
 
+int coro_thread_count_of(const coro__sched_t *s)
+{
+    return s->run ? s->run->n : 1;
+}
+
 int coro_thread_count(void)
 {
     coro__sched_t *s = coro__tls;
-    if (!s)
-        return 0;
-    return s->run ? s->run->n : 1;
+    return s ? coro_thread_count_of(s) : 0;
 }
 
 /* ---- starting and ending ------------------------------------------------- */

@@ -674,6 +674,14 @@ void coro__remote_joined_end(coro__sched_t *s, coro_t *c);
 /* The local halves, also run on c's own scheduler for a remote request. */
 int coro__cancel_local(coro_t *c);
 void coro__detach_local(coro__sched_t *s, coro_t *c);
+/* A run's other schedulers, for coro_dump and coro_stats: their dump
+ * (written to fd on their thread) or their counters, asked with a
+ * message; the caller waits. 0 or -1 (ENOMEM, ECANCELED). */
+int coro__remote_dump(coro__sched_t *s, coro__sched_t *to, int fd);
+int coro__remote_stats(coro__sched_t *s, coro__sched_t *to, coro_stats_t *out);
+/* s's own counters; the number of schedulers of s's run (1 alone). */
+void coro__stats_of(coro__sched_t *s, coro_stats_t *out);
+int coro_thread_count_of(const coro__sched_t *s);
 /* Nothing can wake anyone: cancel every coroutine of s, shields overridden
  * (after the dump, which the caller has written). Returns how many woke. */
 size_t coro__kill_all(coro__sched_t *s);

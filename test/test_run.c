@@ -446,3 +446,50 @@ TEST(run_spawns_and_joins_cross_both_ways_at_once)
 {
     ASSERT_EQ(run_threads(cross_both_ways, NULL, 2), 0);
 }
+
+/* ---- coro_dump and coro_stats cover the whole run ------------------------- */
+
+static int named_sleeper(void *arg)
+{
+    (void)arg;
+    return coro_sleep(3600 * CORO_SEC) == -1 && errno == ECANCELED ? 0 : 1;
+}
+
+static int dump_run(void *arg)
+{
+    (void)arg;
+    if (coro_thread_index() != 0)
+        return 0;
+    coro_opts_t o = { .name = "sleeper-on-0" };
+    coro_t *a = coro_spawn_opts(named_sleeper, NULL, &o);
+    coro_t *b = coro_spawn_on(1, named_sleeper, NULL);
+    ASSERT_NOT_NULL(a);
+    ASSERT_NOT_NULL(b);
+    coro_yield(); /* a parks */
+    coro_stats_t st;
+    coro_stats(&st);
+    /* main and a here, b on scheduler 1 (scheduler 1's main has ended). */
+    ASSERT_EQ(st.live, 3);
+    ASSERT_EQ(st.timers, 2);
+    char *out = ts_dump_text();
+    ASSERT(strstr(out, "coro: scheduler 0 of 2:") != NULL);
+    ASSERT(strstr(out, "coro: scheduler 1 of 2:") != NULL);
+    ASSERT(strstr(out, "sleeper-on-0") != NULL);
+    /* b is listed under scheduler 1, asleep. */
+    const char *one = strstr(out, "scheduler 1 of 2:");
+    char id[32];
+    snprintf(id, sizeof id, "coroutine %llu ", (unsigned long long)coro_id(b));
+    ASSERT(strstr(one, id) != NULL);
+    ASSERT(strstr(strstr(one, id), "sleep") != NULL);
+    free(out);
+    ASSERT_EQ(coro_cancel(a), 0);
+    ASSERT_EQ(coro_cancel(b), 0);
+    ASSERT_EQ(coro_join(a, NULL), 0);
+    ASSERT_EQ(coro_join(b, NULL), 0);
+    return 0;
+}
+
+TEST(run_dump_and_stats_cover_every_scheduler)
+{
+    ASSERT_EQ(run_threads(dump_run, NULL, 2), 0);
+}
