@@ -377,7 +377,10 @@ void coro_group_free(coro_group_t *g);
 
 /* Write every coroutine of the calling thread's scheduler (id, name,
  * state, what it waits on, for how long) to fd. Outside a scheduler it
- * writes a one-line note.
+ * writes a one-line note. From a coroutine of a run of several
+ * schedulers it covers them all, in index order, each part headed
+ * "coro: scheduler i of N:" and written by that scheduler's thread while
+ * the caller waits.
  *
  * CORO_DEBUG=slow:<n>[ns|us|ms|s] (ms without a unit) in the environment
  * when coro_main starts: whenever a coroutine switches out after running
@@ -399,7 +402,9 @@ typedef struct coro_stats {
                                  collected by coro_group_wait/free, or the
                                  one coro_group_next handed out last */
 } coro_stats_t;
-/* The calling thread's scheduler's counters; zeroes *out outside one. */
+/* The calling thread's scheduler's counters; zeroes *out outside one.
+ * From a coroutine of a run: the sum over its schedulers (the worst
+ * lag), each asked on its own thread while the caller waits. */
 void coro_stats(coro_stats_t *out);
 
 CORO_PUBLIC_END
