@@ -62,7 +62,7 @@ static inline size_t pass_length(const coro__sched_t *s, size_t n)
     if (s->slow_ns || s->sim)
         return 0;
     /* In a run, other schedulers' posts are looked for between passes. */
-    return (s->heap_len || s->poll_waiters || s->run) ? n : SIZE_MAX;
+    return (s->heap_len || s->poll_waiters || s->run || s->ext_waiters) ? n : SIZE_MAX;
 }
 
 coro_t *coro__pass_end(coro__sched_t *s)
@@ -71,7 +71,7 @@ coro_t *coro__pass_end(coro__sched_t *s)
         return coro__sim_pick(s);
     coro_t *next = NULL;
     /* Posts from the run's other schedulers are run by the loop. */
-    if (s->runq_head && !s->poll_waiters && !(s->run && coro__posts_pending(s))) {
+    if (s->runq_head && !s->poll_waiters && !coro__posts_pending(s)) {
         if (s->heap_len)
             coro__timer_expire(s, coro__clock());
         coro__pass_set(s, pass_length(s, s->runq_len - 1));
@@ -121,7 +121,8 @@ void coro_yield(void)
                                                 "into a park");
     coro_t *next = s->runq_head;
     if (__builtin_expect(!next || !s->pass_left, 0)) { /* pass_left: 0 in CORO_DEBUG=slow mode */
-        if (!next && !s->heap_len && !s->poll_waiters && !(s->run && coro__posts_pending(s)))
+        if (!next && !s->heap_len && !s->poll_waiters && !s->ext_waiters &&
+            !coro__posts_pending(s))
             return; /* nobody else to run and nothing to look at */
         return yield_slow(s, self);
     }
@@ -243,8 +244,11 @@ static int spin_for_posts(coro__sched_t *s)
 static void poll_events(coro__sched_t *s, int64_t timeout)
 {
     if (s->run && timeout != 0) {
+        /* A post came while spinning: run it now, no system call. The
+         * descriptors are polled at the next turn of the loop (which does
+         * not sleep while anything is ready). */
         if (spin_for_posts(s))
-            timeout = 0;
+            return;
         __atomic_store_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         if (coro__posts_pending(s))
@@ -268,7 +272,7 @@ static void run_loop(coro__sched_t *s)
          * spawn on it (coro__run_idle says when the run has ended). */
         if (s->live == 0 && !s->run)
             break;
-        if (s->run && coro__posts_pending(s))
+        if (coro__posts_pending(s))
             coro__posts_run(s);
         int64_t timeout;
         int wait_for_posts = 0;
@@ -283,6 +287,9 @@ static void run_loop(coro__sched_t *s)
             timeout = next > now ? next - now : 0;
         } else if (s->poll_waiters) {
             timeout = -1;
+        } else if (s->ext_waiters) {
+            timeout = -1; /* for the post that ends one */
+            wait_for_posts = 1;
         } else if (s->run) {
             /* Only another scheduler of the run can give this one work. */
             int v = coro__run_idle(s);

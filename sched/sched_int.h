@@ -136,6 +136,10 @@ struct sched {
      * blocking jobs, signals); 0 means polling can wake nobody. */
     coro__poller_t *poller;
     size_t poll_waiters;
+    /* Parked waits that another thread ends with a post (a shared
+     * channel's): never deadlocked, but no reason to poll descriptors;
+     * the loop looks at the post queue itself. */
+    size_t ext_waiters;
     size_t io_waits;
     /* Every coroutine not yet freed; counters. */
     coro_list_t all;
@@ -501,12 +505,18 @@ coro__park(coro__waiter_t *w, unsigned flags, int64_t wake_at, const char *what,
             s->io_waits++;
         coro__pass_clamp(s);
     }
+    if (flags & CORO__PARK_EXTERNAL) {
+        s->ext_waiters++;
+        coro__pass_clamp(s);
+    }
     coro__switch(s);
     if (flags & CORO__PARK_POLL) {
         s->poll_waiters--;
         if (flags & CORO__PARK_FD_BIT)
             s->io_waits--;
     }
+    if (flags & CORO__PARK_EXTERNAL)
+        s->ext_waiters--;
     if (flags & CORO__PARK_UNINTERRUPTIBLE) {
         self->shielded = shielded;
         self->deadline = deadline;

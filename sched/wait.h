@@ -77,6 +77,10 @@ enum {
      * waits that must finish whatever happens: relocking a condition
      * variable's mutex, a group draining its children. */
     CORO__PARK_UNINTERRUPTIBLE = 4,
+    /* Another thread may end it with a post (a shared channel used from
+     * outside the run): never counted as deadlocked, and the scheduler
+     * watches its post queue, not its descriptors, for it. */
+    CORO__PARK_EXTERNAL = 8,
 };
 
 /* Fail with ECANCELED (cancelled and not shielded) or ETIMEDOUT (the
@@ -183,8 +187,8 @@ void coro__xwait_deliver(coro__xwait_t *x);
  * on this thread completed) or, for a coroutine, until a cancellation or
  * deadline wins the claim first (-1 with errno; nobody will touch x
  * again once the caller has unlinked its nodes). flags: coro__park's
- * (CORO__PARK_POLL when a plain thread may be the one to complete it: the
- * scheduler then never counts the wait as deadlocked). */
+ * (CORO__PARK_EXTERNAL when something outside the run may be the one to
+ * complete it: the scheduler then never counts the wait as deadlocked). */
 int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const void *obj);
 /* Done with x (a plain thread's mutex and condition variable). */
 void coro__xwait_fini(coro__xwait_t *x);

@@ -78,7 +78,7 @@ void coro__xwait_deliver(coro__xwait_t *x)
 
 /* Park self on w for the delivery, ignoring cancellation, deadlines and
  * even a deadlock's unwind: the delivery has been started and will come.
- * A poller waiter, so the scheduler sleeps in its poller for the post. */
+ * An external waiter, so the scheduler waits for the post. */
 static void park_for_delivery(coro__sched_t *s, coro_t *self, coro__waiter_t *w)
 {
     coro_list_init(&w->node);
@@ -90,10 +90,10 @@ static void park_for_delivery(coro__sched_t *s, coro_t *self, coro__waiter_t *w)
     self->wait_num = -1;
     self->wait_since = s->loop_now;
     self->state = CORO_PARKED;
-    s->poll_waiters++;
+    s->ext_waiters++;
     coro__pass_clamp(s);
     coro__switch(s);
-    s->poll_waiters--;
+    s->ext_waiters--;
 }
 
 int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const void *obj)

@@ -25,7 +25,7 @@
  *
  * Deadlock detection in a run (sched/run.c) counts a wait on a shared
  * channel as a plain wait, unless something outside the run may complete
- * it: then it is a poller wait, never called deadlocked. "Outside" is a
+ * it: then it is an external wait, never called deadlocked. "Outside" is a
  * channel made outside a coroutine of a run (by main() before the run,
  * say), or ever used by a plain thread, a lone scheduler or another run. */
 #include "sync/chan_int.h"
@@ -244,7 +244,7 @@ static void release_node(coro_chan_t *ch, xnode_t *me)
 
 static unsigned park_flags(const coro_chan_t *ch)
 {
-    return ch->sh->outsiders ? CORO__PARK_POLL : 0;
+    return ch->sh->outsiders ? CORO__PARK_EXTERNAL : 0;
 }
 
 /* Called with the lock held, nothing ready: wait on q for a peer. */
