@@ -146,7 +146,7 @@ CHURN_CLIENT := $(BUILD)/test/churn_client
 
 # ---- targets ----------------------------------------------------------------
 .SECONDARY:
-.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers check-gdb check-examples-sim churn bench icount demo install uninstall clean
+.PHONY: all lib test test-native test-valgrind test-scale check-package check-layers check-gdb check-examples-sim churn bench bench-cross icount demo install uninstall clean
 all: lib $(EXAMPLES) $(BENCH) $(ICOUNT) $(RUNNER) $(CHURN_CLIENT)
 lib: $(STATIC) $(SHARED)
 
@@ -267,6 +267,11 @@ churn: $(BUILD)/examples/echo_server $(BUILD)/examples/http_server $(CHURN_CLIEN
 
 bench: $(BENCH)
 	$(BENCH)
+
+# Channels across two threads, coro's shared channels against Go's (when
+# go is installed; otherwise coro's figures alone), medians of COUNT runs.
+bench-cross: $(BENCH)
+	bench/cross.sh $(BENCH)
 
 # Instructions per step of the scheduler's and sync/'s hot paths: each
 # scenario of bench/icount.c under Callgrind for N and 2N steps, the

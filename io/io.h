@@ -41,7 +41,11 @@
  * with EPERM and does nothing: coro_close leaves the descriptor open, so
  * the owner's waiters are not left parked on a closed number. To move a
  * connection to another scheduler, coro_fd_forget it on the owning
- * thread first. A stream belongs to the scheduler of its first call, as
+ * thread first. Within a run of several schedulers (coro_main_opts'
+ * threads), coro_close and coro_fd_forget from a coroutine of another
+ * scheduler of the run do work: the owner is asked (a message) to wake
+ * its waiters with EBADF and let go of fd, and the caller waits for that
+ * before closing. A stream belongs to the scheduler of its first call, as
  * the objects of sync/sync.h do (EPERM elsewhere; coro_stream_free there
  * frees nothing and says so on stderr).
  *
@@ -115,8 +119,10 @@ int coro_connect(int fd, const struct sockaddr *sa, socklen_t len);
  * poller, then close it. Not a checkpoint: a cancelled coroutine can
  * always close. Returns close(2)'s result (EINTR is not retried: on Linux
  * the descriptor is closed then). Works on any thread for a descriptor
- * no running scheduler owns. Errors: EBADF; EPERM fd belongs to another
- * thread's scheduler (see above): nothing is done and fd stays open. */
+ * no running scheduler owns, and from any scheduler of the owner's run.
+ * Errors: EBADF; EPERM fd belongs to another thread's scheduler outside
+ * the caller's run (see above): nothing is done and fd stays open;
+ * ENOMEM (the message to the owner). */
 int coro_close(int fd);
 /* coro_close without the close: wake every coroutine waiting on fd with
  * EBADF, remove fd from the poller and forget what the library knew of it

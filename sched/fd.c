@@ -244,6 +244,11 @@ void coro__fd_mark_drained(int fd)
 int coro__fd_close(int fd)
 {
     if (fd >= 0 && coro__fd_foreign(fd)) {
+        /* Another scheduler of the caller's run: it forgets fd there,
+         * waking its waiters with EBADF, before the caller closes it. */
+        coro__sched_t *s = coro__tls, *owner = coro__fd_owner(fd);
+        if (s && s->current && coro__same_run(s, owner))
+            return coro__remote_fd_forget(s, owner, fd);
         errno = EPERM;
         return -1;
     }
@@ -293,4 +298,11 @@ int coro__fd_waiters(int fd)
         return 0;
     coro__fd_t *e = entry(s, fd, 0);
     return e ? (int)(list_len(&e->readers) + list_len(&e->writers)) : 0;
+}
+
+void coro__fd_forget_in(coro__sched_t *s, int fd)
+{
+    coro__fd_t *e = entry(s, fd, 0);
+    if (e)
+        forget(s, e, fd);
 }

@@ -95,3 +95,9 @@ int coro__fd_foreign(int fd)
      * nothing any more. */
     return owner && owner != (void *)coro__tls && coro__sched_alive(owner);
 }
+
+struct sched *coro__fd_owner(int fd)
+{
+    void **p = slot(fd, 0);
+    return p ? __atomic_load_n(p, __ATOMIC_ACQUIRE) : NULL;
+}

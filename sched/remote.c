@@ -388,3 +388,26 @@ int coro__remote_stats(coro__sched_t *s, coro__sched_t *to, coro_stats_t *out)
     free(rc);
     return 0;
 }
+
+/* ---- closing another scheduler's descriptor ------------------------------------ */
+
+static void forget_at_target(coro__post_t *m)
+{
+    remote_call_t *rc = (remote_call_t *)m;
+    coro__fd_forget_in(rc->to, rc->fd);
+    answer(rc);
+}
+
+int coro__remote_fd_forget(coro__sched_t *s, coro__sched_t *to, int fd)
+{
+    remote_call_t *rc = call_new(s, to, NULL);
+    if (!rc)
+        return -1;
+    rc->fd = fd;
+    rc->orphaned = free_orphan;
+    int away;
+    if (call(rc, forget_at_target, CORO__PARK_UNINTERRUPTIBLE, "close on scheduler", &away) != 0)
+        return -1;
+    free(rc);
+    return 0;
+}

@@ -23,6 +23,7 @@
 #include "coro/fault.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,6 +237,10 @@ static int spin_for_posts(coro__sched_t *s)
                 until = now + RUN_SPIN_NS;
             else if (now >= until)
                 return 0;
+            /* More threads than cores (a loaded machine): the thread
+             * that will post may be waiting for this CPU. */
+            if (i)
+                sched_yield();
         }
         cpu_relax();
     }

@@ -692,6 +692,14 @@ int coro__remote_stats(coro__sched_t *s, coro__sched_t *to, coro_stats_t *out);
 /* s's own counters; the number of schedulers of s's run (1 alone). */
 void coro__stats_of(coro__sched_t *s, coro_stats_t *out);
 int coro_thread_count_of(const coro__sched_t *s);
+/* fd, registered by `to` (another scheduler of s's run), is about to be
+ * closed by s's coroutine: `to` forgets it (its waiters wake with EBADF,
+ * the poller lets go) while the caller waits. 0 or -1 (ENOMEM,
+ * ECANCELED). coro__fd_forget_in is the local half; coro__fd_owner the
+ * scheduler that has fd registered (NULL if none; maybe ended). */
+int coro__remote_fd_forget(coro__sched_t *s, coro__sched_t *to, int fd);
+void coro__fd_forget_in(coro__sched_t *s, int fd);
+struct sched *coro__fd_owner(int fd);
 /* Nothing can wake anyone: cancel every coroutine of s, shields overridden
  * (after the dump, which the caller has written). Returns how many woke. */
 size_t coro__kill_all(coro__sched_t *s);

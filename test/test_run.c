@@ -493,3 +493,40 @@ TEST(run_dump_and_stats_cover_every_scheduler)
 {
     ASSERT_EQ(run_threads(dump_run, NULL, 2), 0);
 }
+
+/* ---- coro_close of another scheduler's descriptor ------------------------- */
+
+static int read_until_closed(void *arg)
+{
+    int fd = *(int *)arg;
+    char c;
+    __atomic_store_n(&flag_set, 1, __ATOMIC_RELEASE);
+    return coro_read(fd, &c, 1) == -1 && errno == EBADF ? 0 : 1;
+}
+
+static int close_remote_fd(void *arg)
+{
+    int *p = arg;
+    if (coro_thread_index() != 0)
+        return 0;
+    __atomic_store_n(&flag_set, 0, __ATOMIC_RELAXED);
+    coro_t *c = coro_spawn_on(1, read_until_closed, &p[0]);
+    ASSERT_NOT_NULL(c);
+    while (!__atomic_load_n(&flag_set, __ATOMIC_ACQUIRE))
+        ASSERT_EQ(coro_sleep(CORO_MS), 0);
+    ASSERT_EQ(coro_sleep(CORO_MS), 0); /* parked in its read, fd registered there */
+    ASSERT_EQ(coro_close(p[0]), 0);
+    int st = -1;
+    ASSERT_EQ(coro_join(c, &st), 0);
+    ASSERT_EQ(st, 0);
+    return 0;
+}
+
+TEST(run_coro_close_wakes_another_schedulers_waiters)
+{
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    ASSERT_EQ(run_threads(close_remote_fd, p, 2), 0);
+    ASSERT_EQ(close(p[1]), 0);
+    ASSERT_ERRNO(close(p[0]), EBADF); /* closed by coro_close */
+}
