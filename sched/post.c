@@ -2,10 +2,11 @@
  * messages from other threads, waits that another thread ends, exit hooks,
  * and signal waits.
  *
- * Posts are pushed on a mutex-protected stack; only the push that finds it
- * empty wakes the poller, so a burst of completions costs one wake-up. The
- * scheduler takes the whole stack when the wake-up is reported, reverses it
- * (posts run in the order they were made) and runs them. */
+ * Posts are pushed on a lock-free stack (a compare-and-swap); only the
+ * push that finds it empty wakes the poller, so a burst of completions
+ * costs one wake-up. The scheduler takes the whole stack with one
+ * exchange, reverses it (posts run in the order they were made) and runs
+ * them. */
 #include "sched/sched_int.h"
 #include "coro/fault.h"
 
@@ -25,11 +26,13 @@ struct sched *coro__self(void)
 
 static void push(coro__sched_t *s, coro__post_t *m)
 {
-    pthread_mutex_lock(&s->post_lock);
-    int was_empty = s->posts == NULL;
-    m->next = s->posts;
-    __atomic_store_n(&s->posts, m, __ATOMIC_RELAXED); /* coro__posts_pending reads it */
-    pthread_mutex_unlock(&s->post_lock);
+    /* A lock-free stack: many push, the owner takes all at once. */
+    coro__post_t *old = __atomic_load_n(&s->posts, __ATOMIC_RELAXED);
+    do
+        m->next = old;
+    while (!__atomic_compare_exchange_n(&s->posts, &old, m, 1, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+    int was_empty = old == NULL;
     /* notify_armed was set on the scheduler's thread before any thread
      * could post (coro__park_external arms it; a run arms every
      * scheduler's before any starts), and the mutex orders it. Only the
@@ -50,7 +53,6 @@ static void push(coro__sched_t *s, coro__post_t *m)
 
 int coro__post(struct sched *s, coro__post_t *m)
 {
-    m->counted = 0;
     push(s, m);
     return 0;
 }
@@ -62,12 +64,11 @@ void coro__post_push(coro__sched_t *s, coro__post_t *m)
 
 void coro__posts_run(coro__sched_t *s)
 {
+    /* Busy before the posts are taken: a quiet scheduler's queue being
+     * empty is what tells the run nothing is on its way to it. */
     if (s->quiet)
         coro__run_busy(s);
-    pthread_mutex_lock(&s->post_lock);
-    coro__post_t *m = s->posts;
-    s->posts = NULL;
-    pthread_mutex_unlock(&s->post_lock);
+    coro__post_t *m = __atomic_exchange_n(&s->posts, NULL, __ATOMIC_ACQUIRE);
     coro__post_t *fifo = NULL;
     while (m) {
         coro__post_t *next = m->next;
@@ -77,10 +78,7 @@ void coro__posts_run(coro__sched_t *s)
     }
     while (fifo) {
         coro__post_t *next = fifo->next;
-        int counted = fifo->counted;
         fifo->fn(fifo); /* may free fifo */
-        if (counted)
-            coro__run_post_done(s);
         fifo = next;
     }
 }

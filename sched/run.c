@@ -16,16 +16,14 @@
  * (coro_spawn_on), and a coroutine parked in a cross-scheduler join may
  * be woken by another thread. So a scheduler that finds nothing of its
  * own to do is "quiet" (coro__run_idle, under the run's lock) and sleeps
- * in its poller until a post comes. Posts between schedulers are counted
- * in flight from the moment they are made until they have run (a post is
- * the only way one scheduler gives another work). When the last
- * scheduler goes quiet and nothing is in flight, nothing can ever change
- * again: with no coroutine left anywhere the run has ended; otherwise it
+ * in its poller until a post comes (a post is the only way one scheduler
+ * gives another work). When the last scheduler goes quiet and every post
+ * queue is empty, nothing can ever change again: with no coroutine left anywhere the run has ended; otherwise it
  * is deadlocked, and every scheduler's coroutines are dumped (each under
  * its scheduler's index) and then cancelled, shields overridden, as a
- * lone scheduler's are. A scheduler that took a post goes busy again
- * before the post runs, so the count never shows "nothing in flight"
- * while a post's work is still to be done. Posts from other threads
+ * lone scheduler's are. A scheduler that takes posts goes busy again
+ * before it takes them off its queue, so empty queues never hide a post
+ * whose work is still to be done (and a poster is busy when it posts). Posts from other threads
  * (the blocking pool) do not count: a coroutine waiting for one is a
  * poller waiter, and its scheduler is never quiet. */
 #include "sched/sched_int.h"
@@ -56,8 +54,6 @@ struct coro__run {
     int quiet;
     int ended;
     uint64_t verdicts; /* deadlock verdicts so far */
-    /* Posts between the schedulers not yet run (atomic). */
-    uint64_t inflight;
 };
 
 typedef struct member {
@@ -105,9 +101,12 @@ int coro__run_idle(coro__sched_t *s)
         s->quiet = 1;
         r->quiet++;
     }
-    int decide = r->quiet == r->n && __atomic_load_n(&r->inflight, __ATOMIC_SEQ_CST) == 0;
+    /* Every one quiet with an empty post queue: a quiet scheduler turns
+     * busy before it takes its posts, so nothing is on its way. */
+    int decide = r->quiet == r->n;
     for (int i = 0; decide && i < r->n; i++)
-        decide = r->scheds[i]->verdicts_seen == r->verdicts; /* the last one is applied */
+        decide = r->scheds[i]->verdicts_seen == r->verdicts && /* the last one is applied */
+                 !__atomic_load_n(&r->scheds[i]->posts, __ATOMIC_ACQUIRE);
     if (!decide) {
         pthread_mutex_unlock(&r->lock);
         return 0;
@@ -147,15 +146,7 @@ void coro__run_busy(coro__sched_t *s)
 
 void coro__run_post(coro__sched_t *to, coro__post_t *m)
 {
-    m->counted = 1;
-    /* Before the push: the post is in flight from the moment it exists. */
-    __atomic_fetch_add(&to->run->inflight, 1, __ATOMIC_SEQ_CST);
     coro__post_push(to, m);
-}
-
-void coro__run_post_done(coro__sched_t *s)
-{
-    __atomic_fetch_sub(&s->run->inflight, 1, __ATOMIC_SEQ_CST);
 }
 
 coro__sched_t *coro__run_sched(const coro__sched_t *s, int index)

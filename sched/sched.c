@@ -353,7 +353,6 @@ void coro__sched_free(coro__sched_t *s)
     coro__fd_free_all(s);
     coro__live_end(s); /* frees the poller: its signalfd is gone */
     coro__mask_restore(s);
-    pthread_mutex_destroy(&s->post_lock);
     coro__fiber_fini_thread(&s->fiber);
     coro__overflow_thread_fini();
     coro__stack_pool_release();
@@ -391,11 +390,9 @@ coro__sched_t *coro__sched_new(const coro_main_opts_t *o)
     coro_list_init(&s->signal_waiters);
     coro_list_init(&s->live_node);
     coro_list_init(&s->remote_held);
-    pthread_mutex_init(&s->post_lock, NULL);
     if (o && o->sim && coro__sim_start(s, o->sim) != 0) {
         int e = errno;
-        pthread_mutex_destroy(&s->post_lock);
-        free(s);
+            free(s);
         errno = e;
         return NULL;
     }
@@ -407,8 +404,7 @@ coro__sched_t *coro__sched_new(const coro_main_opts_t *o)
     if (coro__live_start(s) != 0 || coro__overflow_thread_init() != 0) {
         int e = errno;
         coro__live_end(s);
-        pthread_mutex_destroy(&s->post_lock);
-        coro__sim_free(s);
+            coro__sim_free(s);
         free(s);
         errno = e;
         return NULL;

@@ -170,10 +170,9 @@ struct sched {
     /* The descriptor table (sched/fd.c): chunks of entries indexed by fd. */
     coro__fd_t **fd_chunks;
     size_t fd_chunks_len;
-    /* Messages from other threads (sched/post.c): a mutex-protected stack,
+    /* Messages from other threads (sched/post.c): a lock-free stack,
      * reversed when drained; notify_armed once the poller's wake-up
      * channel exists. */
-    pthread_mutex_t post_lock;
     struct coro__post *posts;
     int notify_armed;
     /* Coroutines in coro__signal_park, and whether the poller watches
@@ -655,13 +654,10 @@ int coro__run_idle(coro__sched_t *s);
 void coro__run_busy(coro__sched_t *s);
 /* Scheduler `index` of s's run, NULL if out of range. */
 coro__sched_t *coro__run_sched(const coro__sched_t *s, int index);
-/* Post m to another scheduler of the same run, counted as in flight until
- * it has run there (the run cannot be called quiet meanwhile). */
+/* Post m to another scheduler of the same run (coro__post without its
+ * error return). */
 void coro__run_post(coro__sched_t *to, struct coro__post *m);
-/* Queue m for s as coro__post does, m->counted as the caller set it. */
 void coro__post_push(coro__sched_t *s, struct coro__post *m);
-/* A post counted by coro__run_post has run. */
-void coro__run_post_done(coro__sched_t *s);
 /* Is there a post waiting for s (one relaxed load)? */
 static inline int coro__posts_pending(coro__sched_t *s)
 {

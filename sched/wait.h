@@ -58,8 +58,6 @@ typedef struct coro__waiter {
 typedef struct coro__post {
     struct coro__post *next;
     void (*fn)(struct coro__post *m);
-    /* Set by the scheduler (a post between the schedulers of a run). */
-    int counted;
 } coro__post_t;
 
 /* How a park waits (coro__park's flags, or'd; 0 for an ordinary wait). */

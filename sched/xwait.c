@@ -70,7 +70,7 @@ void coro__xwait_deliver(coro__xwait_t *x)
     } else {
         x->post.fn = arrived_post;
         if (s->run)
-            coro__run_post(s, &x->post); /* counted: the run is not idle meanwhile */
+            coro__run_post(s, &x->post);
         else
             coro__post(s, &x->post);
     }
