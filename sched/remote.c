@@ -359,30 +359,34 @@ static void stats_at_target(coro__post_t *m)
     answer(rc);
 }
 
-/* Ask scheduler `to` for its dump (written to fd there) or its stats;
- * the caller waits, uninterruptibly (only a deadlock's unwind ends it). */
-int coro__remote_dump(coro__sched_t *s, coro__sched_t *to, int fd)
+/* A question for scheduler `to`, answered by at_target there: the caller
+ * waits, uninterruptibly (only a deadlock's unwind ends it). Returns the
+ * answered call (the caller reads it, then frees it), or NULL with errno. */
+static remote_call_t *ask(coro__sched_t *s, coro__sched_t *to, int fd,
+                          void (*at_target)(coro__post_t *), const char *what)
 {
     remote_call_t *rc = call_new(s, to, NULL);
     if (!rc)
-        return -1;
+        return NULL;
     rc->fd = fd;
     rc->orphaned = free_orphan;
     int away;
-    if (call(rc, dump_at_target, CORO__PARK_UNINTERRUPTIBLE, "dump of scheduler", &away) != 0)
-        return -1;
+    if (call(rc, at_target, CORO__PARK_UNINTERRUPTIBLE, what, &away) != 0)
+        return NULL;
+    return rc;
+}
+
+int coro__remote_dump(coro__sched_t *s, coro__sched_t *to, int fd)
+{
+    remote_call_t *rc = ask(s, to, fd, dump_at_target, "dump of scheduler");
     free(rc);
-    return 0;
+    return rc ? 0 : -1;
 }
 
 int coro__remote_stats(coro__sched_t *s, coro__sched_t *to, coro_stats_t *out)
 {
-    remote_call_t *rc = call_new(s, to, NULL);
+    remote_call_t *rc = ask(s, to, -1, stats_at_target, "stats of scheduler");
     if (!rc)
-        return -1;
-    rc->orphaned = free_orphan;
-    int away;
-    if (call(rc, stats_at_target, CORO__PARK_UNINTERRUPTIBLE, "stats of scheduler", &away) != 0)
         return -1;
     *out = rc->stats;
     free(rc);
@@ -400,14 +404,7 @@ static void forget_at_target(coro__post_t *m)
 
 int coro__remote_fd_forget(coro__sched_t *s, coro__sched_t *to, int fd)
 {
-    remote_call_t *rc = call_new(s, to, NULL);
-    if (!rc)
-        return -1;
-    rc->fd = fd;
-    rc->orphaned = free_orphan;
-    int away;
-    if (call(rc, forget_at_target, CORO__PARK_UNINTERRUPTIBLE, "close on scheduler", &away) != 0)
-        return -1;
+    remote_call_t *rc = ask(s, to, fd, forget_at_target, "close on scheduler");
     free(rc);
-    return 0;
+    return rc ? 0 : -1;
 }

@@ -158,7 +158,7 @@ static int park_on(coro_list_t *q, void *elem, const char *what, const coro_chan
 
 /* ---- channels ----------------------------------------------------------- */
 
-coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity)
+coro_chan_t *coro__chan_alloc(size_t elem_size, size_t capacity, void *home)
 {
     if (elem_size == 0) {
         errno = EINVAL;
@@ -173,7 +173,7 @@ coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity)
         return NULL;
     ch->magic = CHAN_MAGIC_LIVE;
     ch->closed = 0;
-    ch->home = NULL;
+    ch->home = home;
     ch->elem_size = elem_size;
     ch->cap = capacity;
     ch->head = 0;
@@ -182,6 +182,11 @@ coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity)
     coro_list_init(&ch->recvq);
     coro_list_init(&ch->sendq);
     return ch;
+}
+
+coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity)
+{
+    return coro__chan_alloc(elem_size, capacity, NULL);
 }
 
 int coro_chan_send(coro_chan_t *ch, const void *elem)

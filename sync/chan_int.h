@@ -93,6 +93,9 @@ static inline void ring_take(coro_chan_t *ch, void *elem)
     ch->len--;
 }
 
+/* A channel's memory, its fields set (sh NULL) and home as given; NULL
+ * with EINVAL (elem_size 0) or ENOMEM. */
+coro_chan_t *coro__chan_alloc(size_t elem_size, size_t capacity, void *home);
 /* The home of every shared channel. */
 extern char coro__chan_shared_home;
 #define CHAN_SHARED_HOME ((void *)&coro__chan_shared_home)

@@ -63,35 +63,17 @@ typedef struct xnode {
 
 coro_chan_t *coro_chan_new_shared(size_t elem_size, size_t capacity)
 {
-    if (elem_size == 0) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if (capacity > (SIZE_MAX - sizeof(coro_chan_t)) / elem_size) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    coro_chan_t *ch = coro__malloc(sizeof *ch + capacity * elem_size);
-    struct chan_shared *sh = coro__malloc(sizeof *sh);
-    if (!ch || !sh) {
+    coro_chan_t *ch = coro__chan_alloc(elem_size, capacity, CHAN_SHARED_HOME);
+    struct chan_shared *sh = ch ? coro__malloc(sizeof *sh) : NULL;
+    if (!sh) {
         free(ch);
-        free(sh);
         return NULL;
     }
     pthread_mutex_init(&sh->lock, NULL);
     sh->refs = 1;
     sh->run = coro__xwait_run();
     sh->outsiders = sh->run == NULL || !coro_self();
-    ch->magic = CHAN_MAGIC_LIVE;
-    ch->closed = 0;
-    ch->home = CHAN_SHARED_HOME;
-    ch->elem_size = elem_size;
-    ch->cap = capacity;
-    ch->head = 0;
-    ch->len = 0;
     ch->sh = sh;
-    coro_list_init(&ch->recvq);
-    coro_list_init(&ch->sendq);
     return ch;
 }
 
