@@ -95,7 +95,7 @@ void coro_dump(int fd)
     }
     /* A run: every scheduler in index order, each written on its own
      * thread (its state is its thread's) while the caller waits. */
-    int n = coro_thread_count_of(s);
+    int n = coro__thread_count_of(s);
     for (int i = 0; i < n; i++) {
         coro__sched_t *t = coro__run_sched(s, i);
         if (t != s) {
@@ -122,7 +122,7 @@ void coro_stats(coro_stats_t *out)
         return;
     /* A run: the sum over its schedulers (the worst lag), each asked on
      * its own thread. */
-    for (int i = 0; i < coro_thread_count_of(s); i++) {
+    for (int i = 0; i < coro__thread_count_of(s); i++) {
         coro__sched_t *t = coro__run_sched(s, i);
         coro_stats_t o;
         if (t == s || coro__remote_stats(s, t, &o) != 0)

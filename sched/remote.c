@@ -347,7 +347,7 @@ static void dump_at_target(coro__post_t *m)
     remote_call_t *rc = (remote_call_t *)m;
     char head[64];
     snprintf(head, sizeof head, "coro: scheduler %d of %d:", rc->to->run_index,
-             coro_thread_count_of(rc->to));
+             coro__thread_count_of(rc->to));
     coro__dump_to(rc->to, rc->fd, head);
     answer(rc);
 }

@@ -166,7 +166,7 @@ int coro_thread_index(void)
     return s->run ? s->run_index : 0;
 }
 
-int coro_thread_count_of(const coro__sched_t *s)
+int coro__thread_count_of(const coro__sched_t *s)
 {
     return s->run ? s->run->n : 1;
 }
@@ -174,7 +174,7 @@ int coro_thread_count_of(const coro__sched_t *s)
 int coro_thread_count(void)
 {
     coro__sched_t *s = coro__tls;
-    return s ? coro_thread_count_of(s) : 0;
+    return s ? coro__thread_count_of(s) : 0;
 }
 
 /* ---- starting and ending ------------------------------------------------- */

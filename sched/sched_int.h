@@ -687,7 +687,7 @@ int coro__remote_dump(coro__sched_t *s, coro__sched_t *to, int fd);
 int coro__remote_stats(coro__sched_t *s, coro__sched_t *to, coro_stats_t *out);
 /* s's own counters; the number of schedulers of s's run (1 alone). */
 void coro__stats_of(coro__sched_t *s, coro_stats_t *out);
-int coro_thread_count_of(const coro__sched_t *s);
+int coro__thread_count_of(const coro__sched_t *s);
 /* fd, registered by `to` (another scheduler of s's run), is about to be
  * closed by s's coroutine: `to` forgets it (its waiters wake with EBADF,
  * the poller lets go) while the caller waits. 0 or -1 (ENOMEM,
