@@ -1,5 +1,5 @@
 /* http_server.c: a small, fast, defensive HTTP/1.1 server, one coroutine
- * per connection.
+ * per connection, one thread per core.
  *
  * WHAT IT SHOWS
  *   An HTTP server written as straight-line code: read, parse every
@@ -31,6 +31,17 @@
  *     of the cycle honours it, with no timer code of our own.
  *   - A connection cap: past --max-conns, a new connection gets a 503 and
  *     is closed at once (echo_server.c shows the other way: stop accepting).
+ *   - Every core, as in echo_server.c: with -t N (by default one per
+ *     online CPU) the process runs N schedulers, one per thread
+ *     (coro_main_opts with threads = N), each a whole server of its own
+ *     (a "shard"): its own listener on the same port (SO_REUSEPORT),
+ *     accept loop, task group and counters; a connection stays on the
+ *     thread that accepted it, and nothing is shared or locked. The
+ *     limits hold for the process: --max-conns is divided between the
+ *     threads (each answers 503 past its share; the kernel spreads
+ *     connections by a hash, not by load, so one thread may refuse while
+ *     another has room), and the timeouts and buffer sizes below are per
+ *     connection. -t 1 is the single-threaded server.
  *   - Request bodies are not read: a request that announces one
  *     (Content-Length > 0, Transfer-Encoding) is answered, then the
  *     connection is closed, since its framing would be lost.
@@ -45,22 +56,29 @@
  *     down our sending side and discard input for up to 1 s, so that
  *     unread pipelined bytes do not make the kernel reset the connection
  *     and destroy our last reply.
- *   - Graceful shutdown on SIGINT/SIGTERM, as in echo_server.c: a
- *     coroutine waits in coro_signal_wait(), the accept loop is cancelled,
- *     open connections get 2 s (replies now say "Connection: close"), then
- *     the rest are cancelled through their task group. Exit 0.
+ *   - Graceful shutdown on SIGINT/SIGTERM, as in echo_server.c:
+ *     scheduler 0's main coroutine waits in coro_signal_wait() and
+ *     cancels every thread's shard through its coro_spawn_on handle; in
+ *     each thread the accept loop stops, open connections get 2 s
+ *     (replies now say "Connection: close"), then the rest are cancelled
+ *     through their task group; scheduler 0 joins the shards. Exit 0.
  *   - Flat memory however many connections come and go: the task group
  *     is CORO_GROUP_COLLECT | CORO_GROUP_REAP, which frees each
  *     connection's coroutine as it ends (see echo_server.c). No memory
  *     for a new connection's coroutine gets a 503, a line on stderr (at
- *     most one a second, with a count of those held back), and the server
- *     goes on.
+ *     most one a second per thread, with a count of those held back), and
+ *     the server goes on.
  *
  * HOW TO RUN IT
- *   http_server PORT [--max-conns N] [--host ADDR]
+ *   http_server PORT [-t N] [--max-conns N] [--host ADDR]
  *       PORT 0 picks a free port; the first line on stdout is
- *       "listening on ADDR:PORT". Defaults: --max-conns 10000,
- *       --host 127.0.0.1.
+ *       "listening on ADDR:PORT". Defaults: -t (--threads) one per online
+ *       CPU, never more than --max-conns; --max-conns 10000 for the whole
+ *       process; --host 127.0.0.1. With two threads or more, do not start
+ *       two servers on one port: the second joins the first's
+ *       SO_REUSEPORT group instead of failing (see echo_server.c). At the
+ *       end it prints how many requests and connections each thread
+ *       served.
  *   Then:  wrk -t1 -c100 -d3s http://127.0.0.1:PORT/
  *     or:  printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' | nc 127.0.0.1 PORT
  *
@@ -88,6 +106,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define MAX_HEADER 8192                    /* one request's header block */
 #define OUT_BUF 8192                       /* replies queued before a write */
@@ -402,27 +421,52 @@ static int parse_request(const char *b, size_t n, struct request *rq)
 
 /* ---- the server ------------------------------------------------------------------ */
 
-struct config {
+/* The command line. Written by main() before any scheduler starts, only
+ * read after: every thread may read it without a lock. */
+static struct config {
     const char *host, *port;
-    long max_conns;
+    long max_conns;          /* for the whole process */
+    int threads;
+} cfg;
+
+/* Trouble that may come in floods is reported at most once a second, with
+ * a count of the reports held back (see echo_server.c). */
+struct ratelimit {
+    int printed;
+    int64_t last;
+    long held;
 };
 
-static struct {
-    const struct config *cfg;
+/* One thread's server (see echo_server.c): only that thread touches it
+ * while the server runs; scheduler 0 reads the counters once the shard has
+ * been joined. Each shard starts on a cache line of its own, so that two
+ * threads counting their own requests never write to the same line. */
+struct shard {
+    _Alignas(64) int index;  /* its scheduler's index, coro_thread_index() */
+    char tag[16];            /* "thread 1: " before its messages; "" with one thread */
+    long max_conns;          /* its share of --max-conns */
     int lfd;
     coro_group_t *conns;
-    coro_t *acceptor;
+    coro_t *co;              /* the shard's coroutine: scheduler 0 keeps the handle */
     int draining;            /* shutting down: close after each reply */
     long open, served, refused;
     long turned_away;        /* 503s for want of memory for a coroutine */
     unsigned long long requests;
-} srv;
+    struct ratelimit accept_trouble, spawn_trouble;
+};
+
+#define MAX_THREADS 1024     /* coro_main_opts' limit */
+static struct shard shards[MAX_THREADS];
+
+/* Scheduler 0's main coroutine, which stops the server (see conduct). */
+static coro_t *conductor;
 
 static sigset_t stop_signals;
 
 /* One connection's state, on its coroutine's stack. */
 struct conn {
     int fd;
+    struct shard *sh;        /* the thread's server, which accepted it */
     size_t len;              /* bytes in in[] */
     size_t scan;             /* header_end's progress in the first request */
     size_t outlen;           /* bytes queued in out[] */
@@ -447,9 +491,9 @@ static int queue_reply(struct conn *c, int r, int head_only, int keep, int http1
 }
 
 /* Does the connection stay open after answering rq with reply r? */
-static int keep_alive(const struct request *rq, int r)
+static int keep_alive(const struct conn *c, const struct request *rq, int r)
 {
-    if (r == S400_BAD || r == S505_VERSION || srv.draining)
+    if (r == S400_BAD || r == S505_VERSION || c->sh->draining)
         return 0;
     if (rq->has_body)        /* we do not read bodies: the next request's start is lost */
         return 0;
@@ -483,7 +527,7 @@ static int answer_batch(struct conn *c, int *answered)
         off += n;
         c->scan = 0;
         (*answered)++;
-        keep = keep_alive(&rq, r);
+        keep = keep_alive(c, &rq, r);
         if (queue_reply(c, r, rq.method == M_HEAD, keep, rq.minor == 0) != 0)
             return -1;
     }
@@ -512,6 +556,9 @@ static int serve_conn(void *arg)
 {
     struct conn c;           /* 16 KiB of buffers: not zeroed, not touched until used */
     c.fd = (int)(intptr_t)arg;
+    /* A coroutine runs on the scheduler that spawned it: scheduler i
+     * serves shard i. */
+    c.sh = &shards[coro_thread_index()];
     c.len = c.scan = c.outlen = 0;
 
     int keep = 1;
@@ -528,7 +575,7 @@ static int serve_conn(void *arg)
         keep = answer_batch(&c, &answered);
         if (keep >= 0 && flush(&c) != 0)
             keep = -1;
-        srv.requests += (unsigned)answered;
+        c.sh->requests += (unsigned)answered;
         if (answered > 0)    /* the next request's clock starts now */
             coro_set_deadline(coro_now() + REQUEST_TIMEOUT);
     }
@@ -536,21 +583,12 @@ static int serve_conn(void *arg)
         linger_close(c.fd);
     else
         coro_close(c.fd);
-    srv.open--;
+    c.sh->open--;
     return 0;
 }
 
-/* Trouble that may come in floods is reported at most once a second, with
- * a count of the reports held back (see echo_server.c). */
-struct ratelimit {
-    int printed;
-    int64_t last;
-    long held;
-};
-
-static struct ratelimit accept_trouble, spawn_trouble;
-
-static __attribute__((format(printf, 2, 3))) void report(struct ratelimit *rl,
+static __attribute__((format(printf, 3, 4))) void report(const struct shard *sh,
+                                                        struct ratelimit *rl,
                                                         const char *fmt, ...)
 {
     int64_t now = coro_now();
@@ -564,18 +602,19 @@ static __attribute__((format(printf, 2, 3))) void report(struct ratelimit *rl,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (rl->held > 0)
-        fprintf(stderr, "http_server: %s (and %ld more since the last report)\n", msg, rl->held);
+        fprintf(stderr, "http_server: %s%s (and %ld more since the last report)\n", sh->tag,
+                msg, rl->held);
     else
-        fprintf(stderr, "http_server: %s\n", msg);
+        fprintf(stderr, "http_server: %s%s\n", sh->tag, msg);
     rl->printed = 1;
     rl->last = now;
     rl->held = 0;
 }
 
-static void report_held(const struct ratelimit *rl, const char *what)
+static void report_held(const struct shard *sh, const struct ratelimit *rl, const char *what)
 {
     if (rl->held > 0)
-        fprintf(stderr, "http_server: %ld more %s not reported\n", rl->held, what);
+        fprintf(stderr, "http_server: %s%ld more %s not reported\n", sh->tag, rl->held, what);
 }
 
 /* Turn a new connection away: a 503 with a non-blocking send (a fresh
@@ -589,28 +628,28 @@ static void refuse(int fd)
     coro_close(fd);
 }
 
-/* Accept, and spawn a coroutine per connection into the group; the same
- * loop as echo_server.c's, with a counter instead of a semaphore. */
-static int accept_loop(void *arg)
+/* Accept, and spawn a coroutine per connection into the group, until
+ * cancelled (0) or a fatal error (1); the same loop as echo_server.c's,
+ * with a counter instead of a semaphore. */
+static int accept_loop(struct shard *sh)
 {
-    (void)arg;
     coro_opts_t opts = { .stack_size = CONN_STACK, .name = "http" };
     for (;;) {
-        int fd = coro_accept(srv.lfd, NULL, NULL);
+        int fd = coro_accept(sh->lfd, NULL, NULL);
         if (fd < 0) {
             int err = errno;
             if (err == ECANCELED)
                 return 0;
             if (err == EBADF || err == EINVAL || err == ENOTSOCK) {
-                fprintf(stderr, "http_server: accept: %s\n", strerror(err));
+                fprintf(stderr, "http_server: %saccept: %s\n", sh->tag, strerror(err));
                 return 1;
             }
             /* EMFILE, ENOBUFS...: coro_accept already waited; retry. */
-            report(&accept_trouble, "accept: %s (retrying)", strerror(err));
+            report(sh, &sh->accept_trouble, "accept: %s (retrying)", strerror(err));
             continue;
         }
-        if (srv.open >= srv.cfg->max_conns) {
-            srv.refused++;
+        if (sh->open >= sh->max_conns) {
+            sh->refused++;
             refuse(fd);
             continue;
         }
@@ -618,87 +657,175 @@ static int accept_loop(void *arg)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         /* The handle is not kept: in a REAP group it dies with the
          * connection. */
-        if (!coro_group_spawn_opts(srv.conns, serve_conn, (void *)(intptr_t)fd, &opts)) {
+        if (!coro_group_spawn_opts(sh->conns, serve_conn, (void *)(intptr_t)fd, &opts)) {
             /* Out of memory or mappings: say so, 503, go on. */
-            report(&spawn_trouble, "no coroutine for a new connection: %s; answered 503",
+            report(sh, &sh->spawn_trouble, "no coroutine for a new connection: %s; answered 503",
                    strerror(errno));
-            srv.turned_away++;
+            sh->turned_away++;
             refuse(fd);
             continue;
         }
-        srv.open++;
-        srv.served++;
+        sh->open++;
+        sh->served++;
     }
-}
-
-/* SIGINT or SIGTERM: stop the accept loop (see echo_server.c). */
-static int watch_signals(void *arg)
-{
-    (void)arg;
-    int sig = coro_signal_wait(&stop_signals);
-    if (sig < 0 && errno == ECANCELED)
-        return 0;
-    if (sig < 0)             /* no way to be stopped gracefully: stop now */
-        perror("http_server: coro_signal_wait");
-    else
-        printf("got %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    coro_cancel(srv.acceptor);
-    return sig < 0;
 }
 
 /* Replies say "Connection: close" from now on; open connections get
  * DRAIN_TIMEOUT, then the group cancels the rest. */
-static void drain(void)
+static void drain(struct shard *sh)
 {
-    srv.draining = 1;
-    printf("%ld connection%s open; waiting up to %lld s\n", srv.open,
-           srv.open == 1 ? "" : "s", (long long)(DRAIN_TIMEOUT / CORO_SEC));
+    sh->draining = 1;
+    printf("%s%ld connection%s open; waiting up to %lld s\n", sh->tag, sh->open,
+           sh->open == 1 ? "" : "s", (long long)(DRAIN_TIMEOUT / CORO_SEC));
     int64_t saved = coro_timeout(DRAIN_TIMEOUT);
-    int rc = coro_group_wait(srv.conns);
+    int rc = coro_group_wait(sh->conns);
     int err = errno;
     coro_set_deadline(saved);
     if (rc == -1 && err == ETIMEDOUT)
-        printf("cancelled the connections still open after the deadline\n");
-    coro_group_free(srv.conns);
+        printf("%scancelled the connections still open after the deadline\n", sh->tag);
+    coro_group_free(sh->conns);
 }
 
-static int serve(void *arg)
+/* Cancel c, which may run on another thread (see echo_server.c). */
+static void cancel(coro_t *c)
 {
-    srv.cfg = arg;
-    srv.lfd = coro_tcp_listen(srv.cfg->host, srv.cfg->port, 0);
-    if (srv.lfd < 0) {
-        fprintf(stderr, "http_server: listen on %s:%s: %s\n", srv.cfg->host, srv.cfg->port,
+    while (coro_cancel(c) != 0 && errno == ENOMEM)
+        coro_sleep(CORO_MS);
+}
+
+/* A shard's coroutine, on its own scheduler: serve until cancelled (by the
+ * conductor, at shutdown), then close the listener and drain. */
+static int serve_shard(void *arg)
+{
+    struct shard *sh = arg;
+    sh->conns = coro_group_new(CORO_GROUP_COLLECT | CORO_GROUP_REAP);
+    if (!sh->conns) {
+        fprintf(stderr, "http_server: %stask group: %s\n", sh->tag, strerror(errno));
+        cancel(conductor);
+        coro_close(sh->lfd);
+        return 1;
+    }
+    int status = accept_loop(sh);
+    if (status != 0)
+        cancel(conductor);   /* a thread that cannot accept stops the server */
+    coro_shield(1);          /* let the drain wait: the cancellation is sticky */
+    coro_close(sh->lfd);
+    drain(sh);
+    report_held(sh, &sh->accept_trouble, "accept errors");
+    report_held(sh, &sh->spawn_trouble, "connections turned away for want of a coroutine");
+    if (sh->turned_away > 0)
+        printf("%sturned away %ld connection%s: no memory for a coroutine\n", sh->tag,
+               sh->turned_away, sh->turned_away == 1 ? "" : "s");
+    return status;
+}
+
+/* ---- the conductor: starting and stopping the threads -------------------------- *
+ *
+ * As in echo_server.c, which explains it step by step: scheduler 0's main
+ * coroutine opens each thread's listener on that thread, spawns each
+ * shard there with coro_spawn_on and keeps the handles, waits for
+ * SIGINT/SIGTERM (or for a failing shard to cancel it), cancels every
+ * shard, and joins them (shielded). The other schedulers' main coroutines
+ * return at once. */
+
+static char listen_port[8];
+
+/* Runs on the shard's own scheduler (coro_spawn_on). */
+static int open_listener(void *arg)
+{
+    struct shard *sh = arg;
+    int flags = cfg.threads > 1 ? CORO_REUSEPORT : 0;
+    sh->lfd = coro_tcp_listen(cfg.host, listen_port, flags);
+    if (sh->lfd < 0) {
+        fprintf(stderr, "http_server: %slisten on %s:%s: %s\n", sh->tag, cfg.host, listen_port,
                 strerror(errno));
         return 1;
     }
-    srv.conns = coro_group_new(CORO_GROUP_COLLECT | CORO_GROUP_REAP);
-    coro_opts_t aopts = { .name = "accept" }, sopts = { .name = "signals" };
-    coro_t *watcher = NULL;
-    if (!srv.conns || !(srv.acceptor = coro_spawn_opts(accept_loop, NULL, &aopts)) ||
-        !(watcher = coro_spawn_opts(watch_signals, NULL, &sopts))) {
-        perror("http_server: setup");
-        if (srv.acceptor) {
-            coro_cancel(srv.acceptor);
-            coro_join(srv.acceptor, NULL);
-        }
-        return 1;
-    }
-    printf("listening on %s:%d\n", srv.cfg->host, coro_sock_port(srv.lfd));
+    return 0;
+}
 
-    int status = 0, watcher_status = 0;
-    coro_join(srv.acceptor, &status);
-    coro_cancel(watcher);
-    coro_join(watcher, &watcher_status);
-    coro_close(srv.lfd);
-    drain();
-    report_held(&accept_trouble, "accept errors");
-    report_held(&spawn_trouble, "connections turned away for want of a coroutine");
-    if (srv.turned_away > 0)
-        printf("turned away %ld connection%s: no memory for a coroutine\n", srv.turned_away,
-               srv.turned_away == 1 ? "" : "s");
-    printf("served %llu request%s on %ld connection%s (%ld refused); bye\n", srv.requests,
-           srv.requests == 1 ? "" : "s", srv.served, srv.served == 1 ? "" : "s", srv.refused);
-    return status || watcher_status;
+/* The first listener picks the port when PORT is 0; the others share it.
+ * On failure the listeners already made stay open until the process
+ * exits, which it is about to. */
+static int open_listeners(void)
+{
+    snprintf(listen_port, sizeof listen_port, "%s", cfg.port);
+    for (int i = 0; i < cfg.threads; i++) {
+        int status = 1;
+        coro_t *c = coro_spawn_on(i, open_listener, &shards[i]);
+        if (!c) {
+            perror("http_server: coro_spawn_on");
+            return -1;
+        }
+        coro_join(c, &status);
+        if (status != 0)
+            return -1;
+        if (i == 0)
+            snprintf(listen_port, sizeof listen_port, "%d", coro_sock_port(shards[0].lfd));
+    }
+    return 0;
+}
+
+/* 0 on a signal or when a shard cancelled us, 1 if signals cannot be
+ * waited for (then the server stops at once). */
+static int wait_for_stop(void)
+{
+    int sig = coro_signal_wait(&stop_signals);
+    if (sig >= 0) {
+        printf("got %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        return 0;
+    }
+    if (errno == ECANCELED)
+        return 0;            /* a shard failed: it said why */
+    perror("http_server: coro_signal_wait");
+    return 1;
+}
+
+static int conduct(void *arg)
+{
+    (void)arg;
+    if (coro_thread_index() != 0)
+        return 0;
+    conductor = coro_self();
+    if (open_listeners() != 0)
+        return 1;
+    printf("listening on %s:%s\n", cfg.host, listen_port);
+    if (cfg.threads > 1)
+        printf("%d threads, each with its own listener (SO_REUSEPORT) and at most %ld "
+               "connections (%ld in all)\n",
+               cfg.threads, shards[0].max_conns, cfg.max_conns);
+
+    int started = 0, status = 0;
+    for (; started < cfg.threads; started++) {
+        struct shard *sh = &shards[started];
+        if (!(sh->co = coro_spawn_on(started, serve_shard, sh))) {
+            perror("http_server: coro_spawn_on");
+            status = 1;
+            break;
+        }
+    }
+    if (status == 0)
+        status = wait_for_stop();
+    coro_shield(1);          /* we may have been cancelled: the joins must wait */
+    for (int i = 0; i < started; i++)
+        cancel(shards[i].co);
+    unsigned long long requests = 0;
+    long served = 0, refused = 0;
+    for (int i = 0; i < started; i++) {
+        int shard_status = 1;
+        coro_join(shards[i].co, &shard_status);
+        status |= shard_status;
+        requests += shards[i].requests;
+        served += shards[i].served;
+        refused += shards[i].refused;
+    }
+    printf("served %llu request%s on %ld connection%s (%ld refused", requests,
+           requests == 1 ? "" : "s", served, served == 1 ? "" : "s", refused);
+    for (int i = 0; i < started && cfg.threads > 1; i++)
+        printf("%sthread %d: %llu on %ld", i == 0 ? "; " : ", ", i, shards[i].requests,
+               shards[i].served);
+    printf("); bye\n");
+    return status;
 }
 
 static void raise_fd_limit(void)
@@ -712,35 +839,77 @@ static void raise_fd_limit(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: http_server PORT [--max-conns N] [--host ADDR]\n");
+    fprintf(stderr,
+            "usage: http_server PORT [-t N] [--max-conns N] [--host ADDR]\n"
+            "  PORT            0 picks a free port (printed: \"listening on ADDR:PORT\")\n"
+            "  -t, --threads N threads, 1 to %d, each a server with its own listener on\n"
+            "                  PORT (SO_REUSEPORT); default: one per online CPU (%ld here),\n"
+            "                  never more than --max-conns\n"
+            "  --max-conns N   connections open at once, 1 to 1000000, for the whole\n"
+            "                  process: each thread takes its share and answers 503\n"
+            "                  past it (default %d)\n"
+            "  --host ADDR     the address to listen on (default 127.0.0.1)\n",
+            MAX_THREADS, sysconf(_SC_NPROCESSORS_ONLN), DEFAULT_MAX_CONNS);
     exit(2);
 }
 
-static long number(const char *s, long lo, long hi)
+/* A decimal number in [lo, hi], or usage(). */
+static long number(const char *what, const char *s, long lo, long hi)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
+    if (errno || end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "http_server: %s must be a number from %ld to %ld, not \"%s\"\n", what,
+                lo, hi, s);
         usage();
+    }
     return v;
+}
+
+/* One thread per online CPU, at least one. */
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
+}
+
+/* Give each shard its index, its tag and its share of --max-conns (the
+ * first max_conns % threads get one more). */
+static void plan_shards(void)
+{
+    if (cfg.threads > cfg.max_conns)
+        cfg.threads = (int)cfg.max_conns;    /* every thread must take at least one */
+    for (int i = 0; i < cfg.threads; i++) {
+        struct shard *sh = &shards[i];
+        sh->index = i;
+        sh->lfd = -1;
+        sh->max_conns = cfg.max_conns / cfg.threads + (i < cfg.max_conns % cfg.threads);
+        if (cfg.threads > 1)
+            snprintf(sh->tag, sizeof sh->tag, "thread %d: ", i);
+    }
 }
 
 int main(int argc, char **argv)
 {
-    struct config cfg = { "127.0.0.1", NULL, DEFAULT_MAX_CONNS };
+    cfg = (struct config){ "127.0.0.1", NULL, DEFAULT_MAX_CONNS, online_cpus() };
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--max-conns") == 0 && i + 1 < argc)
-            cfg.max_conns = number(argv[++i], 1, 1000000);
-        else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
+        const char *a = argv[i];
+        int has_value = i + 1 < argc;
+        if ((strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) && has_value)
+            cfg.threads = (int)number(a, argv[++i], 1, MAX_THREADS);
+        else if (strcmp(a, "--max-conns") == 0 && has_value)
+            cfg.max_conns = number(a, argv[++i], 1, 1000000);
+        else if (strcmp(a, "--host") == 0 && has_value)
             cfg.host = argv[++i];
-        else if (!cfg.port && argv[i][0] != '-' && number(argv[i], 0, 65535) >= 0)
-            cfg.port = argv[i];
+        else if (!cfg.port && a[0] != '-' && number("PORT", a, 0, 65535) >= 0)
+            cfg.port = a;
         else
             usage();
     }
     if (!cfg.port)
         usage();
+    plan_shards();
 
     format_replies();
     init_tchar();
@@ -751,9 +920,10 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    int rc = coro_main(serve, &cfg);
+    coro_main_opts_t opts = { .threads = cfg.threads };
+    int rc = coro_main_opts(conduct, NULL, &opts);
     if (rc < 0) {
-        perror("http_server: coro_main");
+        perror("http_server: coro_main_opts");
         return 1;
     }
     return rc == 0 ? 0 : 1;
