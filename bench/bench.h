@@ -142,8 +142,20 @@ int bench_mutex_handoff(bench_run_t *r);
 int bench_select2(bench_run_t *r);
 int bench_gen_next(bench_run_t *r);
 /* bench/bench_shared.c */
-int bench_thread_ping_pong(bench_run_t *r);
+int bench_thread_cond_ping_pong(bench_run_t *r);
 int bench_shared_chan_ping_pong(bench_run_t *r);
 int bench_shared_chan_stream(bench_run_t *r);
+
+/* bench/bench_run.c: runs of two schedulers. The fan-out's n is a count
+ * of tasks (each a couple of ms of computation); its target is a speed-up
+ * of BENCH_FANOUT_SPEEDUP with two schedulers. */
+int bench_spawn_join_in_run(bench_run_t *r);
+int bench_spawn_on_join(bench_run_t *r);
+int bench_thread_ping_pong(bench_run_t *r);
+#define BENCH_FANOUT_TASKS 64
+#define BENCH_FANOUT_TASKS_SHORT 16
+#define BENCH_FANOUT_SPEEDUP 1.8
+int bench_fanout_one(bench_run_t *r);
+int bench_fanout_two(bench_run_t *r);
 
 #endif /* CORO_BENCH_BENCH_H */

@@ -3,7 +3,7 @@
  * mutex and condition variables (the floor any cross-thread hand-off
  * built on them pays):
  *
- *   BenchmarkThreadPingPong       two threads pass a token back and forth
+ *   BenchmarkThreadCondPingPong   two threads pass a token back and forth
  *                                 through a mutex and two condition
  *                                 variables; ns per round trip (the
  *                                 baseline)
@@ -24,7 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* ---- BenchmarkThreadPingPong ------------------------------------------ */
+/* ---- BenchmarkThreadCondPingPong ------------------------------------------ */
 
 typedef struct tpp {
     pthread_mutex_t mu;
@@ -47,7 +47,7 @@ static void *tpp_other(void *arg)
     return NULL;
 }
 
-int bench_thread_ping_pong(bench_run_t *r)
+int bench_thread_cond_ping_pong(bench_run_t *r)
 {
     tpp_t t = { .turn = 0, .rounds = r->n };
     pthread_mutex_init(&t.mu, NULL);
@@ -55,7 +55,7 @@ int bench_thread_ping_pong(bench_run_t *r)
     pthread_cond_init(&t.cv[1], NULL);
     pthread_t th;
     if (pthread_create(&th, NULL, tpp_other, &t) != 0) {
-        fprintf(stderr, "BenchmarkThreadPingPong: pthread_create failed\n");
+        fprintf(stderr, "BenchmarkThreadCondPingPong: pthread_create failed\n");
         return -1;
     }
     bench_clock_t c;

@@ -113,14 +113,34 @@ static const bench_def_t benches[] = {
     /* Across two schedulers of a run (bench/bench_shared.c): the floor is
      * two plain threads handing a token over with a mutex and condition
      * variables. Go's figures for the same workloads: bench/cross.sh. */
-    { .name = "BenchmarkThreadPingPong", .unit = "ns/op", .kind = BENCH_TIMED, .quantum = 1,
-      .fn = bench_thread_ping_pong },
+    { .name = "BenchmarkThreadCondPingPong", .unit = "ns/op", .kind = BENCH_TIMED, .quantum = 1,
+      .fn = bench_thread_cond_ping_pong },
     { .name = "BenchmarkSharedChanPingPong", .unit = "ns/op",
-      .baseline = "BenchmarkThreadPingPong", .kind = BENCH_TIMED, .quantum = 1,
+      .baseline = "BenchmarkThreadCondPingPong", .kind = BENCH_TIMED, .quantum = 1,
       .fn = bench_shared_chan_ping_pong },
     { .name = "BenchmarkSharedChanStream", .unit = "ns/op",
-      .baseline = "BenchmarkThreadPingPong", .kind = BENCH_TIMED, .quantum = 1,
+      .baseline = "BenchmarkThreadCondPingPong", .kind = BENCH_TIMED, .quantum = 1,
       .fn = bench_shared_chan_stream },
+    /* Runs of two schedulers, one per thread (bench/bench_run.c): a spawn
+     * and join across schedulers against the same on one scheduler of the
+     * run, with its floor (two threads waking each other through the
+     * kernel: a remote spawn + join is two such round trips); and a
+     * CPU-bound fan-out on one scheduler, then on two, whose target is a
+     * speed-up (on time per task: 1.8x faster is a ratio of 1/1.8). */
+    { .name = "BenchmarkSpawnJoinInRun", .unit = "ns/op", .kind = BENCH_TIMED, .quantum = 1,
+      .fn = bench_spawn_join_in_run },
+    { .name = "BenchmarkThreadPingPong", .unit = "ns/op", .baseline = "BenchmarkSpawnJoinInRun",
+      .kind = BENCH_TIMED, .quantum = 1, .fn = bench_thread_ping_pong },
+    { .name = "BenchmarkSpawnOnJoin", .unit = "ns/op", .baseline = "BenchmarkSpawnJoinInRun",
+      .kind = BENCH_TIMED, .quantum = 1, .floor = "BenchmarkThreadPingPong", .floor_mult = 2,
+      .fn = bench_spawn_on_join },
+    { .name = "BenchmarkParallelFanout/sched=1", .unit = "ns/task", .kind = BENCH_TIMED,
+      .quantum = 2, .n_full = BENCH_FANOUT_TASKS, .n_short = BENCH_FANOUT_TASKS_SHORT,
+      .fn = bench_fanout_one },
+    { .name = "BenchmarkParallelFanout/sched=2", .unit = "ns/task",
+      .baseline = "BenchmarkParallelFanout/sched=1", .kind = BENCH_TIMED, .quantum = 2,
+      .n_full = BENCH_FANOUT_TASKS, .n_short = BENCH_FANOUT_TASKS_SHORT,
+      .target_ratio = 1 / BENCH_FANOUT_SPEEDUP, .fn = bench_fanout_two },
     { .name = "BenchmarkSleepBaseline", .unit = "ns/op", .kind = BENCH_TIMED,
       .quantum = BENCH_SLEEPERS, .fn = bench_sleep_baseline },
     { .name = "BenchmarkSleep", .unit = "ns/op", .baseline = "BenchmarkSleepBaseline",
