@@ -4,6 +4,7 @@
  * the run's status, end and deadlock, and the other threads' signal
  * mask. */
 #include "test/test_sched.h"
+#include "sched/io_wait.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -514,7 +515,10 @@ static int close_remote_fd(void *arg)
     ASSERT_NOT_NULL(c);
     while (!__atomic_load_n(&flag_set, __ATOMIC_ACQUIRE))
         ASSERT_EQ(coro_sleep(CORO_MS), 0);
-    ASSERT_EQ(coro_sleep(CORO_MS), 0); /* parked in its read, fd registered there */
+    /* Until its read has registered fd with scheduler 1 (closing before
+     * would race with the read's own use of fd). */
+    while (!coro__fd_foreign(p[0]))
+        ASSERT_EQ(coro_sleep(CORO_MS), 0);
     ASSERT_EQ(coro_close(p[0]), 0);
     int st = -1;
     ASSERT_EQ(coro_join(c, &st), 0);
