@@ -21,6 +21,7 @@
  * entering the scheduler's context. */
 #include "sched/sched_int.h"
 #include "coro/fault.h"
+#include "coro/spin.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -211,15 +212,6 @@ __attribute__((noreturn, cold)) static void unwind_stuck(coro__sched_t *s)
 /* How long a scheduler of a run looks for a post before it sleeps. */
 #define RUN_SPIN_NS (20 * CORO_US)
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* A moment's busy wait for a post before sleeping: a message from another
  * scheduler of the run (a reply, a shared channel's hand-off) then costs
  * a few hundred ns instead of a wake-up through the kernel on both sides,
@@ -242,17 +234,17 @@ static int spin_for_posts(coro__sched_t *s)
             if (i)
                 sched_yield();
         }
-        cpu_relax();
+        coro__cpu_relax();
     }
 }
 
-static void poll_events(coro__sched_t *s, int64_t timeout)
+static void poll_events(coro__sched_t *s, int64_t timeout, int spun)
 {
     if (s->run && timeout != 0) {
         /* A post came while spinning: run it now, no system call. The
          * descriptors are polled at the next turn of the loop (which does
          * not sleep while anything is ready). */
-        if (spin_for_posts(s))
+        if (!spun && spin_for_posts(s))
             return;
         __atomic_store_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -280,7 +272,7 @@ static void run_loop(coro__sched_t *s)
         if (coro__posts_pending(s))
             coro__posts_run(s);
         int64_t timeout;
-        int wait_for_posts = 0;
+        int wait_for_posts = 0, spun = 0;
         if (s->runq_head) {
             timeout = 0;
         } else if (s->heap_len && s->sim) {
@@ -296,14 +288,19 @@ static void run_loop(coro__sched_t *s)
             timeout = -1; /* for the post that ends one */
             wait_for_posts = 1;
         } else if (s->run) {
-            /* Only another scheduler of the run can give this one work. */
+            /* Only another scheduler of the run can give this one work.
+             * It is usually on its way (a reply, a hand-off): look for it
+             * a moment before going quiet, which takes the run's lock
+             * here and again when the post is taken. */
+            if (spin_for_posts(s))
+                continue;
             int v = coro__run_idle(s);
             if (v > 0)
                 break;
             if (v < 0)
                 continue;
             timeout = -1;
-            wait_for_posts = 1;
+            wait_for_posts = spun = 1;
         } else {
             if (on_deadlock(s) == 0)
                 unwind_stuck(s);
@@ -314,7 +311,7 @@ static void run_loop(coro__sched_t *s)
              * now, so an idle thread holds no more than its warm pool. */
             if (timeout != 0)
                 coro__stack_trim();
-            poll_events(s, timeout);
+            poll_events(s, timeout, spun);
         }
         s->loop_now = coro__clock();
         if (s->heap_len)

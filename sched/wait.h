@@ -188,6 +188,11 @@ void coro__xwait_deliver(coro__xwait_t *x);
  * (CORO__PARK_EXTERNAL when something outside the run may be the one to
  * complete it: the scheduler then never counts the wait as deadlocked). */
 int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const void *obj);
+/* Take back a wait that was linked but not parked on (a last look found
+ * what it was waiting for): 1 if the owner won the claim (nobody will
+ * touch x again once its nodes are unlinked), 0 if a peer won it first
+ * (its delivery has then arrived: x.fired and x.result say what it did). */
+int coro__xwait_withdraw(coro__xwait_t *x);
 /* Done with x (a plain thread's mutex and condition variable). */
 void coro__xwait_fini(coro__xwait_t *x);
 /* The run of several schedulers the calling thread's scheduler belongs

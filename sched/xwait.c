@@ -21,6 +21,7 @@ int coro__xwait_init(coro__xwait_t *x)
     x->result = 0;
     x->sched = coro__tls && coro__tls->current ? coro__tls : NULL;
     coro_list_init(&x->w.node);
+    x->w.coro = NULL; /* not parked (yet): see coro__xwait_withdraw */
     x->w.fired = NULL;
     x->w.claim = NULL;
     x->plain = 0;
@@ -115,6 +116,26 @@ int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const v
     }
     /* A peer won: its item has moved; wait for its delivery to arrive
      * (a peer on this thread has delivered already). */
+    coro_t *self = s->current;
+    while (!x->delivered)
+        park_for_delivery(s, self, &x->w);
+    return 0;
+}
+
+int coro__xwait_withdraw(coro__xwait_t *x)
+{
+    if (coro__xwait_claim(x))
+        return 1;
+    /* A peer won: wait for its delivery, which it has begun or will
+     * begin at once (a peer on this thread has made it already). */
+    if (!x->sched) {
+        pthread_mutex_lock(&x->mu);
+        while (!x->delivered)
+            pthread_cond_wait(&x->cv, &x->mu);
+        pthread_mutex_unlock(&x->mu);
+        return 0;
+    }
+    coro__sched_t *s = x->sched;
     coro_t *self = s->current;
     while (!x->delivered)
         park_for_delivery(s, self, &x->w);

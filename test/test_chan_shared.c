@@ -458,3 +458,156 @@ TEST(chan_shared_model_many_to_many_with_deadlines_loses_nothing)
         coro_chan_free(m.ch);
     }
 }
+
+/* ---- buffered channels: a close racing with sends loses nothing --------------- */
+
+enum { RACE_SENDERS = 3 };
+
+typedef struct close_race {
+    coro_chan_t *ch;
+    long sent_sum, got_sum;
+    int stop_after; /* the closer closes after this many items have been received */
+} close_race_t;
+
+static void *race_sender(void *arg)
+{
+    close_race_t *cr = arg;
+    long sum = 0;
+    for (long v = 1;; v++) {
+        if (coro_chan_send(cr->ch, &v) != 0) {
+            if (errno != EPIPE)
+                return (void *)1;
+            break;
+        }
+        sum += v; /* sent: some receiver must get it */
+    }
+    __atomic_fetch_add(&cr->sent_sum, sum, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static int race_receiver(void *arg)
+{
+    close_race_t *cr = arg;
+    long v, sum = 0, n = 0;
+    while (coro_chan_recv(cr->ch, &v) == 0) {
+        sum += v;
+        /* One receiver closes while the senders are at full speed. */
+        if (coro_thread_index() == 1 && ++n == cr->stop_after)
+            ASSERT_EQ(coro_chan_close(cr->ch), 0);
+    }
+    ASSERT_EQ(errno, EPIPE);
+    __atomic_fetch_add(&cr->got_sum, sum, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static int race_main(void *arg)
+{
+    close_race_t *cr = arg;
+    pthread_t th[RACE_SENDERS];
+    if (coro_thread_index() == 0)
+        for (int i = 0; i < RACE_SENDERS; i++)
+            ASSERT_EQ(pthread_create(&th[i], NULL, race_sender, cr), 0);
+    coro_t *h = coro_spawn(race_receiver, cr);
+    ASSERT_NOT_NULL(h);
+    ASSERT_EQ(coro_join(h, NULL), 0);
+    if (coro_thread_index() == 0) {
+        for (int i = 0; i < RACE_SENDERS; i++) {
+            void *ret = (void *)1;
+            ASSERT_EQ(pthread_join(th[i], &ret), 0);
+            ASSERT_NULL(ret);
+        }
+    }
+    return 0;
+}
+
+TEST(chan_shared_buffered_close_racing_with_sends_loses_nothing)
+{
+    /* Every send that returned 0 is received, whatever the close cut. */
+    int rounds = (int)ts_count(30, 4);
+    for (int round = 0; round < rounds; round++) {
+        close_race_t cr = { coro_chan_new_shared(sizeof(long), (size_t)1 + round % 9), 0, 0,
+                            1 + (int)(coro_random() % 2000) };
+        ASSERT_NOT_NULL(cr.ch);
+        ASSERT_EQ(run_threads(race_main, &cr, 2), 0);
+        ASSERT(cr.sent_sum > 0);
+        ASSERT_EQ(cr.got_sum, cr.sent_sum);
+        coro_chan_free(cr.ch);
+    }
+}
+
+/* ---- a select woken by a ring passes the wake-up on ---------------------------- */
+
+typedef struct pass {
+    coro_chan_t *ring;  /* shared, buffered */
+    coro_chan_t *local; /* this scheduler's, buffered */
+    int select_took;    /* 0 the ring's item, 1 the local one's */
+    int select_done, plain_done;
+} pass_t;
+
+static int pass_select(void *arg)
+{
+    pass_t *p = arg;
+    long a = 0, b = 0;
+    coro_case_t cases[] = { { p->ring, CORO_RECV, &a, 0 }, { p->local, CORO_RECV, &b, 0 } };
+    int i = coro_select(cases, 2);
+    ASSERT(i == 0 || i == 1);
+    ASSERT_EQ(cases[i].err, 0);
+    p->select_took = i;
+    p->select_done = 1;
+    return 0;
+}
+
+static int pass_plain(void *arg)
+{
+    pass_t *p = arg;
+    long v;
+    /* The deadline catches a wake-up lost when the select took the other
+     * case: the item would then sit in the ring with this one asleep. */
+    int64_t old = coro_timeout(5000 * CORO_MS);
+    ASSERT_EQ(coro_chan_recv(p->ring, &v), 0);
+    coro_set_deadline(old);
+    p->plain_done = 1;
+    return 0;
+}
+
+static int pass_main(void *arg)
+{
+    (void)arg;
+    int rounds = 40, took_local = 0;
+    for (int round = 0; round < rounds; round++) {
+        pass_t p = { coro_chan_new_shared(sizeof(long), 4), coro_chan_new(sizeof(long), 1), 0, 0, 0 };
+        ASSERT_NOT_NULL(p.ring);
+        ASSERT_NOT_NULL(p.local);
+        /* The select waits first, so the ring's push wakes it, not the
+         * plain receiver behind it. */
+        coro_t *s = coro_spawn(pass_select, &p), *r;
+        ASSERT_NOT_NULL(s);
+        coro_yield();
+        ASSERT_NOT_NULL(r = coro_spawn(pass_plain, &p));
+        coro_yield();
+        ASSERT_EQ(coro__chan_shared_waiting(p.ring), 2);
+        /* Without a yield between them: the push claims the select's wait
+         * (it is now bound to look again), and the local send, finding
+         * its waiter claimed, buffers. When the select runs both cases
+         * are ready and it picks one at random. */
+        long one = 1;
+        ASSERT_EQ(coro_chan_send(p.ring, &one), 0);
+        ASSERT_EQ(coro_chan_send(p.local, &one), 0);
+        ASSERT_EQ(coro_join(s, NULL), 0);
+        if (p.select_took == 0) /* the ring's item: give the plain one its own */
+            ASSERT_EQ(coro_chan_send(p.ring, &one), 0);
+        else
+            took_local++;
+        ASSERT_EQ(coro_join(r, NULL), 0);
+        ASSERT_EQ(p.plain_done, 1);
+        coro_chan_free(p.ring);
+        coro_chan_free(p.local);
+    }
+    ASSERT(took_local > 0); /* the case under test did happen */
+    return 0;
+}
+
+TEST(chan_shared_select_woken_by_a_ring_passes_the_wake_up_on)
+{
+    ASSERT_EQ(coro_main(pass_main, NULL), 0);
+}
