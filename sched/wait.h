@@ -162,6 +162,7 @@ typedef struct coro__xwait {
     pthread_mutex_t mu;     /* a plain thread waits on these */
     pthread_cond_t cv;
     int plain;              /* mu and cv are set up */
+    int spin;               /* atomic: the owner busy-waits for the delivery (sched/xwait.c) */
 } coro__xwait_t;
 
 /* Set x up for the calling thread (a coroutine, or a plain thread).
@@ -188,6 +189,11 @@ void coro__xwait_deliver(coro__xwait_t *x);
  * (CORO__PARK_EXTERNAL when something outside the run may be the one to
  * complete it: the scheduler then never counts the wait as deadlocked). */
 int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const void *obj);
+/* Busy-wait until ready(arg), for a moment, if the calling thread has
+ * nothing else to do (a plain thread, or a scheduler with no coroutine
+ * ready and no post): 1 once ready, 0 when it gives up (or at once if the
+ * thread has other work). A waiter's last try before it links itself. */
+int coro__xwait_spin(int (*ready)(const void *arg), const void *arg);
 /* Take back a wait that was linked but not parked on (a last look found
  * what it was waiting for): 1 if the owner won the claim (nobody will
  * touch x again once its nodes are unlinked), 0 if a peer won it first

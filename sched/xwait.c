@@ -10,8 +10,21 @@
  * cancellation lost the claim to a peer must not return until that
  * peer's delivery has arrived: it waits for it, whatever else happens. */
 #include "sched/sched_int.h"
+#include "coro/spin.h"
 
 #include <errno.h>
+
+/* x->spin: the owner may be busy-waiting for the delivery (XSPIN_ON, from
+ * init until it decides), and then a delivery only sets XSPIN_DONE: no
+ * post, no wake-up, no switch. Once the owner has turned it back to
+ * XSPIN_OFF (its compare-and-swap won), deliveries take the usual way. */
+enum { XSPIN_OFF, XSPIN_ON, XSPIN_DONE };
+
+/* How long a waiter with nothing else to do on its thread busy-waits
+ * before it parks: about the cost of the park and wake-up it saves twice
+ * over, and well under the scheduler's own spin before it sleeps
+ * (sched/sched.c), which ignores the descriptors as this does. */
+#define XWAIT_SPIN_NS (10 * CORO_US)
 
 int coro__xwait_init(coro__xwait_t *x)
 {
@@ -25,6 +38,7 @@ int coro__xwait_init(coro__xwait_t *x)
     x->w.fired = NULL;
     x->w.claim = NULL;
     x->plain = 0;
+    x->spin = XSPIN_ON;
     if (!x->sched) {
         pthread_mutex_init(&x->mu, NULL);
         pthread_cond_init(&x->cv, NULL);
@@ -60,6 +74,11 @@ static void arrived_post(coro__post_t *m)
 
 void coro__xwait_deliver(coro__xwait_t *x)
 {
+    int on = XSPIN_ON;
+    if (__atomic_load_n(&x->spin, __ATOMIC_RELAXED) == XSPIN_ON &&
+        __atomic_compare_exchange_n(&x->spin, &on, XSPIN_DONE, 0, __ATOMIC_RELEASE,
+                                    __ATOMIC_RELAXED))
+        return; /* the owner is spinning and sees it: x may be gone now */
     coro__sched_t *s = x->sched;
     if (!s) {
         pthread_mutex_lock(&x->mu);
@@ -97,8 +116,70 @@ static void park_for_delivery(coro__sched_t *s, coro_t *self, coro__waiter_t *w)
     s->ext_waiters--;
 }
 
+/* May the calling thread busy-wait? Not while its scheduler has anything
+ * else to run (ready coroutines, posts), nor in a simulation. */
+static int may_spin(const coro__sched_t *s)
+{
+    return !s || (!s->runq_head && !s->sim && !coro__posts_pending((coro__sched_t *)s));
+}
+
+/* Busy-wait until ready(arg), looking every gap pauses, for at most
+ * XWAIT_SPIN_NS and only while may_spin. */
+static int spin(int (*ready)(const void *arg), const void *arg, unsigned gap)
+{
+    coro__sched_t *s = coro__tls;
+    if (s && !s->current)
+        s = NULL; /* a plain thread that once ran a scheduler */
+    if (ready(arg))
+        return 1;
+    if (!may_spin(s))
+        return 0;
+    int64_t until = coro__clock() + XWAIT_SPIN_NS;
+    for (unsigned i = 1;; i++) {
+        for (unsigned k = 0; k < gap; k++)
+            coro__cpu_relax();
+        if (ready(arg))
+            return 1;
+        if ((i * gap) % 64 == 0 && (coro__clock() >= until || !may_spin(s)))
+            return 0;
+    }
+}
+
+/* Pauses between two looks at a shared structure (about 20 ns each on
+ * x86-64): a looker that reads the line a producer is about to write
+ * makes every item a round trip of that line between the two cores;
+ * looking less often lets a few items gather, which are then taken in
+ * a row. */
+#define SPIN_GAP 32
+
+int coro__xwait_spin(int (*ready)(const void *arg), const void *arg)
+{
+    return spin(ready, arg, SPIN_GAP);
+}
+
+static int spin_done(const void *arg)
+{
+    return __atomic_load_n(&((const coro__xwait_t *)arg)->spin, __ATOMIC_ACQUIRE) == XSPIN_DONE;
+}
+
+/* End x's spinning phase: 1 if the delivery came meanwhile (then it is
+ * complete: nothing else will touch x), else 0 and later deliveries take
+ * the usual way. */
+static int spin_end(coro__xwait_t *x)
+{
+    int on = XSPIN_ON;
+    if (__atomic_compare_exchange_n(&x->spin, &on, XSPIN_OFF, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_ACQUIRE))
+        return 0;
+    return 1; /* XSPIN_DONE */
+}
+
 int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const void *obj)
 {
+    /* Nothing else to do here: wait a moment for a peer on another thread
+     * before paying for the park and the post that would end it. */
+    if (spin(spin_done, x, 1) || spin_end(x))
+        return 0;
     if (!x->sched) {
         pthread_mutex_lock(&x->mu);
         while (!x->delivered)
@@ -126,6 +207,8 @@ int coro__xwait_withdraw(coro__xwait_t *x)
 {
     if (coro__xwait_claim(x))
         return 1;
+    if (spin_end(x))
+        return 0; /* the peer's delivery is in */
     /* A peer won: wait for its delivery, which it has begun or will
      * begin at once (a peer on this thread has made it already). */
     if (!x->sched) {

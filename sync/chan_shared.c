@@ -336,6 +336,24 @@ static int ring_ready(const coro_chan_t *ch, int op)
     return coro__xring_has_item(r) || coro__xring_closed(r);
 }
 
+/* A sender's look while it spins on a full ring: room for a few items,
+ * not just one. A full ring has the sender's position right behind the
+ * receiver's: sending into each slot as it frees would pass every cache
+ * line of slots back and forth between the two cores, item by item. */
+#define RING_SEND_BATCH 16
+
+static int ring_can_send(const void *arg)
+{
+    const coro_chan_t *ch = arg;
+    const coro__xring_t *r = ch->sh->ring;
+    return coro__xring_has_room_for(r, RING_SEND_BATCH) || coro__xring_closed(r);
+}
+
+static int ring_can_recv(const void *ch)
+{
+    return ring_ready(ch, CORO_RECV);
+}
+
 /* After a push (wake a receiver) or a pop (wake a sender): the fence
  * pairs with ring_wait's. */
 static void poke(coro_chan_t *ch, coro_list_t *q, int *count)
@@ -366,6 +384,11 @@ static void poke_senders(coro_chan_t *ch)
  * 0 (look again), or -1 with errno (cancelled, deadline, EMFILE). */
 static int ring_wait(coro_chan_t *ch, int op, const char *what)
 {
+    /* With nothing else to run here, the other side is usually a moment
+     * away: watch the ring before linking, so that it need not take the
+     * lock to wake anyone. */
+    if (coro__xwait_spin(op == CORO_SEND ? ring_can_send : ring_can_recv, ch))
+        return 0;
     coro__xwait_t x;
     if (coro__xwait_init(&x) != 0)
         return -1;

@@ -135,6 +135,20 @@ int coro__xring_has_room(const coro__xring_t *r)
     return (int64_t)(__atomic_load_n(stamp_of(r, tail), __ATOMIC_ACQUIRE) - tail) >= 0;
 }
 
+int coro__xring_has_room_for(const coro__xring_t *r, size_t n)
+{
+    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+    if (tail & r->mark)
+        return 0;
+    if (n > r->cap)
+        n = r->cap;
+    /* The position n - 1 after tail (laps: index, then the wrap). */
+    uint64_t index = (tail & (r->mark - 1)) + (n - 1), pos = tail + (n - 1);
+    if (index >= r->cap)
+        pos = (tail & ~(r->one_lap - 1)) + r->one_lap + (index - r->cap);
+    return (int64_t)(__atomic_load_n(stamp_of(r, pos), __ATOMIC_ACQUIRE) - pos) >= 0;
+}
+
 int coro__xring_has_item(const coro__xring_t *r)
 {
     uint64_t head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);

@@ -67,5 +67,9 @@ size_t coro__xring_len(const coro__xring_t *r);
  * before it sleeps, and for select: cheap reads, no side effects. */
 int coro__xring_has_room(const coro__xring_t *r);
 int coro__xring_has_item(const coro__xring_t *r);
+/* Is there room for n items (at most cap) in a row after the last push?
+ * (Its last slot is free; the ones before it, freed in order, are too,
+ * unless a popper is still finishing one.) */
+int coro__xring_has_room_for(const coro__xring_t *r, size_t n);
 
 #endif /* CORO_SYNC_XRING_H */
