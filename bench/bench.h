@@ -142,7 +142,18 @@ int bench_mutex_handoff(bench_run_t *r);
 int bench_select2(bench_run_t *r);
 int bench_gen_next(bench_run_t *r);
 /* bench/bench_shared.c */
+/* A spinning thread's pause (bench/bench_shared.c's floors). */
+static inline void bench_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 int bench_thread_cond_ping_pong(bench_run_t *r);
+int bench_cache_line_ping_pong(bench_run_t *r);
 int bench_shared_chan_ping_pong(bench_run_t *r);
 int bench_shared_chan_stream(bench_run_t *r);
 

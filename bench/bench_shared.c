@@ -77,6 +77,53 @@ int bench_thread_cond_ping_pong(bench_run_t *r)
     return 0;
 }
 
+/* ---- BenchmarkCacheLinePingPong --------------------------------------------
+ *
+ * The physical floor of any round trip between two threads on two cores:
+ * each side spins on a word the other writes, so a round trip is two
+ * cache-line transfers each way and nothing else. A shared channel's
+ * round trip across schedulers can approach this, never beat it. */
+
+typedef struct clpp {
+    _Alignas(64) int64_t ping;
+    _Alignas(64) int64_t pong;
+    int64_t rounds;
+} clpp_t;
+
+static void *clpp_other(void *arg)
+{
+    clpp_t *t = arg;
+    for (int64_t i = 1; i <= t->rounds; i++) {
+        while (__atomic_load_n(&t->ping, __ATOMIC_ACQUIRE) != i)
+            bench_relax();
+        __atomic_store_n(&t->pong, i, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+int bench_cache_line_ping_pong(bench_run_t *r)
+{
+    static clpp_t t; /* static: the alignment holds */
+    t.ping = t.pong = 0;
+    t.rounds = r->n;
+    pthread_t th;
+    if (pthread_create(&th, NULL, clpp_other, &t) != 0) {
+        fprintf(stderr, "BenchmarkCacheLinePingPong: pthread_create failed\n");
+        return -1;
+    }
+    bench_clock_t c;
+    bench_start(&c);
+    for (int64_t i = 1; i <= r->n; i++) {
+        __atomic_store_n(&t.ping, i, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&t.pong, __ATOMIC_ACQUIRE) != i)
+            bench_relax();
+    }
+    bench_stop(&c, r, r->n);
+    pthread_join(th, NULL);
+    r->cpu_value = 0;
+    return 0;
+}
+
 /* ---- the two channel benchmarks --------------------------------------- */
 
 typedef struct shared_run {

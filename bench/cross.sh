@@ -20,7 +20,8 @@ command -v go >/dev/null 2>&1 || have_go=0
 
 i=0
 while [ $i -lt "$count" ]; do
-    "$bin" -bench 'SharedChan' -count 1 2>/dev/null | grep '^BenchmarkSharedChan[A-Za-z]* ' >> "$tmp/coro"
+    "$bin" -bench 'SharedChan|CacheLinePingPong' -count 1 2>/dev/null |
+        grep -E '^Benchmark(SharedChan[A-Za-z]*|CacheLinePingPong) ' >> "$tmp/coro"
     if [ $have_go -eq 1 ]; then
         (cd "$here/go" && GOMAXPROCS=2 GOFLAGS=-mod=mod go test -run '^$' -bench . -count 1 2>/dev/null) |
             grep '^BenchmarkGoChan' >> "$tmp/go"
@@ -51,3 +52,18 @@ row() {
 }
 row BenchmarkSharedChanPingPong BenchmarkGoChanPingPong 1.5
 row BenchmarkSharedChanStream BenchmarkGoChanStream 1.0
+
+# The round trip's physical floor on this machine: two threads on two
+# cores spinning on one word each (BenchmarkCacheLinePingPong). Go runs its
+# ping-pong on one thread (the woken goroutine goes to the waker's P), so
+# its figure can be below any cross-core round trip; a target under this
+# floor cannot be met by any runtime whose two sides run on two cores.
+f=$(median "$tmp/coro" "BenchmarkCacheLinePingPong ")
+c=$(median "$tmp/coro" "BenchmarkSharedChanPingPong ")
+g=$(median "$tmp/go" "BenchmarkGoChanPingPong-")
+if [ -n "$f" ] && [ -n "$c" ]; then
+    printf '%-30s %12s %12s %7sx  (SharedChanPingPong over the cross-core floor)\n' \
+        BenchmarkCacheLinePingPong "$f" - "$(awk -v c="$c" -v f="$f" 'BEGIN { printf "%.2f", c / f }')"
+    [ -n "$g" ] && awk -v f="$f" -v g="$g" 'BEGIN {
+        if (1.5 * g < f) printf "note: the round-trip target (1.5 x Go = %.0f ns) is below the cross-core floor (%.0f ns)\n", 1.5 * g, f }'
+fi

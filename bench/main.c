@@ -115,9 +115,13 @@ static const bench_def_t benches[] = {
      * variables. Go's figures for the same workloads: bench/cross.sh. */
     { .name = "BenchmarkThreadCondPingPong", .unit = "ns/op", .kind = BENCH_TIMED, .quantum = 1,
       .fn = bench_thread_cond_ping_pong },
+    /* The physical floor of a round trip between two cores: two threads
+     * spinning on one word each. */
+    { .name = "BenchmarkCacheLinePingPong", .unit = "ns/op", .kind = BENCH_TIMED, .quantum = 1,
+      .fn = bench_cache_line_ping_pong },
     { .name = "BenchmarkSharedChanPingPong", .unit = "ns/op",
       .baseline = "BenchmarkThreadCondPingPong", .kind = BENCH_TIMED, .quantum = 1,
-      .fn = bench_shared_chan_ping_pong },
+      .floor = "BenchmarkCacheLinePingPong", .floor_mult = 1, .fn = bench_shared_chan_ping_pong },
     { .name = "BenchmarkSharedChanStream", .unit = "ns/op",
       .baseline = "BenchmarkThreadCondPingPong", .kind = BENCH_TIMED, .quantum = 1,
       .fn = bench_shared_chan_stream },
