@@ -32,6 +32,10 @@
  *   CORO_HAVE_GUARD_REGION stack guards may be MADV_GUARD_INSTALL regions
  *                          (Linux 6.13+, probed at run time). Else every
  *                          guard is mprotect(PROT_NONE), as on macOS/BSD.
+ *   CORO_HAVE_MEMBARRIER   membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+ *                          (Linux 4.14+, probed at run time) makes the
+ *                          shared channels' fences asymmetric (coro/fence.h).
+ *                          Else both sides pay a full fence.
  *
  * Not here, because Linux has no second path for them: epoll and signalfd
  * (the kqueue backend, sched/poller_kqueue.c, is what macOS and the BSDs
@@ -50,6 +54,7 @@
 #define CORO_HAVE_EVENTFD 0
 #define CORO_HAVE_EPOLL_PWAIT2 0
 #define CORO_HAVE_GUARD_REGION 0
+#define CORO_HAVE_MEMBARRIER 0
 #else
 #if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC) && !defined(__APPLE__)
 #define CORO_HAVE_SOCK_FLAGS 1
@@ -76,10 +81,12 @@
 #define CORO_HAVE_EVENTFD 1
 #define CORO_HAVE_EPOLL_PWAIT2 1
 #define CORO_HAVE_GUARD_REGION 1
+#define CORO_HAVE_MEMBARRIER 1
 #else
 #define CORO_HAVE_EVENTFD 0
 #define CORO_HAVE_EPOLL_PWAIT2 0
 #define CORO_HAVE_GUARD_REGION 0
+#define CORO_HAVE_MEMBARRIER 0
 #endif
 #endif /* CORO_FORCE_FALLBACKS */
 

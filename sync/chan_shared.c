@@ -32,6 +32,7 @@
 #include "sched/sched.h"
 #include "coro/fault.h"
 #include "sched/wait.h"
+#include "coro/fence.h"
 #include "coro/spin.h"
 #include "sync/xring.h"
 
@@ -90,6 +91,8 @@ coro_chan_t *coro_chan_new_shared(size_t elem_size, size_t capacity)
         errno = e;
         return NULL;
     }
+    if (ring)
+        coro__fence_setup(); /* before any thread can use the ring */
     ch->cap = capacity;
     sh->ring = ring;
     sh->lock = (coro__spin_t)CORO__SPIN_INIT;
@@ -320,7 +323,9 @@ static int wait_one(coro_chan_t *ch, coro_list_t *q, void *elem, const char *wha
  * No wake-up is lost: a waiter links itself (its queue's count goes up),
  * then, after a full fence, takes a last look at the ring before it
  * parks; a push or pop, after a full fence, reads the other side's count
- * and wakes one waiter if it is not 0. Either the last look sees the
+ * and wakes one waiter if it is not 0. The fences are asymmetric
+ * (coro/fence.h): the waiter's, rare, is a membarrier; the push's and
+ * pop's, on every call, a compiler barrier. Either the last look sees the
  * push (or pop), or the push sees the waiter. A woken waiter always looks
  * again, so a wake-up is never wasted on it; the one that may waste one,
  * a select woken here that completes another case, passes it on (see
@@ -358,7 +363,7 @@ static int ring_can_recv(const void *ch)
  * pairs with ring_wait's. */
 static void poke(coro_chan_t *ch, coro_list_t *q, int *count)
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    coro__fence_light();
     if (!__atomic_load_n(count, __ATOMIC_RELAXED))
         return;
     lock(ch);
@@ -397,7 +402,7 @@ static int ring_wait(coro_chan_t *ch, int op, const char *what)
     link_node(ch, op == CORO_SEND ? &ch->sendq : &ch->recvq, &me);
     unsigned flags = park_flags(ch);
     unlock(ch);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    coro__fence_heavy();
     int r = 0, e = 0;
     if (ring_ready(ch, op)) {
         /* The last look found it: take the wait back, unless a poke has
@@ -785,7 +790,7 @@ static int select_wait(coro_case_t *cases, int n, coro_chan_t **set, int k, int 
     /* A ring case's last look (see ring_wait). */
     int ready = 0;
     if (rings) {
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        coro__fence_heavy();
         for (int i = 0; i < n && !ready; i++)
             ready = cases[i].ch && cases[i].ch->sh && cases[i].ch->sh->ring &&
                     ring_ready(cases[i].ch, cases[i].op);

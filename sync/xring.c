@@ -51,60 +51,6 @@ void coro__xring_fini(coro__xring_t *r)
     r->slots = NULL;
 }
 
-static inline uint64_t *stamp_of(const coro__xring_t *r, uint64_t pos)
-{
-    return (uint64_t *)(void *)(r->slots + (size_t)(pos & (r->mark - 1)) * r->stride);
-}
-
-/* The position after pos: the next index, or index 0 of the next lap. */
-static inline uint64_t next_pos(const coro__xring_t *r, uint64_t pos)
-{
-    if ((pos & (r->mark - 1)) + 1 < r->cap)
-        return pos + 1;
-    return (pos & ~(r->one_lap - 1)) + r->one_lap;
-}
-
-int coro__xring_push(coro__xring_t *r, const void *elem)
-{
-    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_RELAXED);
-    for (;;) {
-        if (tail & r->mark)
-            return -1;
-        uint64_t *stamp = stamp_of(r, tail);
-        int64_t diff = (int64_t)(__atomic_load_n(stamp, __ATOMIC_ACQUIRE) - tail);
-        if (diff < 0)
-            return 0; /* last lap's item is still there (or being popped) */
-        if (diff == 0 && __atomic_compare_exchange_n(&r->tail, &tail, next_pos(r, tail), 1,
-                                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-            memcpy(stamp + 1, elem, r->elem_size);
-            __atomic_store_n(stamp, tail + 1, __ATOMIC_RELEASE);
-            return 1;
-        }
-        if (diff > 0) /* another pusher took this slot: look again */
-            tail = __atomic_load_n(&r->tail, __ATOMIC_RELAXED);
-        /* else the failed exchange has reloaded tail */
-    }
-}
-
-int coro__xring_pop(coro__xring_t *r, void *elem)
-{
-    uint64_t head = __atomic_load_n(&r->head, __ATOMIC_RELAXED);
-    for (;;) {
-        uint64_t *stamp = stamp_of(r, head);
-        int64_t diff = (int64_t)(__atomic_load_n(stamp, __ATOMIC_ACQUIRE) - (head + 1));
-        if (diff < 0)
-            return 0; /* not pushed yet (or still being pushed) */
-        if (diff == 0 && __atomic_compare_exchange_n(&r->head, &head, next_pos(r, head), 1,
-                                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-            memcpy(elem, stamp + 1, r->elem_size);
-            __atomic_store_n(stamp, head + r->one_lap, __ATOMIC_RELEASE);
-            return 1;
-        }
-        if (diff > 0)
-            head = __atomic_load_n(&r->head, __ATOMIC_RELAXED);
-    }
-}
-
 int coro__xring_close(coro__xring_t *r)
 {
     uint64_t old = __atomic_fetch_or(&r->tail, r->mark, __ATOMIC_SEQ_CST);
@@ -132,7 +78,7 @@ int coro__xring_has_room(const coro__xring_t *r)
     uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
     if (tail & r->mark)
         return 0;
-    return (int64_t)(__atomic_load_n(stamp_of(r, tail), __ATOMIC_ACQUIRE) - tail) >= 0;
+    return (int64_t)(__atomic_load_n(coro__xring_stamp(r, tail), __ATOMIC_ACQUIRE) - tail) >= 0;
 }
 
 int coro__xring_has_room_for(const coro__xring_t *r, size_t n)
@@ -146,13 +92,13 @@ int coro__xring_has_room_for(const coro__xring_t *r, size_t n)
     uint64_t index = (tail & (r->mark - 1)) + (n - 1), pos = tail + (n - 1);
     if (index >= r->cap)
         pos = (tail & ~(r->one_lap - 1)) + r->one_lap + (index - r->cap);
-    return (int64_t)(__atomic_load_n(stamp_of(r, pos), __ATOMIC_ACQUIRE) - pos) >= 0;
+    return (int64_t)(__atomic_load_n(coro__xring_stamp(r, pos), __ATOMIC_ACQUIRE) - pos) >= 0;
 }
 
 int coro__xring_has_item(const coro__xring_t *r)
 {
     uint64_t head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
-    return (int64_t)(__atomic_load_n(stamp_of(r, head), __ATOMIC_ACQUIRE) - (head + 1)) >= 0;
+    return (int64_t)(__atomic_load_n(coro__xring_stamp(r, head), __ATOMIC_ACQUIRE) - (head + 1)) >= 0;
 }
 
 int coro__xring_drained(const coro__xring_t *r)

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct coro__xring {
     /* Read-only after init. */
@@ -42,10 +43,65 @@ typedef struct coro__xring {
 int coro__xring_init(coro__xring_t *r, size_t cap, size_t elem_size);
 void coro__xring_fini(coro__xring_t *r);
 
+/* Push and pop are inline: they are most of a shared channel's call. */
+
+/* The stamp of pos's slot (the item follows it). */
+static inline uint64_t *coro__xring_stamp(const coro__xring_t *r, uint64_t pos)
+{
+    return (uint64_t *)(void *)(r->slots + (size_t)(pos & (r->mark - 1)) * r->stride);
+}
+
+/* The position after pos: the next index, or index 0 of the next lap. */
+static inline uint64_t coro__xring_next(const coro__xring_t *r, uint64_t pos)
+{
+    if ((pos & (r->mark - 1)) + 1 < r->cap)
+        return pos + 1;
+    return (pos & ~(r->one_lap - 1)) + r->one_lap;
+}
+
 /* 1 pushed, 0 full, -1 closed. */
-int coro__xring_push(coro__xring_t *r, const void *elem);
-/* 1 popped, 0 empty (closed or not: see coro__xring_closed). */
-int coro__xring_pop(coro__xring_t *r, void *elem);
+static inline int coro__xring_push(coro__xring_t *r, const void *elem)
+{
+    uint64_t tail = __atomic_load_n(&r->tail, __ATOMIC_RELAXED);
+    for (;;) {
+        if (tail & r->mark)
+            return -1;
+        uint64_t *stamp = coro__xring_stamp(r, tail);
+        int64_t diff = (int64_t)(__atomic_load_n(stamp, __ATOMIC_ACQUIRE) - tail);
+        if (diff < 0)
+            return 0; /* last lap's item is still there (or being popped) */
+        if (diff == 0 && __atomic_compare_exchange_n(&r->tail, &tail, coro__xring_next(r, tail), 1,
+                                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            memcpy(stamp + 1, elem, r->elem_size);
+            __atomic_store_n(stamp, tail + 1, __ATOMIC_RELEASE);
+            return 1;
+        }
+        if (diff > 0) /* another pusher took this slot: look again */
+            tail = __atomic_load_n(&r->tail, __ATOMIC_RELAXED);
+        /* else the failed exchange has reloaded tail */
+    }
+}
+
+/* 1 popped, 0 empty (closed or not: see coro__xring_drained). */
+static inline int coro__xring_pop(coro__xring_t *r, void *elem)
+{
+    uint64_t head = __atomic_load_n(&r->head, __ATOMIC_RELAXED);
+    for (;;) {
+        uint64_t *stamp = coro__xring_stamp(r, head);
+        int64_t diff = (int64_t)(__atomic_load_n(stamp, __ATOMIC_ACQUIRE) - (head + 1));
+        if (diff < 0)
+            return 0; /* not pushed yet (or still being pushed) */
+        if (diff == 0 && __atomic_compare_exchange_n(&r->head, &head, coro__xring_next(r, head), 1,
+                                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            memcpy(elem, stamp + 1, r->elem_size);
+            __atomic_store_n(stamp, head + r->one_lap, __ATOMIC_RELEASE);
+            return 1;
+        }
+        if (diff > 0)
+            head = __atomic_load_n(&r->head, __ATOMIC_RELAXED);
+    }
+}
+
 /* Mark r closed: every later push fails. 1 if this call closed it, 0 if
  * it was closed already. */
 int coro__xring_close(coro__xring_t *r);
