@@ -209,7 +209,9 @@ __attribute__((noreturn, cold)) static void unwind_stuck(coro__sched_t *s)
  * run, the sleeping flag tells posters to wake this thread through the
  * kernel; a post that came before the flag was seen is run instead of
  * sleeping (see coro__post). */
-/* How long a scheduler of a run looks for a post before it sleeps. */
+/* How long a scheduler of a run looks for a post before it sleeps, and
+ * (CORO__POST_SPIN_CREDIT, sched_int.h) how many such looks in a row may
+ * find nothing before it stops looking, until posts come again. */
 #define RUN_SPIN_NS (20 * CORO_US)
 
 /* A moment's busy wait for a post before sleeping: a message from another
@@ -219,16 +221,23 @@ __attribute__((noreturn, cold)) static void unwind_stuck(coro__sched_t *s)
  * burns at most RUN_SPIN_NS of CPU each time it goes to sleep. */
 static int spin_for_posts(coro__sched_t *s)
 {
+    /* Only while posts have been coming: a scheduler that gets none (a
+     * server's shard, whose work comes through its own descriptors) would
+     * burn the CPU for nothing and see its descriptors late. */
+    if (!s->post_credit)
+        return 0;
     int64_t until = 0;
     for (unsigned i = 0;; i++) {
         if (coro__posts_pending(s))
             return 1;
         if ((i & 63) == 0) {
             int64_t now = coro__clock();
-            if (!until)
+            if (!until) {
                 until = now + RUN_SPIN_NS;
-            else if (now >= until)
+            } else if (now >= until) {
+                s->post_credit--;
                 return 0;
+            }
             /* More threads than cores (a loaded machine): the thread
              * that will post may be waiting for this CPU. */
             if (i)

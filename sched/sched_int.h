@@ -207,6 +207,11 @@ struct sched {
     int quiet;
     uint64_t verdicts_seen;
     int sleeping;
+    /* Idle spins for posts left before this scheduler stops spinning
+     * (sched/sched.c): refilled whenever posts come, spent by each spin
+     * that finds none. */
+    unsigned post_credit;
+#define CORO__POST_SPIN_CREDIT 4
     /* Cross-scheduler joins held by this scheduler's coroutines until
      * they end (sched/remote.c). */
     coro_list_t remote_held;
