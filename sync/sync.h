@@ -205,16 +205,20 @@ coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity);
  * from a plain thread with no scheduler, where the blocking calls block
  * the thread (and a plain thread's select may have only shared cases:
  * EPERM otherwise). It may be made and freed on any thread, outside any
- * coroutine too. Items keep their order; a hand-off is complete before
- * its waiter wakes, as on a local channel. Its calls take a mutex, so a
- * local channel (coro_chan_new) is faster where one scheduler is enough.
+ * coroutine too. Items keep their order, as on a local channel. With a
+ * capacity its items go through a lock-free ring (a send that returned 0
+ * is received, even with a close right after it); unbuffered, each
+ * hand-off takes a short spinlock and is complete before its waiter
+ * wakes. A local channel (coro_chan_new) is still faster where one
+ * scheduler is enough.
  * Deadlock detection in a run of several schedulers counts a wait on it
  * as a plain wait, unless the channel was made outside a coroutine of the
  * run or has been used by a plain thread, a lone scheduler or another run:
  * then something outside can still end the wait, and it never counts as
  * deadlocked. Freeing it while coroutines or threads wait on it wakes
  * them with EPIPE (as coro_chan_free); no thread may call on it after
- * coro_chan_free has returned. Errors: as coro_chan_new. */
+ * coro_chan_free has returned. Errors: as coro_chan_new; EINVAL capacity
+ * above 2^40. */
 coro_chan_t *coro_chan_new_shared(size_t elem_size, size_t capacity);
 /* Blocks while full (unbuffered: until a receiver takes it). Errors: EPIPE
  * closed (also when closed while waiting); EINVAL; ECANCELED, ETIMEDOUT,
