@@ -5,6 +5,7 @@
  * once. */
 #include "test/test_sched.h"
 #include "sync/chan_int.h"
+#include "coro/fault.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -167,6 +168,9 @@ TEST(chan_shared_plain_thread_sends_1000_items_to_a_coroutine)
 TEST(chan_shared_try_calls_len_and_errors_from_a_plain_thread)
 {
     ASSERT_NULL(coro_chan_new_shared(0, 1));
+    ASSERT_EQ(errno, EINVAL);
+    errno = 0;
+    ASSERT_NULL(coro_chan_new_shared(8, ((size_t)1 << 40) + 1));
     ASSERT_EQ(errno, EINVAL);
     coro_chan_t *ch = coro_chan_new_shared(sizeof(int), 2);
     ASSERT_NOT_NULL(ch);
@@ -610,4 +614,28 @@ static int pass_main(void *arg)
 TEST(chan_shared_select_woken_by_a_ring_passes_the_wake_up_on)
 {
     ASSERT_EQ(coro_main(pass_main, NULL), 0);
+}
+
+TEST(chan_shared_new_fails_cleanly_at_each_allocation)
+{
+    /* The channel, its shared part, the ring and its slots: each failing
+     * allocation gives NULL/ENOMEM and leaks nothing (Valgrind checks). */
+    int failed = 0;
+    for (int nth = 1; nth <= 6; nth++) {
+        coro__fault_arm(CORO_FAULT_MALLOC, nth);
+        errno = 0;
+        coro_chan_t *ch = coro_chan_new_shared(sizeof(long), 8);
+        coro__fault_arm(CORO_FAULT_MALLOC, 0);
+        if (ch) {
+            long v = 7, w = 0;
+            ASSERT_EQ(coro_chan_try_send(ch, &v), 0);
+            ASSERT_EQ(coro_chan_try_recv(ch, &w), 0);
+            ASSERT_EQ(w, 7);
+            coro_chan_free(ch);
+            continue;
+        }
+        ASSERT_EQ(errno, ENOMEM);
+        failed++;
+    }
+    ASSERT_EQ(failed, 4);
 }
