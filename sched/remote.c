@@ -33,6 +33,7 @@
 #include "coro/fault.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -52,6 +53,10 @@ typedef struct coro__remote_call {
     coro_t *c;
     coro_fn fn;
     void *arg;
+    /* coro_spawn_on_opts: the options, the name copied (the caller may be
+     * gone by the time the target reads them: a deadlock's unwind). */
+    coro_opts_t opts;
+    int has_opts;
     int status;
     int err;
     /* What an orphaned answer does (on the caller's scheduler). */
@@ -139,8 +144,10 @@ static int call(remote_call_t *rc, void (*at_target)(coro__post_t *), unsigned f
 static void spawn_at_target(coro__post_t *m)
 {
     remote_call_t *rc = (remote_call_t *)m;
-    rc->c = coro__spawn(rc->to, rc->fn, rc->arg, NULL);
+    rc->c = coro__spawn(rc->to, rc->fn, rc->arg, rc->has_opts ? &rc->opts : NULL);
     rc->err = rc->c ? 0 : errno;
+    free((char *)(uintptr_t)rc->opts.name); /* coro__spawn made its own copy */
+    rc->opts.name = NULL;
     answer(rc);
 }
 
@@ -163,6 +170,11 @@ static void spawn_orphaned(remote_call_t *rc)
 
 coro_t *coro_spawn_on(int index, coro_fn fn, void *arg)
 {
+    return coro_spawn_on_opts(index, fn, arg, NULL);
+}
+
+coro_t *coro_spawn_on_opts(int index, coro_fn fn, void *arg, const coro_opts_t *opts)
+{
     coro__sched_t *s = coro__tls;
     if (!s || !s->current) {
         errno = EPERM;
@@ -174,12 +186,20 @@ coro_t *coro_spawn_on(int index, coro_fn fn, void *arg)
         return NULL;
     }
     if (to == s)
-        return coro__spawn(s, fn, arg, NULL);
+        return coro__spawn(s, fn, arg, opts);
     remote_call_t *rc = call_new(s, to, NULL);
     if (!rc)
         return NULL;
     rc->fn = fn;
     rc->arg = arg;
+    if (opts) {
+        rc->opts = *opts;
+        rc->has_opts = 1;
+        if (opts->name && !(rc->opts.name = coro__strdup(opts->name))) {
+            free(rc);
+            return NULL;
+        }
+    }
     rc->orphaned = spawn_orphaned;
     /* Not a checkpoint, as coro_spawn is not: only a deadlock's unwind
      * ends the wait early. */

@@ -215,6 +215,11 @@ coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts);
  * scheduler's memory); ECANCELED a deadlock's unwind ended the wait (the
  * coroutine, if made, is detached). */
 coro_t *coro_spawn_on(int index, coro_fn fn, void *arg);
+/* coro_spawn_on with coro_spawn_opts' options (stack size, name, flags),
+ * made on the other scheduler; opts may be NULL, and need not outlive the
+ * call (the name is copied). Errors: as coro_spawn_on, and EINVAL for
+ * options coro_spawn_opts refuses. */
+coro_t *coro_spawn_on_opts(int index, coro_fn fn, void *arg, const coro_opts_t *opts);
 
 /* Wait for c to end, store its status (if status is not NULL), free it.
  * A checkpoint. c may belong to another scheduler of the caller's run

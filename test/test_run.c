@@ -587,3 +587,51 @@ TEST(run_idle_scheduler_without_posts_stops_spinning)
     ASSERT(lone >= 0 && cpu >= 0);
     ASSERT(cpu < lone + 1 * CORO_MS);
 }
+
+/* ---- coro_spawn_on_opts ---------------------------------------------------------- */
+
+static int named_body(void *arg)
+{
+    (void)arg;
+    return strcmp(coro_name(coro_self()), "far-worker") == 0 && coro_thread_index() == 1 ? 7 : 1;
+}
+
+static int spawn_opts_main(void *arg)
+{
+    (void)arg;
+    if (coro_thread_index() != 0)
+        return 0;
+    char name[16];
+    strcpy(name, "far-worker");
+    coro_opts_t o = { .stack_size = 256 * 1024, .name = name };
+    coro_t *c = coro_spawn_on_opts(1, named_body, NULL, &o);
+    ASSERT_NOT_NULL(c);
+    memset(name, 'x', sizeof name - 1); /* the name was copied */
+    int st = 0;
+    ASSERT_EQ(coro_join(c, &st), 0);
+    ASSERT_EQ(st, 7);
+    /* Refused options, judged on the other scheduler. */
+    coro_opts_t bad = { .flags = 0x80 };
+    errno = 0;
+    ASSERT_NULL(coro_spawn_on_opts(1, named_body, NULL, &bad));
+    ASSERT_EQ(errno, EINVAL);
+    coro_opts_t tiny = { .stack_size = 1 };
+    errno = 0;
+    ASSERT_NULL(coro_spawn_on_opts(1, named_body, NULL, &tiny));
+    ASSERT_EQ(errno, EINVAL);
+    /* NULL options, and the caller's own index. */
+    ASSERT_NOT_NULL(c = coro_spawn_on_opts(1, named_body, NULL, NULL));
+    ASSERT_EQ(coro_join(c, &st), 0);
+    ASSERT_EQ(st, 1);
+    o.name = "far-worker";
+    ASSERT_NOT_NULL(c = coro_spawn_on_opts(0, named_body, NULL, &o));
+    ASSERT_EQ(coro_join(c, &st), 0);
+    ASSERT_EQ(st, 1); /* it ran on scheduler 0 */
+    return 0;
+}
+
+TEST(run_spawn_on_opts_names_and_sizes_the_coroutine_there)
+{
+    coro_main_opts_t o = { .threads = 2 };
+    ASSERT_EQ(coro_main_opts(spawn_opts_main, NULL, &o), 0);
+}
