@@ -152,17 +152,19 @@ int coro__sim_fault(void);
  * x lives on the waiter's stack: coro__xwait_park returns only once a
  * delivery that was started has arrived. */
 typedef struct coro__xwait {
+    /* First, together: what a peer on another core writes (and the owner
+     * spins on), so that a hand-off moves as few cache lines as it can. */
     int claimed;            /* atomic: 0 until a completion or the owner wins it */
-    int delivered;          /* set on the owner's thread once the winner's news is in */
+    int spin;               /* atomic: the owner busy-waits for the delivery (sched/xwait.c) */
     int fired;              /* for the winner: which case (a select), and the result */
     int result;
+    int delivered;          /* set on the owner's thread once the winner's news is in */
     struct sched *sched;    /* the owner's scheduler; NULL for a plain thread */
     coro__waiter_t w;       /* a coroutine parks on it (a select's primary) */
     coro__post_t post;      /* the delivery to another scheduler */
     pthread_mutex_t mu;     /* a plain thread waits on these */
     pthread_cond_t cv;
     int plain;              /* mu and cv are set up */
-    int spin;               /* atomic: the owner busy-waits for the delivery (sched/xwait.c) */
 } coro__xwait_t;
 
 /* Set x up for the calling thread (a coroutine, or a plain thread).

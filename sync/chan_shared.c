@@ -159,7 +159,8 @@ static xnode_t *claim_first(coro_chan_t *ch, coro_list_t *q)
         coro__xwait_t *x = w->x;
         coro_list_remove(n);
         w->linked = 0;
-        __atomic_store_n(w->count, *w->count - 1, __ATOMIC_RELAXED);
+        if (w->count)
+            __atomic_store_n(w->count, *w->count - 1, __ATOMIC_RELAXED);
         ch->sh->refs--;
         if (coro__xwait_claim(x))
             return w;
@@ -254,9 +255,13 @@ static void link_node(coro_chan_t *ch, coro_list_t *q, xnode_t *me)
 {
     struct chan_shared *sh = ch->sh;
     me->linked = 1;
-    me->count = q == &ch->recvq ? &sh->nrecv : &sh->nsend;
+    /* Only a ring's push and pop read the counts (an unbuffered
+     * channel's peers find waiters under the lock): don't make the
+     * line move for nothing. */
+    me->count = !sh->ring ? NULL : q == &ch->recvq ? &sh->nrecv : &sh->nsend;
     coro_list_push_back(q, &me->node);
-    __atomic_store_n(me->count, *me->count + 1, __ATOMIC_RELAXED);
+    if (me->count)
+        __atomic_store_n(me->count, *me->count + 1, __ATOMIC_RELAXED);
     sh->refs++;
 }
 
@@ -274,7 +279,8 @@ static void leave(coro_chan_t *ch, xnode_t *me)
     if (me->linked) {
         coro_list_remove(&me->node);
         me->linked = 0;
-        __atomic_store_n(me->count, *me->count - 1, __ATOMIC_RELAXED);
+        if (me->count)
+            __atomic_store_n(me->count, *me->count - 1, __ATOMIC_RELAXED);
         last = unref(ch);
     }
     unlock(ch);
@@ -290,26 +296,32 @@ static unsigned park_flags(const coro_chan_t *ch)
 /* Called with the lock held, nothing ready: wait on q for a peer. */
 static int wait_one(coro_chan_t *ch, coro_list_t *q, void *elem, const char *what)
 {
-    coro__xwait_t x;
-    if (coro__xwait_init(&x) != 0) {
+    /* The node, then the wait's first fields, on one cache line: the peer
+     * that completes the wait writes both, and the owner spins on the
+     * wait, so a hand-off moves one line of the waiter's, not two. */
+    struct {
+        xnode_t me;
+        coro__xwait_t x;
+    } __attribute__((aligned(64))) w;
+    if (coro__xwait_init(&w.x) != 0) {
         unlock(ch);
         return -1;
     }
-    xnode_t me = { .x = &x, .elem = elem, .index = 0 };
-    link_node(ch, q, &me);
+    w.me = (xnode_t){ .x = &w.x, .elem = elem, .index = 0 };
+    link_node(ch, q, &w.me);
     unsigned flags = park_flags(ch);
     unlock(ch);
-    int r = coro__xwait_park(&x, flags, what, ch);
+    int r = coro__xwait_park(&w.x, flags, what, ch);
     int e = errno;
     if (r != 0)
-        leave(ch, &me); /* else a peer completed the wait through me */
-    coro__xwait_fini(&x);
+        leave(ch, &w.me); /* else a peer completed the wait through me */
+    coro__xwait_fini(&w.x);
     if (r != 0) {
         errno = e;
         return -1;
     }
-    if (x.result) {
-        errno = x.result; /* closed (or freed) while waiting */
+    if (w.x.result) {
+        errno = w.x.result; /* closed (or freed) while waiting */
         return -1;
     }
     return 0;
