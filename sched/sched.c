@@ -226,6 +226,7 @@ static int spin_for_posts(coro__sched_t *s)
      * burn the CPU for nothing and see its descriptors late. */
     if (!s->post_credit)
         return 0;
+    s->post_spins++;
     int64_t until = 0;
     for (unsigned i = 0;; i++) {
         if (coro__posts_pending(s))

@@ -212,6 +212,7 @@ struct sched {
      * that finds none. */
     unsigned post_credit;
 #define CORO__POST_SPIN_CREDIT 4
+    uint64_t post_spins; /* spins for posts begun (for tests) */
     /* Cross-scheduler joins held by this scheduler's coroutines until
      * they end (sched/remote.c). */
     coro_list_t remote_held;

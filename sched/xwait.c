@@ -174,6 +174,24 @@ static int spin_end(coro__xwait_t *x)
     return 1; /* XSPIN_DONE */
 }
 
+/* A peer has won x's claim: wait for its delivery, which it has begun or
+ * will begin at once (a peer on this thread has made it already). For a
+ * coroutine, whatever else happens: the post lives on this stack. */
+static void wait_delivered(coro__xwait_t *x)
+{
+    if (!x->sched) {
+        pthread_mutex_lock(&x->mu);
+        while (!x->delivered)
+            pthread_cond_wait(&x->cv, &x->mu);
+        pthread_mutex_unlock(&x->mu);
+        return;
+    }
+    coro__sched_t *s = x->sched;
+    coro_t *self = s->current;
+    while (!x->delivered)
+        park_for_delivery(s, self, &x->w);
+}
+
 int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const void *obj)
 {
     /* Nothing else to do here: wait a moment for a peer on another thread
@@ -181,13 +199,9 @@ int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const v
     if (spin(spin_done, x, 1) || spin_end(x))
         return 0;
     if (!x->sched) {
-        pthread_mutex_lock(&x->mu);
-        while (!x->delivered)
-            pthread_cond_wait(&x->cv, &x->mu);
-        pthread_mutex_unlock(&x->mu);
+        wait_delivered(x); /* a plain thread: no cancellation, no deadline */
         return 0;
     }
-    coro__sched_t *s = x->sched;
     if (coro__park(&x->w, flags, CORO_NEVER, what, obj, -1) == 0)
         return 0; /* delivered, or completed by a peer on this thread */
     int e = errno;
@@ -195,11 +209,7 @@ int coro__xwait_park(coro__xwait_t *x, unsigned flags, const char *what, const v
         errno = e;
         return -1; /* the cancellation (or deadline) won: nobody else will */
     }
-    /* A peer won: its item has moved; wait for its delivery to arrive
-     * (a peer on this thread has delivered already). */
-    coro_t *self = s->current;
-    while (!x->delivered)
-        park_for_delivery(s, self, &x->w);
+    wait_delivered(x); /* a peer won: its item has moved */
     return 0;
 }
 
@@ -207,21 +217,8 @@ int coro__xwait_withdraw(coro__xwait_t *x)
 {
     if (coro__xwait_claim(x))
         return 1;
-    if (spin_end(x))
-        return 0; /* the peer's delivery is in */
-    /* A peer won: wait for its delivery, which it has begun or will
-     * begin at once (a peer on this thread has made it already). */
-    if (!x->sched) {
-        pthread_mutex_lock(&x->mu);
-        while (!x->delivered)
-            pthread_cond_wait(&x->cv, &x->mu);
-        pthread_mutex_unlock(&x->mu);
-        return 0;
-    }
-    coro__sched_t *s = x->sched;
-    coro_t *self = s->current;
-    while (!x->delivered)
-        park_for_delivery(s, self, &x->w);
+    if (!spin_end(x)) /* else the peer's delivery is in already */
+        wait_delivered(x);
     return 0;
 }
 

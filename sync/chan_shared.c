@@ -1,8 +1,8 @@
 /* sync/chan_shared.c: shared channels, usable from every scheduler of a
  * run, from other schedulers and from plain threads (coro_chan_new_shared).
  *
- * The same ring and the same two FIFOs of waiters as a scheduler's own
- * channel (sync/chan.c), behind a mutex, with waiters that another thread
+ * The same two FIFOs of waiters as a scheduler's own channel (sync/chan.c),
+ * behind a spinlock (coro/spin.h), with waiters that another thread
  * may complete: each is a node on its owner's stack pointing at the
  * owner's cross-thread wait (coro__xwait_t, sched/wait.h). A peer that
  * finds a waiter first wins the wait's claim (a compare-and-swap: the
@@ -13,11 +13,9 @@
  * is complete before its waiter is woken, and a waiter that was
  * completed returns 0 even if it was cancelled meanwhile.
  *
- * A select that has a shared case locks every shared channel of its
- * cases in address order (so two selects can never wait for each other's
- * locks), looks for a ready case, and otherwise links one waiter per case:
- * nodes on the shared channels, and on the local ones ordinary waiters
- * carrying the wait's claim word, which local peers must win too.
+ * A buffered shared channel keeps its items in a lock-free ring instead
+ * (see "buffered channels" below). Select with shared cases is in
+ * sync/chan_shared_select.c.
  *
  * Memory: a channel freed while waiters are still linked stays allocated
  * until the last of them has unlinked (refs); its handle is dead at once
@@ -28,53 +26,17 @@
  * it: then it is an external wait, never called deadlocked. "Outside" is a
  * channel made outside a coroutine of a run (by main() before the run,
  * say), or ever used by a plain thread, a lone scheduler or another run. */
-#include "sync/chan_int.h"
+#include "sync/chan_shared_int.h"
 #include "sched/sched.h"
 #include "coro/fault.h"
 #include "sched/wait.h"
 #include "coro/fence.h"
-#include "coro/spin.h"
-#include "sync/xring.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 char coro__chan_shared_home;
-
-struct chan_shared {
-    /* Read by every call. A buffered channel's items, lock-free (NULL for
-     * an unbuffered one, whose calls all take the lock). */
-    coro__xring_t *ring;
-    /* The first run that used the channel, and whether anything outside
-     * it has (see the top of the file; atomic, set once). */
-    const void *run;
-    int outsiders;
-    /* Waiters linked in recvq and sendq: changed under the lock, read
-     * without it by a ring's push or pop looking for someone to wake. */
-    int nrecv, nsend;
-    char pad[64]; /* the lock's line is written by every locked call */
-    coro__spin_t lock; /* a few dozen instructions per section: coro/spin.h */
-    /* One for the handle (until coro_chan_free), one per linked waiter. */
-    int refs;
-};
-
-/* A ring channel's wake-up: "look again" (the waiter was not handed
- * anything; see ring_send). */
-#define CHAN_RETRY (-1)
-
-/* A waiter in a shared channel's queue. */
-typedef struct xnode {
-    coro_list_t node;
-    coro__xwait_t *x;
-    void *elem;     /* what it sends, or where it receives */
-    int index;      /* its case (0 for a plain send or receive) */
-    int linked;     /* under the lock: still in its queue (holding a ref) */
-    int *count;     /* its queue's count (nrecv or nsend) */
-} xnode_t;
-
-/* Cases whose waiters fit on the stack; more are allocated. */
-#define SHARED_STACK_CASES 16
 
 coro_chan_t *coro_chan_new_shared(size_t elem_size, size_t capacity)
 {
@@ -105,19 +67,9 @@ coro_chan_t *coro_chan_new_shared(size_t elem_size, size_t capacity)
 
 /* ---- locking, users, references -------------------------------------------- */
 
-static void lock(coro_chan_t *ch)
-{
-    coro__spin_lock(&ch->sh->lock);
-}
-
-static void unlock(coro_chan_t *ch)
-{
-    coro__spin_unlock(&ch->sh->lock);
-}
-
 /* Note who uses the channel (any thread, no lock: outsiders only ever
  * goes from 0 to 1). */
-static void note_user(coro_chan_t *ch)
+void coro__xchan_note_user(coro_chan_t *ch)
 {
     struct chan_shared *sh = ch->sh;
     if (__atomic_load_n(&sh->outsiders, __ATOMIC_RELAXED))
@@ -170,7 +122,7 @@ static xnode_t *claim_first(coro_chan_t *ch, coro_list_t *q)
 
 /* Is there a waiter in q that nobody has claimed yet? (A hint: its claim
  * may still be lost to its owner before the caller tries.) */
-static int any_unclaimed(const coro_list_t *q)
+int coro__xchan_any_unclaimed(const coro_list_t *q)
 {
     for (const coro_list_t *n = q->next; n != q; n = n->next) {
         const xnode_t *w = coro_container_of(n, xnode_t, node);
@@ -210,7 +162,7 @@ static void deliver_all(coro_list_t *todo)
 /* Send elem now, under the lock, if it can go: to a claimed receiver
  * (returned, to be delivered after unlocking) or into the ring. 1 if
  * sent. */
-static int try_send_locked(coro_chan_t *ch, const void *elem, xnode_t **to_deliver)
+int coro__xchan_try_send_locked(coro_chan_t *ch, const void *elem, xnode_t **to_deliver)
 {
     xnode_t *r = claim_first(ch, &ch->recvq);
     if (r) {
@@ -228,7 +180,7 @@ static int try_send_locked(coro_chan_t *ch, const void *elem, xnode_t **to_deliv
 
 /* Receive into elem now, under the lock, if an item is there: from the
  * ring (refilled from a claimed sender) or from a claimed sender. */
-static int try_recv_locked(coro_chan_t *ch, void *elem, xnode_t **to_deliver)
+int coro__xchan_try_recv_locked(coro_chan_t *ch, void *elem, xnode_t **to_deliver)
 {
     if (ch->len) {
         ring_take(ch, elem);
@@ -251,7 +203,7 @@ static int try_recv_locked(coro_chan_t *ch, void *elem, xnode_t **to_deliver)
 }
 
 /* Link a waiter's node on q (under the lock); it holds a reference. */
-static void link_node(coro_chan_t *ch, coro_list_t *q, xnode_t *me)
+void coro__xchan_link_node(coro_chan_t *ch, coro_list_t *q, xnode_t *me)
 {
     struct chan_shared *sh = ch->sh;
     me->linked = 1;
@@ -272,9 +224,9 @@ static void link_node(coro_chan_t *ch, coro_list_t *q, xnode_t *me)
  * already dropped as stale: that peer may be between the unlink and its
  * (failing) claim, still reading the wait on this stack, and holds the
  * lock until it is done. */
-static void leave(coro_chan_t *ch, xnode_t *me)
+void coro__xchan_leave(coro_chan_t *ch, xnode_t *me)
 {
-    lock(ch);
+    coro__xchan_lock(ch);
     int last = 0;
     if (me->linked) {
         coro_list_remove(&me->node);
@@ -283,12 +235,12 @@ static void leave(coro_chan_t *ch, xnode_t *me)
             __atomic_store_n(me->count, *me->count - 1, __ATOMIC_RELAXED);
         last = unref(ch);
     }
-    unlock(ch);
+    coro__xchan_unlock(ch);
     if (last)
         destroy(ch);
 }
 
-static unsigned park_flags(const coro_chan_t *ch)
+unsigned coro__xchan_park_flags(const coro_chan_t *ch)
 {
     return ch->sh->outsiders ? CORO__PARK_EXTERNAL : 0;
 }
@@ -304,17 +256,17 @@ static int wait_one(coro_chan_t *ch, coro_list_t *q, void *elem, const char *wha
         coro__xwait_t x;
     } __attribute__((aligned(64))) w;
     if (coro__xwait_init(&w.x) != 0) {
-        unlock(ch);
+        coro__xchan_unlock(ch);
         return -1;
     }
     w.me = (xnode_t){ .x = &w.x, .elem = elem, .index = 0 };
-    link_node(ch, q, &w.me);
-    unsigned flags = park_flags(ch);
-    unlock(ch);
+    coro__xchan_link_node(ch, q, &w.me);
+    unsigned flags = coro__xchan_park_flags(ch);
+    coro__xchan_unlock(ch);
     int r = coro__xwait_park(&w.x, flags, what, ch);
     int e = errno;
     if (r != 0)
-        leave(ch, &w.me); /* else a peer completed the wait through me */
+        coro__xchan_leave(ch, &w.me); /* else a peer completed the wait through me */
     coro__xwait_fini(&w.x);
     if (r != 0) {
         errno = e;
@@ -345,7 +297,7 @@ static int wait_one(coro_chan_t *ch, coro_list_t *q, void *elem, const char *wha
 
 /* Can a send (op CORO_SEND) or receive on a ring channel go ahead now,
  * or fail at once because it is closed? */
-static int ring_ready(const coro_chan_t *ch, int op)
+int coro__xchan_ring_ready(const coro_chan_t *ch, int op)
 {
     const coro__xring_t *r = ch->sh->ring;
     if (op == CORO_SEND)
@@ -368,7 +320,7 @@ static int ring_can_send(const void *arg)
 
 static int ring_can_recv(const void *ch)
 {
-    return ring_ready(ch, CORO_RECV);
+    return coro__xchan_ring_ready(ch, CORO_RECV);
 }
 
 /* After a push (wake a receiver) or a pop (wake a sender): the fence
@@ -378,21 +330,21 @@ static void poke(coro_chan_t *ch, coro_list_t *q, int *count)
     coro__fence_light();
     if (!__atomic_load_n(count, __ATOMIC_RELAXED))
         return;
-    lock(ch);
+    coro__xchan_lock(ch);
     xnode_t *w = claim_first(ch, q);
     if (w)
         fire(w, CHAN_RETRY);
-    unlock(ch);
+    coro__xchan_unlock(ch);
     if (w)
         coro__xwait_deliver(w->x); /* w may be gone after this */
 }
 
-static void poke_receivers(coro_chan_t *ch)
+void coro__xchan_poke_receivers(coro_chan_t *ch)
 {
     poke(ch, &ch->recvq, &ch->sh->nrecv);
 }
 
-static void poke_senders(coro_chan_t *ch)
+void coro__xchan_poke_senders(coro_chan_t *ch)
 {
     poke(ch, &ch->sendq, &ch->sh->nsend);
 }
@@ -410,22 +362,22 @@ static int ring_wait(coro_chan_t *ch, int op, const char *what)
     if (coro__xwait_init(&x) != 0)
         return -1;
     xnode_t me = { .x = &x, .elem = NULL, .index = 0 };
-    lock(ch);
-    link_node(ch, op == CORO_SEND ? &ch->sendq : &ch->recvq, &me);
-    unsigned flags = park_flags(ch);
-    unlock(ch);
+    coro__xchan_lock(ch);
+    coro__xchan_link_node(ch, op == CORO_SEND ? &ch->sendq : &ch->recvq, &me);
+    unsigned flags = coro__xchan_park_flags(ch);
+    coro__xchan_unlock(ch);
     coro__fence_heavy();
     int r = 0, e = 0;
-    if (ring_ready(ch, op)) {
+    if (coro__xchan_ring_ready(ch, op)) {
         /* The last look found it: take the wait back, unless a poke has
          * claimed it meanwhile (then the node is off its queue). */
         if (coro__xwait_withdraw(&x))
-            leave(ch, &me);
+            coro__xchan_leave(ch, &me);
     } else {
         r = coro__xwait_park(&x, flags, what, ch);
         e = errno;
         if (r != 0)
-            leave(ch, &me);
+            coro__xchan_leave(ch, &me);
     }
     coro__xwait_fini(&x);
     if (r != 0) {
@@ -440,7 +392,7 @@ static int ring_send(coro_chan_t *ch, const void *elem, int block)
     for (;;) {
         int r = coro__xring_push(ch->sh->ring, elem);
         if (r > 0) {
-            poke_receivers(ch);
+            coro__xchan_poke_receivers(ch);
             return 0;
         }
         if (r < 0) {
@@ -472,7 +424,7 @@ static int ring_recv(coro_chan_t *ch, void *elem, int block)
     coro__xring_t *ring = ch->sh->ring;
     for (;;) {
         if (coro__xring_pop(ring, elem)) {
-            poke_senders(ch);
+            coro__xchan_poke_senders(ch);
             return 0;
         }
         if (coro__xring_closed(ring)) {
@@ -497,24 +449,24 @@ int coro__chan_shared_send(coro_chan_t *ch, const void *elem, int block)
 {
     if (block && coro_self() && coro__checkpoint() != 0)
         return -1;
-    note_user(ch);
+    coro__xchan_note_user(ch);
     if (ch->sh->ring)
         return ring_send(ch, elem, block);
-    lock(ch);
+    coro__xchan_lock(ch);
     if (ch->closed) {
-        unlock(ch);
+        coro__xchan_unlock(ch);
         errno = EPIPE;
         return -1;
     }
     xnode_t *r = NULL;
-    if (try_send_locked(ch, elem, &r)) {
-        unlock(ch);
+    if (coro__xchan_try_send_locked(ch, elem, &r)) {
+        coro__xchan_unlock(ch);
         if (r)
             coro__xwait_deliver(r->x);
         return 0;
     }
     if (!block) {
-        unlock(ch);
+        coro__xchan_unlock(ch);
         errno = EAGAIN;
         return -1;
     }
@@ -525,20 +477,20 @@ int coro__chan_shared_recv(coro_chan_t *ch, void *elem, int block)
 {
     if (block && coro_self() && coro__checkpoint() != 0)
         return -1;
-    note_user(ch);
+    coro__xchan_note_user(ch);
     if (ch->sh->ring)
         return ring_recv(ch, elem, block);
-    lock(ch);
+    coro__xchan_lock(ch);
     xnode_t *s = NULL;
-    if (try_recv_locked(ch, elem, &s)) {
-        unlock(ch);
+    if (coro__xchan_try_recv_locked(ch, elem, &s)) {
+        coro__xchan_unlock(ch);
         if (s)
             coro__xwait_deliver(s->x);
         return 0;
     }
     if (ch->closed || !block) {
         int e = ch->closed ? EPIPE : EAGAIN;
-        unlock(ch);
+        coro__xchan_unlock(ch);
         errno = e;
         return -1;
     }
@@ -564,14 +516,14 @@ int coro__chan_shared_close(coro_chan_t *ch)
         errno = EPIPE;
         return -1;
     }
-    lock(ch);
+    coro__xchan_lock(ch);
     if (ch->closed) {
-        unlock(ch);
+        coro__xchan_unlock(ch);
         errno = EPIPE;
         return -1;
     }
     close_locked(ch, &todo);
-    unlock(ch);
+    coro__xchan_unlock(ch);
     deliver_all(&todo);
     return 0;
 }
@@ -581,21 +533,21 @@ size_t coro__chan_shared_len(const coro_chan_t *ch)
     coro_chan_t *c = (coro_chan_t *)(uintptr_t)ch;
     if (c->sh->ring)
         return coro__xring_len(c->sh->ring);
-    lock(c);
+    coro__xchan_lock(c);
     size_t n = c->len;
-    unlock(c);
+    coro__xchan_unlock(c);
     return n;
 }
 
 size_t coro__chan_shared_waiting(coro_chan_t *ch)
 {
     size_t n = 0;
-    lock(ch);
+    coro__xchan_lock(ch);
     for (coro_list_t *l = ch->recvq.next; l != &ch->recvq; l = l->next)
         n++;
     for (coro_list_t *l = ch->sendq.next; l != &ch->sendq; l = l->next)
         n++;
-    unlock(ch);
+    coro__xchan_unlock(ch);
     return n;
 }
 
@@ -605,325 +557,15 @@ void coro__chan_shared_free(coro_chan_t *ch)
     coro_list_init(&todo);
     if (ch->sh->ring)
         coro__xring_close(ch->sh->ring);
-    lock(ch);
+    coro__xchan_lock(ch);
     if (!ch->closed)
         close_locked(ch, &todo);
     /* volatile: see coro_chan_free in sync/chan.c. */
     *(volatile uint32_t *)&ch->magic = CHAN_MAGIC_DEAD;
     int last = unref(ch);
-    unlock(ch);
+    coro__xchan_unlock(ch);
     deliver_all(&todo);
     if (last)
         destroy(ch);
 }
 
-/* ---- select with shared cases ------------------------------------------------ */
-
-/* The shared channels of the cases, each once, in address order. */
-static int shared_set(coro_case_t *cases, int n, coro_chan_t **set)
-{
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        coro_chan_t *ch = cases[i].ch;
-        if (!ch || !ch->sh)
-            continue;
-        int j = k;
-        while (j > 0 && (uintptr_t)set[j - 1] > (uintptr_t)ch)
-            j--;
-        if (j > 0 && set[j - 1] == ch)
-            continue; /* already in */
-        memmove(&set[j + 1], &set[j], (size_t)(k - j) * sizeof *set);
-        set[j] = ch;
-        k++;
-    }
-    return k;
-}
-
-static void lock_set(coro_chan_t **set, int k)
-{
-    for (int i = 0; i < k; i++)
-        lock(set[i]);
-}
-
-static void unlock_set(coro_chan_t **set, int k)
-{
-    for (int i = k - 1; i >= 0; i--)
-        unlock(set[i]);
-}
-
-/* Could the case complete now? (The shared channels are locked; a
- * ring's state may still change under it: case_complete can fail.) */
-static int case_ready(coro_case_t *c)
-{
-    coro_chan_t *ch = c->ch;
-    if (!ch->sh)
-        return coro__chan_case_ready(c);
-    if (ch->sh->ring)
-        return ring_ready(ch, c->op);
-    if (c->op == CORO_SEND)
-        return ch->closed || any_unclaimed(&ch->recvq);
-    return ch->closed || any_unclaimed(&ch->sendq);
-}
-
-/* What a completed case leaves to do once the locks are released. */
-typedef struct after {
-    xnode_t *deliver;   /* an unbuffered peer handed an item: wake it */
-    coro_chan_t *poke;  /* a ring pushed to (op CORO_SEND) or popped from */
-    int op;
-} after_t;
-
-static void after_unlock(const after_t *a)
-{
-    if (a->deliver)
-        coro__xwait_deliver(a->deliver->x);
-    if (a->poke) {
-        if (a->op == CORO_SEND)
-            poke_receivers(a->poke);
-        else
-            poke_senders(a->poke);
-    }
-}
-
-/* A ring case: push or pop now. 1 done (or failed for good: c->err),
- * 0 if the ring changed since case_ready (look again). */
-static int ring_case_complete(coro_case_t *c, after_t *a)
-{
-    coro_chan_t *ch = c->ch;
-    coro__xring_t *ring = ch->sh->ring;
-    int r;
-    if (c->op == CORO_SEND) {
-        r = coro__xring_push(ring, c->elem);
-        if (r < 0) {
-            c->err = EPIPE;
-            return 1;
-        }
-    } else {
-        r = coro__xring_pop(ring, c->elem);
-        if (!r && coro__xring_closed(ring) && coro__xring_drained(ring)) {
-            c->err = EPIPE;
-            return 1;
-        }
-    }
-    if (r > 0) {
-        a->poke = ch;
-        a->op = c->op;
-    }
-    return r > 0;
-}
-
-/* Complete a ready case (the shared channels locked): 1, or 0 if it
- * cannot complete after all (a shared case's waiter was claimed by
- * someone else meanwhile, a ring was emptied or filled: look again). */
-static int case_complete(coro_case_t *c, after_t *a)
-{
-    coro_chan_t *ch = c->ch;
-    if (!ch->sh) {
-        coro__chan_case_complete(c);
-        return 1;
-    }
-    if (ch->sh->ring)
-        return ring_case_complete(c, a);
-    if (c->op == CORO_SEND) {
-        if (ch->closed) {
-            c->err = EPIPE;
-            return 1;
-        }
-        return try_send_locked(ch, c->elem, &a->deliver);
-    }
-    if (try_recv_locked(ch, c->elem, &a->deliver))
-        return 1;
-    if (ch->closed) {
-        c->err = EPIPE;
-        return 1;
-    }
-    return 0;
-}
-
-/* A select woken by a ring case (CHAN_RETRY) that then completed another
- * case, or none, took a wake-up meant for one waiter of that ring: pass
- * it on to the next, if there is still something to find. */
-static void pass_on(coro_case_t *c)
-{
-    if (!ring_ready(c->ch, c->op))
-        return;
-    if (c->op == CORO_SEND)
-        poke_senders(c->ch);
-    else
-        poke_receivers(c->ch);
-}
-
-/* select_wait's "look again": woken by a ring, or withdrawn after the
- * last look. */
-#define SELECT_AGAIN (-2)
-
-/* Per case while the select waits: a node on a shared channel, or an
- * ordinary waiter on a local one. */
-typedef union case_waiter {
-    xnode_t node;
-    coro__waiter_t w;
-} case_waiter_t;
-
-/* Wait for one of the cases (the set locked; unlocks it). The case
- * completed, -1 with errno, or SELECT_AGAIN with *woken the ring case
- * whose wake-up this was (-1 if none). */
-static int select_wait(coro_case_t *cases, int n, coro_chan_t **set, int k, int *woken)
-{
-    case_waiter_t local[SHARED_STACK_CASES], *ws = local;
-    if (n > SHARED_STACK_CASES && !(ws = coro__malloc((size_t)n * sizeof *ws))) {
-        unlock_set(set, k);
-        return -1;
-    }
-    coro__xwait_t x;
-    if (coro__xwait_init(&x) != 0) {
-        unlock_set(set, k);
-        if (ws != local)
-            free(ws);
-        return -1;
-    }
-    unsigned flags = 0;
-    int rings = 0;
-    for (int i = 0; i < n; i++) {
-        coro_case_t *c = &cases[i];
-        if (!c->ch)
-            continue;
-        if (!c->ch->sh) {
-            coro__chan_case_link(c, &ws[i].w, &x.w, &x.claimed);
-            continue;
-        }
-        xnode_t *node = &ws[i].node;
-        node->x = &x;
-        node->elem = c->elem;
-        node->index = i;
-        link_node(c->ch, c->op == CORO_SEND ? &c->ch->sendq : &c->ch->recvq, node);
-        flags |= park_flags(c->ch);
-        rings |= c->ch->sh->ring != NULL;
-    }
-    unlock_set(set, k);
-    /* A ring case's last look (see ring_wait). */
-    int ready = 0;
-    if (rings) {
-        coro__fence_heavy();
-        for (int i = 0; i < n && !ready; i++)
-            ready = cases[i].ch && cases[i].ch->sh && cases[i].ch->sh->ring &&
-                    ring_ready(cases[i].ch, cases[i].op);
-    }
-    int r, e = 0, withdrawn = 0;
-    if (ready) {
-        withdrawn = coro__xwait_withdraw(&x);
-        r = 0;
-    } else {
-        r = coro__xwait_park(&x, flags, "select", cases);
-        e = errno;
-    }
-    int idx = -1, err = 0, through = -1; /* the shared node a peer completed */
-    if (r == 0 && !withdrawn) {
-        coro__waiter_t *f = x.w.fired;
-        if (f && f != &x.w) {
-            /* A local case, completed on this thread. */
-            idx = (int)((case_waiter_t *)(void *)f - ws);
-            err = x.w.result;
-        } else {
-            idx = through = x.fired;
-            err = x.result;
-        }
-    }
-    /* Unlink what is left: local waiters directly (this thread's own
-     * channels), shared nodes under their channels' locks. */
-    for (int i = 0; i < n; i++)
-        if (cases[i].ch && !cases[i].ch->sh)
-            coro_list_remove(&ws[i].w.node);
-    for (int i = 0; i < n; i++)
-        if (cases[i].ch && cases[i].ch->sh && i != through)
-            leave(cases[i].ch, &ws[i].node);
-    coro__xwait_fini(&x);
-    if (ws != local)
-        free(ws);
-    *woken = -1;
-    if (r != 0) {
-        errno = e;
-        return -1;
-    }
-    if (withdrawn)
-        return SELECT_AGAIN;
-    if (err == CHAN_RETRY) {
-        *woken = idx;
-        return SELECT_AGAIN;
-    }
-    cases[idx].err = err;
-    return idx;
-}
-
-/* The random choice among ready cases: coro_random (a simulation's seed
- * decides there; it never has shared channels anyway). */
-static uint32_t below(uint32_t n)
-{
-    return (uint32_t)(((coro_random() >> 32) * (uint64_t)n) >> 32);
-}
-
-int coro__chan_select_shared(coro_case_t *cases, int n, int block)
-{
-    int in_coro = coro_self() != NULL;
-    for (int i = 0; i < n; i++) {
-        if (cases[i].ch && !cases[i].ch->sh && !in_coro) {
-            errno = EPERM; /* a plain thread cannot wait on a local channel */
-            return -1;
-        }
-    }
-    coro_chan_t *stack_set[SHARED_STACK_CASES], **set = stack_set;
-    if (n > SHARED_STACK_CASES && !(set = coro__malloc((size_t)n * sizeof *set)))
-        return -1;
-    int k = shared_set(cases, n, set);
-    int ret, woken = -1; /* a ring case whose wake-up this select took */
-    for (;;) {
-        lock_set(set, k);
-        for (int i = 0; i < k; i++)
-            note_user(set[i]);
-        int pick = -1;
-        uint32_t ready = 0;
-        for (int i = 0; i < n; i++) {
-            if (!cases[i].ch || !case_ready(&cases[i]))
-                continue;
-            if (++ready == 1 || below(ready) == 0)
-                pick = i;
-        }
-        if (pick >= 0) {
-            if (block && in_coro && coro__checkpoint() != 0) {
-                unlock_set(set, k);
-                ret = -1;
-                break;
-            }
-            after_t a = { NULL, NULL, 0 };
-            if (!case_complete(&cases[pick], &a)) {
-                unlock_set(set, k); /* it went to someone else: look again */
-                continue;
-            }
-            unlock_set(set, k);
-            after_unlock(&a);
-            ret = pick;
-            break;
-        }
-        if (!block) {
-            unlock_set(set, k);
-            errno = EAGAIN;
-            ret = -1;
-            break;
-        }
-        int w;
-        ret = select_wait(cases, n, set, k, &w); /* unlocks */
-        if (ret != SELECT_AGAIN)
-            break;
-        if (w >= 0)
-            woken = w;
-    }
-    if (woken >= 0 && woken != ret) {
-        int e = errno;
-        pass_on(&cases[woken]);
-        errno = e;
-    }
-    if (set != stack_set) {
-        int e = errno;
-        free(set);
-        errno = e;
-    }
-    return ret;
-}
