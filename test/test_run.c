@@ -577,7 +577,7 @@ TEST(run_idle_scheduler_without_posts_stops_spinning)
     coro_main_opts_t o = { .threads = 2 };
     ASSERT_EQ(coro_main_opts(sleepy_main, &sl, &o), 0);
     ASSERT(sl.spins_after - sl.spins_before <= CORO__POST_SPIN_CREDIT);
-    ASSERT(sl.spins_busy - sl.spins_after >= 10); /* it spins for the answers */
+    ASSERT(sl.spins_busy - sl.spins_after >= 1); /* the answers give the credit back */
 }
 
 /* ---- coro_spawn_on_opts ---------------------------------------------------------- */
