@@ -152,10 +152,7 @@ int coro__sim_fault(void);
  * x lives on the waiter's stack: coro__xwait_park returns only once a
  * delivery that was started has arrived. */
 typedef struct coro__xwait {
-    /* First, together: what a peer on another core writes (and the owner
-     * spins on), so that a hand-off moves as few cache lines as it can. */
     int claimed;            /* atomic: 0 until a completion or the owner wins it */
-    int spin;               /* atomic: the owner busy-waits for the delivery (sched/xwait.c) */
     int fired;              /* for the winner: which case (a select), and the result */
     int result;
     int delivered;          /* set on the owner's thread once the winner's news is in */
@@ -165,6 +162,11 @@ typedef struct coro__xwait {
     pthread_mutex_t mu;     /* a plain thread waits on these */
     pthread_cond_t cv;
     int plain;              /* mu and cv are set up */
+    /* atomic: the owner busy-waits for the delivery (sched/xwait.c). Far
+     * from the fields above, on a line a peer writes once per wait: the
+     * owner spins reading it, and every other write to its line while it
+     * does would move the line back and forth between the two cores. */
+    int spin;
 } coro__xwait_t;
 
 /* Set x up for the calling thread (a coroutine, or a plain thread).

@@ -248,32 +248,26 @@ unsigned coro__xchan_park_flags(const coro_chan_t *ch)
 /* Called with the lock held, nothing ready: wait on q for a peer. */
 static int wait_one(coro_chan_t *ch, coro_list_t *q, void *elem, const char *what)
 {
-    /* The node, then the wait's first fields, on one cache line: the peer
-     * that completes the wait writes both, and the owner spins on the
-     * wait, so a hand-off moves one line of the waiter's, not two. */
-    struct {
-        xnode_t me;
-        coro__xwait_t x;
-    } __attribute__((aligned(64))) w;
-    if (coro__xwait_init(&w.x) != 0) {
+    coro__xwait_t x;
+    if (coro__xwait_init(&x) != 0) {
         coro__xchan_unlock(ch);
         return -1;
     }
-    w.me = (xnode_t){ .x = &w.x, .elem = elem, .index = 0 };
-    coro__xchan_link_node(ch, q, &w.me);
+    xnode_t me = { .x = &x, .elem = elem, .index = 0 };
+    coro__xchan_link_node(ch, q, &me);
     unsigned flags = coro__xchan_park_flags(ch);
     coro__xchan_unlock(ch);
-    int r = coro__xwait_park(&w.x, flags, what, ch);
+    int r = coro__xwait_park(&x, flags, what, ch);
     int e = errno;
     if (r != 0)
-        coro__xchan_leave(ch, &w.me); /* else a peer completed the wait through me */
-    coro__xwait_fini(&w.x);
+        coro__xchan_leave(ch, &me); /* else a peer completed the wait through me */
+    coro__xwait_fini(&x);
     if (r != 0) {
         errno = e;
         return -1;
     }
-    if (w.x.result) {
-        errno = w.x.result; /* closed (or freed) while waiting */
+    if (x.result) {
+        errno = x.result; /* closed (or freed) while waiting */
         return -1;
     }
     return 0;
