@@ -70,7 +70,7 @@ void coro__posts_run(coro__sched_t *s)
         coro__run_busy(s);
     coro__post_t *m = __atomic_exchange_n(&s->posts, NULL, __ATOMIC_ACQUIRE);
     if (m)
-        s->post_credit = CORO__POST_SPIN_CREDIT; /* posts come: worth a spin (sched/sched.c) */
+        s->post_credit = CORO__POST_SPIN_CREDIT; /* messages come: spins may pay */
     coro__post_t *fifo = NULL;
     while (m) {
         coro__post_t *next = m->next;

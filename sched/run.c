@@ -188,7 +188,6 @@ static void member_run(coro__run_t *r, int i)
     if (s) {
         s->run = r;
         s->run_index = i;
-        s->post_credit = CORO__POST_SPIN_CREDIT;
         /* Posts must be able to wake it before anyone can post. */
         if (coro__post_prepare() != 0) {
             e = errno;

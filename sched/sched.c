@@ -221,16 +221,19 @@ __attribute__((noreturn, cold)) static void unwind_stuck(coro__sched_t *s)
  * burns at most RUN_SPIN_NS of CPU each time it goes to sleep. */
 static int spin_for_posts(coro__sched_t *s)
 {
-    /* Only while posts have been coming: a scheduler that gets none (a
-     * server's shard, whose work comes through its own descriptors) would
-     * burn the CPU for nothing and see its descriptors late. */
+    /* Only while spinning pays (the credit, sched_int.h): a scheduler
+     * whose posts come seldom (a server's shard, whose work comes through
+     * its own descriptors) would burn the CPU for nothing and see its
+     * descriptors late. */
     if (!s->post_credit)
         return 0;
     s->post_spins++;
     int64_t until = 0;
     for (unsigned i = 0;; i++) {
-        if (coro__posts_pending(s))
+        if (coro__posts_pending(s)) {
+            s->post_credit = CORO__POST_SPIN_CREDIT;
             return 1;
+        }
         if ((i & 63) == 0) {
             int64_t now = coro__clock();
             if (!until) {
@@ -406,6 +409,7 @@ coro__sched_t *coro__sched_new(const coro_main_opts_t *o)
     s->pool_threads = o ? o->pool_threads : 0;
     coro__mask_record(s);
     s->default_stack = coro__stack_size_for(0);
+    s->post_credit = CORO__POST_SPIN_CREDIT;
     if (!s->sim)
         s->loop_now = coro__clock();
     if (coro__live_start(s) != 0 || coro__overflow_thread_init() != 0) {

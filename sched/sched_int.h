@@ -207,12 +207,16 @@ struct sched {
     int quiet;
     uint64_t verdicts_seen;
     int sleeping;
-    /* Idle spins for posts left before this scheduler stops spinning
-     * (sched/sched.c): refilled whenever posts come, spent by each spin
-     * that finds none. */
+    /* Fruitless spins left before this scheduler stops spinning, for
+     * posts when idle (sched/sched.c) and for a cross-thread peer
+     * (sched/xwait.c): spent by a spin that finds nothing, refilled by
+     * one that does and by every batch of posts. So spinning stops where
+     * nothing comes from other threads (a server's shard), and where
+     * messages come seldom it burns at most one spin per message, less
+     * than the kernel wake-up (12-30 us on a VM) it may save. */
     unsigned post_credit;
 #define CORO__POST_SPIN_CREDIT 4
-    uint64_t post_spins; /* spins for posts begun (for tests) */
+    uint64_t post_spins; /* spins begun, for posts or a peer (for tests) */
     /* Cross-scheduler joins held by this scheduler's coroutines until
      * they end (sched/remote.c). */
     coro_list_t remote_held;

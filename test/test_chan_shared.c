@@ -6,6 +6,7 @@
 #include "test/test_sched.h"
 #include "sync/chan_int.h"
 #include "coro/fault.h"
+#include "sched/sched_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -638,4 +639,33 @@ TEST(chan_shared_new_fails_cleanly_at_each_allocation)
         failed++;
     }
     ASSERT_EQ(failed, 4);
+}
+
+/* ---- a waiter whose peer never comes stops spinning -------------------------- */
+
+static int timed_out_waits(void *arg)
+{
+    coro_chan_t *ch = arg;
+    uint64_t before = coro__tls->post_spins;
+    long v;
+    /* Nothing ever arrives and no post comes: each wait would spin 10 us
+     * first; only the first few do. */
+    for (int i = 0; i < 50; i++) {
+        int64_t old = coro_timeout(CORO_MS / 5);
+        ASSERT_EQ(coro_chan_recv(ch, &v), -1);
+        ASSERT_EQ(errno, ETIMEDOUT);
+        coro_set_deadline(old);
+    }
+    ASSERT(coro__tls->post_spins - before <= CORO__POST_SPIN_CREDIT);
+    return 0;
+}
+
+TEST(chan_shared_waiter_without_peer_stops_spinning)
+{
+    for (size_t cap = 0; cap <= 4; cap += 4) {
+        coro_chan_t *ch = coro_chan_new_shared(sizeof(long), cap);
+        ASSERT_NOT_NULL(ch);
+        ASSERT_EQ(coro_main(timed_out_waits, ch), 0);
+        coro_chan_free(ch);
+    }
 }
