@@ -96,6 +96,15 @@ static int unref(coro_chan_t *ch)
     return --ch->sh->refs == 0;
 }
 
+void coro__xchan_ref_drop(coro_chan_t *ch)
+{
+    coro__xchan_lock(ch);
+    int last = unref(ch);
+    coro__xchan_unlock(ch);
+    if (last)
+        destroy(ch);
+}
+
 /* ---- waiters -------------------------------------------------------------- */
 
 /* The first waiter of q whose claim the caller wins, unlinked; stale
@@ -344,8 +353,11 @@ void coro__xchan_poke_senders(coro_chan_t *ch)
 }
 
 /* Wait until a send (op CORO_SEND) or receive may be worth another try:
- * 0 (look again), or -1 with errno (cancelled, deadline, EMFILE). */
-static int ring_wait(coro_chan_t *ch, int op, const char *what)
+ * 0 (look again), or -1 with errno (cancelled, deadline, EMFILE, EPIPE
+ * freed meanwhile). The first wait of a call takes a reference for the
+ * call (*held), dropped when it returns (ring_done): a close wakes it to
+ * look again, and another thread may free the channel meanwhile. */
+static int ring_wait(coro_chan_t *ch, int op, const char *what, int *held)
 {
     /* With nothing else to run here, the other side is usually a moment
      * away: watch the ring before linking, so that it need not take the
@@ -358,6 +370,10 @@ static int ring_wait(coro_chan_t *ch, int op, const char *what)
     xnode_t me = { .x = &x, .elem = NULL, .index = 0 };
     coro__xchan_lock(ch);
     coro__xchan_link_node(ch, op == CORO_SEND ? &ch->sendq : &ch->recvq, &me);
+    if (!*held) {
+        ch->sh->refs++;
+        *held = 1;
+    }
     unsigned flags = coro__xchan_park_flags(ch);
     coro__xchan_unlock(ch);
     coro__fence_heavy();
@@ -374,6 +390,10 @@ static int ring_wait(coro_chan_t *ch, int op, const char *what)
             coro__xchan_leave(ch, &me);
     }
     coro__xwait_fini(&x);
+    if (r == 0 && x.result == EPIPE) {
+        r = -1; /* freed: woken with EPIPE, not to look again */
+        e = EPIPE;
+    }
     if (r != 0) {
         errno = e;
         return -1;
@@ -381,24 +401,36 @@ static int ring_wait(coro_chan_t *ch, int op, const char *what)
     return 0;
 }
 
+/* A ring call returns rc: drop the reference its waits held, if any. */
+static int ring_done(coro_chan_t *ch, int held, int rc)
+{
+    if (held) {
+        int e = errno;
+        coro__xchan_ref_drop(ch);
+        errno = e;
+    }
+    return rc;
+}
+
 static int ring_send(coro_chan_t *ch, const void *elem, int block)
 {
+    int held = 0;
     for (;;) {
         int r = coro__xring_push(ch->sh->ring, elem);
         if (r > 0) {
             coro__xchan_poke_receivers(ch);
-            return 0;
+            return ring_done(ch, held, 0);
         }
         if (r < 0) {
             errno = EPIPE;
-            return -1;
+            return ring_done(ch, held, -1);
         }
         if (!block) {
             errno = EAGAIN;
             return -1;
         }
-        if (ring_wait(ch, CORO_SEND, "chan send") != 0)
-            return -1;
+        if (ring_wait(ch, CORO_SEND, "chan send", &held) != 0)
+            return ring_done(ch, held, -1);
     }
 }
 
@@ -409,22 +441,23 @@ static int ring_drained(const coro_chan_t *ch)
 {
     if (coro__xring_drained(ch->sh->ring))
         return 1;
-    coro__cpu_relax();
+    sched_yield(); /* the pusher may be a preempted thread on this CPU */
     return 0;
 }
 
 static int ring_recv(coro_chan_t *ch, void *elem, int block)
 {
     coro__xring_t *ring = ch->sh->ring;
+    int held = 0;
     for (;;) {
         if (coro__xring_pop(ring, elem)) {
             coro__xchan_poke_senders(ch);
-            return 0;
+            return ring_done(ch, held, 0);
         }
         if (coro__xring_closed(ring)) {
             if (ring_drained(ch)) {
                 errno = EPIPE;
-                return -1;
+                return ring_done(ch, held, -1);
             }
             continue;
         }
@@ -432,8 +465,8 @@ static int ring_recv(coro_chan_t *ch, void *elem, int block)
             errno = EAGAIN;
             return -1;
         }
-        if (ring_wait(ch, CORO_RECV, "chan recv") != 0)
-            return -1;
+        if (ring_wait(ch, CORO_RECV, "chan recv", &held) != 0)
+            return ring_done(ch, held, -1);
     }
 }
 
@@ -491,12 +524,12 @@ int coro__chan_shared_recv(coro_chan_t *ch, void *elem, int block)
     return wait_one(ch, &ch->recvq, elem, "chan recv");
 }
 
-/* Under the lock: close, and move every waiter to todo with EPIPE (a
- * ring channel's waiters with CHAN_RETRY: they look again and find it
- * closed; its ring was marked closed before the lock was taken). */
-static void close_locked(coro_chan_t *ch, coro_list_t *todo)
+/* Under the lock: close, and move every waiter to todo with result:
+ * EPIPE, or for a close of a ring channel CHAN_RETRY (its waiters look
+ * again, take what is left and then find it closed; the ring was marked
+ * closed before the lock was taken). */
+static void close_locked(coro_chan_t *ch, coro_list_t *todo, int result)
 {
-    int result = ch->sh->ring ? CHAN_RETRY : EPIPE;
     ch->closed = 1;
     claim_all(ch, &ch->recvq, result, todo);
     claim_all(ch, &ch->sendq, result, todo);
@@ -516,7 +549,7 @@ int coro__chan_shared_close(coro_chan_t *ch)
         errno = EPIPE;
         return -1;
     }
-    close_locked(ch, &todo);
+    close_locked(ch, &todo, ch->sh->ring ? CHAN_RETRY : EPIPE);
     coro__xchan_unlock(ch);
     deliver_all(&todo);
     return 0;
@@ -553,7 +586,7 @@ void coro__chan_shared_free(coro_chan_t *ch)
         coro__xring_close(ch->sh->ring);
     coro__xchan_lock(ch);
     if (!ch->closed)
-        close_locked(ch, &todo);
+        close_locked(ch, &todo, EPIPE); /* freed: nothing to look at again */
     /* volatile: see coro_chan_free in sync/chan.c. */
     *(volatile uint32_t *)&ch->magic = CHAN_MAGIC_DEAD;
     int last = unref(ch);

@@ -67,6 +67,9 @@ void coro__xchan_link_node(coro_chan_t *ch, coro_list_t *q, xnode_t *me);
 /* A waiter leaves (takes the lock): unlink its node if nobody has. Not
  * for the node a peer completed the wait through. */
 void coro__xchan_leave(coro_chan_t *ch, xnode_t *me);
+/* Drop a reference taken for a call that waited (takes the lock; may
+ * free the channel). */
+void coro__xchan_ref_drop(coro_chan_t *ch);
 /* coro__park's flags for a wait on ch. */
 unsigned coro__xchan_park_flags(const coro_chan_t *ch);
 /* A ring channel: can a send (op CORO_SEND) or receive go ahead (or fail

@@ -165,8 +165,12 @@ typedef union case_waiter {
 
 /* Wait for one of the cases (the set locked; unlocks it). The case
  * completed, -1 with errno, or SELECT_AGAIN with *woken the ring case
- * whose wake-up this was (-1 if none). */
-static int select_wait(coro_case_t *cases, int n, coro_chan_t **set, int k, int *woken)
+ * whose wake-up this was (-1 if none). The first wait of a select takes
+ * a reference on each channel of the set (*held) for the rest of the
+ * call: it may look at them again (its last look, SELECT_AGAIN) after
+ * another thread has freed one. */
+static int select_wait(coro_case_t *cases, int n, coro_chan_t **set, int k, int *woken,
+                       int *held)
 {
     case_waiter_t local[SHARED_STACK_CASES], *ws = local;
     if (n > SHARED_STACK_CASES && !(ws = coro__malloc((size_t)n * sizeof *ws))) {
@@ -179,6 +183,11 @@ static int select_wait(coro_case_t *cases, int n, coro_chan_t **set, int k, int 
         if (ws != local)
             free(ws);
         return -1;
+    }
+    if (!*held) {
+        for (int i = 0; i < k; i++)
+            set[i]->sh->refs++;
+        *held = 1;
     }
     unsigned flags = 0;
     int rings = 0;
@@ -274,6 +283,7 @@ int coro__chan_select_shared(coro_case_t *cases, int n, int block)
         return -1;
     int k = shared_set(cases, n, set);
     int ret, woken = -1; /* a ring case whose wake-up this select took */
+    int held = 0;        /* references on the set (select_wait) */
     for (;;) {
         lock_set(set, k);
         for (int i = 0; i < k; i++)
@@ -309,21 +319,19 @@ int coro__chan_select_shared(coro_case_t *cases, int n, int block)
             break;
         }
         int w;
-        ret = select_wait(cases, n, set, k, &w); /* unlocks */
+        ret = select_wait(cases, n, set, k, &w, &held); /* unlocks */
         if (ret != SELECT_AGAIN)
             break;
         if (w >= 0)
             woken = w;
     }
-    if (woken >= 0 && woken != ret) {
-        int e = errno;
+    int e = errno;
+    if (woken >= 0 && woken != ret)
         pass_on(&cases[woken]);
-        errno = e;
-    }
-    if (set != stack_set) {
-        int e = errno;
+    for (int i = 0; held && i < k; i++)
+        coro__xchan_ref_drop(set[i]);
+    if (set != stack_set)
         free(set);
-        errno = e;
-    }
+    errno = e;
     return ret;
 }

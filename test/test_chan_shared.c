@@ -256,20 +256,44 @@ static void *free_later(void *arg)
 
 static int free_while_waiting(void *arg)
 {
-    (void)arg;
-    coro_chan_t *ch = coro_chan_new_shared(sizeof(int), 0);
+    size_t cap = *(size_t *)arg;
+    coro_chan_t *ch = coro_chan_new_shared(sizeof(int), cap);
     ASSERT_NOT_NULL(ch);
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, free_later, ch), 0);
     int v;
-    ASSERT_ERRNO(coro_chan_recv(ch, &v), EPIPE); /* freed by the thread meanwhile */
+    /* Freed by the thread meanwhile: EPIPE, and the receive touches the
+     * channel no more (ASan would see it: the memory is gone). */
+    ASSERT_ERRNO(coro_chan_recv(ch, &v), EPIPE);
     ASSERT_EQ(pthread_join(th, NULL), 0);
+    return 0;
+}
+
+static int free_while_selecting(void *arg)
+{
+    size_t cap = *(size_t *)arg;
+    coro_chan_t *ch = coro_chan_new_shared(sizeof(int), cap);
+    coro_chan_t *local = coro_chan_new(sizeof(int), 1);
+    ASSERT_NOT_NULL(ch);
+    ASSERT_NOT_NULL(local);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, free_later, ch), 0);
+    int a = 0, b = 0;
+    coro_case_t cases[] = { { ch, CORO_RECV, &a, 0 }, { local, CORO_RECV, &b, 0 } };
+    ASSERT_EQ(coro_select(cases, 2), 0); /* the freed case, with EPIPE */
+    ASSERT_EQ(cases[0].err, EPIPE);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    coro_chan_free(local);
     return 0;
 }
 
 TEST(chan_shared_freed_by_a_thread_while_a_coroutine_waits)
 {
-    ASSERT_EQ(coro_main(free_while_waiting, NULL), 0);
+    size_t caps[] = { 0, 4 };
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(coro_main(free_while_waiting, &caps[i]), 0);
+        ASSERT_EQ(coro_main(free_while_selecting, &caps[i]), 0);
+    }
 }
 
 /* ---- select mixing local and shared channels ------------------------------ */
