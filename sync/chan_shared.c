@@ -18,8 +18,9 @@
  * sync/chan_shared_select.c.
  *
  * Memory: a channel freed while waiters are still linked stays allocated
- * until the last of them has unlinked (refs); its handle is dead at once
- * (the magic is overwritten), so a later call aborts with a message.
+ * until the last of them has unlinked, and a ring call or a select that
+ * waited until it returns (refs); its handle is dead at once (the magic
+ * is overwritten), so a later call aborts with a message.
  *
  * Deadlock detection in a run (sched/run.c) counts a wait on a shared
  * channel as a plain wait, unless something outside the run may complete
