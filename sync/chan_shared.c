@@ -150,19 +150,19 @@ static void fire(xnode_t *w, int result)
 }
 
 /* Claimed waiters wait on a local list until the lock is released. */
-static void claim_all(coro_chan_t *ch, coro_list_t *q, int result, coro_list_t *todo)
+static void claim_all(coro_chan_t *ch, coro_list_t *q, int result, coro_list_t *claimed)
 {
     xnode_t *w;
     while ((w = claim_first(ch, q)) != NULL) {
         fire(w, result);
-        coro_list_push_back(todo, &w->node);
+        coro_list_push_back(claimed, &w->node);
     }
 }
 
-static void deliver_all(coro_list_t *todo)
+static void deliver_all(coro_list_t *claimed)
 {
     coro_list_t *n;
-    while ((n = coro_list_first(todo)) != NULL) {
+    while ((n = coro_list_first(claimed)) != NULL) {
         xnode_t *w = coro_container_of(n, xnode_t, node);
         coro_list_remove(n);
         coro__xwait_deliver(w->x); /* w may be gone after this */
@@ -525,21 +525,21 @@ int coro__chan_shared_recv(coro_chan_t *ch, void *elem, int block)
     return wait_one(ch, &ch->recvq, elem, "chan recv");
 }
 
-/* Under the lock: close, and move every waiter to todo with result:
+/* Under the lock: close, and claim every waiter onto `claimed` with result:
  * EPIPE, or for a close of a ring channel CHAN_RETRY (its waiters look
  * again, take what is left and then find it closed; the ring was marked
  * closed before the lock was taken). */
-static void close_locked(coro_chan_t *ch, coro_list_t *todo, int result)
+static void close_locked(coro_chan_t *ch, coro_list_t *claimed, int result)
 {
     ch->closed = 1;
-    claim_all(ch, &ch->recvq, result, todo);
-    claim_all(ch, &ch->sendq, result, todo);
+    claim_all(ch, &ch->recvq, result, claimed);
+    claim_all(ch, &ch->sendq, result, claimed);
 }
 
 int coro__chan_shared_close(coro_chan_t *ch)
 {
-    coro_list_t todo;
-    coro_list_init(&todo);
+    coro_list_t claimed;
+    coro_list_init(&claimed);
     if (ch->sh->ring && !coro__xring_close(ch->sh->ring)) {
         errno = EPIPE;
         return -1;
@@ -550,9 +550,9 @@ int coro__chan_shared_close(coro_chan_t *ch)
         errno = EPIPE;
         return -1;
     }
-    close_locked(ch, &todo, ch->sh->ring ? CHAN_RETRY : EPIPE);
+    close_locked(ch, &claimed, ch->sh->ring ? CHAN_RETRY : EPIPE);
     coro__xchan_unlock(ch);
-    deliver_all(&todo);
+    deliver_all(&claimed);
     return 0;
 }
 
@@ -581,18 +581,18 @@ size_t coro__chan_shared_waiting(coro_chan_t *ch)
 
 void coro__chan_shared_free(coro_chan_t *ch)
 {
-    coro_list_t todo;
-    coro_list_init(&todo);
+    coro_list_t claimed;
+    coro_list_init(&claimed);
     if (ch->sh->ring)
         coro__xring_close(ch->sh->ring);
     coro__xchan_lock(ch);
     if (!ch->closed)
-        close_locked(ch, &todo, EPIPE); /* freed: nothing to look at again */
+        close_locked(ch, &claimed, EPIPE); /* freed: nothing to look at again */
     /* volatile: see coro_chan_free in sync/chan.c. */
     *(volatile uint32_t *)&ch->magic = CHAN_MAGIC_DEAD;
     int last = unref(ch);
     coro__xchan_unlock(ch);
-    deliver_all(&todo);
+    deliver_all(&claimed);
     if (last)
         destroy(ch);
 }
