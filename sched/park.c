@@ -25,7 +25,11 @@ int coro__checkpoint_error_slow(const coro_t *c)
     return 0;
 }
 
-int coro__park_slow(coro__sched_t *s, coro_t *self, unsigned flags, int64_t wake_at)
+/* The part of a park that only a pending cancellation or deadline, a time
+ * limit or an uninterruptible wait needs: the checkpoint (an
+ * uninterruptible wait fails only when killed) and the timer. Returns 0,
+ * or the errno to fail with before parking. */
+static int park_slow(coro__sched_t *s, coro_t *self, unsigned flags, int64_t wake_at)
 {
     int64_t limit = wake_at;
     if (flags & CORO__PARK_UNINTERRUPTIBLE) {
@@ -47,6 +51,37 @@ int coro__park_slow(coro__sched_t *s, coro_t *self, unsigned flags, int64_t wake
     if (limit != CORO_NEVER)
         coro__timer_arm(s, self, limit);
     return 0;
+}
+
+int coro__park_fail(coro__waiter_t *w, int e)
+{
+    if (w)
+        coro_list_remove(&w->node);
+    errno = e;
+    return -1;
+}
+
+int coro__park_full(coro__waiter_t *w, unsigned flags, int64_t wake_at, const char *what,
+                    const void *obj, int64_t num)
+{
+    coro__sched_t *s = coro__tls;
+    coro_t *self = s ? s->current : NULL;
+    if (!self)
+        return coro__park_fail(w, EPERM);
+    /* An uninterruptible wait runs shielded and without a deadline (only
+     * a deadlock's unwind, which overrides shields, ends it early). */
+    uint8_t shielded = self->shielded;
+    int64_t deadline = self->deadline;
+    int e = park_slow(s, self, flags, wake_at);
+    if (e)
+        return coro__park_fail(w, e);
+    e = coro__park_body(s, self, w, flags, what, obj, num);
+    if (flags & CORO__PARK_UNINTERRUPTIBLE) {
+        self->shielded = shielded;
+        self->deadline = deadline;
+        coro__attn_update(self);
+    }
+    return e ? coro__park_fail(NULL, e) : 0;
 }
 
 /* A wait that only a timer or a cancellation ends. */

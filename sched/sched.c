@@ -106,7 +106,23 @@ coro__fiber_t *coro__exit_next(coro__sched_t *s)
 __attribute__((noinline)) static void yield_slow(coro__sched_t *s, coro_t *self)
 {
     coro__runq_push(s, self);
-    coro__switch(s);
+    coro__switch_slow(s);
+}
+
+/* coro__switch past its fast path: the pass ends here (timers, posts, the
+ * poller), then the switch; or none, when the caller itself is what runs
+ * next (a yield with nobody else ready, a park whose time limit had
+ * already passed: the pass end's timer check woke it). */
+__attribute__((noinline)) void coro__switch_slow(coro__sched_t *s)
+{
+    coro_t *self = s->current;
+    coro_t *next = coro__next_to_run(s);
+    if (__builtin_expect(next == self, 0)) {
+        s->switches--;
+        self->state = CORO_RUNNING;
+        return;
+    }
+    coro__switch_to(s, self, next);
 }
 
 void coro_yield(void)

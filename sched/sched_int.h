@@ -373,21 +373,24 @@ static inline void coro__switch_to(coro__sched_t *s, coro_t *self, coro_t *next)
     coro__fiber_switch(&self->fiber, coro__make_current(s, next));
 }
 
-/* The current coroutine has been queued, parked or has ended: run the next
- * one (or the scheduler's context). Returns when the caller runs again. */
+/* The current coroutine has been parked, or has ended: run the next one
+ * (or the scheduler's context). Returns when the caller runs again. The
+ * caller must not be in the run queue (a yield, which is, goes to
+ * coro__switch_slow, sched/sched.c). */
+void coro__switch_slow(coro__sched_t *s);
+
 static inline void coro__switch(coro__sched_t *s)
 {
-    coro_t *self = s->current;
-    coro_t *next = coro__next_to_run(s);
-    if (__builtin_expect(next == self, 0)) {
-        /* A yield with nobody else ready, or a park whose time limit had
-         * already passed (the pass end's timer check woke it): no switch
-         * after all. */
-        s->switches--;
-        self->state = CORO_RUNNING;
+    coro_t *next = s->runq_head;
+    if (__builtin_expect(s->pass_left > 0 && next != NULL, 1)) {
+        s->pass_left--;
+        coro__switch_to(s, s->current, coro__runq_pop(s));
         return;
     }
-    coro__switch_to(s, self, next);
+    /* The pass is over (or nobody is ready): out of line, so that the
+     * common case calls nothing and its callers keep no values in
+     * callee-saved registers (sched/sched.c). */
+    coro__switch_slow(s);
 }
 
 /* The current coroutine has ended: pick what runs next (the caller's last
@@ -462,43 +465,21 @@ static inline int coro__home(void **home)
     return coro__home_in(home, coro__tls);
 }
 
-/* The part of a park that only a pending cancellation or deadline, a time
- * limit or an uninterruptible wait needs (sched/park.c): the checkpoint
- * (an uninterruptible wait fails only when killed) and the timer. Returns
- * 0, or the errno to fail with before parking. */
-int coro__park_slow(coro__sched_t *s, coro_t *self, unsigned flags, int64_t wake_at);
+/* A park's failure: unlink w, set errno to e, return -1 (sched/park.c). */
+int coro__park_fail(coro__waiter_t *w, int e);
 
-/* THE park (see sched/wait.h). Inline and always_inline: flags and
- * wake_at are constants at every call site, so each site keeps only the
- * branches it uses. */
+/* A park the fast path does not take: no coroutine is running, something
+ * is pending (c->attn), a time limit or an uninterruptible wait
+ * (sched/park.c; the same park, with everything inline below). */
+int coro__park_full(coro__waiter_t *w, unsigned flags, int64_t wake_at, const char *what,
+                    const void *obj, int64_t num);
+
+/* The park's body once the checks have passed: record the wait, switch
+ * away, and take the result. */
 static inline __attribute__((always_inline)) int
-coro__park(coro__waiter_t *w, unsigned flags, int64_t wake_at, const char *what,
-           const void *obj, int64_t num)
+coro__park_body(coro__sched_t *s, coro_t *self, coro__waiter_t *w, unsigned flags,
+                const char *what, const void *obj, int64_t num)
 {
-    coro__sched_t *s = coro__tls;
-    coro_t *self = s ? s->current : NULL;
-    if (__builtin_expect(!self, 0)) {
-        coro_list_remove(&w->node);
-        errno = EPERM;
-        return -1;
-    }
-    /* An uninterruptible wait runs shielded and without a deadline (only
-     * a deadlock's unwind, which overrides shields, ends it early). */
-    uint8_t shielded = 0;
-    int64_t deadline = CORO_NEVER;
-    if (flags & CORO__PARK_UNINTERRUPTIBLE) {
-        shielded = self->shielded;
-        deadline = self->deadline;
-    }
-    if (__builtin_expect(self->attn | (wake_at != CORO_NEVER) |
-                         ((flags & CORO__PARK_UNINTERRUPTIBLE) != 0), 0)) {
-        int e = coro__park_slow(s, self, flags, wake_at);
-        if (e) {
-            coro_list_remove(&w->node);
-            errno = e;
-            return -1;
-        }
-    }
     /* result and fired are written by whatever ends the wait. */
     w->coro = self;
     w->primary = w;
@@ -526,16 +507,28 @@ coro__park(coro__waiter_t *w, unsigned flags, int64_t wake_at, const char *what,
     }
     if (flags & CORO__PARK_EXTERNAL)
         s->ext_waiters--;
-    if (flags & CORO__PARK_UNINTERRUPTIBLE) {
-        self->shielded = shielded;
-        self->deadline = deadline;
-        coro__attn_update(self);
-    }
-    int e = w->result;
-    if (__builtin_expect(e != 0, 0)) {
-        errno = e;
-        return -1;
-    }
+    return w->result;
+}
+
+/* THE park (see sched/wait.h). Inline and always_inline: flags and
+ * wake_at are constants at every call site, so each site keeps only the
+ * branches it uses. The common case (a running coroutine, nothing
+ * pending, no time limit) calls no function but the switch: its callers
+ * then keep nothing in callee-saved registers, which the switch saves
+ * again anyway. */
+static inline __attribute__((always_inline)) int
+coro__park(coro__waiter_t *w, unsigned flags, int64_t wake_at, const char *what,
+           const void *obj, int64_t num)
+{
+    coro__sched_t *s = coro__tls;
+    coro_t *self;
+    if (__builtin_expect(!s || !(self = s->current) || self->attn || wake_at != CORO_NEVER ||
+                             (flags & CORO__PARK_UNINTERRUPTIBLE) != 0,
+                         0))
+        return coro__park_full(w, flags, wake_at, what, obj, num);
+    int e = coro__park_body(s, self, w, flags, what, obj, num);
+    if (__builtin_expect(e != 0, 0))
+        return coro__park_fail(NULL, e);
     return 0;
 }
 

@@ -102,18 +102,7 @@ void coro__xwait_deliver(coro__xwait_t *x)
 static void park_for_delivery(coro__sched_t *s, coro_t *self, coro__waiter_t *w)
 {
     coro_list_init(&w->node);
-    w->coro = self;
-    w->primary = w;
-    self->wait = w;
-    self->wait_what = "delivery";
-    self->wait_obj = NULL;
-    self->wait_num = -1;
-    self->wait_since = s->loop_now;
-    self->state = CORO_PARKED;
-    s->ext_waiters++;
-    coro__pass_clamp(s);
-    coro__switch(s);
-    s->ext_waiters--;
+    (void)coro__park_body(s, self, w, CORO__PARK_EXTERNAL, "delivery", NULL, -1);
 }
 
 /* May the calling thread busy-wait? Not while its scheduler has anything
