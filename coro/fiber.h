@@ -171,6 +171,17 @@ coro__fiber_switch(coro__fiber_t *from, coro__fiber_t *to)
     coro__fiber_switch_unchecked(from, to);
 }
 
+/* The same switch for a caller that knows neither side owns a
+ * floating-point environment (the scheduler's fast paths, which only run
+ * while none of its coroutines does): three instructions fewer. */
+static inline __attribute__((always_inline)) void
+coro__fiber_switch_no_fpenv(coro__fiber_t *from, coro__fiber_t *to)
+{
+    if (!coro__fiber_stack_ok(from))
+        return coro__fiber_misuse(from, "a switch away on a stack that is not its own");
+    coro__fiber_switch_unchecked(from, to);
+}
+
 /* Release a fiber that is not running (and never will again): its
  * stack (header included) goes back to the pool. */
 void coro__fiber_free(coro__fiber_t *f);

@@ -61,7 +61,7 @@ void coro__reap(coro__sched_t *s)
  * through the slow path (where run times are measured). */
 static inline size_t pass_length(const coro__sched_t *s, size_t n)
 {
-    if (s->slow_ns || s->sim)
+    if (s->slow_ns || s->sim || s->fpenv_live)
         return 0;
     /* In a run, other schedulers' posts are looked for between passes. */
     return (s->heap_len || s->poll_waiters || s->run || s->ext_waiters) ? n : SIZE_MAX;
@@ -122,7 +122,7 @@ __attribute__((noinline)) void coro__switch_slow(coro__sched_t *s)
         self->state = CORO_RUNNING;
         return;
     }
-    coro__switch_to(s, self, next);
+    coro__fiber_switch(&self->fiber, coro__make_current(s, next));
 }
 
 void coro_yield(void)

@@ -141,6 +141,11 @@ struct sched {
      * the loop looks at the post queue itself. */
     size_t ext_waiters;
     size_t io_waits;
+    /* Live coroutines with their own floating-point environment
+     * (CORO_OWN_FPENV). While there are any, every pass has length 0, so
+     * every switch goes through coro__switch_slow, whose switch carries
+     * the environment; the fast paths' switches do not look at it. */
+    size_t fpenv_live;
     /* Every coroutine not yet freed; counters. */
     coro_list_t all;
     size_t live;
@@ -367,10 +372,13 @@ static inline coro__fiber_t *coro__make_current(coro__sched_t *s, coro_t *next)
 }
 
 /* THE switch: from the running coroutine self to next (NULL: the
- * scheduler's context). Returns when self runs again. */
+ * scheduler's context). Returns when self runs again. Only on a pass
+ * (s->pass_left was > 0): no coroutine of s owns a floating-point
+ * environment then (s->fpenv_live), so the switch does not look; past
+ * the pass, coro__switch_slow switches with the look. */
 static inline void coro__switch_to(coro__sched_t *s, coro_t *self, coro_t *next)
 {
-    coro__fiber_switch(&self->fiber, coro__make_current(s, next));
+    coro__fiber_switch_no_fpenv(&self->fiber, coro__make_current(s, next));
 }
 
 /* The current coroutine has been parked, or has ended: run the next one
@@ -538,6 +546,10 @@ static inline int coro__can_wake(const coro__waiter_t *w)
     return c && c->state == CORO_PARKED && c->wait == w->primary;
 }
 
+/* The end of a wake whose coroutine has a timer armed (a time limit or a
+ * deadline): disarm it, then queue c (sched/park.c). */
+void coro__wake_timed(coro_t *c);
+
 /* THE wake (see sched/wait.h): coro__can_wake(w) holds. */
 static inline void coro__wake(coro__waiter_t *w, int result)
 {
@@ -549,8 +561,9 @@ static inline void coro__wake(coro__waiter_t *w, int result)
     p->result = result;
     p->fired = w;
     if (__builtin_expect(c->timer_index != 0, 0))
-        coro__timer_disarm(c->sched, c);
-    coro__runq_push(c->sched, c);
+        coro__wake_timed(c); /* the last act: no value lives across it */
+    else
+        coro__runq_push(c->sched, c);
 }
 
 /* Wake every waiter of q that can be woken; unlink the others. */

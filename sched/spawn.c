@@ -30,6 +30,8 @@ static coro__fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
     self->status = status;
     self->state = CORO_DONE;
     s->live--;
+    if (self->fiber.own_fpenv)
+        s->fpenv_live--;
     coro__wake_all(&self->joiners, 0);
     if (__builtin_expect(self->remote_joiner != NULL, 0))
         coro__remote_joined_end(s, self);
@@ -88,8 +90,13 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     coro_t *c = (coro_t *)f;
     f->id = coro__new_id();
     f->name = name;
-    if (opts && (opts->flags & CORO_OWN_FPENV))
+    if (opts && (opts->flags & CORO_OWN_FPENV)) {
         coro__fiber_own_fpenv(f);
+        /* The pass ends now: its fast paths do not carry the environment
+         * (see fpenv_live). */
+        s->fpenv_live++;
+        coro__pass_set(s, 0);
+    }
     /* Every field that is read before it is written, explicitly: the
      * header is not zeroed. Not the wait's (wait, wait_what, wait_obj,
      * wait_num, wait_since: set by every park, read only while PARKED),

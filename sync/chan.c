@@ -189,7 +189,12 @@ coro_chan_t *coro_chan_new(size_t elem_size, size_t capacity)
     return coro__chan_alloc(elem_size, capacity, NULL);
 }
 
-int coro_chan_send(coro_chan_t *ch, const void *elem)
+/* ---- the blocking calls ------------------------------------------------- */
+
+/* coro_chan_send and coro_chan_recv in full: every case, in the order of
+ * their checks (the fast paths below handle the common ones and hand the
+ * rest here by a tail call). */
+__attribute__((noinline)) static int send_general(coro_chan_t *ch, const void *elem)
 {
     if (!ch || !elem) {
         errno = EINVAL;
@@ -215,7 +220,7 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
     return 0;
 }
 
-int coro_chan_recv(coro_chan_t *ch, void *elem)
+__attribute__((noinline)) static int recv_general(coro_chan_t *ch, void *elem)
 {
     if (!ch || !elem) {
         errno = EINVAL;
@@ -237,6 +242,73 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
         return -1;
     }
     recv_from(ch, elem, s);
+    return 0;
+}
+
+/* The waiter at the head of q if it is a plain one (no claim word) that
+ * can be woken now; NULL otherwise (the general path then decides). */
+static inline coro__waiter_t *plain_head(coro_list_t *q)
+{
+    coro__waiter_t *w = coro_container_of(q->next, coro__waiter_t, node);
+    return __builtin_expect(!w->claim && coro__can_wake(w), 1) ? w : NULL;
+}
+
+/* The fast paths: a caller with nothing pending, a live channel of its
+ * own scheduler, a small element, and the peer (if any) a plain waiter.
+ * They call nothing but by tail calls (the park, the general path), so
+ * they keep no values in callee-saved registers. */
+int coro_chan_send(coro_chan_t *ch, const void *elem)
+{
+    if (__builtin_expect(!ch || !elem, 0))
+        return send_general(ch, elem);
+    chan_check(ch, "coro_chan_send");
+    if (CHAN_FOREIGN(ch))
+        return send_foreign(ch, elem);
+    coro_t *self = coro__current();
+    if (__builtin_expect(!self || self->attn || ch->closed || !sync_small_elem(ch->elem_size), 0))
+        return send_general(ch, elem);
+    if (ch->recvq.next != &ch->recvq) {
+        coro__waiter_t *r = plain_head(&ch->recvq);
+        if (!r)
+            return send_general(ch, elem);
+        sync_copy_small(waiter_elem(r), elem, ch->elem_size);
+        coro__wake(r, 0);
+        return 0;
+    }
+    if (ch->len < ch->cap) {
+        ring_put_small(ch, elem);
+        return 0;
+    }
+    return park_on(&ch->sendq, (void *)(uintptr_t)elem, "chan send", ch);
+}
+
+int coro_chan_recv(coro_chan_t *ch, void *elem)
+{
+    if (__builtin_expect(!ch || !elem, 0))
+        return recv_general(ch, elem);
+    chan_check(ch, "coro_chan_recv");
+    if (CHAN_FOREIGN(ch))
+        return recv_foreign(ch, elem);
+    coro_t *self = coro__current();
+    if (__builtin_expect(!self || self->attn || !sync_small_elem(ch->elem_size), 0))
+        return recv_general(ch, elem);
+    int senders = ch->sendq.next != &ch->sendq;
+    if (ch->len) {
+        if (senders) /* a full ring: refilled from the first sender */
+            return recv_general(ch, elem);
+        ring_take_small(ch, elem);
+        return 0;
+    }
+    if (!senders) {
+        if (ch->closed)
+            return recv_general(ch, elem);
+        return park_on(&ch->recvq, elem, "chan recv", ch);
+    }
+    coro__waiter_t *s = plain_head(&ch->sendq);
+    if (!s)
+        return recv_general(ch, elem);
+    sync_copy_small(elem, waiter_elem(s), ch->elem_size);
+    coro__wake(s, 0);
     return 0;
 }
 

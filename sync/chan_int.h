@@ -76,25 +76,47 @@ static inline unsigned char *slot(coro_chan_t *ch, size_t i)
     return ch->ring + i * ch->elem_size;
 }
 
-static inline void ring_put(coro_chan_t *ch, const void *elem)
+/* The ring's next free slot and its oldest item's. */
+static inline unsigned char *ring_tail_slot(coro_chan_t *ch)
 {
     size_t i = ch->head + ch->len;
     if (i >= ch->cap)
         i -= ch->cap;
-    sync_copy_elem(slot(ch, i), elem, ch->elem_size);
+    return slot(ch, i);
+}
+
+static inline unsigned char *ring_head_slot_pop(coro_chan_t *ch)
+{
+    unsigned char *p = slot(ch, ch->head);
+    if (++ch->head == ch->cap)
+        ch->head = 0;
+    ch->len--;
+    return p;
+}
+
+static inline void ring_put(coro_chan_t *ch, const void *elem)
+{
+    sync_copy_elem(ring_tail_slot(ch), elem, ch->elem_size);
     ch->len++;
 }
 
 static inline void ring_take(coro_chan_t *ch, void *elem)
 {
-    sync_copy_elem(elem, slot(ch, ch->head), ch->elem_size);
-    if (++ch->head == ch->cap)
-        ch->head = 0;
-    ch->len--;
+    sync_copy_elem(elem, ring_head_slot_pop(ch), ch->elem_size);
 }
 
-/* A channel's memory, its fields set (sh NULL) and home as given; NULL
- * with EINVAL (elem_size 0) or ENOMEM. */
+/* The same for an element sync_small_elem says is small (no call). */
+static inline void ring_put_small(coro_chan_t *ch, const void *elem)
+{
+    sync_copy_small(ring_tail_slot(ch), elem, ch->elem_size);
+    ch->len++;
+}
+
+static inline void ring_take_small(coro_chan_t *ch, void *elem)
+{
+    sync_copy_small(elem, ring_head_slot_pop(ch), ch->elem_size);
+}
+
 coro_chan_t *coro__chan_alloc(size_t elem_size, size_t capacity, void *home);
 /* The home of every shared channel. */
 extern char coro__chan_shared_home;

@@ -20,6 +20,15 @@ int coro_mutex_unlock(coro_mutex_t *m);
 SYNC_COLD_RETRY(lock_foreign, coro_mutex_t, coro_mutex_lock)
 SYNC_COLD_RETRY(unlock_foreign, coro_mutex_t, coro_mutex_unlock)
 
+/* A free mutex's lock when the caller may have a checkpoint to fail. */
+__attribute__((noinline, cold)) static int lock_checkpoint(coro_mutex_t *m, uint64_t me)
+{
+    if (coro__checkpoint() != 0)
+        return -1;
+    m->owner = me;
+    return 0;
+}
+
 int coro_mutex_lock(coro_mutex_t *m)
 {
     coro__sched_t *s = coro__tls;
@@ -34,8 +43,10 @@ int coro_mutex_lock(coro_mutex_t *m)
         return -1;
     }
     if (!m->owner) {
-        if (coro__checkpoint() != 0)
-            return -1;
+        /* Free: ours, unless a cancellation or deadline is pending (the
+         * checkpoint out of line, so the fast path calls nothing). */
+        if (__builtin_expect(self->attn, 0))
+            return lock_checkpoint(m, me);
         m->owner = me;
         return 0;
     }
