@@ -432,6 +432,12 @@ static inline int coro__checkpoint_error(const coro_t *c)
     return coro__checkpoint_error_slow(c);
 }
 
+/* May c's checkpoint fail (see sched/wait.h)? 0: certainly not. */
+static inline int coro__checkpoint_pending(const coro_t *c)
+{
+    return c->attn;
+}
+
 /* Keep c->attn in step after a change to cancelled, killed or deadline. */
 static inline void coro__attn_update(coro_t *c)
 {

@@ -85,7 +85,13 @@ enum {
  * deadline has passed), or EPERM outside a coroutine: what every blocking
  * call checks before it completes, even without blocking. Returns 0 or -1.
  *     int coro__checkpoint(void);
- * (inline, in sched/sched_int.h: nothing pending costs one byte's load) */
+ * (inline, in sched/sched_int.h: nothing pending costs one byte's load)
+ *
+ * Whether the checkpoint of c (the running coroutine) may fail: 0 when
+ * nothing is pending, so a fast path that would complete without parking
+ * may skip coro__checkpoint; otherwise it takes the path that calls it.
+ *     int coro__checkpoint_pending(const coro_t *c);
+ * (inline, in sched/sched_int.h) */
 
 /* THE park. Park the running coroutine on w until coro__wake(w), its
  * deadline, a cancellation, or (if wake_at != CORO_NEVER) the time

@@ -265,7 +265,7 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
     if (CHAN_FOREIGN(ch))
         return send_foreign(ch, elem);
     coro_t *self = coro__current();
-    if (__builtin_expect(!self || self->attn || ch->closed || !sync_small_elem(ch->elem_size), 0))
+    if (__builtin_expect(!self || coro__checkpoint_pending(self) || ch->closed || !sync_small_elem(ch->elem_size), 0))
         return send_general(ch, elem);
     if (ch->recvq.next != &ch->recvq) {
         coro__waiter_t *r = plain_head(&ch->recvq);
@@ -290,7 +290,7 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
     if (CHAN_FOREIGN(ch))
         return recv_foreign(ch, elem);
     coro_t *self = coro__current();
-    if (__builtin_expect(!self || self->attn || !sync_small_elem(ch->elem_size), 0))
+    if (__builtin_expect(!self || coro__checkpoint_pending(self) || !sync_small_elem(ch->elem_size), 0))
         return recv_general(ch, elem);
     int senders = ch->sendq.next != &ch->sendq;
     if (ch->len) {

@@ -45,7 +45,7 @@ int coro_mutex_lock(coro_mutex_t *m)
     if (!m->owner) {
         /* Free: ours, unless a cancellation or deadline is pending (the
          * checkpoint out of line, so the fast path calls nothing). */
-        if (__builtin_expect(self->attn, 0))
+        if (__builtin_expect(coro__checkpoint_pending(self), 0))
             return lock_checkpoint(m, me);
         m->owner = me;
         return 0;
