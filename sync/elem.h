@@ -6,23 +6,11 @@
 #include <stddef.h>
 #include <string.h>
 
-/* memcpy of a run-time size is a call; the common small sizes inline. */
-static inline void sync_copy_elem(void *dst, const void *src, size_t n)
-{
-    switch (n) {
-    case 1: memcpy(dst, src, 1); break;
-    case 2: memcpy(dst, src, 2); break;
-    case 4: memcpy(dst, src, 4); break;
-    case 8: memcpy(dst, src, 8); break;
-    case 16: memcpy(dst, src, 16); break;
-    default: memcpy(dst, src, n); break;
-    }
-}
-
 /* Is n one of the sizes copied inline (sync_copy_small)? */
 static inline int sync_small_elem(size_t n)
 {
-    return n <= 16 && (n & (n - 1)) == 0 && n != 0;
+    /* Bits 1, 2, 4, 8 and 16. */
+    return n <= 16 && ((0x10116u >> n) & 1);
 }
 
 /* sync_copy_elem for n where sync_small_elem(n) holds: never a call. */
@@ -36,6 +24,15 @@ static inline void sync_copy_small(void *dst, const void *src, size_t n)
     case 16: memcpy(dst, src, 16); break;
     default: __builtin_unreachable();
     }
+}
+
+/* memcpy of a run-time size is a call; the common small sizes inline. */
+static inline void sync_copy_elem(void *dst, const void *src, size_t n)
+{
+    if (sync_small_elem(n))
+        sync_copy_small(dst, src, n);
+    else
+        memcpy(dst, src, n);
 }
 
 #endif /* CORO_SYNC_ELEM_H */
