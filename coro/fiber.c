@@ -91,6 +91,20 @@ static coro__context_t *fiber_entry(void *arg)
     return &to->ctx;
 }
 
+static coro__fiber_running_fn running_hook;
+
+void coro__fiber_set_running_hook(coro__fiber_running_fn fn)
+{
+    __atomic_store_n(&running_hook, fn, __ATOMIC_RELAXED);
+}
+
+coro__fiber_t *coro__fiber_running_now(void)
+{
+    coro__fiber_running_fn fn = __atomic_load_n(&running_hook, __ATOMIC_RELAXED);
+    coro__fiber_t *f = fn ? fn() : NULL;
+    return f ? f : coro__fiber_running;
+}
+
 void coro__fiber_report_signal_misuse(const coro__fiber_t *f, const char *what)
 {
     /* Most likely inside a signal handler: snprintf of strings and an

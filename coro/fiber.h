@@ -56,9 +56,22 @@ struct coro__fiber {
 };
 
 /* The fiber running on this thread (NULL before the first
- * coro__fiber_init_thread). Read by the overflow handler. */
+ * coro__fiber_init_thread), as coro__fiber_switch records it. Read by the
+ * overflow handler, unless a layer above that knows the running fiber
+ * itself (sched/: the running coroutine) has registered a hook for it
+ * (coro__fiber_set_running_hook); its switches then skip the record
+ * (coro__fiber_switch_untracked: a TLS store less per switch). */
 extern __thread coro__fiber_t *coro__fiber_running
     __attribute__((tls_model("initial-exec")));
+
+/* The hook: returns the calling thread's running fiber, or NULL if it does
+ * not know (no scheduler on this thread); then coro__fiber_running is
+ * used. Called in a signal handler: it must be async-signal-safe. Set
+ * once per process (later calls must pass the same function). */
+typedef coro__fiber_t *(*coro__fiber_running_fn)(void);
+void coro__fiber_set_running_hook(coro__fiber_running_fn fn);
+/* The running fiber as the overflow handler sees it. */
+coro__fiber_t *coro__fiber_running_now(void);
 
 /* Make f stand for the calling thread's own stack and mark it running. */
 void coro__fiber_init_thread(coro__fiber_t *f);
@@ -140,11 +153,12 @@ static inline int coro__fiber_stack_ok(const coro__fiber_t *from)
  * it by a jump, so the fast path needs no stack frame of its own for it. */
 __attribute__((cold)) void coro__fiber_misuse(const coro__fiber_t *f, const char *what);
 
-/* The switch proper, once the checks have passed. */
+/* The switch proper, once the checks have passed, without recording
+ * the running fiber (for a caller whose layer has registered the running
+ * hook). */
 static inline __attribute__((always_inline)) void
-coro__fiber_switch_unchecked(coro__fiber_t *from, coro__fiber_t *to)
+coro__fiber_switch_core(coro__fiber_t *from, coro__fiber_t *to)
 {
-    coro__fiber_running = to;
 #if CORO_ASAN || CORO_TSAN
     coro__fiber_before_switch(from, to);
 #endif
@@ -152,6 +166,13 @@ coro__fiber_switch_unchecked(coro__fiber_t *from, coro__fiber_t *to)
 #if CORO_ASAN
     coro__fiber_after_switch(from);
 #endif
+}
+
+static inline __attribute__((always_inline)) void
+coro__fiber_switch_unchecked(coro__fiber_t *from, coro__fiber_t *to)
+{
+    coro__fiber_running = to;
+    coro__fiber_switch_core(from, to);
 }
 
 /* Switch from the running fiber `from` to `to`; returns when switched back.
@@ -171,15 +192,29 @@ coro__fiber_switch(coro__fiber_t *from, coro__fiber_t *to)
     coro__fiber_switch_unchecked(from, to);
 }
 
-/* The same switch for a caller that knows neither side owns a
- * floating-point environment (the scheduler's fast paths, which only run
- * while none of its coroutines does): three instructions fewer. */
+/* The switches of a layer that has registered the running hook: the
+ * same checks, no record of the running fiber. */
 static inline __attribute__((always_inline)) void
-coro__fiber_switch_no_fpenv(coro__fiber_t *from, coro__fiber_t *to)
+coro__fiber_switch_untracked(coro__fiber_t *from, coro__fiber_t *to)
 {
     if (!coro__fiber_stack_ok(from))
         return coro__fiber_misuse(from, "a switch away on a stack that is not its own");
-    coro__fiber_switch_unchecked(from, to);
+#if !defined(CORO_CONTEXT_UCONTEXT)
+    if (__builtin_expect(from->own_fpenv | to->own_fpenv, 0))
+        return coro__fiber_switch_fpenv(from, to);
+#endif
+    coro__fiber_switch_core(from, to);
+}
+
+/* The same for a caller that knows neither side owns a floating-point
+ * environment (the scheduler's fast paths, which only run while none of
+ * its coroutines does): three instructions fewer. */
+static inline __attribute__((always_inline)) void
+coro__fiber_switch_untracked_no_fpenv(coro__fiber_t *from, coro__fiber_t *to)
+{
+    if (!coro__fiber_stack_ok(from))
+        return coro__fiber_misuse(from, "a switch away on a stack that is not its own");
+    coro__fiber_switch_core(from, to);
 }
 
 /* Release a fiber that is not running (and never will again): its

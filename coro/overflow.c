@@ -71,7 +71,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
 {
     int saved = errno;
     struct sigaction *old = sig == SIGBUS ? &old_bus : &old_segv;
-    const coro__fiber_t *f = coro__fiber_running;
+    const coro__fiber_t *f = coro__fiber_running_now();
     const char *addr = si->si_addr;
     if (f && f->stack.lo && si->si_code > 0 &&
         addr < f->stack.lo && addr >= f->stack.lo - coro__stack_guard_size()) {

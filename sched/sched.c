@@ -122,7 +122,7 @@ __attribute__((noinline)) void coro__switch_slow(coro__sched_t *s)
         self->state = CORO_RUNNING;
         return;
     }
-    coro__fiber_switch(&self->fiber, coro__make_current(s, next));
+    coro__fiber_switch_untracked(&self->fiber, coro__make_current(s, next));
 }
 
 void coro_yield(void)
@@ -357,7 +357,7 @@ static void run_loop(coro__sched_t *s)
         coro__pass_set(s, pass_length(s, s->runq_len));
         if (s->slow_ns)
             s->run_since = coro__clock();
-        coro__fiber_switch(&s->fiber, coro__make_current(s, next));
+        coro__fiber_switch_untracked(&s->fiber, coro__make_current(s, next));
     }
 }
 
@@ -403,6 +403,16 @@ static int check_main_opts(const coro_main_opts_t *o)
     return 0;
 }
 
+/* The running fiber of the calling thread's scheduler (the overflow
+ * handler's hook: reads only this thread's state, async-signal-safe). */
+static coro__fiber_t *running_fiber(void)
+{
+    coro__sched_t *s = coro__tls;
+    if (!s)
+        return NULL;
+    return s->current ? &s->current->fiber : &s->fiber;
+}
+
 coro__sched_t *coro__sched_new(const coro_main_opts_t *o)
 {
     if (coro__tls) {
@@ -438,6 +448,9 @@ coro__sched_t *coro__sched_new(const coro_main_opts_t *o)
     }
     coro__debug_init(s);
     coro__fiber_init_thread(&s->fiber);
+    /* The overflow handler asks the scheduler which fiber runs, so the
+     * switches need not record it (coro/fiber.h). */
+    coro__fiber_set_running_hook(running_fiber);
     coro__tls = s;
     return s;
 }

@@ -5,6 +5,7 @@
  * handlers its own way. */
 #include "test/test.h"
 
+#include "coro.h"
 #include "coro/coro.h"
 #include "coro/fiber.h"
 #include "coro/stack.h"
@@ -99,6 +100,75 @@ TEST(overflow_dies_naming_the_coroutine)
     /* The rest of the line says how big the stack was and what to do. */
     ASSERT_CONTAINS(out, "raise coro_opts_t.stack_size");
     ASSERT_NOT_CONTAINS(out, "came back");
+}
+
+/* ---- under the scheduler -------------------------------------------- */
+
+/* The scheduler's switches do not record the running fiber: the handler
+ * asks the scheduler (its hook). Two bystanders that yield around the
+ * overflowing coroutine make a wrong answer (the last spawned, the last
+ * switched from) name one of them. */
+static int bystander(void *arg)
+{
+    (void)arg;
+    for (;;)
+        coro_yield();
+    return 0;
+}
+
+static int deep(void *arg)
+{
+    uint64_t *id = arg;
+    *id = coro_id(coro_self());
+    char line[64];
+    int n = snprintf(line, sizeof line, "deep is %llu\n", (unsigned long long)*id);
+    ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+    (void)w;
+    coro_yield();
+    coro_yield();
+    return recurse(0);
+}
+
+static int sched_overflow_main(void *arg)
+{
+    (void)arg;
+    static uint64_t id;
+    coro_opts_t small = { .stack_size = OVERFLOW_STACK };
+    coro_opts_t named = { .stack_size = OVERFLOW_STACK, .name = "deep-in-sched" };
+    coro_opts_t late = { .stack_size = OVERFLOW_STACK, .name = "bystander-b" };
+    small.name = "bystander-a";
+    if (!coro_spawn_opts(bystander, NULL, &small) || !coro_spawn_opts(deep, &id, &named) ||
+        !coro_spawn_opts(bystander, NULL, &late))
+        return 1;
+    for (;;)
+        coro_yield();
+}
+
+static void sched_overflow_child(void *arg)
+{
+    (void)arg;
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    coro_main(sched_overflow_main, NULL);
+    fprintf(stderr, "coro_main came back\n");
+    exit(12);
+}
+
+TEST(overflow_under_the_scheduler_names_the_running_coroutine)
+{
+    skip_under_valgrind();
+    char out[8192];
+    int status;
+    ASSERT_EQ(test_run_child(sched_overflow_child, NULL, out, sizeof out, &status), 0);
+    assert_died_of_segv(status, out);
+    unsigned long long id = 0;
+    const char *p = strstr(out, "deep is ");
+    ASSERT_NOT_NULL(p);
+    ASSERT_EQ(sscanf(p, "deep is %llu", &id), 1);
+    char want[96];
+    snprintf(want, sizeof want, "stack overflow in coroutine %llu \"deep-in-sched\"", id);
+    ASSERT_CONTAINS(out, want);
+    ASSERT_NOT_CONTAINS(out, "bystander");
 }
 
 static void unnamed_overflow_child(void *arg)
