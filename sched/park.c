@@ -84,10 +84,11 @@ int coro__park_full(coro__waiter_t *w, unsigned flags, int64_t wake_at, const ch
     return e ? coro__park_fail(NULL, e) : 0;
 }
 
-void coro__wake_timed(coro_t *c)
+int coro__wake_timed(coro_t *c)
 {
     coro__timer_disarm(c->sched, c);
     coro__runq_push(c->sched, c);
+    return 0;
 }
 
 /* A wait that only a timer or a cancellation ends. */

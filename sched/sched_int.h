@@ -554,10 +554,12 @@ static inline int coro__can_wake(const coro__waiter_t *w)
 
 /* The end of a wake whose coroutine has a timer armed (a time limit or a
  * deadline): disarm it, then queue c (sched/park.c). */
-void coro__wake_timed(coro_t *c);
+int coro__wake_timed(coro_t *c);
 
-/* THE wake (see sched/wait.h): coro__can_wake(w) holds. */
-static inline void coro__wake(coro__waiter_t *w, int result)
+/* THE wake (see sched/wait.h) as a call's last act: returns 0, so that a
+ * caller's `return coro__wake_last(w, 0);` reaches the rare timer case by a
+ * tail call and keeps no frame. coro__can_wake(w) holds. */
+static inline int coro__wake_last(coro__waiter_t *w, int result)
 {
     coro_list_remove(&w->node);
     coro_t *c = w->coro;
@@ -567,9 +569,15 @@ static inline void coro__wake(coro__waiter_t *w, int result)
     p->result = result;
     p->fired = w;
     if (__builtin_expect(c->timer_index != 0, 0))
-        coro__wake_timed(c); /* the last act: no value lives across it */
-    else
-        coro__runq_push(c->sched, c);
+        return coro__wake_timed(c);
+    coro__runq_push(c->sched, c);
+    return 0;
+}
+
+/* THE wake (see sched/wait.h): coro__can_wake(w) holds. */
+static inline void coro__wake(coro__waiter_t *w, int result)
+{
+    (void)coro__wake_last(w, result);
 }
 
 /* Wake every waiter of q that can be woken; unlink the others. */

@@ -120,6 +120,10 @@ enum {
  * run queue: a hand-off never lets anyone jump the queue). Never blocks;
  * call it from a coroutine of the same thread, or the scheduler's context.
  *     void coro__wake(coro__waiter_t *w, int result);
+ * The same as a call's last act, returning 0 (`return coro__wake_last(w,
+ * 0);`: the rare timer case is then a tail call, and the caller keeps no
+ * stack frame for it):
+ *     int coro__wake_last(coro__waiter_t *w, int result);
  * (inline, in sched/sched_int.h) */
 
 /* Wake every waiter of q that can still be woken, unlinking the stale

@@ -49,11 +49,25 @@ static inline int chan_enter(coro_chan_t *ch, const char *fn)
  * and the call run again (a tail call: the hot path keeps its frame). */
 #define CHAN_FOREIGN(ch) __builtin_expect((ch)->home != (void *)coro__tls, 0)
 
+/* The fast paths' whole check of ch, one compare: a channel of the
+ * caller's scheduler, or the cold path (*_foreign), which checks the
+ * magic first. A freed channel's home is CHAN_DEAD_HOME (and a freed block
+ * reused for something else holds no scheduler's address there), so a
+ * stale handle always takes the cold path and its report. Under ASan the
+ * magic first: reading a freed channel's home would be ASan's report, not
+ * ours. */
+#if CORO_ASAN
+#define CHAN_ENTER(ch, fn) (chan_check((ch), (fn)), CHAN_FOREIGN(ch))
+#else
+#define CHAN_ENTER(ch, fn) CHAN_FOREIGN(ch)
+#endif
+
 int coro_chan_send(coro_chan_t *ch, const void *elem);
 int coro_chan_recv(coro_chan_t *ch, void *elem);
 
 __attribute__((noinline, cold)) static int send_foreign(coro_chan_t *ch, const void *elem)
 {
+    chan_check(ch, "coro_chan_send");
     if (ch->sh)
         return coro__chan_shared_send(ch, elem, 1);
     return coro__home(&ch->home) < 0 ? -1 : coro_chan_send(ch, elem);
@@ -61,6 +75,7 @@ __attribute__((noinline, cold)) static int send_foreign(coro_chan_t *ch, const v
 
 __attribute__((noinline, cold)) static int recv_foreign(coro_chan_t *ch, void *elem)
 {
+    chan_check(ch, "coro_chan_recv");
     if (ch->sh)
         return coro__chan_shared_recv(ch, elem, 1);
     return coro__home(&ch->home) < 0 ? -1 : coro_chan_recv(ch, elem);
@@ -261,8 +276,7 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
 {
     if (__builtin_expect(!ch || !elem, 0))
         return send_general(ch, elem);
-    chan_check(ch, "coro_chan_send");
-    if (CHAN_FOREIGN(ch))
+    if (CHAN_ENTER(ch, "coro_chan_send"))
         return send_foreign(ch, elem);
     coro_t *self = coro__current();
     if (__builtin_expect(!self || coro__checkpoint_pending(self) || ch->closed || !sync_small_elem(ch->elem_size), 0))
@@ -272,8 +286,7 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
         if (!r)
             return send_general(ch, elem);
         sync_copy_small(waiter_elem(r), elem, ch->elem_size);
-        coro__wake(r, 0);
-        return 0;
+        return coro__wake_last(r, 0);
     }
     if (ch->len < ch->cap) {
         ring_put_small(ch, elem);
@@ -286,8 +299,7 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
 {
     if (__builtin_expect(!ch || !elem, 0))
         return recv_general(ch, elem);
-    chan_check(ch, "coro_chan_recv");
-    if (CHAN_FOREIGN(ch))
+    if (CHAN_ENTER(ch, "coro_chan_recv"))
         return recv_foreign(ch, elem);
     coro_t *self = coro__current();
     if (__builtin_expect(!self || coro__checkpoint_pending(self) || !sync_small_elem(ch->elem_size), 0))
@@ -308,8 +320,7 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
     if (!s)
         return recv_general(ch, elem);
     sync_copy_small(elem, waiter_elem(s), ch->elem_size);
-    coro__wake(s, 0);
-    return 0;
+    return coro__wake_last(s, 0);
 }
 
 int coro_chan_try_send(coro_chan_t *ch, const void *elem)
@@ -440,6 +451,9 @@ void coro_chan_free(coro_chan_t *ch)
     /* volatile: a store just before free() is otherwise dead to the
      * compiler, and the check on the stale handle would see the old magic. */
     *(volatile uint32_t *)&ch->magic = CHAN_MAGIC_DEAD;
+    /* And no scheduler's: the fast paths' one compare then sends a stale
+     * handle to the path that checks the magic (CHAN_ENTER). */
+    *(void *volatile *)&ch->home = CHAN_DEAD_HOME;
     free(ch);
 }
 

@@ -121,6 +121,8 @@ coro_chan_t *coro__chan_alloc(size_t elem_size, size_t capacity, void *home);
 /* The home of every shared channel. */
 extern char coro__chan_shared_home;
 #define CHAN_SHARED_HOME ((void *)&coro__chan_shared_home)
+/* A freed channel's home (sync/chan.c): no scheduler's. */
+#define CHAN_DEAD_HOME ((void *)(&coro__chan_shared_home + 1))
 
 /* Shared channels (sync/chan_shared.c): the calls of sync/sync.h on a
  * channel whose sh is set. select_shared takes a select with at least

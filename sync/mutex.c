@@ -20,16 +20,9 @@ int coro_mutex_unlock(coro_mutex_t *m);
 SYNC_COLD_RETRY(lock_foreign, coro_mutex_t, coro_mutex_lock)
 SYNC_COLD_RETRY(unlock_foreign, coro_mutex_t, coro_mutex_unlock)
 
-/* A free mutex's lock when the caller may have a checkpoint to fail. */
-__attribute__((noinline, cold)) static int lock_checkpoint(coro_mutex_t *m, uint64_t me)
-{
-    if (coro__checkpoint() != 0)
-        return -1;
-    m->owner = me;
-    return 0;
-}
-
-int coro_mutex_lock(coro_mutex_t *m)
+/* coro_mutex_lock and coro_mutex_unlock in full, every case in the order
+ * of their checks; the fast paths below take the common ones. */
+__attribute__((noinline)) static int lock_general(coro_mutex_t *m)
 {
     coro__sched_t *s = coro__tls;
     coro_t *self = sync_self(m, s);
@@ -43,10 +36,8 @@ int coro_mutex_lock(coro_mutex_t *m)
         return -1;
     }
     if (!m->owner) {
-        /* Free: ours, unless a cancellation or deadline is pending (the
-         * checkpoint out of line, so the fast path calls nothing). */
-        if (__builtin_expect(coro__checkpoint_pending(self), 0))
-            return lock_checkpoint(m, me);
+        if (coro__checkpoint() != 0)
+            return -1;
         m->owner = me;
         return 0;
     }
@@ -69,7 +60,7 @@ int coro_mutex_trylock(coro_mutex_t *m)
     return 0;
 }
 
-int coro_mutex_unlock(coro_mutex_t *m)
+__attribute__((noinline)) static int unlock_general(coro_mutex_t *m)
 {
     coro__sched_t *s = coro__tls;
     coro_t *self = sync_self(m, s);
@@ -81,13 +72,49 @@ int coro_mutex_unlock(coro_mutex_t *m)
         errno = EPERM;
         return -1;
     }
+    return coro_mutex_unlock(m); /* every check passed */
+}
+
+/* The fast paths: a mutex of the caller's scheduler, held by nobody or by
+ * another coroutine (lock), or by the caller (unlock), nothing pending for
+ * a free lock. They call nothing but by tail calls (the park's rare cases,
+ * the general path, a timed waiter's wake), so they keep no frame. */
+int coro_mutex_lock(coro_mutex_t *m)
+{
+    coro__sched_t *s = coro__tls;
+    coro_t *self;
+    if (__builtin_expect(!m || SYNC_FOREIGN(m, s) || !(self = coro__current_in(s)), 0))
+        return lock_general(m);
+    uint64_t me = coro__id_of(self);
+    uint64_t owner = m->owner;
+    if (!owner) {
+        if (__builtin_expect(coro__checkpoint_pending(self), 0))
+            return lock_general(m);
+        m->owner = me;
+        return 0;
+    }
+    if (__builtin_expect(owner == me, 0))
+        return lock_general(m); /* EDEADLK */
+    coro__waiter_t w;
+    /* The park checks the checkpoint first. On success the unlocker has
+     * already made us the owner. */
+    return waitq_park(&m->waiters, &w, 0, NULL, "mutex", m);
+}
+
+int coro_mutex_unlock(coro_mutex_t *m)
+{
+    coro__sched_t *s = coro__tls;
+    coro_t *self;
+    if (__builtin_expect(!m || SYNC_FOREIGN(m, s) || !(self = coro__current_in(s)) ||
+                             m->owner != coro__id_of(self),
+                         0))
+        return unlock_general(m);
     coro__waiter_t *w = waitq_first(&m->waiters);
     if (w) {
         m->owner = coro__id_of(w->coro);
-        coro__wake(w, 0);
-    } else {
-        m->owner = 0;
+        return coro__wake_last(w, 0);
     }
+    m->owner = 0;
     return 0;
 }
 
