@@ -105,7 +105,9 @@ struct sched {
     /* The scheduler's own context: the thread's stack in coro_main. */
     coro__fiber_t fiber;
     coro_t *current;
-    /* Run queue: FIFO through coro.next_ready. */
+    /* Run queue: FIFO through coro.next_ready. runq_tail means something
+     * only while runq_head is not NULL (a pop that empties the queue
+     * leaves it stale). */
     coro_t *runq_head, *runq_tail;
     size_t runq_len;
     /* Dispatches left in this pass over the run queue; at 0 the timers
@@ -281,7 +283,7 @@ static inline void coro__runq_push(coro__sched_t *s, coro_t *c)
 {
     c->state = CORO_READY;
     c->next_ready = NULL;
-    if (s->runq_tail)
+    if (s->runq_head)
         s->runq_tail->next_ready = c;
     else
         s->runq_head = c;
@@ -293,10 +295,10 @@ static inline void coro__runq_push(coro__sched_t *s, coro_t *c)
 static inline void coro__runq_push_front(coro__sched_t *s, coro_t *c)
 {
     c->state = CORO_READY;
+    if (!s->runq_head)
+        s->runq_tail = c;
     c->next_ready = s->runq_head;
     s->runq_head = c;
-    if (!s->runq_tail)
-        s->runq_tail = c;
     s->runq_len++;
 }
 
@@ -304,9 +306,7 @@ static inline coro_t *coro__runq_pop(coro__sched_t *s)
 {
     coro_t *c = s->runq_head;
     if (c) {
-        s->runq_head = c->next_ready;
-        if (!s->runq_head)
-            s->runq_tail = NULL;
+        s->runq_head = c->next_ready; /* the tail is stale when this is NULL */
         s->runq_len--;
     }
     return c;
@@ -524,6 +524,17 @@ coro__park_body(coro__sched_t *s, coro_t *self, coro__waiter_t *w, unsigned flag
     return w->result;
 }
 
+/* THE park for a caller that has made its checks (see sched/wait.h). */
+static inline __attribute__((always_inline)) int
+coro__park_checked(coro__sched_t *s, coro_t *self, coro__waiter_t *w, unsigned flags,
+                   const char *what, const void *obj, int64_t num)
+{
+    int e = coro__park_body(s, self, w, flags, what, obj, num);
+    if (__builtin_expect(e != 0, 0))
+        return coro__park_fail(NULL, e);
+    return 0;
+}
+
 /* THE park (see sched/wait.h). Inline and always_inline: flags and
  * wake_at are constants at every call site, so each site keeps only the
  * branches it uses. The common case (a running coroutine, nothing
@@ -540,10 +551,7 @@ coro__park(coro__waiter_t *w, unsigned flags, int64_t wake_at, const char *what,
                              (flags & CORO__PARK_UNINTERRUPTIBLE) != 0,
                          0))
         return coro__park_full(w, flags, wake_at, what, obj, num);
-    int e = coro__park_body(s, self, w, flags, what, obj, num);
-    if (__builtin_expect(e != 0, 0))
-        return coro__park_fail(NULL, e);
-    return 0;
+    return coro__park_checked(s, self, w, flags, what, obj, num);
 }
 
 static inline int coro__can_wake(const coro__waiter_t *w)

@@ -104,6 +104,13 @@ enum {
  * unlinked.
  *     int coro__park(coro__waiter_t *w, unsigned flags, int64_t wake_at,
  *                    const char *what, const void *obj, int64_t num);
+ * The same park for a fast path that has just made its checks itself:
+ * self is the running coroutine of s (coro__tls), coro__checkpoint_pending
+ * (self) was 0, and nothing has run since; no time limit, and flags
+ * without CORO__PARK_UNINTERRUPTIBLE. Checks nothing again.
+ *     int coro__park_checked(coro__sched_t *s, coro_t *self,
+ *                            coro__waiter_t *w, unsigned flags,
+ *                            const char *what, const void *obj, int64_t num);
  * (inline, in sched/sched_int.h: flags and wake_at are constants at each
  * call site and the branches a site does not use vanish) */
 

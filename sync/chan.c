@@ -171,6 +171,19 @@ static int park_on(coro_list_t *q, void *elem, const char *what, const coro_chan
     return coro__park(&me, 0, CORO_NEVER, what, ch, -1);
 }
 
+/* park_on for a fast path that has checked the caller itself (see
+ * coro__park_checked). */
+__attribute__((noinline)) static int park_on_checked(coro__sched_t *s, coro_t *self,
+                                                     coro_list_t *q, void *elem,
+                                                     const char *what, const coro_chan_t *ch)
+{
+    coro__waiter_t me;
+    me.data = elem;
+    me.claim = NULL;
+    coro_list_push_back(q, &me.node);
+    return coro__park_checked(s, self, &me, 0, what, ch, -1);
+}
+
 /* ---- channels ----------------------------------------------------------- */
 
 coro_chan_t *coro__chan_alloc(size_t elem_size, size_t capacity, void *home)
@@ -276,9 +289,10 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
 {
     if (__builtin_expect(!ch || !elem, 0))
         return send_general(ch, elem);
+    coro__sched_t *s = coro__tls;
     if (CHAN_ENTER(ch, "coro_chan_send"))
         return send_foreign(ch, elem);
-    coro_t *self = coro__current();
+    coro_t *self = coro__current_in(s);
     if (__builtin_expect(!self || coro__checkpoint_pending(self) || ch->closed || !sync_small_elem(ch->elem_size), 0))
         return send_general(ch, elem);
     if (ch->recvq.next != &ch->recvq) {
@@ -292,16 +306,17 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
         ring_put_small(ch, elem);
         return 0;
     }
-    return park_on(&ch->sendq, (void *)(uintptr_t)elem, "chan send", ch);
+    return park_on_checked(s, self, &ch->sendq, (void *)(uintptr_t)elem, "chan send", ch);
 }
 
 int coro_chan_recv(coro_chan_t *ch, void *elem)
 {
     if (__builtin_expect(!ch || !elem, 0))
         return recv_general(ch, elem);
+    coro__sched_t *s = coro__tls;
     if (CHAN_ENTER(ch, "coro_chan_recv"))
         return recv_foreign(ch, elem);
-    coro_t *self = coro__current();
+    coro_t *self = coro__current_in(s);
     if (__builtin_expect(!self || coro__checkpoint_pending(self) || !sync_small_elem(ch->elem_size), 0))
         return recv_general(ch, elem);
     int senders = ch->sendq.next != &ch->sendq;
@@ -314,13 +329,13 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
     if (!senders) {
         if (ch->closed)
             return recv_general(ch, elem);
-        return park_on(&ch->recvq, elem, "chan recv", ch);
+        return park_on_checked(s, self, &ch->recvq, elem, "chan recv", ch);
     }
-    coro__waiter_t *s = plain_head(&ch->sendq);
-    if (!s)
+    coro__waiter_t *w = plain_head(&ch->sendq);
+    if (!w)
         return recv_general(ch, elem);
-    sync_copy_small(elem, waiter_elem(s), ch->elem_size);
-    return coro__wake_last(s, 0);
+    sync_copy_small(elem, waiter_elem(w), ch->elem_size);
+    return coro__wake_last(w, 0);
 }
 
 int coro_chan_try_send(coro_chan_t *ch, const void *elem)
