@@ -554,10 +554,15 @@ coro__park(coro__waiter_t *w, unsigned flags, int64_t wake_at, const char *what,
     return coro__park_checked(s, self, w, flags, what, obj, num);
 }
 
-static inline int coro__can_wake(const coro__waiter_t *w)
+static inline int coro__can_wake_linked(const coro__waiter_t *w)
 {
     const coro_t *c = w->coro;
-    return c && c->state == CORO_PARKED && c->wait == w->primary;
+    return c->state == CORO_PARKED && c->wait == w->primary;
+}
+
+static inline int coro__can_wake(const coro__waiter_t *w)
+{
+    return w->coro && coro__can_wake_linked(w);
 }
 
 /* The end of a wake whose coroutine has a timer armed (a time limit or a

@@ -119,6 +119,10 @@ enum {
  * that has already been woken for another reason (stale waiters: a select
  * woken through another case, a descriptor's other direction).
  *     int coro__can_wake(const coro__waiter_t *w);
+ * The same for a waiter known to name its coroutine (w->coro set: linked
+ * by a park, which sets it before anyone else runs, or by
+ * coro__chan_case_link), one test less:
+ *     int coro__can_wake_linked(const coro__waiter_t *w);
  * (inline, in sched/sched_int.h) */
 
 /* THE wake, for a w that coro__can_wake(w) has just approved (nothing has

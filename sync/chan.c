@@ -201,6 +201,7 @@ coro_chan_t *coro__chan_alloc(size_t elem_size, size_t capacity, void *home)
         return NULL;
     ch->magic = CHAN_MAGIC_LIVE;
     ch->closed = 0;
+    ch->small = ch->send_fast = (uint8_t)sync_small_elem(elem_size);
     ch->home = home;
     ch->elem_size = elem_size;
     ch->cap = capacity;
@@ -274,11 +275,14 @@ __attribute__((noinline)) static int recv_general(coro_chan_t *ch, void *elem)
 }
 
 /* The waiter at the head of q if it is a plain one (no claim word) that
- * can be woken now; NULL otherwise (the general path then decides). */
+ * can be woken now; NULL otherwise (the general path then decides). Every
+ * waiter of a local channel's queues names its coroutine (park_on and
+ * park_on_checked link it for the park that sets it, before anyone else
+ * runs; a select's case links it set). */
 static inline coro__waiter_t *plain_head(coro_list_t *q)
 {
     coro__waiter_t *w = coro_container_of(q->next, coro__waiter_t, node);
-    return __builtin_expect(!w->claim && coro__can_wake(w), 1) ? w : NULL;
+    return __builtin_expect(!w->claim && coro__can_wake_linked(w), 1) ? w : NULL;
 }
 
 /* The fast paths: a caller with nothing pending, a live channel of its
@@ -293,7 +297,7 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
     if (CHAN_ENTER(ch, "coro_chan_send"))
         return send_foreign(ch, elem);
     coro_t *self = coro__current_in(s);
-    if (__builtin_expect(!self || coro__checkpoint_pending(self) || ch->closed || !sync_small_elem(ch->elem_size), 0))
+    if (__builtin_expect(!self || coro__checkpoint_pending(self) || !ch->send_fast, 0))
         return send_general(ch, elem);
     if (ch->recvq.next != &ch->recvq) {
         coro__waiter_t *r = plain_head(&ch->recvq);
@@ -317,7 +321,7 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
     if (CHAN_ENTER(ch, "coro_chan_recv"))
         return recv_foreign(ch, elem);
     coro_t *self = coro__current_in(s);
-    if (__builtin_expect(!self || coro__checkpoint_pending(self) || !sync_small_elem(ch->elem_size), 0))
+    if (__builtin_expect(!self || coro__checkpoint_pending(self) || !ch->small, 0))
         return recv_general(ch, elem);
     int senders = ch->sendq.next != &ch->sendq;
     if (ch->len) {
@@ -394,6 +398,7 @@ static void take_all(coro_list_t *q, int result)
 static void close_chan(coro_chan_t *ch)
 {
     ch->closed = 1;
+    ch->send_fast = 0;
     take_all(&ch->recvq, EPIPE);
     take_all(&ch->sendq, EPIPE);
 }

@@ -30,6 +30,9 @@ struct coro_chan {
     uint32_t magic;
     /* Set by coro_chan_close: no send succeeds any more. */
     int closed;
+    /* What the fast paths of sync/chan.c test, one byte each: the element
+     * is copied inline (sync_small_elem), and that while not closed. */
+    uint8_t small, send_fast;
     /* The scheduler it belongs to (sched/wait.h's thread boundary). */
     void *home;
     size_t elem_size;

@@ -532,6 +532,7 @@ int coro__chan_shared_recv(coro_chan_t *ch, void *elem, int block)
 static void close_locked(coro_chan_t *ch, coro_list_t *claimed, int result)
 {
     ch->closed = 1;
+    ch->send_fast = 0;
     claim_all(ch, &ch->recvq, result, claimed);
     claim_all(ch, &ch->sendq, result, claimed);
 }
