@@ -134,18 +134,21 @@ void coro__fiber_report_signal_misuse(const coro__fiber_t *f, const char *what);
  * thread's own fiber has stack.size SIZE_MAX: never checked. */
 static inline int coro__fiber_stack_ok(const coro__fiber_t *from)
 {
-    uintptr_t sp;
+    /* Below from (the header tops the stack) by at most the stack's size:
+     * from - sp, subtracted in place on the two asm backends. */
+    uintptr_t below = (uintptr_t)from;
 #if defined(__x86_64__)
-    __asm__("movq %%rsp, %0" : "=r"(sp));
+    __asm__("subq %%rsp, %0" : "+r"(below));
 #elif defined(__aarch64__)
+    uintptr_t sp;
     __asm__("mov %0, sp" : "=r"(sp));
+    below -= sp;
 #else
     char probe;
     __asm__("" : : "r"(&probe));
-    sp = (uintptr_t)&probe;
+    below -= (uintptr_t)&probe;
 #endif
-    /* Below from (the header tops the stack) by at most the stack's size. */
-    return __builtin_expect((uintptr_t)from - sp <= from->stack.size, 1);
+    return __builtin_expect(below <= from->stack.size, 1);
 }
 
 /* coro__fiber_report_signal_misuse (it aborts) under a declaration

@@ -138,23 +138,25 @@ void coro_yield(void)
         return coro__fiber_misuse(&self->fiber, "coro_yield found its coroutine half-way "
                                                 "into a park");
     coro_t *next = s->runq_head;
-    if (__builtin_expect(!next || !s->pass_left, 0)) { /* pass_left: 0 in CORO_DEBUG=slow mode */
-        if (!next && !s->heap_len && !s->poll_waiters && !s->ext_waiters &&
-            !coro__posts_pending(s))
+    if (__builtin_expect(!next, 0)) {
+        if (!s->heap_len && !s->poll_waiters && !s->ext_waiters && !coro__posts_pending(s))
             return; /* nobody else to run and nothing to look at */
         return yield_slow(s, self);
     }
+    if (__builtin_expect(!coro__pass_take(s), 0)) /* 0 in CORO_DEBUG=slow mode */
+        return yield_slow(s, self);
     {
         /* The common case, done in place: the head leaves the queue and
          * the caller joins its tail, so the length is unchanged. */
-        s->pass_left--;
-        s->runq_head = next->next_ready;
+        coro_t *after = next->next_ready;
         self->next_ready = NULL;
         self->state = CORO_READY;
-        if (s->runq_head)
+        if (after) {
+            s->runq_head = after;
             s->runq_tail->next_ready = self;
-        else
+        } else {
             s->runq_head = self;
+        }
         s->runq_tail = self;
         coro__switch_to(s, self, next);
     }

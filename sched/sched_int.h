@@ -114,14 +114,16 @@ struct sched {
      * (and, when anything waits on it, the poller) are consulted before the
      * next pass, so a coroutine that keeps yielding cannot starve them.
      * With no timer armed and no poller waiter there is nothing to consult
-     * and the pass is unbounded (SIZE_MAX); arming either clamps it to the
-     * coroutines ready now (coro__pass_clamp). */
-    size_t pass_left;
+     * and the pass is unbounded (INT64_MAX); arming either clamps it to the
+     * coroutines ready now (coro__pass_clamp). Signed, so that a fast path
+     * takes its dispatch with one decrement and learns from its sign
+     * whether the pass had one left (coro__pass_take). */
+    int64_t pass_left;
     /* pass_left as last set: a dispatch from the run queue is a switch,
      * so the switches counted below are short by pass_start - pass_left
      * (coro__switches adds them; coro__pass_set folds them in). The hot
      * paths then count their switch by the decrement they make anyway. */
-    size_t pass_start;
+    int64_t pass_start;
     /* The last coroutine that ended and is to be freed at once (detached,
      * a REAP group's child, the main coroutine): its own stack was in use
      * until its last switch, so it is freed by the next such end, the next
@@ -317,19 +319,29 @@ static inline coro_t *coro__runq_pop(coro__sched_t *s)
 /* Start a pass (or shorten this one) with `left` dispatches. */
 static inline void coro__pass_set(coro__sched_t *s, size_t left)
 {
-    s->switches += s->pass_start - s->pass_left;
-    s->pass_left = s->pass_start = left;
+    s->switches += (uint64_t)(s->pass_start - s->pass_left);
+    s->pass_left = s->pass_start = left > (size_t)INT64_MAX ? INT64_MAX : (int64_t)left;
+}
+
+/* Take one dispatch of the pass: 1, or 0 when the pass is over (and
+ * nothing taken). One decrement and a sign test on the common path. */
+static inline int coro__pass_take(coro__sched_t *s)
+{
+    if (__builtin_expect(--s->pass_left >= 0, 1))
+        return 1;
+    s->pass_left = 0;
+    return 0;
 }
 
 /* Context switches so far: every dispatch of this pass is one. */
 static inline uint64_t coro__switches(const coro__sched_t *s)
 {
-    return s->switches + (s->pass_start - s->pass_left);
+    return s->switches + (uint64_t)(s->pass_start - s->pass_left);
 }
 
 static inline void coro__pass_clamp(coro__sched_t *s)
 {
-    if (s->pass_left > s->runq_len)
+    if ((uint64_t)s->pass_left > s->runq_len)
         coro__pass_set(s, s->runq_len);
 }
 
@@ -349,10 +361,8 @@ __attribute__((cold)) void coro__reap(coro__sched_t *s);
 
 static inline coro_t *coro__next_to_run(coro__sched_t *s)
 {
-    if (__builtin_expect(s->pass_left > 0, 1) && s->runq_head) {
-        s->pass_left--;
+    if (__builtin_expect(s->runq_head != NULL, 1) && coro__pass_take(s))
         return coro__runq_pop(s);
-    }
     return coro__pass_end(s);
 }
 
@@ -389,9 +399,7 @@ void coro__switch_slow(coro__sched_t *s);
 
 static inline void coro__switch(coro__sched_t *s)
 {
-    coro_t *next = s->runq_head;
-    if (__builtin_expect(s->pass_left > 0 && next != NULL, 1)) {
-        s->pass_left--;
+    if (__builtin_expect(s->runq_head != NULL, 1) && coro__pass_take(s)) {
         coro__switch_to(s, s->current, coro__runq_pop(s));
         return;
     }
