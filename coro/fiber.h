@@ -60,7 +60,7 @@ struct coro__fiber {
  * overflow handler, unless a layer above that knows the running fiber
  * itself (sched/: the running coroutine) has registered a hook for it
  * (coro__fiber_set_running_hook); its switches then skip the record
- * (coro__fiber_switch_untracked: a TLS store less per switch). */
+ * (coro__fiber_switch_as without CORO__SWITCH_TRACK). */
 extern __thread coro__fiber_t *coro__fiber_running
     __attribute__((tls_model("initial-exec")));
 
@@ -178,46 +178,39 @@ coro__fiber_switch_unchecked(coro__fiber_t *from, coro__fiber_t *to)
     coro__fiber_switch_core(from, to);
 }
 
+/* How a switch is made, constant at each call site:
+ *   CORO__SWITCH_TRACK  record `to` in coro__fiber_running (the fiber
+ *                       layer's own record; a layer that registered the
+ *                       running hook leaves it out, a TLS store less)
+ *   CORO__SWITCH_FPENV  look at both sides' own_fpenv (a caller that knows
+ *                       neither side has one leaves it out: the
+ *                       scheduler's fast paths, three instructions less) */
+enum { CORO__SWITCH_TRACK = 1, CORO__SWITCH_FPENV = 2 };
+
 /* Switch from the running fiber `from` to `to`; returns when switched back.
  * Inline: it is the heart of every yield, park and wake. The two rare
  * cases leave by tail calls (the misuse report, and the switch that
  * carries a floating-point environment, coro__fiber_switch_fpenv), so a
  * caller whose switch is its last act needs no stack frame. */
 static inline __attribute__((always_inline)) void
+coro__fiber_switch_as(coro__fiber_t *from, coro__fiber_t *to, unsigned how)
+{
+    if (!coro__fiber_stack_ok(from))
+        return coro__fiber_misuse(from, "a switch away on a stack that is not its own");
+#if !defined(CORO_CONTEXT_UCONTEXT)
+    if ((how & CORO__SWITCH_FPENV) && __builtin_expect(from->own_fpenv | to->own_fpenv, 0))
+        return coro__fiber_switch_fpenv(from, to);
+#endif
+    if (how & CORO__SWITCH_TRACK)
+        coro__fiber_running = to;
+    coro__fiber_switch_core(from, to);
+}
+
+/* The fiber layer's switch: every check, and the record. */
+static inline __attribute__((always_inline)) void
 coro__fiber_switch(coro__fiber_t *from, coro__fiber_t *to)
 {
-    if (!coro__fiber_stack_ok(from))
-        return coro__fiber_misuse(from, "a switch away on a stack that is not its own");
-#if !defined(CORO_CONTEXT_UCONTEXT)
-    if (__builtin_expect(from->own_fpenv | to->own_fpenv, 0))
-        return coro__fiber_switch_fpenv(from, to);
-#endif
-    coro__fiber_switch_unchecked(from, to);
-}
-
-/* The switches of a layer that has registered the running hook: the
- * same checks, no record of the running fiber. */
-static inline __attribute__((always_inline)) void
-coro__fiber_switch_untracked(coro__fiber_t *from, coro__fiber_t *to)
-{
-    if (!coro__fiber_stack_ok(from))
-        return coro__fiber_misuse(from, "a switch away on a stack that is not its own");
-#if !defined(CORO_CONTEXT_UCONTEXT)
-    if (__builtin_expect(from->own_fpenv | to->own_fpenv, 0))
-        return coro__fiber_switch_fpenv(from, to);
-#endif
-    coro__fiber_switch_core(from, to);
-}
-
-/* The same for a caller that knows neither side owns a floating-point
- * environment (the scheduler's fast paths, which only run while none of
- * its coroutines does): three instructions fewer. */
-static inline __attribute__((always_inline)) void
-coro__fiber_switch_untracked_no_fpenv(coro__fiber_t *from, coro__fiber_t *to)
-{
-    if (!coro__fiber_stack_ok(from))
-        return coro__fiber_misuse(from, "a switch away on a stack that is not its own");
-    coro__fiber_switch_core(from, to);
+    coro__fiber_switch_as(from, to, CORO__SWITCH_TRACK | CORO__SWITCH_FPENV);
 }
 
 /* Release a fiber that is not running (and never will again): its

@@ -122,7 +122,7 @@ __attribute__((noinline)) void coro__switch_slow(coro__sched_t *s)
         self->state = CORO_RUNNING;
         return;
     }
-    coro__fiber_switch_untracked(&self->fiber, coro__make_current(s, next));
+    coro__fiber_switch_as(&self->fiber, coro__make_current(s, next), CORO__SWITCH_FPENV);
 }
 
 void coro_yield(void)
@@ -359,7 +359,7 @@ static void run_loop(coro__sched_t *s)
         coro__pass_set(s, pass_length(s, s->runq_len));
         if (s->slow_ns)
             s->run_since = coro__clock();
-        coro__fiber_switch_untracked(&s->fiber, coro__make_current(s, next));
+        coro__fiber_switch_as(&s->fiber, coro__make_current(s, next), CORO__SWITCH_FPENV);
     }
 }
 

@@ -388,7 +388,7 @@ static inline coro__fiber_t *coro__make_current(coro__sched_t *s, coro_t *next)
  * the pass, coro__switch_slow switches with the look. */
 static inline void coro__switch_to(coro__sched_t *s, coro_t *self, coro_t *next)
 {
-    coro__fiber_switch_untracked_no_fpenv(&self->fiber, coro__make_current(s, next));
+    coro__fiber_switch_as(&self->fiber, coro__make_current(s, next), 0);
 }
 
 /* The current coroutine has been parked, or has ended: run the next one
