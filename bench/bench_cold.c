@@ -20,6 +20,13 @@
  *                              then given back with one madvise
  *                              (MADV_DONTNEED) and one munmap of the whole
  *                              mapping. ns per slot.
+ *   BenchmarkMunmapPerSlab     the same pages in mappings of the stack
+ *                              pool's slab size (coro__stack_slab_slots
+ *                              slots each), given back one munmap per
+ *                              mapping, as a teardown gives back its
+ *                              emptied slabs: what the kernel charges
+ *                              when the release comes in slab-sized
+ *                              pieces rather than one call. ns per slot.
  *   BenchmarkColdTeardown100k  the coroutines of BenchmarkColdStart100k
  *                              (started, not timed), then each cancelled
  *                              and joined in spawn order. ns per coroutine.
@@ -124,6 +131,47 @@ int bench_madvise_munmap(bench_run_t *r)
     }
     int64_t rss1 = bench_proc_status_bytes("VmRSS:");
     snprintf(r->note, sizeof r->note, "%.0f MiB given back", mib(rss0 - rss1));
+    return 0;
+}
+
+int bench_munmap_per_slab(bench_run_t *r)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    size_t stride = coro__stack_guard_size() + coro__stack_size_for(0);
+    int64_t per = coro__stack_slab_slots(coro__stack_size_for(0));
+    int64_t nslabs = (r->n + per - 1) / per;
+    char **slabs = calloc((size_t)nslabs, sizeof *slabs);
+    if (!slabs) {
+        perror("BenchmarkMunmapPerSlab");
+        return -1;
+    }
+    int rc = 0;
+    for (int64_t k = 0; k < nslabs && rc == 0; k++) {
+        slabs[k] = mmap(NULL, stride * (size_t)per, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (slabs[k] == MAP_FAILED) {
+            fprintf(stderr, "BenchmarkMunmapPerSlab: mmap: %s\n", strerror(errno));
+            slabs[k] = NULL;
+            rc = -1;
+            break;
+        }
+        for (int64_t i = 1; i <= per; i++)
+            for (size_t p = 1; p <= COLD_PAGES; p++)
+                *(volatile char *)(slabs[k] + (size_t)i * stride - p * ps) = 1;
+    }
+    bench_clock_t clock;
+    bench_start(&clock);
+    for (int64_t k = 0; k < nslabs; k++)
+        if (slabs[k] && munmap(slabs[k], stride * (size_t)per) != 0)
+            rc = -1;
+    bench_stop(&clock, r, r->n);
+    free(slabs);
+    if (rc != 0) {
+        perror("BenchmarkMunmapPerSlab");
+        return -1;
+    }
+    snprintf(r->note, sizeof r->note, "%lld slots per slab, %lld munmaps",
+             (long long)per, (long long)nslabs);
     return 0;
 }
 

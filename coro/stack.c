@@ -43,6 +43,12 @@
 /* Address space per slab: large enough that a million default stacks need
  * only a few thousand mappings. */
 #define SLAB_BYTES ((size_t)32 * 1024 * 1024)
+uint32_t coro__stack_slab_slots(size_t size)
+{
+    size_t n = SLAB_BYTES / (coro__stack_guard_size() + size);
+    return n < 1 ? 1 : n > SLAB_MAX_SLOTS ? SLAB_MAX_SLOTS : (uint32_t)n;
+}
+
 static __thread size_class_t *tls_classes;
 /* The class asked for last: nearly every spawn uses the same size. */
 static __thread size_class_t *tls_last;
@@ -178,8 +184,7 @@ static size_class_t *class_for(size_t size)
         return NULL;
     c->size = size;
     c->slot_bytes = coro__stack_guard_size() + size;
-    size_t n = SLAB_BYTES / c->slot_bytes;
-    c->slots_per_slab = n < 1 ? 1 : n > SLAB_MAX_SLOTS ? SLAB_MAX_SLOTS : (uint32_t)n;
+    c->slots_per_slab = coro__stack_slab_slots(size);
     c->next = tls_classes;
     tls_classes = c;
     return tls_last = c;

@@ -54,6 +54,9 @@ size_t coro__stack_guard_size(void);
 /* The usable size for a request: 0 means the default; rounded up to
  * pages. Returns 0 (errno EINVAL) if out of [CORO_STACK_MIN, CORO_STACK_MAX]. */
 size_t coro__stack_size_for(size_t requested);
+/* How many stacks of `size` usable bytes one slab holds (each slab is one
+ * mapping; a slab left with nothing in use is unmapped whole). */
+uint32_t coro__stack_slab_slots(size_t size);
 
 /* Take a stack of `size` usable bytes (as returned by coro__stack_size_for)
  * from this thread's pool. Its contents are unspecified. Returns 0, or -1
