@@ -134,6 +134,7 @@ int bench_page_fault(bench_run_t *r);
 int bench_cold_start(bench_run_t *r);
 int bench_madvise_munmap(bench_run_t *r);
 int bench_munmap_per_slab(bench_run_t *r);
+int bench_cold_visit(bench_run_t *r);
 int bench_cold_teardown(bench_run_t *r);
 int bench_cold_teardown_sleep(bench_run_t *r);
 /* bench/bench_sync.c */

@@ -27,6 +27,17 @@
  *                              emptied slabs: what the kernel charges
  *                              when the release comes in slab-sized
  *                              pieces rather than one call. ns per slot.
+ *   BenchmarkColdVisit         the user-side floor of a teardown: the same
+ *                              pages, written, then the caches flushed by
+ *                              64 MiB of other writes (not timed), then a
+ *                              pointer chase through each slot's top page
+ *                              and the page below it, slot after slot:
+ *                              each load waits for the last, as the
+ *                              cancel's read of a header and then of the
+ *                              waiter it names do. What visiting every
+ *                              parked coroutine's two pages once costs
+ *                              (a TLB and a cache miss each) before any
+ *                              library code runs. ns per slot.
  *   BenchmarkColdTeardown100k  the coroutines of BenchmarkColdStart100k
  *                              (started, not timed), then each cancelled
  *                              and joined in spawn order. ns per coroutine.
@@ -172,6 +183,46 @@ int bench_munmap_per_slab(bench_run_t *r)
     }
     snprintf(r->note, sizeof r->note, "%lld slots per slab, %lld munmaps",
              (long long)per, (long long)nslabs);
+    return 0;
+}
+
+int bench_cold_visit(bench_run_t *r)
+{
+    slots_t s;
+    if (slots_map(&s, r->n, "BenchmarkColdVisit") != 0)
+        return -1;
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    /* Slot i's top page points at its second page, which points at slot
+     * i+1's top page; the last points nowhere. */
+    for (int64_t i = 0; i < s.n; i++) {
+        char *top = s.map + (size_t)(i + 1) * s.stride - ps;
+        char *second = top - ps;
+        char *next = i + 1 < s.n ? s.map + (size_t)(i + 2) * s.stride - ps : NULL;
+        *(char **)(void *)top = second;
+        *(char **)(void *)second = next;
+    }
+    size_t flush_bytes = (size_t)64 << 20;
+    char *flush = malloc(flush_bytes);
+    if (!flush) {
+        munmap(s.map, s.bytes);
+        perror("BenchmarkColdVisit");
+        return -1;
+    }
+    memset(flush, 1, flush_bytes);
+    bench_clock_t clock;
+    bench_start(&clock);
+    int64_t visited = 0;
+    for (char *p = s.map + s.stride - ps; p; p = *(char **)(void *)p)
+        visited++;
+    bench_stop(&clock, r, r->n);
+    free(flush);
+    munmap(s.map, s.bytes);
+    if (visited != 2 * s.n) {
+        fprintf(stderr, "BenchmarkColdVisit: %lld pages visited, not %lld\n",
+                (long long)visited, (long long)(2 * s.n));
+        return -1;
+    }
+    snprintf(r->note, sizeof r->note, "%d dependent loads per slot", COLD_PAGES);
     return 0;
 }
 

@@ -166,6 +166,8 @@ static const bench_def_t benches[] = {
       .quantum = 1, .n_full = BENCH_COLD, .isolate = 1, .fn = bench_madvise_munmap },
     { .name = "BenchmarkMunmapPerSlab", .unit = "ns/op", .kind = BENCH_TIMED,
       .quantum = 1, .n_full = BENCH_COLD, .isolate = 1, .fn = bench_munmap_per_slab },
+    { .name = "BenchmarkColdVisit", .unit = "ns/op", .kind = BENCH_TIMED,
+      .quantum = 1, .n_full = BENCH_COLD, .isolate = 1, .fn = bench_cold_visit },
     { .name = "BenchmarkColdTeardown100k", .unit = "ns/op",
       .baseline = "BenchmarkMadviseMunmap", .also = "BenchmarkMunmapPerSlab",
       .kind = BENCH_TIMED, .quantum = 1,
