@@ -125,6 +125,15 @@ __attribute__((noinline)) void coro__switch_slow(coro__sched_t *s)
     coro__fiber_switch_as(&self->fiber, coro__make_current(s, next), CORO__SWITCH_FPENV);
 }
 
+/* coro_yield with nobody else ready. Out of line (a tail call), so the
+ * common path's pass decrement stays one instruction. */
+__attribute__((noinline)) static void yield_alone(coro__sched_t *s, coro_t *self)
+{
+    if (coro__pass_unbounded(s) && !coro__posts_pending(s))
+        return; /* nothing to look at either */
+    yield_slow(s, self);
+}
+
 void coro_yield(void)
 {
     coro__sched_t *s = coro__tls;
@@ -138,11 +147,8 @@ void coro_yield(void)
         return coro__fiber_misuse(&self->fiber, "coro_yield found its coroutine half-way "
                                                 "into a park");
     coro_t *next = s->runq_head;
-    if (__builtin_expect(!next, 0)) {
-        if (!s->heap_len && !s->poll_waiters && !s->ext_waiters && !coro__posts_pending(s))
-            return; /* nobody else to run and nothing to look at */
-        return yield_slow(s, self);
-    }
+    if (__builtin_expect(!next, 0))
+        return yield_alone(s, self);
     if (__builtin_expect(!coro__pass_take(s), 0)) /* 0 in CORO_DEBUG=slow mode */
         return yield_slow(s, self);
     {

@@ -323,6 +323,17 @@ static inline void coro__pass_set(coro__sched_t *s, size_t left)
     s->pass_left = s->pass_start = left > (size_t)INT64_MAX ? INT64_MAX : (int64_t)left;
 }
 
+/* Is this pass unbounded, i.e. was there nothing for a pass end to look
+ * at (no timer, no poller or external waiter, not in a run, not in slow
+ * or simulated mode) when it began, and has nothing been armed since
+ * (arming clamps the pass to the ready coroutines)? A bounded pass is at
+ * most the run queue's length, never near 2^31; an unbounded one starts
+ * at INT64_MAX and would need 2^62 dispatches to get there. */
+static inline int coro__pass_unbounded(const coro__sched_t *s)
+{
+    return s->pass_left > INT32_MAX;
+}
+
 /* Take one dispatch of the pass: 1, or 0 when the pass is over (and
  * nothing taken). One decrement and a sign test on the common path. */
 static inline int coro__pass_take(coro__sched_t *s)

@@ -645,3 +645,28 @@ TEST(sched_fairness_yield_loop_does_not_starve_sleeper)
     for (int i = 1; i < 10; i++)
         ASSERT_LT(f.waits[i], ts_bound(500 * CORO_MS));
 }
+
+/* One spinner alone in the run queue: its yields find nobody else ready,
+ * and return at once only while there is nothing for a pass end to look
+ * at (coro__pass_unbounded). Here a sleeper's timer is armed, so they must
+ * go round the pass end, where the timer fires. */
+static int lone_main(void *arg)
+{
+    fair_t *f = arg;
+    coro_t *s = coro_spawn(fair_sleeper, f);
+    ASSERT_NOT_NULL(s);
+    coro_yield(); /* the sleeper parks */
+    spinner(&f->spin);
+    ASSERT_EQ(coro_join(s, NULL), 0);
+    return 0;
+}
+
+TEST(sched_fairness_lone_yield_loop_lets_timers_fire)
+{
+    fair_t f;
+    memset(&f, 0, sizeof f);
+    ASSERT_EQ(coro_main(lone_main, &f), 0);
+    ASSERT_GT(f.spin.count, 100);
+    for (int i = 0; i < 10; i++)
+        ASSERT_LT(f.waits[i], ts_bound(500 * CORO_MS));
+}
