@@ -178,12 +178,9 @@ coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_b
     f->own_fpenv = 0;
     f->id = 0;
     f->name = NULL;
-    f->asan_fake = NULL;
-    f->asan_bottom = NULL;
-    f->asan_size = 0;
-    f->tsan_fiber = NULL;
     size_t usable = (size_t)(hdr - st.lo);
 #if CORO_ASAN
+    f->asan_fake = NULL;
     /* A reused stack may still carry poison from frames of a fiber that
      * never returned through them. */
     ASAN_UNPOISON_MEMORY_REGION(st.lo, usable);
