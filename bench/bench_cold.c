@@ -40,7 +40,10 @@
  *                              library code runs. ns per slot.
  *   BenchmarkColdTeardown100k  the coroutines of BenchmarkColdStart100k
  *                              (started, not timed), then each cancelled
- *                              and joined in spawn order. ns per coroutine.
+ *                              and joined in spawn order. ns per coroutine;
+ *                              against MadviseMunmap, and also against
+ *                              MunmapPerSlab (the release the pool can
+ *                              make), with ColdVisit the rest of its floor.
  *   BenchmarkColdTeardownSleep100k  the same, the coroutines parked in a
  *                              one-hour sleep instead: a cancel also takes
  *                              the coroutine's timer out of the heap, whose
