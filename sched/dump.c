@@ -10,11 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *state_name(int st)
+static const char *state_name(const coro__sched_t *s, const coro_t *c)
 {
-    switch (st) {
-    case CORO_READY: return "ready";
-    case CORO_RUNNING: return "running";
+    switch (c->state) {
+    case CORO_ACTIVE: return c == s->current ? "running" : "ready";
     case CORO_PARKED: return "parked";
     default: return "done";
     }
@@ -63,21 +62,22 @@ static void dump_one(int fd, const coro__sched_t *s, const coro_t *c, int64_t no
     }
     dprintf(fd, "coroutine %llu \"%s\" [%s%s]%s%s\n",
             (unsigned long long)c->fiber.id, c->fiber.name ? c->fiber.name : "",
-            state_name(c->state), wait,
+            state_name(s, c), wait,
             c->cancelled ? " cancelled" : "", c == s->current ? " <- current" : "");
 }
 
 void coro__dump_to(coro__sched_t *s, int fd, const char *headline)
 {
     int64_t now = coro__clock();
-    size_t n[4] = { 0, 0, 0, 0 };
+    size_t n[3] = { 0, 0, 0 };
     for (coro_list_t *l = s->all.next; l != &s->all; l = l->next)
         n[coro_container_of(l, coro_t, all_node)->state]++;
+    size_t running = s->current != NULL; /* ACTIVE, and the one running */
     if (headline)
         dprintf(fd, "%s\n", headline);
     dprintf(fd, "coro: %zu coroutines: %zu running, %zu ready, %zu parked, %zu done\n",
-            n[CORO_READY] + n[CORO_RUNNING] + n[CORO_PARKED] + n[CORO_DONE],
-            n[CORO_RUNNING], n[CORO_READY], n[CORO_PARKED], n[CORO_DONE]);
+            n[CORO_ACTIVE] + n[CORO_PARKED] + n[CORO_DONE], running,
+            n[CORO_ACTIVE] - running, n[CORO_PARKED], n[CORO_DONE]);
     for (coro_list_t *l = s->all.next; l != &s->all; l = l->next)
         dump_one(fd, s, coro_container_of(l, coro_t, all_node), now);
 }

@@ -119,7 +119,6 @@ __attribute__((noinline)) void coro__switch_slow(coro__sched_t *s)
     coro_t *next = coro__next_to_run(s);
     if (__builtin_expect(next == self, 0)) {
         s->switches--;
-        self->state = CORO_RUNNING;
         return;
     }
     coro__fiber_switch_as(&self->fiber, coro__make_current(s, next), CORO__SWITCH_FPENV);
@@ -143,7 +142,7 @@ void coro_yield(void)
     /* A signal handler that interrupted the coroutine half-way into a
      * park (the stack itself is checked at every switch, in
      * coro__fiber_switch). */
-    if (__builtin_expect(self->state != CORO_RUNNING, 0))
+    if (__builtin_expect(self->state != CORO_ACTIVE, 0))
         return coro__fiber_misuse(&self->fiber, "coro_yield found its coroutine half-way "
                                                 "into a park");
     coro_t *next = s->runq_head;
@@ -153,10 +152,15 @@ void coro_yield(void)
         return yield_slow(s, self);
     {
         /* The common case, done in place: the head leaves the queue and
-         * the caller joins its tail, so the length is unchanged. */
+         * the caller joins its tail, so the length is unchanged. The next
+         * coroutine is current first: a signal handler that interrupts
+         * the rest and calls coro_yield then runs on our stack while
+         * another coroutine is current, which the switch's stack check
+         * catches (only the few loads above stay unguarded, as they always
+         * were). Both stay ACTIVE: no state to write. */
+        s->current = next;
         coro_t *after = next->next_ready;
         self->next_ready = NULL;
-        self->state = CORO_READY;
         if (after) {
             s->runq_head = after;
             s->runq_tail->next_ready = self;
@@ -164,7 +168,7 @@ void coro_yield(void)
             s->runq_head = self;
         }
         s->runq_tail = self;
-        coro__switch_to(s, self, next);
+        coro__fiber_switch_as(&self->fiber, &next->fiber, 0);
     }
 }
 

@@ -2,9 +2,11 @@
  * of sched/ only.
  *
  * THE INVARIANT. Every coroutine of a scheduler is in exactly one state:
- *   RUNNING  it is s->current (at most one; none while the scheduler's own
- *            context polls);
- *   READY    it is on the run queue (linked through next_ready);
+ *   ACTIVE   running or ready, which s->current tells apart (so a switch
+ *            writes no state):
+ *              running  it is s->current (at most one; none while the
+ *                       scheduler's own context polls);
+ *              ready    it is on the run queue (linked through next_ready);
  *   PARKED   it waits on exactly one waiter (c->wait), which may be linked
  *            into one object's wait list, and it is in the timer heap iff
  *            its wait has a time limit;
@@ -12,9 +14,9 @@
  *            group, or (detached, a child of a CORO_GROUP_REAP group, or
  *            the main coroutine) reaped at its end (the stack a moment
  *            later: s->reap).
- * Each is on s->all until freed. Transitions: spawn -> READY; dispatch
- * READY -> RUNNING; yield RUNNING -> READY; park RUNNING -> PARKED; wake
- * PARKED -> READY; return RUNNING -> DONE; join/reap DONE -> freed. */
+ * Each is on s->all until freed. Transitions: spawn -> ready; dispatch
+ * ready -> running; yield running -> ready; park running -> PARKED; wake
+ * PARKED -> ready; return running -> DONE; join/reap DONE -> freed. */
 #ifndef CORO_SCHED_INT_H
 #define CORO_SCHED_INT_H
 
@@ -30,7 +32,10 @@
 #include <signal.h>
 #include <stdint.h>
 
-enum coro_state { CORO_READY, CORO_RUNNING, CORO_PARKED, CORO_DONE };
+/* A coroutine is ACTIVE from its spawn until it parks or ends: running
+ * (it is its scheduler's current) or ready (in the run queue). Which of
+ * the two is told by s->current, so a switch writes no state. */
+enum coro_state { CORO_ACTIVE, CORO_PARKED, CORO_DONE };
 
 /* Stale-handle detection: magic is LIVE from spawn until freed. */
 #define CORO_MAGIC_LIVE 0xC0A0F1BEu
@@ -71,7 +76,7 @@ struct coro {
     void *arg;
     int status;
     coro__sched_t *sched;
-    /* Run-queue link while READY. */
+    /* Run-queue link while ready. */
     coro_t *next_ready;
     /* While PARKED: the waiter, and what it waits on (for coro_dump). */
     coro__waiter_t *wait;
@@ -283,7 +288,7 @@ static inline uint64_t coro__id_of(const coro_t *c)
 /* Run queue. */
 static inline void coro__runq_push(coro__sched_t *s, coro_t *c)
 {
-    c->state = CORO_READY;
+    c->state = CORO_ACTIVE;
     c->next_ready = NULL;
     if (s->runq_head)
         s->runq_tail->next_ready = c;
@@ -296,7 +301,7 @@ static inline void coro__runq_push(coro__sched_t *s, coro_t *c)
 /* Ahead of everyone: runs next. */
 static inline void coro__runq_push_front(coro__sched_t *s, coro_t *c)
 {
-    c->state = CORO_READY;
+    c->state = CORO_ACTIVE;
     if (!s->runq_head)
         s->runq_tail = c;
     c->next_ready = s->runq_head;
@@ -388,7 +393,6 @@ static inline coro__fiber_t *coro__make_current(coro__sched_t *s, coro_t *next)
         s->switches++;
         return &s->fiber;
     }
-    next->state = CORO_RUNNING;
     return &next->fiber;
 }
 

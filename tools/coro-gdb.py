@@ -108,23 +108,19 @@ RESUMING = re.compile(r"^\s*(c|cont|continue|s|step|si|stepi|n|next|ni|nexti|"
 
 # struct coro's state (enum coro_state of sched/sched_int.h), read from the
 # debug information when it has the enum; these are the values otherwise.
-STATE_NAMES = {0: "ready", 1: "running", 2: "parked", 3: "done"}
-READY, RUNNING, PARKED, DONE = 0, 1, 2, 3
+# ACTIVE is running (its scheduler's current) or ready (queued).
+ACTIVE, PARKED, DONE = 0, 1, 2
 
 
 def _load_states():
-    global READY, RUNNING, PARKED, DONE
+    global ACTIVE, PARKED, DONE
     try:
         enum = gdb.lookup_type("enum coro_state")
     except gdb.error:
         return
     values = {f.name: f.enumval for f in enum.fields()}
-    if all(("CORO_" + n) in values for n in ("READY", "RUNNING", "PARKED", "DONE")):
-        READY, RUNNING, PARKED, DONE = (values["CORO_" + n]
-                                        for n in ("READY", "RUNNING", "PARKED", "DONE"))
-        STATE_NAMES.clear()
-        STATE_NAMES.update({READY: "ready", RUNNING: "running", PARKED: "parked",
-                            DONE: "done"})
+    if all(("CORO_" + n) in values for n in ("ACTIVE", "PARKED", "DONE")):
+        ACTIVE, PARKED, DONE = (values["CORO_" + n] for n in ("ACTIVE", "PARKED", "DONE"))
 
 
 class CoroError(gdb.GdbError):
@@ -299,7 +295,13 @@ class Coro:
 
     @property
     def state_name(self):
-        return STATE_NAMES.get(self.state, "state %d" % self.state)
+        if self.state == ACTIVE:
+            return "running" if self.running else "ready"
+        if self.state == PARKED:
+            return "parked"
+        if self.state == DONE:
+            return "done"
+        return "state %d" % self.state
 
     @property
     def running(self):
@@ -816,10 +818,10 @@ it was spawned with, and its name."""
         now = _now(s)
         counts = {}
         for c in coros:
-            counts[c.state] = counts.get(c.state, 0) + 1
+            counts[c.state_name] = counts.get(c.state_name, 0) + 1
         head = "%d coroutines: %d running, %d ready, %d parked, %d done" % (
-            len(coros), counts.get(RUNNING, 0), counts.get(READY, 0), counts.get(PARKED, 0),
-            counts.get(DONE, 0))
+            len(coros), counts.get("running", 0), counts.get("ready", 0),
+            counts.get("parked", 0), counts.get("done", 0))
         if with_thread:
             print("%s, scheduler 0x%x: %s" % (_thread_label(s.thread), s.addr, head))
         else:
