@@ -92,14 +92,17 @@ waitq_park(coro_list_t *q, coro__waiter_t *w, unsigned flags, void *data, const 
 }
 
 /* The first waiter that can still be woken, or NULL. Waiters already woken
- * for another reason (a select whose other case fired) are dropped. */
+ * for another reason (a select whose other case fired) are dropped. Every
+ * waiter of a wait queue names its coroutine (coro__can_wake_linked):
+ * waitq_park and coro_cond_wait link it for the park that sets it, before
+ * any other coroutine runs. */
 static inline coro__waiter_t *waitq_first(coro_list_t *q)
 {
     coro_list_t *n;
     while (!coro_list_lazy_empty(q)) {
         n = q->next;
         coro__waiter_t *w = coro_container_of(n, coro__waiter_t, node);
-        if (coro__can_wake(w))
+        if (coro__can_wake_linked(w))
             return w;
         coro_list_remove(n);
     }
