@@ -144,11 +144,21 @@ void coro__fiber_fini_thread(coro__fiber_t *f)
         coro__fiber_running = NULL;
 }
 
-coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_body body)
+/* The fiber's own copy of its stack handle lies in its stack, below the
+ * top bytes the pool keeps its record in while the stack is free: so
+ * coro__fiber_new copies the pool's handle straight into the header and
+ * coro__fiber_free gives the header's handle straight back. The smallest
+ * header is rounded up to a cache line, at the stack's very top. */
+_Static_assert(offsetof(coro__fiber_t, stack) + sizeof(coro__stack_t) + CORO_STACK_RECORD_BYTES <=
+                   ((sizeof(coro__fiber_t) + 63) & ~(size_t)63),
+               "a fiber's stack handle lies below the pool's record");
+
+coro__fiber_t *coro__fiber_new_lines(size_t stack_size, size_t hdr_lines, coro__fiber_body body)
 {
-    coro__stack_t st;
-    if (coro__stack_alloc(&st, stack_size) != 0)
+    const coro__stack_t *taken = coro__stack_take(stack_size);
+    if (!taken)
         return NULL;
+    coro__stack_t st = *taken;
     /* The header sits near the top, 64-byte aligned (a cache line), lowered
      * by a "colour" of 0-7 cache lines that changes from fiber to fiber.
      * Without it every stack top, and so every switch frame, has the same
@@ -161,13 +171,9 @@ coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_b
      * been reused 8 times; a fresh stack takes the thread's next colour.
      * Only the fiber's own fields are set here; the caller initialises the
      * rest of its header (no memset: this is on every spawn's path). */
-    if (hdr_size < sizeof(coro__fiber_t))
-        hdr_size = sizeof(coro__fiber_t);
-    hdr_size = (hdr_size + 63) & ~(size_t)63;
     unsigned c = st.colour == CORO_STACK_FRESH ? tls_colour++ : st.colour + 1u;
     st.colour = (uint8_t)(c & 7);
-    size_t colour = (size_t)st.colour * 64;
-    char *hdr = st.lo + st.size - hdr_size - colour;
+    char *hdr = st.lo + st.size - (hdr_lines + st.colour) * 64;
     /* Memcheck marks stack below a popped frame as no-access; on a reused
      * stack the new header and first frame may lie there. */
     if (under_memcheck())
@@ -241,11 +247,11 @@ void coro__fiber_after_switch(coro__fiber_t *from)
 
 void coro__fiber_free(coro__fiber_t *f)
 {
-    coro__stack_t st = f->stack; /* f lives on that stack */
 #if CORO_TSAN
     __tsan_destroy_fiber(f->tsan_fiber);
 #endif
     if (f->name)
         free(f->name);
-    coro__stack_free(&st);
+    /* f lives on that stack, below the pool's record (see above). */
+    coro__stack_free(&f->stack);
 }

@@ -84,12 +84,23 @@ void coro__fiber_init_thread(coro__fiber_t *f);
 /* Forget the thread's fiber (after the last switch back to it). */
 void coro__fiber_fini_thread(coro__fiber_t *f);
 
+/* coro__fiber_new with the header's size in cache lines (>= the fiber's). */
+coro__fiber_t *coro__fiber_new_lines(size_t stack_size, size_t hdr_lines, coro__fiber_body body);
+
 /* A new fiber on a fresh stack of `stack_size` usable bytes (from
  * coro__stack_size_for), with `hdr_size` header bytes at the top; the fiber
  * is the first member of that header and is returned, its own fields set
  * (id 0, no name) and the rest of the header left for the caller to
  * initialise. NULL+ENOMEM. */
-coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size, coro__fiber_body body);
+static inline coro__fiber_t *coro__fiber_new(size_t stack_size, size_t hdr_size,
+                                             coro__fiber_body body)
+{
+    /* In whole cache lines, at least the fiber's own: worked out here,
+     * where hdr_size is a constant. */
+    if (hdr_size < sizeof(coro__fiber_t))
+        hdr_size = sizeof(coro__fiber_t);
+    return coro__fiber_new_lines(stack_size, (hdr_size + 63) / 64, body);
+}
 
 /* Give f its own floating-point environment, starting as the caller's
  * current one: from now on the environment is saved when f switches out

@@ -48,6 +48,14 @@ static inline void coro_list_remove(coro_list_t *n)
     n->next = n->prev = n;
 }
 
+/* Unlink n for good (a no-op if it is not linked): for a node about to
+ * go away, left as it is. */
+static inline void coro_list_unlink(coro_list_t *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+}
+
 /* The first node, or NULL when empty. */
 static inline coro_list_t *coro_list_first(const coro_list_t *head)
 {

@@ -287,26 +287,22 @@ static void fill(coro__stack_t *st, stack_slab_t *sl, uint32_t slot)
     st->colour = CORO_STACK_FRESH;
 }
 
-int coro__stack_alloc(coro__stack_t *st, size_t size)
+/* Where coro__stack_take describes a stack that has no record to point
+ * at (a pending or a new slot). */
+static __thread coro__stack_t tls_taken;
+
+/* coro__stack_take past the hot list: a pending stack, a cold or
+ * untouched slot, a new slab. */
+static __attribute__((noinline)) const coro__stack_t *take_cold(size_class_t *c)
 {
-    size_class_t *c = class_for(size);
-    if (!c)
-        return -1;
-    if (c->hot) {
-        hot_stack_t *h = c->hot;
-        c->hot = h->next;
-        c->nhot--;
-        coro__stack_tls_stats.hot--;
-        *st = h->st;
-        return 0;
-    }
+    coro__stack_t *st = &tls_taken;
     if (c->dirty) {
         coro__stack_unpend(c, st);
-        return 0;
+        return st;
     }
     stack_slab_t *sl = c->partial;
     if (!sl && !(sl = slab_new(c)))
-        return -1;
+        return NULL;
     uint32_t slot;
     if (sl->ncold > 0) {
         slot = sl->cold[--sl->ncold];
@@ -317,7 +313,7 @@ int coro__stack_alloc(coro__stack_t *st, size_t size)
             if (sl->used == 0 && sl->ncold == 0 && sl->bump == 0)
                 coro__stack_slab_unmap(c, sl);
             errno = e == EINVAL ? EINVAL : ENOMEM;
-            return -1;
+            return NULL;
         }
         sl->bump++;
     }
@@ -325,6 +321,29 @@ int coro__stack_alloc(coro__stack_t *st, size_t size)
         partial_remove(c, sl);
     sl->used++;
     fill(st, sl, slot);
+    return st;
+}
+
+const coro__stack_t *coro__stack_take(size_t size)
+{
+    size_class_t *c = tls_last;
+    if (__builtin_expect(!c || c->size != size, 0) && !(c = class_for(size)))
+        return NULL;
+    hot_stack_t *h = c->hot;
+    if (__builtin_expect(!h, 0))
+        return take_cold(c);
+    c->hot = h->next;
+    c->nhot--;
+    coro__stack_tls_stats.hot--;
+    return &h->st;
+}
+
+int coro__stack_alloc(coro__stack_t *st, size_t size)
+{
+    const coro__stack_t *t = coro__stack_take(size);
+    if (!t)
+        return -1;
+    *st = *t;
     return 0;
 }
 
@@ -344,6 +363,8 @@ static void unhot(size_class_t *c, const coro__stack_t *st)
 
 void coro__stack_free(const coro__stack_t *st)
 {
+    /* st may lie in the stack it describes, below the record (see
+     * CORO_STACK_RECORD_BYTES): writing the record leaves it intact. */
     /* The handle carries its size, so the usual class is found without
      * touching the slab. */
     size_class_t *c = tls_last;

@@ -58,9 +58,21 @@ size_t coro__stack_size_for(size_t requested);
  * mapping; a slab left with nothing in use is unmapped whole). */
 uint32_t coro__stack_slab_slots(size_t size);
 
+/* The top bytes of a stack the pool writes its record into while the
+ * stack is free (its handle and a link). A handle given to coro__stack_free
+ * may live in the stack it describes, anywhere below them; the handle
+ * coro__stack_take returns lives there, and may be copied anywhere below
+ * them. */
+#define CORO_STACK_RECORD_BYTES 64
+
 /* Take a stack of `size` usable bytes (as returned by coro__stack_size_for)
- * from this thread's pool. Its contents are unspecified. Returns 0, or -1
- * with ENOMEM. */
+ * from this thread's pool. Its contents are unspecified. Returns its
+ * handle, valid until the next call into the allocator (copy it; it may
+ * lie in the stack's own top CORO_STACK_RECORD_BYTES), or NULL with
+ * ENOMEM. One copy of the handle on a spawn's path, not two. */
+const coro__stack_t *coro__stack_take(size_t size);
+
+/* coro__stack_take into *st: 0, or -1 with ENOMEM. */
 int coro__stack_alloc(coro__stack_t *st, size_t size);
 
 /* Give a stack back to this thread's pool, without a system call unless a

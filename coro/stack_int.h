@@ -45,6 +45,8 @@ typedef struct hot_stack {
     struct hot_stack *next;
     coro__stack_t st;
 } hot_stack_t;
+_Static_assert(sizeof(hot_stack_t) <= CORO_STACK_RECORD_BYTES,
+               "the record fits the bytes coro/stack.h promises to use");
 
 typedef struct size_class {
     struct size_class *next;

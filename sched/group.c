@@ -89,6 +89,7 @@ coro_t *coro_group_spawn_opts(coro_group_t *g, coro_fn fn, void *arg, const coro
     if (!c)
         return NULL;
     c->group = g;
+    c->end_more = 1;
     coro_list_push_back(&g->children, &c->group_node);
     g->nlive++;
     return c;

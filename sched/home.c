@@ -48,19 +48,17 @@ int coro__home_slow(void **home, coro__sched_t *s)
 #define ID_BLOCK 1024
 
 static uint64_t id_blocks; /* ids handed out to threads so far */
-static __thread uint64_t id_next, id_end;
+/* The calling thread's block: [coro__id_next, coro__id_end), taken by
+ * coro__new_id inline (sched/sched_int.h). */
+__thread uint64_t coro__id_next __attribute__((tls_model("initial-exec")));
+__thread uint64_t coro__id_end __attribute__((tls_model("initial-exec")));
 
-__attribute__((noinline)) static uint64_t new_id_block(void)
+/* The thread's block is used up (or it never had one): the next id of a
+ * new block. */
+uint64_t coro__new_id_block(void)
 {
     uint64_t first = __atomic_fetch_add(&id_blocks, ID_BLOCK, __ATOMIC_RELAXED) + 1;
-    id_next = first + 1;
-    id_end = first + ID_BLOCK;
+    coro__id_next = first + 1;
+    coro__id_end = first + ID_BLOCK;
     return first;
-}
-
-uint64_t coro__new_id(void)
-{
-    if (__builtin_expect(id_next != id_end, 1))
-        return id_next++;
-    return new_id_block();
 }

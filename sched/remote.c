@@ -220,13 +220,13 @@ static void join_at_target(coro__post_t *m)
 {
     remote_call_t *rc = (remote_call_t *)m;
     coro_t *c = rc->c;
-    if (!coro__valid(rc->to, c) || c->detached || c->group || c->is_main ||
-        coro_list_linked(&c->joiners) || c->remote_joiner) {
+    if (!coro__valid(rc->to, c) || !coro__joinable(c)) {
         rc->err = EINVAL;
         answer(rc);
         return;
     }
     c->remote_joiner = rc;
+    c->end_more = 1;
     if (c->state == CORO_DONE) {
         coro__remote_joined_end(rc->to, c);
         return;

@@ -478,6 +478,7 @@ int coro__sched_run(coro__sched_t *s, coro_fn fn, void *arg)
         return -1;
     }
     m->is_main = 1;
+    m->end_more = 1;
     s->main = m;
 
     run_loop(s);

@@ -71,6 +71,11 @@ struct coro {
     uint8_t is_main;
     /* Ended, and kept by its (non-REAP) group: counted in s->group_held. */
     uint8_t group_held;
+    /* Its end has more to do than wake a joiner: set with detached,
+     * is_main, group, remote_joiner or the fiber's own_fpenv, and never
+     * cleared (the end's slow path looks at each). One byte for the
+     * common end to test. */
+    uint8_t end_more;
     /* Body and result. */
     coro_fn fn;
     void *arg;
@@ -92,8 +97,11 @@ struct coro {
      * slot in the timer heap (0 = not armed). */
     int64_t timer_when;
     size_t timer_index;
-    /* A coroutine waiting in coro_join (at most one waiter). */
-    coro_list_t joiners;
+    /* The waiter of the coroutine in coro_join, NULL if none (there is at
+     * most one: a second join is refused). Its node is self-linked, so a
+     * wake's unlink of it is a no-op; the joiner clears this if its wait
+     * fails. */
+    coro__waiter_t *joiner;
     /* Task group membership: in g->children while running, g->done after
      * (a REAP group's child is in no list once it has ended). */
     coro_group_t *group;
@@ -645,12 +653,30 @@ static inline uint64_t coro__serial(void)
     coro__sched_t *s = coro__tls;
     return s ? s->serial : 0;
 }
-uint64_t coro__new_id(void);
+extern __thread uint64_t coro__id_next __attribute__((tls_model("initial-exec")));
+extern __thread uint64_t coro__id_end __attribute__((tls_model("initial-exec")));
+uint64_t coro__new_id_block(void);
+static inline uint64_t coro__new_id(void)
+{
+    if (__builtin_expect(coro__id_next != coro__id_end, 1))
+        return coro__id_next++;
+    return coro__new_id_block();
+}
 
 /* Coroutine objects (sched/spawn.c). */
 coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts);
 void coro__free_coro(coro__sched_t *s, coro_t *c);
 int coro__valid(const coro__sched_t *s, const coro_t *c);
+
+/* May c (a live coroutine) be joined or detached: not detached, not a
+ * group's child, not the main coroutine, and nobody joining it here or
+ * from another scheduler? */
+static inline int coro__joinable(const coro_t *c)
+{
+    if (c->joiner)
+        return 0;
+    return !c->end_more || !(c->detached || c->group || c->is_main || c->remote_joiner);
+}
 
 /* Tokens the poller reports besides descriptors' (whose generation is
  * never 0). */

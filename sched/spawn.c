@@ -25,15 +25,14 @@ static int invalid_errno(const coro__sched_t *s, const coro_t *c)
  * whoever waits, and name the fiber to switch to. Nothing can "fall off"
  * the end of a coroutine's stack: the trampoline owns the exit, and the
  * entry routine makes the last switch. */
-static coro__fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
+/* The rest of an end, for a coroutine with end_more set: its own FP
+ * environment, a join from another scheduler, a group, being detached or
+ * the main coroutine. */
+static __attribute__((noinline)) void end_more(coro__sched_t *s, coro_t *self, int status)
 {
-    self->status = status;
-    self->state = CORO_DONE;
-    s->live--;
     if (self->fiber.own_fpenv)
         s->fpenv_live--;
-    coro__wake_all(&self->joiners, 0);
-    if (__builtin_expect(self->remote_joiner != NULL, 0))
+    if (self->remote_joiner != NULL)
         coro__remote_joined_end(s, self);
     int reap = self->detached || self->is_main;
     if (self->group)
@@ -52,6 +51,20 @@ static coro__fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
         self->magic = CORO_MAGIC_DEAD;
         s->reap = self;
     }
+}
+
+static coro__fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
+{
+    self->status = status;
+    self->state = CORO_DONE;
+    s->live--;
+    /* A joiner whose wait has ended otherwise (cancelled, not yet run)
+     * clears self->joiner when it runs. */
+    coro__waiter_t *w = self->joiner;
+    if (w && coro__can_wake_linked(w))
+        coro__wake(w, 0);
+    if (__builtin_expect(self->end_more, 0))
+        end_more(s, self, status);
     return coro__exit_next(s);
 }
 
@@ -62,7 +75,10 @@ static coro__fiber_t *trampoline(coro__fiber_t *f)
     return coro_exit(s, self, self->fn(self->arg));
 }
 
-coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
+/* coro__spawn's body; inline, so that coro_spawn's copy (no options)
+ * keeps none of the options' tests. */
+static inline __attribute__((always_inline)) coro_t *
+spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
 {
     if (!fn || (opts && (opts->flags & ~CORO_OWN_FPENV))) {
         errno = EINVAL;
@@ -90,20 +106,13 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     coro_t *c = (coro_t *)f;
     f->id = coro__new_id();
     f->name = name;
-    if (opts && (opts->flags & CORO_OWN_FPENV)) {
-        coro__fiber_own_fpenv(f);
-        /* The pass ends now: its fast paths do not carry the environment
-         * (see fpenv_live). */
-        s->fpenv_live++;
-        coro__pass_set(s, 0);
-    }
     /* Every field that is read before it is written, explicitly: the
      * header is not zeroed. Not the wait's (wait, wait_what, wait_obj,
      * wait_num, wait_since: set by every park, read only while PARKED),
      * nor the timer's time and wake_at (set whenever timer_index is). */
     c->magic = CORO_MAGIC_LIVE;
     c->cancelled = c->shielded = c->killed = c->attn = 0;
-    c->detached = c->is_main = c->group_held = 0;
+    c->detached = c->is_main = c->group_held = c->end_more = 0;
     c->fn = fn;
     c->arg = arg;
     c->status = 0;
@@ -112,8 +121,16 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     c->timer_index = 0;
     c->group = NULL;
     c->remote_joiner = NULL;
-    coro_list_init(&c->joiners);
+    c->joiner = NULL;
     coro_list_init(&c->group_node);
+    if (opts && (opts->flags & CORO_OWN_FPENV)) {
+        coro__fiber_own_fpenv(f);
+        c->end_more = 1;
+        /* The pass ends now: its fast paths do not carry the environment
+         * (see fpenv_live). */
+        s->fpenv_live++;
+        coro__pass_set(s, 0);
+    }
     coro_list_push_back(&s->all, &c->all_node);
     s->live++;
     s->spawned++;
@@ -121,12 +138,22 @@ coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *
     return c;
 }
 
+coro_t *coro__spawn(coro__sched_t *s, coro_fn fn, void *arg, const coro_opts_t *opts)
+{
+    return spawn(s, fn, arg, opts);
+}
+
 void coro__free_coro(coro__sched_t *s, coro_t *c)
 {
-    if (c->group_held)
-        s->group_held--;
-    coro_list_remove(&c->all_node);
-    coro_list_remove(&c->group_node);
+    /* The header goes with the stack: its nodes need not point at
+     * themselves after. Only a coroutine with end_more can be in a group
+     * (held by it, or in its lists). */
+    if (c->end_more) {
+        if (c->group_held)
+            s->group_held--;
+        coro_list_unlink(&c->group_node);
+    }
+    coro_list_unlink(&c->all_node);
     c->magic = CORO_MAGIC_DEAD;
     coro__fiber_free(&c->fiber);
 }
@@ -143,7 +170,12 @@ coro_t *coro_spawn_opts(coro_fn fn, void *arg, const coro_opts_t *opts)
 
 coro_t *coro_spawn(coro_fn fn, void *arg)
 {
-    return coro_spawn_opts(fn, arg, NULL);
+    coro__sched_t *s = coro__tls;
+    if (!s) {
+        errno = EPERM;
+        return NULL;
+    }
+    return spawn(s, fn, arg, NULL);
 }
 
 /* coro_join and coro__join: flags is a constant in each copy. */
@@ -167,8 +199,7 @@ static inline __attribute__((always_inline)) int join(coro_t *c, int *status, un
         errno = invalid_errno(s, c);
         return -1;
     }
-    if (c->detached || c->group || c->is_main || coro_list_linked(&c->joiners) ||
-        c->remote_joiner) {
+    if (!coro__joinable(c)) {
         errno = EINVAL;
         return -1;
     }
@@ -177,10 +208,13 @@ static inline __attribute__((always_inline)) int join(coro_t *c, int *status, un
             return -1;
     } else {
         coro__waiter_t w;
-        coro_list_push_back(&c->joiners, &w.node);
+        coro_list_init(&w.node);
+        c->joiner = &w;
         /* coro__park checks the caller's checkpoint first. */
-        if (coro__park(&w, flags, CORO_NEVER, "join coroutine", c, (int64_t)c->fiber.id) != 0)
-            return -1; /* c keeps running and stays joinable */
+        if (coro__park(&w, flags, CORO_NEVER, "join coroutine", c, (int64_t)c->fiber.id) != 0) {
+            c->joiner = NULL;
+            return -1; /* c keeps running (or has ended) and stays joinable */
+        }
     }
     if (status)
         *status = c->status;
@@ -213,14 +247,14 @@ void coro_detach(coro_t *c)
 
 void coro__detach_local(coro__sched_t *s, coro_t *c)
 {
-    if (c->detached || c->group || c->is_main || coro_list_linked(&c->joiners) ||
-        c->remote_joiner)
+    if (!coro__joinable(c))
         return;
     if (c->state == CORO_DONE) {
         coro__free_coro(s, c);
         return;
     }
     c->detached = 1;
+    c->end_more = 1;
 }
 
 coro_t *coro_self(void)

@@ -346,6 +346,59 @@ TEST(sched_join_interrupted_target_stays_joinable)
     ASSERT_EQ(coro_main(ij_main, &j), 0);
 }
 
+/* The target ends after its joiner was cancelled but before the joiner
+ * ran to see it: the end must not wake the joiner a second time, and the
+ * failed join must not leave itself behind as the target's joiner. */
+typedef struct late_end {
+    int go;
+    coro_t *target;
+    int join_ret, join_err;
+} late_end_t;
+
+static int late_end_target(void *arg)
+{
+    late_end_t *l = arg;
+    while (!l->go)
+        coro_yield();
+    return 5;
+}
+
+static int late_end_joiner(void *arg)
+{
+    late_end_t *l = arg;
+    errno = 0;
+    l->join_ret = coro_join(l->target, NULL);
+    l->join_err = errno;
+    return 0;
+}
+
+static int late_end_main(void *arg)
+{
+    late_end_t *l = arg;
+    l->target = coro_spawn(late_end_target, l);
+    coro_t *j = coro_spawn(late_end_joiner, l);
+    ASSERT_NOT_NULL(l->target);
+    ASSERT_NOT_NULL(j);
+    coro_yield(); /* the target yields, the joiner parks in its join */
+    ASSERT_EQ(coro_cancel(j), 0);
+    l->go = 1;
+    coro_yield(); /* the target ends, then the cancelled joiner runs */
+    ASSERT_EQ(coro_join(j, NULL), 0);
+    ASSERT_EQ(l->join_ret, -1);
+    ASSERT_EQ(l->join_err, ECANCELED);
+    int st = 0;
+    ASSERT_EQ(coro_join(l->target, &st), 0);
+    ASSERT_EQ(st, 5);
+    return 0;
+}
+
+TEST(sched_join_cancelled_joiner_then_target_ends)
+{
+    late_end_t l;
+    memset(&l, 0, sizeof l);
+    ASSERT_EQ(coro_main(late_end_main, &l), 0);
+}
+
 /* A join that need not block still checks the checkpoint first. */
 static int quick(void *arg)
 {
