@@ -79,7 +79,7 @@ static void after_fork_in_child(void)
     coro__sched_t *mine = coro__tls;
     if (mine) {
         abandoned = mine;
-        coro__tls = NULL;
+        coro__here_leave();
         pthread_sigmask(SIG_SETMASK, &mine->caller_mask, NULL);
     }
     pthread_mutex_unlock(&live_lock);

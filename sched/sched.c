@@ -32,6 +32,16 @@
 #include <unistd.h>
 
 __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
+/* coro__here outside coro_main: it runs nothing (current stays NULL) and
+ * is never an object's home. */
+static coro__sched_t nowhere;
+__thread coro__sched_t *coro__here __attribute__((tls_model("initial-exec"))) = &nowhere;
+
+void coro__here_leave(void)
+{
+    coro__tls = NULL;
+    coro__here = &nowhere;
+}
 
 int64_t coro__clock(void)
 {
@@ -124,30 +134,51 @@ __attribute__((noinline)) void coro__switch_slow(coro__sched_t *s)
     coro__fiber_switch_as(&self->fiber, coro__make_current(s, next), CORO__SWITCH_FPENV);
 }
 
-/* coro_yield with nobody else ready. Out of line (a tail call), so the
- * common path's pass decrement stays one instruction. */
-__attribute__((noinline)) static void yield_alone(coro__sched_t *s, coro_t *self)
+/* A yield's misuse from a signal handler that interrupted the coroutine
+ * half-way into a park (the stack itself is checked at every switch, in
+ * coro__fiber_switch). */
+static inline int yield_misused(coro_t *self)
 {
-    if (coro__pass_unbounded(s) && !coro__posts_pending(s))
-        return; /* nothing to look at either */
+    return __builtin_expect(self->state != CORO_ACTIVE, 0);
+}
+
+static __attribute__((noreturn, cold)) void yield_misuse(coro_t *self)
+{
+    coro__fiber_misuse(&self->fiber, "coro_yield found its coroutine half-way into a park");
+    __builtin_unreachable();
+}
+
+/* coro_yield with nobody else ready, in a pass that is bounded (timers or
+ * the poller are to be looked at) or with posts pending. */
+__attribute__((noinline)) static void yield_alone(coro__sched_t *s)
+{
+    coro_t *self = s->current;
+    if (!self)
+        return;
+    if (yield_misused(self))
+        yield_misuse(self);
     yield_slow(s, self);
 }
 
 void coro_yield(void)
 {
     coro__sched_t *s = coro__tls;
-    coro_t *self;
-    if (!s || !(self = s->current))
+    if (!s)
         return;
-    /* A signal handler that interrupted the coroutine half-way into a
-     * park (the stack itself is checked at every switch, in
-     * coro__fiber_switch). */
-    if (__builtin_expect(self->state != CORO_ACTIVE, 0))
-        return coro__fiber_misuse(&self->fiber, "coro_yield found its coroutine half-way "
-                                                "into a park");
     coro_t *next = s->runq_head;
-    if (__builtin_expect(!next, 0))
-        return yield_alone(s, self);
+    if (__builtin_expect(!next, 0)) {
+        /* Nobody else is ready, and with nothing for a pass end to look
+         * at either the yield is over: nothing switches, so neither the
+         * caller nor its state matter. */
+        if (coro__pass_unbounded(s) && !coro__posts_pending(s))
+            return;
+        return yield_alone(s);
+    }
+    coro_t *self = s->current;
+    if (!self)
+        return;
+    if (yield_misused(self))
+        yield_misuse(self);
     if (__builtin_expect(!coro__pass_take(s), 0)) /* 0 in CORO_DEBUG=slow mode */
         return yield_slow(s, self);
     {
@@ -394,7 +425,7 @@ void coro__sched_free(coro__sched_t *s)
     coro__fiber_fini_thread(&s->fiber);
     coro__overflow_thread_fini();
     coro__stack_pool_release();
-    coro__tls = NULL;
+    coro__here_leave();
     coro__sim_free(s); /* a start whose main coroutine never spawned */
     free(s);
 }
@@ -463,7 +494,7 @@ coro__sched_t *coro__sched_new(const coro_main_opts_t *o)
     /* The overflow handler asks the scheduler which fiber runs, so the
      * switches need not record it (coro/fiber.h). */
     coro__fiber_set_running_hook(running_fiber);
-    coro__tls = s;
+    coro__tls = coro__here = s;
     return s;
 }
 

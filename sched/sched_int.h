@@ -245,6 +245,8 @@ struct sched {
 };
 
 extern __thread coro__sched_t *coro__tls __attribute__((tls_model("initial-exec")));
+/* The thread leaves its scheduler: coro__tls NULL, coro__here nowhere. */
+void coro__here_leave(void);
 
 /* ---- deterministic simulation (sched/sim.c) ----------------------------- */
 
@@ -281,6 +283,12 @@ int64_t coro__clock(void);
 static inline coro_t *coro__current_in(const coro__sched_t *s)
 {
     return s ? s->current : NULL;
+}
+
+extern __thread coro__sched_t *coro__here __attribute__((tls_model("initial-exec")));
+static inline coro_t *coro__current_here(const coro__sched_t *here)
+{
+    return here->current;
 }
 
 static inline coro_t *coro__current(void)
@@ -603,7 +611,7 @@ int coro__wake_timed(coro_t *c);
 /* THE wake (see sched/wait.h) as a call's last act: returns 0, so that a
  * caller's `return coro__wake_last(w, 0);` reaches the rare timer case by a
  * tail call and keeps no frame. coro__can_wake(w) holds. */
-static inline int coro__wake_last(coro__waiter_t *w, int result)
+static inline int coro__wake_last_in(coro__sched_t *s, coro__waiter_t *w, int result)
 {
     coro_list_remove(&w->node);
     coro_t *c = w->coro;
@@ -614,8 +622,13 @@ static inline int coro__wake_last(coro__waiter_t *w, int result)
     p->fired = w;
     if (__builtin_expect(c->timer_index != 0, 0))
         return coro__wake_timed(c);
-    coro__runq_push(c->sched, c);
+    coro__runq_push(s, c);
     return 0;
+}
+
+static inline int coro__wake_last(coro__waiter_t *w, int result)
+{
+    return coro__wake_last_in(w->coro->sched, w, result);
 }
 
 /* THE wake (see sched/wait.h): coro__can_wake(w) holds. */

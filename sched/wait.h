@@ -135,6 +135,9 @@ enum {
  * 0);`: the rare timer case is then a tail call, and the caller keeps no
  * stack frame for it):
  *     int coro__wake_last(coro__waiter_t *w, int result);
+ * The same for a waiter known to be of s's own coroutines (it waits on an
+ * object whose home is s, the caller's scheduler), one load less:
+ *     int coro__wake_last_in(coro__sched_t *s, coro__waiter_t *w, int result);
  * (inline, in sched/sched_int.h) */
 
 /* Wake every waiter of q that can still be woken, unlinking the stale
@@ -264,6 +267,13 @@ int coro__join(coro_t *c, int *status, unsigned flags);
  *     coro_t *coro__current(void);
  *     coro_t *coro__current_in(const coro__sched_t *s);
  *     uint64_t coro__id_of(const coro_t *c);
+ * For a fast path, one test less: coro__here is coro__tls, or outside
+ * coro_main a scheduler that runs nothing and that no object names as its
+ * home (never NULL), and the coroutine running on it (NULL outside one):
+ *     coro__sched_t *s = coro__here;
+ *     if (obj->home != s || !(self = coro__current_here(s)))
+ *         return general_path(obj);   // which checks with coro__tls
+ *     coro_t *coro__current_here(const coro__sched_t *here);
  * (inline, in sched/sched_int.h) */
 
 /* Those sit on every hand-off of sync/ and io/, so they are inline;

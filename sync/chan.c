@@ -49,28 +49,33 @@ static inline int chan_enter(coro_chan_t *ch, const char *fn)
  * and the call run again (a tail call: the hot path keeps its frame). */
 #define CHAN_FOREIGN(ch) __builtin_expect((ch)->home != (void *)coro__tls, 0)
 
-/* The fast paths' whole check of ch, one compare: a channel of the
- * caller's scheduler, or the cold path (*_foreign), which checks the
- * magic first. A freed channel's home is CHAN_DEAD_HOME (and a freed block
- * reused for something else holds no scheduler's address there), so a
- * stale handle always takes the cold path and its report. Under ASan the
- * magic first: reading a freed channel's home would be ASan's report, not
- * ours. */
+/* The fast paths' whole check of ch, one compare with here (coro__here,
+ * never NULL): a channel of the caller's scheduler, or the cold path
+ * (*_foreign), which checks the magic first. A freed channel's home is
+ * CHAN_DEAD_HOME (and a freed block reused for something else holds no
+ * scheduler's address there), so a stale handle always takes the cold
+ * path and its report. Under ASan the magic first: reading a freed
+ * channel's home would be ASan's report, not ours. */
+#define CHAN_FOREIGN_HERE(ch, here) __builtin_expect((ch)->home != (void *)(here), 0)
 #if CORO_ASAN
-#define CHAN_ENTER(ch, fn) (chan_check((ch), (fn)), CHAN_FOREIGN(ch))
+#define CHAN_ENTER(ch, here, fn) (chan_check((ch), (fn)), CHAN_FOREIGN_HERE(ch, here))
 #else
-#define CHAN_ENTER(ch, fn) CHAN_FOREIGN(ch)
+#define CHAN_ENTER(ch, here, fn) CHAN_FOREIGN_HERE(ch, here)
 #endif
 
-int coro_chan_send(coro_chan_t *ch, const void *elem);
-int coro_chan_recv(coro_chan_t *ch, void *elem);
+static int send_general(coro_chan_t *ch, const void *elem);
+static int recv_general(coro_chan_t *ch, void *elem);
 
+/* A channel whose home is not coro__here: a shared one, a stale handle,
+ * one to bind, another scheduler's, or a caller outside coro_main. After
+ * the home check the general path decides (it checks with coro__tls, so
+ * it comes back here only for a channel not the caller's). */
 __attribute__((noinline, cold)) static int send_foreign(coro_chan_t *ch, const void *elem)
 {
     chan_check(ch, "coro_chan_send");
     if (ch->sh)
         return coro__chan_shared_send(ch, elem, 1);
-    return coro__home(&ch->home) < 0 ? -1 : coro_chan_send(ch, elem);
+    return coro__home(&ch->home) < 0 ? -1 : send_general(ch, elem);
 }
 
 __attribute__((noinline, cold)) static int recv_foreign(coro_chan_t *ch, void *elem)
@@ -78,7 +83,7 @@ __attribute__((noinline, cold)) static int recv_foreign(coro_chan_t *ch, void *e
     chan_check(ch, "coro_chan_recv");
     if (ch->sh)
         return coro__chan_shared_recv(ch, elem, 1);
-    return coro__home(&ch->home) < 0 ? -1 : coro_chan_recv(ch, elem);
+    return coro__home(&ch->home) < 0 ? -1 : recv_general(ch, elem);
 }
 
 /* ---- items and waiters -------------------------------------------------- */
@@ -293,10 +298,10 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
 {
     if (__builtin_expect(!ch || !elem, 0))
         return send_general(ch, elem);
-    coro__sched_t *s = coro__tls;
-    if (CHAN_ENTER(ch, "coro_chan_send"))
+    coro__sched_t *s = coro__here;
+    if (CHAN_ENTER(ch, s, "coro_chan_send"))
         return send_foreign(ch, elem);
-    coro_t *self = coro__current_in(s);
+    coro_t *self = coro__current_here(s);
     if (__builtin_expect(!self || coro__checkpoint_pending(self) || !ch->send_fast, 0))
         return send_general(ch, elem);
     if (ch->recvq.next != &ch->recvq) {
@@ -304,7 +309,7 @@ int coro_chan_send(coro_chan_t *ch, const void *elem)
         if (!r)
             return send_general(ch, elem);
         sync_copy_small(waiter_elem(r), elem, ch->elem_size);
-        return coro__wake_last(r, 0);
+        return coro__wake_last_in(s, r, 0);
     }
     if (ch->len < ch->cap) {
         ring_put_small(ch, elem);
@@ -317,10 +322,10 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
 {
     if (__builtin_expect(!ch || !elem, 0))
         return recv_general(ch, elem);
-    coro__sched_t *s = coro__tls;
-    if (CHAN_ENTER(ch, "coro_chan_recv"))
+    coro__sched_t *s = coro__here;
+    if (CHAN_ENTER(ch, s, "coro_chan_recv"))
         return recv_foreign(ch, elem);
-    coro_t *self = coro__current_in(s);
+    coro_t *self = coro__current_here(s);
     if (__builtin_expect(!self || coro__checkpoint_pending(self) || !ch->small, 0))
         return recv_general(ch, elem);
     int senders = ch->sendq.next != &ch->sendq;
@@ -339,7 +344,7 @@ int coro_chan_recv(coro_chan_t *ch, void *elem)
     if (!w)
         return recv_general(ch, elem);
     sync_copy_small(elem, waiter_elem(w), ch->elem_size);
-    return coro__wake_last(w, 0);
+    return coro__wake_last_in(s, w, 0);
 }
 
 int coro_chan_try_send(coro_chan_t *ch, const void *elem)

@@ -17,8 +17,41 @@ void coro_mutex_init(coro_mutex_t *m)
 
 int coro_mutex_lock(coro_mutex_t *m);
 int coro_mutex_unlock(coro_mutex_t *m);
-SYNC_COLD_RETRY(lock_foreign, coro_mutex_t, coro_mutex_lock)
-SYNC_COLD_RETRY(unlock_foreign, coro_mutex_t, coro_mutex_unlock)
+
+/* A mutex's home and its wait list go together: CORO_MUTEX_INIT leaves the
+ * list zeroed, and it is made a proper list when the mutex is bound to a
+ * scheduler, here. The fast paths run only on a mutex bound to the
+ * caller's scheduler (home == s), so they never test the list for that.
+ * Every path that may bind m comes through mutex_bind; s is the caller's
+ * scheduler (not NULL: each path has found the calling coroutine). */
+static int mutex_bind(coro_mutex_t *m, coro__sched_t *s)
+{
+    if (coro__home_slow(&m->home, s) < 0)
+        return -1;
+    coro_list_lazy_init(&m->waiters);
+    return 0;
+}
+
+/* The calling coroutine, with m bound to its scheduler; NULL with errno
+ * (EINVAL, EPERM) otherwise. */
+static coro_t *mutex_enter(coro_mutex_t *m)
+{
+    coro__sched_t *s = coro__tls;
+    coro_t *self = sync_self(m, s);
+    if (self && SYNC_FOREIGN(m, s) && mutex_bind(m, s) < 0)
+        return NULL;
+    return self;
+}
+
+__attribute__((noinline, cold)) static int lock_foreign(coro_mutex_t *m, coro__sched_t *s)
+{
+    return mutex_bind(m, s) < 0 ? -1 : coro_mutex_lock(m);
+}
+
+__attribute__((noinline, cold)) static int unlock_foreign(coro_mutex_t *m, coro__sched_t *s)
+{
+    return mutex_bind(m, s) < 0 ? -1 : coro_mutex_unlock(m);
+}
 
 /* coro_mutex_lock and coro_mutex_unlock in full, every case in the order
  * of their checks; the fast paths below take the common ones. */
@@ -49,7 +82,7 @@ __attribute__((noinline)) static int lock_general(coro_mutex_t *m)
 
 int coro_mutex_trylock(coro_mutex_t *m)
 {
-    coro_t *self = sync_enter(SYNC_HOME(m));
+    coro_t *self = mutex_enter(m);
     if (!self)
         return -1;
     if (m->owner) {
@@ -78,41 +111,43 @@ __attribute__((noinline)) static int unlock_general(coro_mutex_t *m)
 /* The fast paths: a mutex of the caller's scheduler, held by nobody or by
  * another coroutine (lock), or by the caller (unlock), nothing pending for
  * a free lock. They call nothing but by tail calls (the park's rare cases,
- * the general path, a timed waiter's wake), so they keep no frame. */
+ * the general path, a timed waiter's wake), so they keep no frame. Their
+ * scheduler is coro__here (never NULL); anything else goes to the general
+ * path, which checks with coro__tls. */
 int coro_mutex_lock(coro_mutex_t *m)
 {
-    coro__sched_t *s = coro__tls;
+    coro__sched_t *s = coro__here;
     coro_t *self;
-    if (__builtin_expect(!m || SYNC_FOREIGN(m, s) || !(self = coro__current_in(s)), 0))
+    if (__builtin_expect(!m || SYNC_FOREIGN(m, s) || !(self = coro__current_here(s)), 0))
         return lock_general(m);
     uint64_t me = coro__id_of(self);
     uint64_t owner = m->owner;
+    if (__builtin_expect(coro__checkpoint_pending(self), 0))
+        return lock_general(m);
     if (!owner) {
-        if (__builtin_expect(coro__checkpoint_pending(self), 0))
-            return lock_general(m);
         m->owner = me;
         return 0;
     }
     if (__builtin_expect(owner == me, 0))
         return lock_general(m); /* EDEADLK */
     coro__waiter_t w;
-    /* The park checks the checkpoint first. On success the unlocker has
-     * already made us the owner. */
-    return waitq_park(&m->waiters, &w, 0, NULL, "mutex", m);
+    /* On success the unlocker has already made us the owner. m is bound:
+     * its list is made. */
+    return waitq_park_checked(s, self, &m->waiters, &w, NULL, "mutex", m);
 }
 
 int coro_mutex_unlock(coro_mutex_t *m)
 {
-    coro__sched_t *s = coro__tls;
+    coro__sched_t *s = coro__here;
     coro_t *self;
-    if (__builtin_expect(!m || SYNC_FOREIGN(m, s) || !(self = coro__current_in(s)) ||
+    if (__builtin_expect(!m || SYNC_FOREIGN(m, s) || !(self = coro__current_here(s)) ||
                              m->owner != coro__id_of(self),
                          0))
         return unlock_general(m);
-    coro__waiter_t *w = waitq_first(&m->waiters);
+    coro__waiter_t *w = waitq_first_made(&m->waiters);
     if (w) {
         m->owner = coro__id_of(w->coro);
-        return coro__wake_last(w, 0);
+        return coro__wake_last_in(s, w, 0);
     }
     m->owner = 0;
     return 0;
@@ -149,7 +184,7 @@ int coro_cond_wait(coro_cond_t *c, coro_mutex_t *m)
         return -1;
     }
     coro_t *self = sync_enter(SYNC_HOME(c));
-    if (!self || !sync_enter(SYNC_HOME(m)))
+    if (!self || !mutex_enter(m))
         return -1;
     if (m->owner != coro__id_of(self)) {
         errno = EPERM;

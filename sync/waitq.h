@@ -82,13 +82,33 @@ static inline int sync_may_read(void *const *home)
  * deadline or a cancellation ends the wait (-1 with errno; w is then
  * already out of q). `data` rides with the waiter for the waker to read. */
 static inline __attribute__((always_inline)) int
+waitq_park_made(coro_list_t *q, coro__waiter_t *w, unsigned flags, void *data,
+                const char *what, const void *obj)
+{
+    w->data = data;
+    coro_list_push_back(q, &w->node);
+    return coro__park(w, flags, CORO_NEVER, what, obj, -1);
+}
+
+/* waitq_park_made for a fast path that has checked the caller itself:
+ * self runs on s, nothing is pending for it (see coro__park_checked). */
+static inline __attribute__((always_inline)) int
+waitq_park_checked(coro__sched_t *s, coro_t *self, coro_list_t *q, coro__waiter_t *w,
+                   void *data, const char *what, const void *obj)
+{
+    w->data = data;
+    coro_list_push_back(q, &w->node);
+    return coro__park_checked(s, self, w, 0, what, obj, -1);
+}
+
+/* waitq_park, for a q that may still be a static initialiser's zeroes;
+ * waitq_park_made for one known to be a proper (circular) list. */
+static inline __attribute__((always_inline)) int
 waitq_park(coro_list_t *q, coro__waiter_t *w, unsigned flags, void *data, const char *what,
            const void *obj)
 {
     coro_list_lazy_init(q);
-    w->data = data;
-    coro_list_push_back(q, &w->node);
-    return coro__park(w, flags, CORO_NEVER, what, obj, -1);
+    return waitq_park_made(q, w, flags, data, what, obj);
 }
 
 /* The first waiter that can still be woken, or NULL. Waiters already woken
@@ -96,17 +116,23 @@ waitq_park(coro_list_t *q, coro__waiter_t *w, unsigned flags, void *data, const 
  * waiter of a wait queue names its coroutine (coro__can_wake_linked):
  * waitq_park and coro_cond_wait link it for the park that sets it, before
  * any other coroutine runs. */
-static inline coro__waiter_t *waitq_first(coro_list_t *q)
+static inline coro__waiter_t *waitq_first_made(coro_list_t *q)
 {
     coro_list_t *n;
-    while (!coro_list_lazy_empty(q)) {
-        n = q->next;
+    while ((n = q->next) != q) {
         coro__waiter_t *w = coro_container_of(n, coro__waiter_t, node);
         if (coro__can_wake_linked(w))
             return w;
         coro_list_remove(n);
     }
     return NULL;
+}
+
+/* waitq_first for a q that may still be a static initialiser's zeroes;
+ * waitq_first_made for a proper list. */
+static inline coro__waiter_t *waitq_first(coro_list_t *q)
+{
+    return q->next ? waitq_first_made(q) : NULL;
 }
 
 static inline int waitq_empty(coro_list_t *q)

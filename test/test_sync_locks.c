@@ -239,6 +239,47 @@ TEST(sync_mutex_errors)
     ASSERT_EQ(coro_main(me_main, NULL), 0);
 }
 
+/* A static mutex's wait list is made when the mutex is bound to the
+ * scheduler, by whichever call comes first: the fast paths then take it
+ * as made. Each way of binding, then a waiter queued and handed the lock. */
+static int bind_waiter(void *arg)
+{
+    coro_mutex_t *m = arg;
+    ASSERT_EQ(coro_mutex_lock(m), 0); /* parks: main holds it */
+    ASSERT_EQ(m->owner, coro_id(coro_self()));
+    ASSERT_EQ(coro_mutex_unlock(m), 0);
+    return 0;
+}
+
+static int bind_main(void *arg)
+{
+    (void)arg;
+    for (int how = 0; how < 3; how++) {
+        coro_mutex_t m = CORO_MUTEX_INIT;
+        if (how == 0) {
+            ASSERT_EQ(coro_mutex_trylock(&m), 0);
+        } else if (how == 1) {
+            ASSERT_ERRNO(coro_mutex_unlock(&m), EPERM);
+            ASSERT_EQ(coro_mutex_lock(&m), 0);
+        } else {
+            ASSERT_EQ(coro_mutex_lock(&m), 0);
+        }
+        coro_t *w = coro_spawn(bind_waiter, &m);
+        ASSERT_NOT_NULL(w);
+        coro_yield(); /* w queues on m */
+        ASSERT_EQ(coro_mutex_unlock(&m), 0); /* handed to w */
+        ASSERT_EQ(m.owner, coro_id(w));
+        ASSERT_EQ(coro_join(w, NULL), 0);
+        ASSERT_EQ(m.owner, 0);
+    }
+    return 0;
+}
+
+TEST(sync_mutex_static_bound_by_any_call_queues_waiters)
+{
+    ASSERT_EQ(coro_main(bind_main, NULL), 0);
+}
+
 /* Outside a coroutine every call that needs a caller says EPERM. */
 static int once_never(void *arg)
 {
