@@ -21,10 +21,6 @@ static int invalid_errno(const coro__sched_t *s, const coro_t *c)
     return c && c->magic == CORO_MAGIC_LIVE && c->sched != s ? EPERM : EINVAL;
 }
 
-/* The current coroutine's body has returned with `status`: record it, tell
- * whoever waits, and name the fiber to switch to. Nothing can "fall off"
- * the end of a coroutine's stack: the trampoline owns the exit, and the
- * entry routine makes the last switch. */
 /* The rest of an end, for a coroutine with end_more set: its own FP
  * environment, a join from another scheduler, a group, being detached or
  * the main coroutine. */
@@ -53,6 +49,10 @@ static __attribute__((noinline)) void end_more(coro__sched_t *s, coro_t *self, i
     }
 }
 
+/* The current coroutine's body has returned with `status`: record it, tell
+ * whoever waits, and name the fiber to switch to. Nothing can "fall off"
+ * the end of a coroutine's stack: the trampoline owns the exit, and the
+ * entry routine makes the last switch. */
 static coro__fiber_t *coro_exit(coro__sched_t *s, coro_t *self, int status)
 {
     self->status = status;
