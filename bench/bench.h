@@ -133,6 +133,7 @@ int bench_idle_baseline(bench_run_t *r);
 int bench_page_fault(bench_run_t *r);
 int bench_cold_start(bench_run_t *r);
 int bench_madvise_munmap(bench_run_t *r);
+int bench_madvise_munmap_guarded(bench_run_t *r);
 int bench_munmap_per_slab(bench_run_t *r);
 int bench_cold_visit(bench_run_t *r);
 int bench_cold_teardown(bench_run_t *r);

@@ -20,6 +20,12 @@
  *                              then given back with one madvise
  *                              (MADV_DONTNEED) and one munmap of the whole
  *                              mapping. ns per slot.
+ *   BenchmarkMadviseMunmapGuarded  the same, with a guard at the bottom
+ *                              of every slot as the pool makes them (a
+ *                              kernel guard region, or mprotect where
+ *                              there is none): what giving back guarded
+ *                              stacks costs the kernel in one call. ns per
+ *                              slot.
  *   BenchmarkMunmapPerSlab     the same pages in mappings of the stack
  *                              pool's slab size (coro__stack_slab_slots
  *                              slots each), given back one munmap per
@@ -43,7 +49,8 @@
  *                              and joined in spawn order. ns per coroutine;
  *                              against MadviseMunmap, and also against
  *                              MunmapPerSlab (the release the pool can
- *                              make), with ColdVisit the rest of its floor.
+ *                              make), with ColdVisit the rest of its floor;
+ *                              its "floor" column is MadviseMunmapGuarded.
  *   BenchmarkColdTeardownSleep100k  the same, the coroutines parked in a
  *                              one-hour sleep instead: a cancel also takes
  *                              the coroutine's timer out of the heap, whose
@@ -145,6 +152,53 @@ int bench_madvise_munmap(bench_run_t *r)
     }
     int64_t rss1 = bench_proc_status_bytes("VmRSS:");
     snprintf(r->note, sizeof r->note, "%.0f MiB given back", mib(rss0 - rss1));
+    return 0;
+}
+
+/* A guard at the bottom of every slot, as the pool makes them: a kernel
+ * guard region where there is one, else mprotect. Returns how, or NULL. */
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13+, include/uapi/asm-generic/mman-common.h */
+#endif
+static const char *slots_guard(const slots_t *s)
+{
+    size_t guard = coro__stack_guard_size();
+    const char *how = strcmp(coro__stack_guard_kind(), "mprotect") == 0 ? "mprotect"
+                                                                         : "guard-region";
+    for (int64_t i = 0; i < s->n; i++) {
+        char *g = s->map + (size_t)i * s->stride;
+        if (how[0] == 'g' && madvise(g, guard, MADV_GUARD_INSTALL) == 0)
+            continue;
+        how = "mprotect";
+        if (mprotect(g, guard, PROT_NONE) != 0)
+            return NULL;
+    }
+    return how;
+}
+
+int bench_madvise_munmap_guarded(bench_run_t *r)
+{
+    slots_t s;
+    if (slots_map(&s, r->n, "BenchmarkMadviseMunmapGuarded") != 0)
+        return -1;
+    const char *how = slots_guard(&s);
+    if (!how) {
+        perror("BenchmarkMadviseMunmapGuarded: guard");
+        munmap(s.map, s.bytes);
+        return -1;
+    }
+    slots_touch(&s);
+    bench_clock_t clock;
+    bench_start(&clock);
+    int rc = madvise(s.map, s.bytes, MADV_DONTNEED);
+    int rc2 = munmap(s.map, s.bytes);
+    bench_stop(&clock, r, r->n);
+    if (rc != 0 || rc2 != 0) {
+        perror("BenchmarkMadviseMunmapGuarded");
+        return -1;
+    }
+    snprintf(r->note, sizeof r->note, "a %zu KiB %s guard per slot",
+             coro__stack_guard_size() / 1024, how);
     return 0;
 }
 
