@@ -148,7 +148,8 @@ static inline void send_to(coro_chan_t *ch, const void *elem, coro__waiter_t *r)
 
 /* Receive into elem now, from the ring if it holds anything (refilling it
  * from the first live sender), else from the live sender s. */
-static inline void recv_from(coro_chan_t *ch, void *elem, coro__waiter_t *s)
+static inline __attribute__((always_inline)) void recv_from(coro_chan_t *ch, void *elem,
+                                                         coro__waiter_t *s)
 {
     if (ch->len) {
         ring_take(ch, elem);
