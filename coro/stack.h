@@ -98,6 +98,12 @@ void coro__stack_pool_release(void);
 /* "guard-region" or "mprotect": how guards are made in this process. */
 const char *coro__stack_guard_kind(void);
 
+/* Guard regions are installed for the untouched slots up to the next
+ * multiple of this at once, in one system call, where the kernel takes
+ * them so (process_madvise); elsewhere (and under Valgrind, and for
+ * mprotect guards) one slot at a time. */
+#define CORO_STACK_GUARD_BATCH 32u
+
 /* Pool tuning, for tests and benchmarks: how many freed stacks per size the
  * pool keeps warm (default CORO_STACK_POOL_HOT). Returns the old value. */
 #define CORO_STACK_POOL_HOT 1024

@@ -31,6 +31,7 @@ typedef struct stack_slab {
     size_t bytes;
     uint32_t nslots;
     uint32_t bump;                    /* slots [bump, nslots) never handed out */
+    uint32_t guarded;                 /* slots [0, guarded) have their guard */
     uint32_t ncold;                   /* entries in cold[] */
     uint32_t used;                    /* slots in use or on the hot list */
     uint32_t npending;                /* bits set in pending[] */

@@ -876,9 +876,16 @@ TEST(stack_fault_guard_gives_enomem_without_leaks)
     ASSERT_ERRNO(coro__stack_alloc(&a, sz), ENOMEM);
     ASSERT_MAPPINGS_BACK(maps0);
 
-    /* A later stack: the slab stays for the stack in use, and the slot that
-     * failed is handed out next, with a working guard. */
-    ASSERT_EQ(coro__stack_alloc(&a, sz), 0);
+    /* A later stack, the first of the next batch of guards (those of a
+     * batch are installed together): the slab stays for the stacks in
+     * use, and the slot that failed is handed out next, with a working
+     * guard. */
+    coro__stack_t first[CORO_STACK_GUARD_BATCH];
+    for (unsigned i = 0; i < CORO_STACK_GUARD_BATCH; i++) {
+        ASSERT_EQ(coro__stack_alloc(&first[i], sz), 0);
+        ASSERT_WRITE_FAULTS(first[i].lo - 1);
+    }
+    a = first[CORO_STACK_GUARD_BATCH - 1];
     coro__fault_arm(CORO_FAULT_GUARD, 1);
     ASSERT_ERRNO(coro__stack_alloc(&b, sz), ENOMEM);
     ASSERT_EQ(coro__stack_alloc(&b, sz), 0);
@@ -888,8 +895,10 @@ TEST(stack_fault_guard_gives_enomem_without_leaks)
     ASSERT_WRITE_FAULTS(b.lo - 1);
     ASSERT_EQ(coro__stack_alloc(&c, sz), 0);
     ASSERT_PTR_EQ(c.lo, b.lo + b.size + g);
+    ASSERT_WRITE_FAULTS(c.lo - 1);
 
-    coro__stack_free(&a);
+    for (unsigned i = 0; i < CORO_STACK_GUARD_BATCH; i++)
+        coro__stack_free(&first[i]);
     coro__stack_free(&b);
     coro__stack_free(&c);
     coro__stack_pool_release();
