@@ -134,6 +134,22 @@ int bench_page_fault(bench_run_t *r)
     return 0;
 }
 
+/* Time giving the slots back: one madvise and one munmap of the whole
+ * mapping. */
+static int slots_release_timed(bench_run_t *r, const slots_t *s, const char *what)
+{
+    bench_clock_t clock;
+    bench_start(&clock);
+    int rc = madvise(s->map, s->bytes, MADV_DONTNEED);
+    int rc2 = munmap(s->map, s->bytes);
+    bench_stop(&clock, r, r->n);
+    if (rc != 0 || rc2 != 0) {
+        perror(what);
+        return -1;
+    }
+    return 0;
+}
+
 int bench_madvise_munmap(bench_run_t *r)
 {
     slots_t s;
@@ -141,15 +157,8 @@ int bench_madvise_munmap(bench_run_t *r)
         return -1;
     slots_touch(&s);
     int64_t rss0 = bench_proc_status_bytes("VmRSS:");
-    bench_clock_t clock;
-    bench_start(&clock);
-    int rc = madvise(s.map, s.bytes, MADV_DONTNEED);
-    int rc2 = munmap(s.map, s.bytes);
-    bench_stop(&clock, r, r->n);
-    if (rc != 0 || rc2 != 0) {
-        perror("BenchmarkMadviseMunmap");
+    if (slots_release_timed(r, &s, "BenchmarkMadviseMunmap") != 0)
         return -1;
-    }
     int64_t rss1 = bench_proc_status_bytes("VmRSS:");
     snprintf(r->note, sizeof r->note, "%.0f MiB given back", mib(rss0 - rss1));
     return 0;
@@ -188,15 +197,8 @@ int bench_madvise_munmap_guarded(bench_run_t *r)
         return -1;
     }
     slots_touch(&s);
-    bench_clock_t clock;
-    bench_start(&clock);
-    int rc = madvise(s.map, s.bytes, MADV_DONTNEED);
-    int rc2 = munmap(s.map, s.bytes);
-    bench_stop(&clock, r, r->n);
-    if (rc != 0 || rc2 != 0) {
-        perror("BenchmarkMadviseMunmapGuarded");
+    if (slots_release_timed(r, &s, "BenchmarkMadviseMunmapGuarded") != 0)
         return -1;
-    }
     snprintf(r->note, sizeof r->note, "a %zu KiB %s guard per slot",
              coro__stack_guard_size() / 1024, how);
     return 0;
