@@ -142,6 +142,8 @@ static inline int yield_misused(coro_t *self)
     return __builtin_expect(self->state != CORO_ACTIVE, 0);
 }
 
+/* noreturn: the yield's path then keeps no value across the call (without
+ * it a yield pair counts 12 more instructions). */
 static __attribute__((noreturn, cold)) void yield_misuse(coro_t *self)
 {
     coro__fiber_misuse(&self->fiber, "coro_yield found its coroutine half-way into a park");

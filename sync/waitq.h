@@ -82,16 +82,18 @@ static inline int sync_may_read(void *const *home)
  * deadline or a cancellation ends the wait (-1 with errno; w is then
  * already out of q). `data` rides with the waiter for the waker to read. */
 static inline __attribute__((always_inline)) int
-waitq_park_made(coro_list_t *q, coro__waiter_t *w, unsigned flags, void *data,
-                const char *what, const void *obj)
+waitq_park(coro_list_t *q, coro__waiter_t *w, unsigned flags, void *data, const char *what,
+           const void *obj)
 {
+    coro_list_lazy_init(q); /* q may still be a static initialiser's zeroes */
     w->data = data;
     coro_list_push_back(q, &w->node);
     return coro__park(w, flags, CORO_NEVER, what, obj, -1);
 }
 
-/* waitq_park_made for a fast path that has checked the caller itself:
- * self runs on s, nothing is pending for it (see coro__park_checked). */
+/* waitq_park for a fast path that has checked the caller itself (self
+ * runs on s, nothing is pending for it: see coro__park_checked), on a q
+ * known to be a proper (circular) list. */
 static inline __attribute__((always_inline)) int
 waitq_park_checked(coro__sched_t *s, coro_t *self, coro_list_t *q, coro__waiter_t *w,
                    void *data, const char *what, const void *obj)
@@ -99,16 +101,6 @@ waitq_park_checked(coro__sched_t *s, coro_t *self, coro_list_t *q, coro__waiter_
     w->data = data;
     coro_list_push_back(q, &w->node);
     return coro__park_checked(s, self, w, 0, what, obj, -1);
-}
-
-/* waitq_park, for a q that may still be a static initialiser's zeroes;
- * waitq_park_made for one known to be a proper (circular) list. */
-static inline __attribute__((always_inline)) int
-waitq_park(coro_list_t *q, coro__waiter_t *w, unsigned flags, void *data, const char *what,
-           const void *obj)
-{
-    coro_list_lazy_init(q);
-    return waitq_park_made(q, w, flags, data, what, obj);
 }
 
 /* The first waiter that can still be woken, or NULL. Waiters already woken
